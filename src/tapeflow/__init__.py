@@ -1,0 +1,57 @@
+"""tapeflow: durable workflows as ordinary async Python.
+
+A workflow is a tape of history events; running it is replaying the tape.
+"""
+
+from tapeflow import activity, workflow
+from tapeflow.backends.base import Backend, WorkflowRecord, WorkflowStatus
+from tapeflow.backends.connect import connect
+from tapeflow.client import Client, WorkflowHandle
+from tapeflow.debugger import WorkflowDebugger
+from tapeflow.errors import (
+    ActivityError,
+    InvalidArgument,
+    LeaseLost,
+    NonDeterminismError,
+    NonRetryableError,
+    NotADefinition,
+    PayloadError,
+    SchemaVersionError,
+    TapeflowError,
+    WorkflowAlreadyCompleted,
+    WorkflowAlreadyExists,
+    WorkflowFailed,
+    WorkflowNotFound,
+    WorkflowSandboxError,
+)
+from tapeflow.options import RetryPolicy, WorkerOptions
+from tapeflow.worker import Worker
+
+__all__ = [
+    "ActivityError",
+    "Backend",
+    "Client",
+    "InvalidArgument",
+    "LeaseLost",
+    "NonDeterminismError",
+    "NonRetryableError",
+    "NotADefinition",
+    "PayloadError",
+    "RetryPolicy",
+    "SchemaVersionError",
+    "TapeflowError",
+    "Worker",
+    "WorkerOptions",
+    "WorkflowAlreadyCompleted",
+    "WorkflowAlreadyExists",
+    "WorkflowDebugger",
+    "WorkflowFailed",
+    "WorkflowHandle",
+    "WorkflowNotFound",
+    "WorkflowRecord",
+    "WorkflowSandboxError",
+    "WorkflowStatus",
+    "activity",
+    "connect",
+    "workflow",
+]

@@ -1,0 +1,74 @@
+"""External events inside a workflow: kept from arrival, handed out in history order.
+
+An event that arrives before anyone waits for it is kept. ``wait`` returns the oldest
+payload of that name not yet returned by ``wait``; every ``on`` callback sees every payload
+of its name, the earlier ones included, in history order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections import defaultdict, deque
+from collections.abc import Callable
+from typing import Any
+
+from tapeflow.converter import from_json
+from tapeflow.history import JSONValue
+
+Callback = Callable[[Any], object]
+
+
+class EventChannels:
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_error: Callable[[BaseException], None]):
+        self._loop = loop
+        self._on_error = on_error
+        self._log: defaultdict[str, list[JSONValue]] = defaultdict(list)
+        self._taken: defaultdict[str, int] = defaultdict(int)
+        self._waiters: defaultdict[str, deque[tuple[asyncio.Future[Any], object]]] = (
+            defaultdict(deque)
+        )
+        self._callbacks: defaultdict[str, list[tuple[Callback, object]]] = defaultdict(list)
+
+    def deliver(self, name: str, payload: JSONValue) -> None:
+        self._log[name].append(payload)
+        for callback, hint in self._callbacks[name]:
+            self._loop.call_soon(self._invoke, callback, hint, payload)
+        self._hand_out(name)
+
+    def wait(self, name: str, hint: object) -> asyncio.Future[Any]:
+        future = self._loop.create_future()
+        self._waiters[name].append((future, hint))
+        self._hand_out(name)
+        return future
+
+    def on(self, name: str, callback: Callback, hint: object) -> None:
+        self._callbacks[name].append((callback, hint))
+        for payload in self._log[name]:
+            self._loop.call_soon(self._invoke, callback, hint, payload)
+
+    def _hand_out(self, name: str) -> None:
+        waiters = self._waiters[name]
+        while waiters and self._taken[name] < len(self._log[name]):
+            future, hint = waiters.popleft()
+            if future.done():  # the waiter gave up (cancelled, timed out)
+                continue
+            payload = self._log[name][self._taken[name]]
+            self._taken[name] += 1
+            try:
+                future.set_result(from_json(payload, hint, what=f"event {name!r}"))
+            except Exception as exc:
+                future.set_exception(exc)
+
+    def _invoke(self, callback: Callback, hint: object, payload: JSONValue) -> None:
+        try:
+            outcome = callback(from_json(payload, hint))
+            if inspect.isawaitable(outcome):
+                task = asyncio.ensure_future(outcome, loop=self._loop)
+                task.add_done_callback(self._check_task)
+        except Exception as exc:
+            self._on_error(exc)
+
+    def _check_task(self, task: asyncio.Future[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._on_error(task.exception())  # type: ignore[arg-type]

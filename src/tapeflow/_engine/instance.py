@@ -1,0 +1,193 @@
+"""One live workflow: its loop, its commands, its events and vars, fed one activation at a time.
+
+``activate(activation) -> decisions`` is the whole interface: the worker, the debugger and
+the replay tests all drive a workflow through it, from stored or hand-built history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tapeflow._definition import Definition
+from tapeflow._engine.channels import EventChannels
+from tapeflow._engine.commands import Commands
+from tapeflow._engine.loop import WorkflowEventLoop
+from tapeflow.converter import from_json
+from tapeflow.errors import (
+    ActivityError,
+    NonDeterminismError,
+    PayloadError,
+    WorkflowSandboxError,
+)
+from tapeflow.history import (
+    ActivityCompleted,
+    ActivityFailed,
+    Decision,
+    EventReceived,
+    Failure,
+    Incoming,
+    TimerFired,
+    WorkflowExecutionCompleted,
+    WorkflowExecutionFailed,
+    WorkflowExecutionStarted,
+)
+
+TASK_FAILURES = (NonDeterminismError, WorkflowSandboxError)
+"""Errors that fail the workflow task (retried later) instead of the workflow itself."""
+
+
+@dataclass(frozen=True)
+class Activation:
+    """The events one workflow task hands to the workflow, at one instant of workflow time."""
+
+    at: datetime
+    events: Sequence[Incoming]
+    replaying: bool = False
+
+
+@dataclass(frozen=True)
+class WorkflowInfo:
+    workflow_id: str
+    name: str
+    version: str
+    started_at: datetime
+    """When the workflow was due to start: its ``start_at``, else when it was started."""
+    is_replaying: bool
+
+
+class WorkflowInstance:
+    def __init__(self, definition: Definition, workflow_id: str) -> None:
+        self.definition = definition
+        self.workflow_id = workflow_id
+        self.commands = Commands()
+        self.loop = WorkflowEventLoop(self.commands, runtime=self)
+        self.channels = EventChannels(self.loop, self._callback_failed)
+        self.vars: dict[str, Any] = {}
+        self.history_length = 0
+        """How many history events this instance has seen: the worker's cache key."""
+        self.finished = False
+        self._started: WorkflowExecutionStarted | None = None
+        self._main: asyncio.Task[Any] | None = None
+        self._callback_error: BaseException | None = None
+        self._now = datetime.fromtimestamp(0, UTC)
+        self._replaying = False
+
+    # -- what the in-workflow API reads -----------------------------------------------------
+
+    @property
+    def now(self) -> datetime:
+        return self._now
+
+    @property
+    def info(self) -> WorkflowInfo:
+        started = self._started
+        assert started is not None, "no workflow code runs before the start event"
+        return WorkflowInfo(
+            workflow_id=self.workflow_id,
+            name=started.name,
+            version=started.version,
+            started_at=started.started_at.astimezone(UTC),
+            is_replaying=self._replaying,
+        )
+
+    # -- driving ---------------------------------------------------------------------------
+
+    def activate(self, activation: Activation) -> list[Decision]:
+        """Apply the events, run the workflow until it waits again, return its decisions."""
+        if self.finished:
+            raise NonDeterminismError(
+                f"workflow {self.workflow_id!r} already finished, yet history goes on"
+            )
+        self._now = activation.at.astimezone(UTC)
+        self._replaying = activation.replaying
+        self.loop.set_time(self._now.timestamp())
+        for event in activation.events:
+            self._apply(event)
+        self.loop.run_until_quiet()
+        self._conclude()
+        return self.commands.take_decisions()
+
+    def close(self) -> None:
+        """Drop the instance (evicted from the cache): its pending tasks are abandoned."""
+        self.loop.close()
+
+    def _apply(self, event: Incoming) -> None:
+        match event:
+            case WorkflowExecutionStarted():
+                self._start(event)
+            case ActivityCompleted(seq=seq, result=result):
+                command = self.commands.resolve_activity(seq)
+                if command is not None and command.future and not command.future.done():
+                    try:
+                        value = from_json(
+                            result, command.result_hint, what=f"result of {command.what}"
+                        )
+                    except PayloadError as exc:
+                        command.future.set_exception(exc)
+                    else:
+                        command.future.set_result(value)
+            case ActivityFailed(seq=seq, failure=failure, attempt=attempt):
+                command = self.commands.resolve_activity(seq)
+                if command is not None and command.future and not command.future.done():
+                    command.future.set_exception(
+                        ActivityError(
+                            command.name,
+                            failure.type,
+                            failure.message,
+                            attempt=attempt,
+                            traceback=failure.traceback,
+                        )
+                    )
+            case TimerFired(seq=seq):
+                handle = self.commands.fire_timer(seq)
+                if handle is not None:
+                    self.loop.fire(handle)
+            case EventReceived(name=name, payload=payload):
+                self.channels.deliver(name, payload)
+
+    def _start(self, event: WorkflowExecutionStarted) -> None:
+        if self._started is not None:
+            raise NonDeterminismError(f"workflow {self.workflow_id!r} started twice in history")
+        self._started = event
+        self._main = self.loop.create_task(self._run_main(event), name=self.workflow_id)
+
+    async def _run_main(self, event: WorkflowExecutionStarted) -> Any:
+        args = self.definition.signature.decode_args(event.args)
+        return await self.definition.function(*args)
+
+    def _callback_failed(self, exc: BaseException) -> None:
+        if self._callback_error is None:
+            self._callback_error = exc
+
+    def _conclude(self) -> None:
+        main = self._main
+        if main is None:
+            return
+        if not main.done():
+            if self._callback_error is not None:
+                self._fail(self._callback_error)
+            return
+        if main.cancelled():
+            self._fail(asyncio.CancelledError("the workflow's main task was cancelled"))
+            return
+        exc = main.exception()
+        if isinstance(exc, TASK_FAILURES):
+            raise exc
+        if exc is not None:
+            self._fail(exc)
+            return
+        try:
+            result = self.definition.signature.encode_result(main.result())
+        except PayloadError as err:
+            self._fail(err)
+            return
+        self.finished = True
+        self.commands.decide(WorkflowExecutionCompleted(result=result))
+
+    def _fail(self, exc: BaseException) -> None:
+        self.finished = True
+        self.commands.decide(WorkflowExecutionFailed(failure=Failure.from_exception(exc)))

@@ -1,0 +1,129 @@
+"""Replaying a tape: cut the history into activations and check each decision against it.
+
+A decision that differs from the recorded one (another activity, other arguments, another
+timer, a missing or an extra command) raises NonDeterminismError naming the history event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from tapeflow._definition import Definition
+from tapeflow._engine.instance import Activation, WorkflowInstance
+from tapeflow.errors import NonDeterminismError
+from tapeflow.history import (
+    DECISION_TYPES,
+    ActivityScheduled,
+    Decision,
+    HistoryEvent,
+    Incoming,
+    TimerCancelled,
+    TimerStarted,
+    WorkflowTaskStarted,
+)
+
+
+@dataclass
+class RecordedActivation:
+    activation: Activation
+    decisions: list[tuple[int, Decision]] = field(default_factory=list)
+    """Each recorded decision with its position (1-based sequence number) in history."""
+
+
+def split_activations(history: Sequence[HistoryEvent]) -> Iterator[RecordedActivation]:
+    current: RecordedActivation | None = None
+    incoming: list[Incoming] = []
+    for position, event in enumerate(history, start=1):
+        if isinstance(event, WorkflowTaskStarted):
+            if current is not None:
+                yield current
+            incoming = []
+            current = RecordedActivation(Activation(event.at, incoming, replaying=True))
+        elif current is None:
+            raise NonDeterminismError(
+                f"history event #{position} ({event.kind}) comes before any workflow task"
+            )
+        elif isinstance(event, DECISION_TYPES):
+            current.decisions.append((position, event))  # type: ignore[arg-type]
+        else:
+            if current.decisions:
+                raise NonDeterminismError(
+                    f"history event #{position} ({event.kind}) follows the decisions of its task"
+                )
+            incoming.append(event)  # type: ignore[arg-type]
+    if current is not None:
+        yield current
+
+
+def replay(instance: WorkflowInstance, history: Sequence[HistoryEvent]) -> None:
+    """Bring a fresh instance up to the end of ``history``, checking every decision."""
+    for recorded in split_activations(history):
+        emitted = instance.activate(recorded.activation)
+        check_decisions(recorded.decisions, emitted, instance.workflow_id)
+    instance.history_length = len(history)
+
+
+def replay_new(
+    definition: Definition, workflow_id: str, history: Sequence[HistoryEvent]
+) -> WorkflowInstance:
+    """A fresh instance brought up to the end of ``history``."""
+    instance = WorkflowInstance(definition, workflow_id)
+    try:
+        replay(instance, history)
+    except BaseException:
+        instance.close()
+        raise
+    return instance
+
+
+def check_decisions(
+    recorded: list[tuple[int, Decision]], emitted: list[Decision], workflow_id: str
+) -> None:
+    for index in range(max(len(recorded), len(emitted))):
+        if index >= len(recorded):
+            raise NonDeterminismError(
+                f"workflow {workflow_id!r}: on replay the code decided {describe(emitted[index])}, "
+                "which its history does not have"
+            )
+        position, expected = recorded[index]
+        if index >= len(emitted):
+            raise NonDeterminismError(
+                f"workflow {workflow_id!r}: history event #{position} is "
+                f"{describe(expected)}, but on replay the code did not decide it"
+            )
+        if not same_decision(expected, emitted[index]):
+            raise NonDeterminismError(
+                f"workflow {workflow_id!r}: history event #{position} is {describe(expected)}, "
+                f"but on replay the code decided {describe(emitted[index])}"
+            )
+
+
+def same_decision(recorded: Decision, emitted: Decision) -> bool:
+    if type(recorded) is not type(emitted):
+        return False
+    match recorded, emitted:
+        case ActivityScheduled(), ActivityScheduled():
+            return (recorded.seq, recorded.name, recorded.args) == (
+                emitted.seq,
+                emitted.name,
+                emitted.args,
+            )
+        case TimerStarted(), TimerStarted():
+            return (recorded.seq, recorded.fire_at) == (emitted.seq, emitted.fire_at)
+        case TimerCancelled(), TimerCancelled():
+            return recorded.seq == emitted.seq
+    return True  # the workflow's end: its kind is what must match
+
+
+def describe(decision: Decision) -> str:
+    match decision:
+        case ActivityScheduled(seq=seq, name=name, args=args):
+            text = f"activity_scheduled seq {seq} {name!r} with args {args!r}"
+        case TimerStarted(seq=seq, fire_at=fire_at):
+            text = f"timer_started seq {seq} due at {fire_at.isoformat()}"
+        case TimerCancelled(seq=seq):
+            text = f"timer_cancelled seq {seq}"
+        case _:
+            text = decision.kind
+    return text if len(text) < 300 else text[:297] + "..."

@@ -1,0 +1,115 @@
+"""Runs one activity attempt and records its outcome: a result, a final failure, or a retry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import Mapping
+from concurrent.futures import Executor, ProcessPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from tapeflow import _activity_context
+from tapeflow._activity_context import ActivityContext, ActivityInfo
+from tapeflow._definition import Definition
+from tapeflow.backends.base import ActivityTask, Backend
+from tapeflow.errors import LeaseLost, NonRetryableError, PayloadError
+from tapeflow.history import ActivityCompleted, ActivityFailed, Failure
+from tapeflow.options import RetryPolicy
+
+log = logging.getLogger("tapeflow.worker")
+
+FINAL_ERRORS = (NonRetryableError, PayloadError)
+"""Failures that another attempt would only repeat."""
+
+
+class ActivityTaskRunner:
+    def __init__(
+        self,
+        backend: Backend,
+        activities: Mapping[str, Definition],
+        default_retry: RetryPolicy,
+        executor: Executor,
+    ) -> None:
+        self._backend = backend
+        self._activities = activities
+        self._default_retry = default_retry
+        self._executor = executor
+
+    async def run(self, task: ActivityTask) -> None:
+        context = ActivityContext(
+            ActivityInfo(
+                workflow_id=task.workflow_id,
+                activity_name=task.name,
+                seq=task.seq,
+                attempt=task.attempt,
+                scheduled_by=task.workflow_name,
+            )
+        )
+        outcome: ActivityCompleted | ActivityFailed
+        try:
+            try:
+                result = await self._invoke(self._activities[task.name], task, context)
+                outcome = ActivityCompleted(seq=task.seq, result=result, attempt=task.attempt)
+            except FINAL_ERRORS as exc:
+                outcome = self._failed(task, exc)
+            except Exception as exc:
+                policy = (
+                    RetryPolicy.from_json(task.retry) if task.retry else self._default_retry
+                )
+                if not policy.allows_another(task.attempt):
+                    outcome = self._failed(task, exc)
+                else:
+                    retry_at = context.next_attempt_at or (
+                        datetime.now(UTC) + policy.delay_after(task.attempt)
+                    )
+                    log.info(
+                        "activity %r of %r failed on attempt %d, retrying at %s: %s",
+                        task.name, task.workflow_id, task.attempt, retry_at.isoformat(), exc,
+                    )
+                    await self._backend.retry_activity_task(
+                        task, Failure.from_exception(exc), retry_at
+                    )
+                    return
+            await self._backend.complete_activity_task(task, outcome)
+        except LeaseLost as exc:
+            log.warning("%s; its outcome is discarded", exc)
+
+    async def _invoke(
+        self, definition: Definition, task: ActivityTask, context: ActivityContext
+    ) -> Any:
+        args = definition.signature.decode_args(task.args)
+        _activity_context.current.set(context)
+        loop = asyncio.get_running_loop()
+        if definition.is_async:
+            value = await definition.function(*args)
+        elif isinstance(self._executor, ProcessPoolExecutor):
+            ok, value, context.next_attempt_at = await loop.run_in_executor(
+                self._executor, _call_in_process, definition.function, args, context.info
+            )
+            if not ok:
+                raise value
+        else:
+            run = contextvars.copy_context().run
+            value = await loop.run_in_executor(self._executor, run, definition.function, *args)
+        return definition.signature.encode_result(value)
+
+    @staticmethod
+    def _failed(task: ActivityTask, exc: Exception) -> ActivityFailed:
+        return ActivityFailed(
+            seq=task.seq, failure=Failure.from_exception(exc), attempt=task.attempt
+        )
+
+
+def _call_in_process(
+    function: Any, args: list[Any], info: ActivityInfo
+) -> tuple[bool, Any, datetime | None]:
+    """Runs in a pool process: the activity context is rebuilt there and its retry override
+    carried back, since context variables do not cross processes."""
+    context = ActivityContext(info)
+    _activity_context.current.set(context)
+    try:
+        return True, function(*args), context.next_attempt_at
+    except Exception as exc:
+        return False, exc, context.next_attempt_at

@@ -1,0 +1,40 @@
+"""Keeps the leases of running tasks alive, in one batch per renewal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from tapeflow.backends.base import Backend, LeaseRef
+
+log = logging.getLogger("tapeflow.worker")
+
+
+class LeaseKeeper:
+    def __init__(self, backend: Backend, lease: timedelta) -> None:
+        self._backend = backend
+        self._lease = lease
+        self._held: set[LeaseRef] = set()
+
+    def hold(self, ref: LeaseRef) -> None:
+        self._held.add(ref)
+
+    def release(self, ref: LeaseRef) -> None:
+        self._held.discard(ref)
+
+    async def run(self) -> None:
+        """Renew every third of the lease until cancelled."""
+        interval = self._lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            held = list(self._held)
+            try:
+                lost = await self._backend.extend_leases(held, self._lease)
+            except Exception:
+                log.exception("renewing %d lease(s) failed; will try again", len(held))
+                continue
+            for ref in lost:
+                log.warning("lost the lease of %s task %s; its result will be discarded",
+                            ref.kind, ref.id)
+                self._held.discard(ref)

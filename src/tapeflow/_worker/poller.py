@@ -1,0 +1,97 @@
+"""One poll loop: claim what there is room for, run each in its own task, sleep when idle.
+
+Idle sleep ends at the first of: an in-process commit, the next known due time (a timer or
+retry), the poll interval (work committed by other processes), or stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
+
+from tapeflow.backends.base import Backend, TaskKind
+
+log = logging.getLogger("tapeflow.worker")
+T = TypeVar("T")
+
+
+class Poller(Generic[T]):
+    def __init__(
+        self,
+        backend: Backend,
+        kind: TaskKind,
+        names: Sequence[str],
+        capacity: int,
+        poll_interval: timedelta,
+        claim: Callable[[int], Awaitable[list[T]]],
+        handle: Callable[[T], Awaitable[None]],
+    ) -> None:
+        self._backend = backend
+        self._kind = kind
+        self._names = list(names)
+        self._capacity = capacity
+        self._poll = poll_interval.total_seconds()
+        self._claim = claim
+        self._handle = handle
+        self._running: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            free = self._capacity - len(self._running)
+            if free <= 0:
+                await self._until(asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED))
+                continue
+            since = self._backend.change_count
+            try:
+                claimed = await self._claim(free)
+                failures = 0
+            except Exception:
+                failures += 1
+                delay = min(self._poll * 2**failures, 30.0)
+                log.exception("claiming %s tasks failed; retrying in %.1fs", self._kind, delay)
+                await self._until(asyncio.sleep(delay))
+                continue
+            for item in claimed:
+                task = asyncio.create_task(self._handle(item))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+            if not claimed:
+                await self._until(self._backend.wait_for_change(since, await self._idle_wait()))
+
+    async def drain(self, grace: float) -> None:
+        """Wait for running tasks up to ``grace`` seconds, then cancel the rest."""
+        if self._running:
+            await asyncio.wait(self._running, timeout=grace)
+        for task in list(self._running):
+            task.cancel()
+        if self._running:
+            await asyncio.wait(self._running)
+
+    async def _idle_wait(self) -> float:
+        try:
+            due = await self._backend.next_due(self._kind, self._names)
+        except Exception:
+            log.exception("looking up the next due %s task failed", self._kind)
+            return self._poll
+        if due is None:
+            return self._poll
+        return max(0.0, min(self._poll, (due - datetime.now(UTC)).total_seconds()))
+
+    async def _until(self, awaitable: Awaitable[object]) -> None:
+        """Await ``awaitable`` unless stop comes first."""
+        work = asyncio.ensure_future(awaitable)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in (work, stop):
+                if not future.done():
+                    future.cancel()

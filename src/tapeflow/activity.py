@@ -1,0 +1,50 @@
+"""The API used inside activity code: who am I, which attempt, when to try again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar, overload
+
+from tapeflow._activity_context import ActivityContext, ActivityInfo, current
+from tapeflow._definition import defn_decorator
+from tapeflow.errors import InvalidArgument, TapeflowError
+
+__all__ = ["ActivityInfo", "defn", "info", "retry_after", "retry_at"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@overload
+def defn(fn: F, *, name: None = None) -> F: ...
+@overload
+def defn(fn: None = None, *, name: str | None = None) -> Callable[[F], F]: ...
+def defn(fn: F | None = None, *, name: str | None = None) -> F | Callable[[F], F]:
+    """Mark a function (sync or async) as an activity, registered under ``name``."""
+    return defn_decorator("activity", fn, name)
+
+
+def _context() -> ActivityContext:
+    try:
+        return current.get()
+    except LookupError:
+        raise TapeflowError("this function can only be called from inside an activity") from None
+
+
+def info() -> ActivityInfo:
+    """The running activity's workflow id, name, sequence number and attempt (1 first)."""
+    return _context().info
+
+
+def retry_after(delay: timedelta) -> None:
+    """If this attempt fails, run the next one after ``delay`` instead of the policy's backoff."""
+    if delay < timedelta(0):
+        raise InvalidArgument(f"retry_after needs a non-negative delay, got {delay!r}")
+    _context().next_attempt_at = datetime.now(UTC) + delay
+
+
+def retry_at(when: datetime) -> None:
+    """If this attempt fails, run the next one at ``when`` (tz-aware)."""
+    if when.tzinfo is None:
+        raise InvalidArgument("retry_at needs a tz-aware datetime")
+    _context().next_attempt_at = when

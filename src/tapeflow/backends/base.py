@@ -1,0 +1,205 @@
+"""The backend protocol: the narrow, typed surface every storage engine implements.
+
+Workers and clients talk to storage only through this. Every method that changes a
+workflow does it in one transaction. Task methods are fenced by the lease token handed out
+at claim time: a worker whose lease expired or was taken over gets ``LeaseLost`` and its
+write is discarded.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Protocol, Self
+
+from tapeflow.history import (
+    ActivityCompleted,
+    ActivityFailed,
+    Failure,
+    HistoryEvent,
+    Incoming,
+    JSONValue,
+)
+
+
+class WorkflowStatus(enum.StrEnum):
+    PENDING = "pending"
+    """Scheduled; no worker has run it yet (perhaps none has registered it)."""
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (WorkflowStatus.COMPLETED, WorkflowStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class NewWorkflow:
+    id: str
+    name: str
+    version: str
+    args: list[JSONValue]
+    start_at: datetime | None
+    """When the workflow becomes runnable; None means now (the backend's clock)."""
+
+
+@dataclass(frozen=True)
+class WorkflowRecord:
+    id: str
+    name: str
+    version: str
+    status: WorkflowStatus
+    args: list[JSONValue]
+    created_at: datetime
+    start_at: datetime
+    completed_at: datetime | None
+    result: JSONValue
+    failure: Failure | None
+    history_length: int
+    task_error: str | None
+    """The last workflow task failure (a non-determinism error, say), while unresolved."""
+
+
+@dataclass(frozen=True)
+class InboxEvent:
+    id: int
+    event: Incoming
+
+
+@dataclass(frozen=True)
+class WorkflowTask:
+    workflow_id: str
+    workflow_name: str
+    history_length: int
+    """History events already committed; the new ones are numbered from here + 1."""
+    inbox: list[InboxEvent]
+    lease_token: int
+    failures: int = 0
+    """Times this task failed in a row (non-determinism, say): drives its retry backoff."""
+
+
+@dataclass(frozen=True)
+class ActivityTask:
+    id: int
+    workflow_id: str
+    workflow_name: str
+    seq: int
+    name: str
+    args: list[JSONValue]
+    retry: dict[str, float | int | None] | None
+    attempt: int
+    """1 on the first attempt."""
+    lease_token: int
+
+
+class TaskKind(enum.StrEnum):
+    WORKFLOW = "workflow"
+    ACTIVITY = "activity"
+
+
+@dataclass(frozen=True)
+class LeaseRef:
+    kind: TaskKind
+    id: str
+    """The workflow id for a workflow task, the task id (as text) for an activity task."""
+    token: int
+
+
+class Backend(Protocol):
+    """Storage for workflows. See the module docstring for the guarantees."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def open(self) -> None:
+        """Connect and create or upgrade the schema. Raises SchemaVersionError if too new."""
+
+    async def close(self) -> None: ...
+
+    # -- clients ---------------------------------------------------------------------------
+
+    async def create_workflow(self, new: NewWorkflow) -> None:
+        """Write the workflow, its workflow task and its start event, all or nothing.
+
+        Raises WorkflowAlreadyExists if the id is taken.
+        """
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowRecord:
+        """Raises WorkflowNotFound."""
+        ...
+
+    async def load_history(self, workflow_id: str) -> list[HistoryEvent]:
+        """The committed history, in sequence order. Raises WorkflowNotFound."""
+        ...
+
+    async def send_event(self, workflow_id: str, name: str, payload: JSONValue) -> None:
+        """Append to the workflow's inbox. Raises WorkflowNotFound, WorkflowAlreadyCompleted."""
+
+    async def wait_for_change(self, since: int, timeout: float) -> int:
+        """Wait until something was committed after ``since`` (a value this returned or
+        ``change_count``), or ``timeout`` seconds. Returns the new count. A change made by
+        another process may only be seen when the timeout runs out: callers poll again."""
+        ...
+
+    @property
+    def change_count(self) -> int: ...
+
+    # -- workflow tasks --------------------------------------------------------------------
+
+    async def claim_workflow_tasks(
+        self, names: Sequence[str], owner: str, lease: timedelta, limit: int
+    ) -> list[WorkflowTask]:
+        """Lease up to ``limit`` workflow tasks (of these workflow names) with visible events."""
+        ...
+
+    async def commit_workflow_task(
+        self, task: WorkflowTask, consumed: Sequence[int], events: Sequence[HistoryEvent]
+    ) -> None:
+        """Append ``events`` to history, delete the ``consumed`` inbox events, carry out the
+        decisions among the events (activity tasks, timers, completion) and release the lease.
+        Raises LeaseLost."""
+
+    async def abandon_workflow_task(
+        self, task: WorkflowTask, error: str | None, retry_at: datetime | None
+    ) -> None:
+        """Release the lease without progress; with an error, not retried before ``retry_at``.
+        Raises LeaseLost."""
+
+    # -- activity tasks --------------------------------------------------------------------
+
+    async def claim_activity_tasks(
+        self, names: Sequence[str], owner: str, lease: timedelta, limit: int
+    ) -> list[ActivityTask]:
+        """Lease up to ``limit`` due activity tasks of these names, counting an attempt each."""
+        ...
+
+    async def complete_activity_task(
+        self, task: ActivityTask, outcome: ActivityCompleted | ActivityFailed
+    ) -> None:
+        """Delete the task and hand its final outcome to the workflow. Raises LeaseLost."""
+
+    async def retry_activity_task(
+        self, task: ActivityTask, failure: Failure, retry_at: datetime | None
+    ) -> None:
+        """Release the task for another attempt at ``retry_at`` (None: at once).
+        Raises LeaseLost."""
+
+    # -- both ------------------------------------------------------------------------------
+
+    async def extend_leases(self, leases: Sequence[LeaseRef], lease: timedelta) -> list[LeaseRef]:
+        """Renew leases still held; returns the ones that were lost."""
+        ...
+
+    async def next_due(self, kind: TaskKind, names: Sequence[str]) -> datetime | None:
+        """When the earliest not-yet-visible task of these names becomes due, if any."""
+        ...

@@ -1,0 +1,61 @@
+"""``tapeflow.connect(url)``: the backend a URL names, opened (and its schema made) on use."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any
+
+from tapeflow.backends.base import Backend
+from tapeflow.errors import InvalidArgument
+
+DEFAULT_URL = "sqlite:///tapeflow.db"
+URL_VARIABLE = "TAPEFLOW_DATABASE_URL"
+
+
+def backend_for(url: str) -> Backend:
+    """The (not yet opened) backend for ``url``, which follows SQLAlchemy's convention:
+    ``sqlite:///relative.db``, ``sqlite:////absolute/path.db``, ``sqlite://`` (in memory)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise InvalidArgument(f"not a database URL: {url!r} (try 'sqlite:///tapeflow.db')")
+    if scheme == "sqlite":
+        from tapeflow.backends.sqlite import SQLiteBackend
+
+        if rest in ("", "/", "/:memory:"):
+            return SQLiteBackend(":memory:")
+        if not rest.startswith("/"):
+            raise InvalidArgument(f"a SQLite URL looks like 'sqlite:///path.db', not {url!r}")
+        return SQLiteBackend(rest[1:].partition("?")[0])
+    raise InvalidArgument(f"no tapeflow backend for URL scheme {scheme!r} in {url!r}")
+
+
+class Connection:
+    """Use as ``async with tapeflow.connect(url) as backend`` or ``backend = await ...``."""
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url or os.environ.get(URL_VARIABLE) or DEFAULT_URL
+        self.backend = backend_for(self.url)
+
+    def __await__(self) -> Generator[Any, None, Backend]:
+        yield from self.backend.open().__await__()
+        return self.backend
+
+    async def __aenter__(self) -> Backend:
+        await self.backend.open()
+        return self.backend
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.backend.close()
+
+
+def connect(url: str | None = None) -> Connection:
+    """Connect to the backend at ``url`` (default: $TAPEFLOW_DATABASE_URL, else
+    ``sqlite:///tapeflow.db``), creating its schema if missing."""
+    return Connection(url)

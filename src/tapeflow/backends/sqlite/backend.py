@@ -1,0 +1,537 @@
+"""SQLite backend: one connection owned by one thread, a whole transaction per hop.
+
+Every method runs its transaction as one function on the connection's own thread, so the
+event loop never blocks and a transaction is never interleaved with another. Writers take
+the database lock up front (``BEGIN IMMEDIATE``); several processes may share one file
+(WAL mode), waiting on each other through ``busy_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from pydantic import TypeAdapter
+
+from tapeflow.backends._change_signal import ChangeSignal
+from tapeflow.backends._commit_plan import plan_commit
+from tapeflow.backends._sql_files import load_queries, migrations
+from tapeflow.backends.base import (
+    ActivityTask,
+    InboxEvent,
+    LeaseRef,
+    NewWorkflow,
+    TaskKind,
+    WorkflowRecord,
+    WorkflowStatus,
+    WorkflowTask,
+)
+from tapeflow.errors import (
+    LeaseLost,
+    SchemaVersionError,
+    WorkflowAlreadyCompleted,
+    WorkflowAlreadyExists,
+    WorkflowNotFound,
+)
+from tapeflow.history import (
+    ActivityCompleted,
+    ActivityFailed,
+    EventReceived,
+    Failure,
+    HistoryEvent,
+    Incoming,
+    JSONValue,
+    WorkflowExecutionStarted,
+    decode_event,
+    encode_event,
+)
+
+_T = TypeVar("_T")
+_Q = load_queries(__package__ or "tapeflow.backends.sqlite")
+_FAILURE = TypeAdapter(Failure)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _us(moment: datetime) -> int:
+    return round(moment.timestamp() * 1_000_000)
+
+
+def _dt(us: int | None) -> datetime | None:
+    return None if us is None else datetime.fromtimestamp(us / 1_000_000, UTC)
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class SQLiteBackend:
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        self.path = str(path)
+        self._synchronous = synchronous
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._signal = ChangeSignal()
+
+    def __repr__(self) -> str:
+        return f"SQLiteBackend({self.path!r})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="tapeflow-sqlite")
+        await self._run(self._connect)
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+        await self._run(self._disconnect)
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    def _connect(self) -> None:
+        if self.path not in ("", ":memory:"):
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self._conn = conn
+        self._migrate(conn)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Bring the schema to the newest version, once, under the write lock."""
+        steps = migrations("tapeflow.backends.sqlite")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            if current > len(steps):
+                raise SchemaVersionError(
+                    f"the database schema is version {current}, newer than this tapeflow "
+                    f"knows ({len(steps)}): upgrade tapeflow"
+                )
+            for version, script in steps[current:]:
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        if self._executor is None:
+            raise RuntimeError("the backend is not open: use 'async with tapeflow.connect(...)'")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn`` in one write transaction, then wake in-process waiters."""
+        result = await self._run(self._transaction, fn)
+        self._signal.notify()
+        return result
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        def run() -> _T:
+            assert self._conn is not None
+            return fn(self._conn)
+
+        return await self._run(run)
+
+    # -- clients ---------------------------------------------------------------------------
+
+    async def create_workflow(self, new: NewWorkflow) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            now = _now_us()
+            start_at = _us(new.start_at) if new.start_at else now
+            try:
+                conn.execute(
+                    _Q["insert_workflow"],
+                    {
+                        "id": new.id,
+                        "name": new.name,
+                        "version": new.version,
+                        "args": _json(new.args),
+                        "now": now,
+                        "start_at": start_at,
+                    },
+                )
+            except sqlite3.IntegrityError:
+                raise WorkflowAlreadyExists(new.id) from None
+            conn.execute(_Q["insert_workflow_task"], {"id": new.id, "name": new.name})
+            started = WorkflowExecutionStarted(
+                name=new.name, version=new.version, args=new.args, started_at=_dt(start_at)  # type: ignore[arg-type]
+            )
+            _insert_inbox(conn, new.id, started, start_at)
+
+        await self._write(write)
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowRecord:
+        def read(conn: sqlite3.Connection) -> WorkflowRecord:
+            row = conn.execute(_Q["get_workflow"], {"id": workflow_id}).fetchone()
+            if row is None:
+                raise WorkflowNotFound(workflow_id)
+            (id_, name, version, status, args, created, start, completed, result, failure,
+             length, last_error) = row
+            return WorkflowRecord(
+                id=id_,
+                name=name,
+                version=version,
+                status=WorkflowStatus(status),
+                args=json.loads(args),
+                created_at=_dt(created),  # type: ignore[arg-type]
+                start_at=_dt(start),  # type: ignore[arg-type]
+                completed_at=_dt(completed),
+                result=None if result is None else json.loads(result),
+                failure=None if failure is None else _FAILURE.validate_json(failure),
+                history_length=length,
+                task_error=last_error,
+            )
+
+        return await self._read(read)
+
+    async def load_history(self, workflow_id: str) -> list[HistoryEvent]:
+        def read(conn: sqlite3.Connection) -> list[HistoryEvent]:
+            rows = conn.execute(_Q["load_history"], {"id": workflow_id}).fetchall()
+            if not rows and _status(conn, workflow_id) is None:
+                raise WorkflowNotFound(workflow_id)
+            return [decode_event(row[0]) for row in rows]
+
+        return await self._read(read)
+
+    async def send_event(self, workflow_id: str, name: str, payload: JSONValue) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            status = _status(conn, workflow_id)
+            if status is None:
+                raise WorkflowNotFound(workflow_id)
+            if status.finished:
+                raise WorkflowAlreadyCompleted(workflow_id)
+            event = EventReceived(name=name, payload=payload)
+            _insert_inbox(conn, workflow_id, event, _now_us())
+
+        await self._write(write)
+
+    @property
+    def change_count(self) -> int:
+        return self._signal.count
+
+    async def wait_for_change(self, since: int, timeout: float) -> int:
+        return await self._signal.wait(since, timeout)
+
+    # -- workflow tasks --------------------------------------------------------------------
+
+    async def claim_workflow_tasks(
+        self, names: Sequence[str], owner: str, lease: timedelta, limit: int
+    ) -> list[WorkflowTask]:
+        def write(conn: sqlite3.Connection) -> list[WorkflowTask]:
+            now = _now_us()
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    _Q["ready_workflow_tasks"],
+                    {"names": _json(list(names)), "now": now, "limit": limit},
+                )
+            ]
+            expires = now + _micros(lease)
+            tasks = []
+            for workflow_id in ids:
+                token, name, failures = conn.execute(
+                    _Q["lease_workflow_task"],
+                    {"owner": owner, "expires": expires, "id": workflow_id},
+                ).fetchone()
+                (length,) = conn.execute(
+                    _Q["workflow_history_length"], {"id": workflow_id}
+                ).fetchone()
+                inbox = [
+                    InboxEvent(row[0], decode_event(row[1]))  # type: ignore[arg-type]
+                    for row in conn.execute(_Q["visible_inbox"], {"id": workflow_id, "now": now})
+                ]
+                tasks.append(WorkflowTask(workflow_id, name, length, inbox, token, failures))
+            return tasks
+
+        if not names:
+            return []
+        return await self._run(self._transaction, write)
+
+    async def commit_workflow_task(
+        self, task: WorkflowTask, consumed: Sequence[int], events: Sequence[HistoryEvent]
+    ) -> None:
+        plan = plan_commit(events)
+
+        def write(conn: sqlite3.Connection) -> None:
+            now = _now_us()
+            _check_workflow_lease(conn, task, now)
+            wid = task.workflow_id
+            for inbox_id in consumed:
+                conn.execute(_Q["delete_inbox_event"], {"id": inbox_id, "workflow_id": wid})
+            conn.executemany(
+                _Q["insert_history"],
+                [
+                    {"workflow_id": wid, "seq": task.history_length + n, "event": encode_event(e)}
+                    for n, e in enumerate(events, start=1)
+                ],
+            )
+            length = task.history_length + len(events)
+            if plan.ending is not None:
+                ending = plan.ending
+                conn.execute(
+                    _Q["finish_workflow"],
+                    {
+                        "id": wid,
+                        "status": "completed" if ending.completed else "failed",
+                        "result": _json(ending.result) if ending.completed else None,
+                        "failure": (
+                            _FAILURE.dump_json(ending.failure).decode() if ending.failure else None
+                        ),
+                        "now": now,
+                        "history_length": length,
+                    },
+                )
+                for query in ("drop_workflow_task", "drop_activity_tasks", "drop_inbox"):
+                    conn.execute(_Q[query], {"id": wid})
+                return
+            conn.executemany(
+                _Q["insert_activity_task"],
+                [
+                    {
+                        "workflow_id": wid,
+                        "seq": a.seq,
+                        "name": a.name,
+                        "args": _json(a.args),
+                        "retry": None if a.retry is None else _json(a.retry),
+                        "now": now,
+                    }
+                    for a in plan.activities
+                ],
+            )
+            for seq, due, fired in plan.timers:
+                _insert_inbox(conn, wid, fired, _us(due), timer_seq=seq)
+            for seq in plan.cancelled_timers:
+                conn.execute(_Q["cancel_timer"], {"workflow_id": wid, "seq": seq})
+            conn.execute(_Q["advance_workflow"], {"id": wid, "history_length": length})
+            conn.execute(_Q["release_workflow_task"], {"id": wid})
+
+        await self._write(write)
+
+    async def abandon_workflow_task(
+        self, task: WorkflowTask, error: str | None, retry_at: datetime | None
+    ) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                _Q["abandon_workflow_task"],
+                {
+                    "id": task.workflow_id,
+                    "token": task.lease_token,
+                    "now": _now_us(),
+                    "error": error,
+                    "not_before": _us(retry_at) if retry_at else 0,
+                },
+            )
+            if cursor.rowcount == 0:
+                raise LeaseLost(f"workflow task {task.workflow_id!r}: lease lost")
+
+        await self._write(write)
+
+    # -- activity tasks --------------------------------------------------------------------
+
+    async def claim_activity_tasks(
+        self, names: Sequence[str], owner: str, lease: timedelta, limit: int
+    ) -> list[ActivityTask]:
+        def write(conn: sqlite3.Connection) -> list[ActivityTask]:
+            now = _now_us()
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    _Q["ready_activity_tasks"],
+                    {"names": _json(list(names)), "now": now, "limit": limit},
+                )
+            ]
+            tasks = []
+            for task_id in ids:
+                row = conn.execute(
+                    _Q["lease_activity_task"],
+                    {"owner": owner, "expires": now + _micros(lease), "id": task_id},
+                ).fetchone()
+                (id_, wid, seq, name, args, retry, attempt, token, workflow_name) = row
+                tasks.append(
+                    ActivityTask(
+                        id=id_,
+                        workflow_id=wid,
+                        workflow_name=workflow_name,
+                        seq=seq,
+                        name=name,
+                        args=json.loads(args),
+                        retry=None if retry is None else json.loads(retry),
+                        attempt=attempt,
+                        lease_token=token,
+                    )
+                )
+            return tasks
+
+        if not names:
+            return []
+        return await self._run(self._transaction, write)
+
+    async def complete_activity_task(
+        self, task: ActivityTask, outcome: ActivityCompleted | ActivityFailed
+    ) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            now = _now_us()
+            cursor = conn.execute(
+                _Q["delete_activity_task"], {"id": task.id, "token": task.lease_token, "now": now}
+            )
+            if cursor.rowcount == 0:
+                raise LeaseLost(f"activity task {task.id} ({task.name!r}): lease lost")
+            _insert_inbox(conn, task.workflow_id, outcome, now)
+
+        await self._write(write)
+
+    async def retry_activity_task(
+        self, task: ActivityTask, failure: Failure, retry_at: datetime | None
+    ) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            now = _now_us()
+            cursor = conn.execute(
+                _Q["retry_activity_task"],
+                {
+                    "id": task.id,
+                    "token": task.lease_token,
+                    "now": now,
+                    "visible_at": _us(retry_at) if retry_at else now,
+                    "failure": _FAILURE.dump_json(failure).decode(),
+                },
+            )
+            if cursor.rowcount == 0:
+                raise LeaseLost(f"activity task {task.id} ({task.name!r}): lease lost")
+
+        await self._write(write)
+
+    # -- both ------------------------------------------------------------------------------
+
+    async def extend_leases(self, leases: Sequence[LeaseRef], lease: timedelta) -> list[LeaseRef]:
+        def write(conn: sqlite3.Connection) -> list[LeaseRef]:
+            now = _now_us()
+            lost = []
+            for ref in leases:
+                query = (
+                    "extend_workflow_lease" if ref.kind is TaskKind.WORKFLOW
+                    else "extend_activity_lease"
+                )
+                cursor = conn.execute(
+                    _Q[query],
+                    {
+                        "id": ref.id if ref.kind is TaskKind.WORKFLOW else int(ref.id),
+                        "token": ref.token,
+                        "now": now,
+                        "expires": now + _micros(lease),
+                    },
+                )
+                if cursor.rowcount == 0:
+                    lost.append(ref)
+            return lost
+
+        if not leases:
+            return []
+        return await self._run(self._transaction, write)
+
+    async def next_due(self, kind: TaskKind, names: Sequence[str]) -> datetime | None:
+        query = "next_due_workflow" if kind is TaskKind.WORKFLOW else "next_due_activity"
+
+        def read(conn: sqlite3.Connection) -> datetime | None:
+            row = conn.execute(_Q[query], {"names": _json(list(names)), "now": _now_us()})
+            return _dt(row.fetchone()[0])
+
+        return await self._read(read) if names else None
+
+
+def _micros(span: timedelta) -> int:
+    return round(span.total_seconds() * 1_000_000)
+
+
+def _status(conn: sqlite3.Connection, workflow_id: str) -> WorkflowStatus | None:
+    row = conn.execute(_Q["workflow_status"], {"id": workflow_id}).fetchone()
+    return None if row is None else WorkflowStatus(row[0])
+
+
+def _insert_inbox(
+    conn: sqlite3.Connection,
+    workflow_id: str,
+    event: Incoming,
+    visible_at: int,
+    timer_seq: int | None = None,
+) -> None:
+    conn.execute(
+        _Q["insert_inbox"],
+        {
+            "workflow_id": workflow_id,
+            "visible_at": visible_at,
+            "timer_seq": timer_seq,
+            "event": encode_event(event),
+        },
+    )
+
+
+def _check_workflow_lease(conn: sqlite3.Connection, task: WorkflowTask, now: int) -> None:
+    row = conn.execute(_Q["workflow_lease"], {"id": task.workflow_id}).fetchone()
+    (length,) = conn.execute(_Q["workflow_history_length"], {"id": task.workflow_id}).fetchone()
+    if row is None or row[0] != task.lease_token or (row[1] or 0) <= now:
+        raise LeaseLost(f"workflow task {task.workflow_id!r}: lease lost")
+    if length != task.history_length:
+        raise LeaseLost(f"workflow task {task.workflow_id!r}: history moved on")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (sqlite3 runs one at a time in a txn)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements

@@ -1,0 +1,65 @@
+-- 0001: the first schema.
+
+CREATE TABLE workflows (
+    id             TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    version        TEXT NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('pending', 'running', 'completed', 'failed')),
+    args           TEXT NOT NULL,
+    result         TEXT,
+    failure        TEXT,
+    created_at     INTEGER NOT NULL,
+    start_at       INTEGER NOT NULL,
+    completed_at   INTEGER,
+    parent_id      TEXT,
+    history_length INTEGER NOT NULL DEFAULT 0
+);
+
+-- One per running workflow: claimable while its inbox has a visible event.
+CREATE TABLE workflow_tasks (
+    workflow_id      TEXT PRIMARY KEY REFERENCES workflows (id),
+    name             TEXT NOT NULL,
+    lease_owner      TEXT,
+    lease_token      INTEGER NOT NULL DEFAULT 0,
+    lease_expires_at INTEGER,
+    not_before       INTEGER NOT NULL DEFAULT 0,
+    failures         INTEGER NOT NULL DEFAULT 0,
+    last_error       TEXT
+);
+CREATE INDEX workflow_tasks_by_name ON workflow_tasks (name);
+
+-- Things that happened that the workflow has not seen yet; timers wait here until due.
+CREATE TABLE inbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    workflow_id TEXT NOT NULL REFERENCES workflows (id),
+    visible_at  INTEGER NOT NULL,
+    timer_seq   INTEGER,
+    event       TEXT NOT NULL
+);
+CREATE INDEX inbox_by_workflow ON inbox (workflow_id, visible_at);
+CREATE INDEX inbox_by_time ON inbox (visible_at);
+
+CREATE TABLE activity_tasks (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    workflow_id      TEXT NOT NULL REFERENCES workflows (id),
+    seq              INTEGER NOT NULL,
+    name             TEXT NOT NULL,
+    args             TEXT NOT NULL,
+    retry            TEXT,
+    attempt          INTEGER NOT NULL DEFAULT 0,
+    visible_at       INTEGER NOT NULL,
+    lease_owner      TEXT,
+    lease_token      INTEGER NOT NULL DEFAULT 0,
+    lease_expires_at INTEGER,
+    last_failure     TEXT,
+    UNIQUE (workflow_id, seq)
+);
+CREATE INDEX activity_tasks_ready ON activity_tasks (name, visible_at);
+
+-- The tape: append-only, numbered per workflow from 1.
+CREATE TABLE history (
+    workflow_id TEXT NOT NULL REFERENCES workflows (id),
+    seq         INTEGER NOT NULL,
+    event       TEXT NOT NULL,
+    PRIMARY KEY (workflow_id, seq)
+) WITHOUT ROWID;

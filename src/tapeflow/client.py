@@ -1,0 +1,155 @@
+"""Starting workflows, sending them events, and waiting for their results."""
+
+from __future__ import annotations
+
+
+import time
+import unicodedata
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar, overload
+
+from tapeflow._definition import MAX_NAME_LENGTH, definition_of
+from tapeflow.backends.base import Backend, NewWorkflow, WorkflowRecord
+from tapeflow.converter import from_json, to_json
+from tapeflow.errors import InvalidArgument, WorkflowFailed
+
+R = TypeVar("R")
+
+
+class WorkflowHandle(Generic[R]):
+    """A started workflow, by id. ``result()`` waits for it to end."""
+
+    def __init__(self, backend: Backend, workflow_id: str, result_type: object = Any) -> None:
+        self._backend = backend
+        self.id = workflow_id
+        self._result_type = result_type
+
+    def __repr__(self) -> str:
+        return f"WorkflowHandle({self.id!r})"
+
+    async def describe(self) -> WorkflowRecord:
+        """Status, times, result or failure, as stored now. Raises WorkflowNotFound."""
+        return await self._backend.get_workflow(self.id)
+
+    async def result(self, *, timeout: timedelta | float | None = None) -> R:
+        """Wait for the workflow to end and return its result (the annotated type).
+
+        Raises WorkflowFailed if it failed, WorkflowNotFound at once for an unknown id, and
+        TimeoutError if ``timeout`` passes first.
+        """
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        deadline = None if seconds is None else time.monotonic() + seconds
+        poll = 0.01
+        while True:
+            since = self._backend.change_count
+            record = await self._backend.get_workflow(self.id)
+            if record.status.finished:
+                return self._outcome(record)
+            wait = poll
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    raise TimeoutError(f"workflow {self.id!r} did not finish within {seconds}s")
+            await self._backend.wait_for_change(since, wait)
+            poll = min(poll * 1.5, 0.5)
+
+    async def send_event(self, name: str, payload: Any = None) -> None:
+        await send_event(self._backend, self.id, name, payload)
+
+    def _outcome(self, record: WorkflowRecord) -> R:
+        if record.failure is not None:
+            failure = record.failure
+            raise WorkflowFailed(self.id, failure.type, failure.message, failure.traceback)
+        value: R = from_json(record.result, self._result_type, what=f"result of {self.id!r}")
+        return value
+
+
+class Client:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    @overload
+    async def start_workflow(
+        self,
+        workflow: Callable[..., Awaitable[R]],
+        *args: Any,
+        id: str | None = None,
+        version: str = "",
+        start_at: datetime | None = None,
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    async def start_workflow(
+        self,
+        workflow: str,
+        *args: Any,
+        id: str | None = None,
+        version: str = "",
+        start_at: datetime | None = None,
+    ) -> WorkflowHandle[Any]: ...
+    async def start_workflow(
+        self,
+        workflow: Callable[..., Awaitable[Any]] | str,
+        *args: Any,
+        id: str | None = None,
+        version: str = "",
+        start_at: datetime | None = None,
+    ) -> WorkflowHandle[Any]:
+        """Create a workflow (it runs once a worker that has registered it is up).
+
+        ``workflow`` is a ``@workflow.defn`` function, whose annotations check ``args``, or a
+        registered name, its arguments then taken as plain JSON. ``start_at`` (tz-aware)
+        delays the start. Raises WorkflowAlreadyExists, PayloadError, InvalidArgument;
+        on any error nothing is written.
+        """
+        workflow_id = check_id(id if id is not None else str(uuid.uuid4()), "workflow id")
+        if not isinstance(version, str) or len(version) > MAX_NAME_LENGTH:
+            raise InvalidArgument(f"version must be a string of at most {MAX_NAME_LENGTH}")
+        if start_at is not None and start_at.tzinfo is None:
+            raise InvalidArgument("start_at must be a tz-aware datetime")
+        if isinstance(workflow, str):
+            name, encoded, hint = check_id(workflow, "workflow name"), [to_json(a) for a in args], Any
+        else:
+            definition = definition_of(workflow, "workflow")
+            name = definition.name
+            encoded = definition.signature.encode_args(args)
+            hint = definition.signature.return_hint
+        await self.backend.create_workflow(
+            NewWorkflow(id=workflow_id, name=name, version=version, args=encoded, start_at=start_at)
+        )
+        return WorkflowHandle(self.backend, workflow_id, hint)
+
+    def get_handle(self, workflow_id: str, *, result_type: object = Any) -> WorkflowHandle[Any]:
+        """A handle on an existing workflow; ``result_type`` decodes its result."""
+        return WorkflowHandle(self.backend, check_id(workflow_id, "workflow id"), result_type)
+
+    async def send_event(self, workflow_id: str, name: str, payload: Any = None) -> None:
+        """Deliver an external event. Raises WorkflowNotFound, WorkflowAlreadyCompleted."""
+        await send_event(self.backend, workflow_id, name, payload)
+
+    async def describe(self, workflow_id: str) -> WorkflowRecord:
+        return await self.backend.get_workflow(check_id(workflow_id, "workflow id"))
+
+
+async def send_event(backend: Backend, workflow_id: str, name: str, payload: Any) -> None:
+    await backend.send_event(
+        check_id(workflow_id, "workflow id"),
+        check_id(name, "event name"),
+        to_json(payload, what=f"payload of event {name!r}"),
+    )
+
+
+def check_id(value: object, what: str) -> str:
+    """Ids and names: 1 to 255 characters, no control characters; anything else round-trips."""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{what} must be a string, not {type(value).__name__}")
+    if not value or len(value) > MAX_NAME_LENGTH:
+        raise InvalidArgument(f"{what} must be 1 to {MAX_NAME_LENGTH} characters long: {value!r}")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise InvalidArgument(f"{what} must not contain control characters: {value!r}")
+    return value
+
+
+__all__ = ["Client", "WorkflowHandle"]
+

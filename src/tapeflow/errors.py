@@ -1,0 +1,103 @@
+"""tapeflow's exceptions: one root, a name for every outcome a caller may want to catch."""
+
+from __future__ import annotations
+
+
+class TapeflowError(Exception):
+    """Root of every error tapeflow raises on purpose."""
+
+
+class NonRetryableError(TapeflowError):
+    """Raised by an activity to make its failure final: no retry, handed to the workflow.
+
+    Any other exception escaping an activity is treated as transient and retried.
+    """
+
+    def __init__(self, message: str, *, type: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.type = type or "NonRetryableError"
+
+
+class ActivityError(TapeflowError):
+    """Raised inside a workflow when an activity failed for good (final error or retries spent)."""
+
+    def __init__(
+        self, activity: str, type: str, message: str, *, attempt: int, traceback: str | None = None
+    ) -> None:
+        super().__init__(f"activity {activity!r} failed after {attempt} attempt(s): {type}: {message}")
+        self.activity = activity
+        self.type = type
+        self.message = message
+        self.attempt = attempt
+        self.traceback = traceback
+
+
+class WorkflowFailed(TapeflowError):
+    """Raised by a workflow handle's ``result()`` when the workflow ended with an error."""
+
+    def __init__(self, workflow_id: str, type: str, message: str, traceback: str | None = None):
+        super().__init__(f"workflow {workflow_id!r} failed: {type}: {message}")
+        self.workflow_id = workflow_id
+        self.type = type
+        self.message = message
+        self.traceback = traceback
+
+
+class WorkflowAlreadyExists(TapeflowError):
+    """A workflow with this id was already started; ids are unique for all time."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"a workflow with id {workflow_id!r} already exists")
+        self.workflow_id = workflow_id
+
+
+class WorkflowNotFound(TapeflowError):
+    """No workflow has this id."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"no workflow with id {workflow_id!r}")
+        self.workflow_id = workflow_id
+
+
+class WorkflowAlreadyCompleted(TapeflowError):
+    """The workflow has ended; it accepts no more events."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"workflow {workflow_id!r} has already completed")
+        self.workflow_id = workflow_id
+
+
+class InvalidArgument(TapeflowError, ValueError):
+    """Bad input from the caller (ids, durations, arguments); nothing was written."""
+
+
+class NotADefinition(InvalidArgument, TypeError):
+    """A function was used as a workflow or activity without its ``defn`` decorator."""
+
+
+class PayloadError(InvalidArgument):
+    """A value does not match its annotation or cannot be turned into JSON (or back)."""
+
+
+class NonDeterminismError(TapeflowError):
+    """Replaying a workflow took a different decision than its recorded history.
+
+    The workflow task fails and is retried later; nothing is written to history, so the
+    workflow resumes once its code is fixed.
+    """
+
+
+class WorkflowSandboxError(TapeflowError):
+    """Workflow code tried something that would break replay (real I/O, threads, executors)."""
+
+
+class LeaseLost(TapeflowError):
+    """This worker no longer holds the task's lease: another worker took it over.
+
+    The caller's result is discarded, never written.
+    """
+
+
+class SchemaVersionError(TapeflowError):
+    """The database schema is newer than this version of tapeflow understands."""

@@ -1,0 +1,181 @@
+"""The tape: one frozen dataclass per kind of history event. Pure data, no behaviour.
+
+A workflow's history is an append-only list of these, numbered by a per-workflow sequence.
+Each workflow task appends a ``WorkflowTaskStarted`` (its deterministic time), the inbox
+events it consumed, then the decisions the workflow took. Decisions are checked against the
+recorded ones on replay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from traceback import format_exception
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import Field, TypeAdapter
+
+JSONValue: TypeAlias = Any
+"""A value already in JSON form (dicts, lists, str, int, float, bool, None)."""
+
+
+MAX_FAILURE_TEXT = 32 * 1024
+"""Longer error messages and tracebacks are cut to this many characters when recorded."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An error as recorded: enough to raise it again, never a pickled exception."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> Failure:
+        kind = getattr(exc, "type", None)
+        return cls(
+            type=kind if isinstance(kind, str) else type(exc).__qualname__,
+            message=_cut(str(getattr(exc, "message", None) or exc)),
+            traceback=_cut("".join(format_exception(exc))),
+        )
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_FAILURE_TEXT:
+        return text
+    return text[:MAX_FAILURE_TEXT] + f"... [{len(text) - MAX_FAILURE_TEXT} characters cut]"
+
+
+@dataclass(frozen=True)
+class WorkflowExecutionStarted:
+    name: str
+    version: str
+    args: list[JSONValue]
+    started_at: datetime
+    kind: Literal["workflow_started"] = "workflow_started"
+
+
+@dataclass(frozen=True)
+class WorkflowTaskStarted:
+    """Opens one activation; its time is what ``workflow.now()`` returns during it."""
+
+    at: datetime
+    kind: Literal["workflow_task_started"] = "workflow_task_started"
+
+
+@dataclass(frozen=True)
+class ActivityScheduled:
+    seq: int
+    name: str
+    args: list[JSONValue]
+    retry: dict[str, float | int | None] | None = None
+    kind: Literal["activity_scheduled"] = "activity_scheduled"
+
+
+@dataclass(frozen=True)
+class ActivityCompleted:
+    seq: int
+    result: JSONValue
+    attempt: int
+    kind: Literal["activity_completed"] = "activity_completed"
+
+
+@dataclass(frozen=True)
+class ActivityFailed:
+    seq: int
+    failure: Failure
+    attempt: int
+    kind: Literal["activity_failed"] = "activity_failed"
+
+
+@dataclass(frozen=True)
+class TimerStarted:
+    seq: int
+    fire_at: datetime
+    kind: Literal["timer_started"] = "timer_started"
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    seq: int
+    kind: Literal["timer_fired"] = "timer_fired"
+
+
+@dataclass(frozen=True)
+class TimerCancelled:
+    seq: int
+    kind: Literal["timer_cancelled"] = "timer_cancelled"
+
+
+@dataclass(frozen=True)
+class EventReceived:
+    name: str
+    payload: JSONValue
+    kind: Literal["event_received"] = "event_received"
+
+
+@dataclass(frozen=True)
+class WorkflowExecutionCompleted:
+    result: JSONValue
+    kind: Literal["workflow_completed"] = "workflow_completed"
+
+
+@dataclass(frozen=True)
+class WorkflowExecutionFailed:
+    failure: Failure
+    kind: Literal["workflow_failed"] = "workflow_failed"
+
+
+Decision: TypeAlias = (
+    ActivityScheduled
+    | TimerStarted
+    | TimerCancelled
+    | WorkflowExecutionCompleted
+    | WorkflowExecutionFailed
+)
+"""What a workflow decides in an activation; the worker turns these into writes."""
+
+Incoming: TypeAlias = (
+    WorkflowExecutionStarted
+    | ActivityCompleted
+    | ActivityFailed
+    | TimerFired
+    | EventReceived
+)
+"""What reaches a workflow from outside, through its inbox."""
+
+HistoryEvent: TypeAlias = WorkflowTaskStarted | Incoming | Decision
+
+DECISION_TYPES: tuple[type, ...] = (
+    ActivityScheduled,
+    TimerStarted,
+    TimerCancelled,
+    WorkflowExecutionCompleted,
+    WorkflowExecutionFailed,
+)
+TERMINAL_TYPES: tuple[type, ...] = (WorkflowExecutionCompleted, WorkflowExecutionFailed)
+
+_EVENT_ADAPTER: TypeAdapter[HistoryEvent] = TypeAdapter(
+    Annotated[HistoryEvent, Field(discriminator="kind")]  # type: ignore[arg-type]
+)
+_EVENTS_ADAPTER: TypeAdapter[list[HistoryEvent]] = TypeAdapter(
+    list[Annotated[HistoryEvent, Field(discriminator="kind")]]  # type: ignore[arg-type]
+)
+
+
+def encode_event(event: HistoryEvent) -> str:
+    """One event as a JSON document, the form it is stored in."""
+    return _EVENT_ADAPTER.dump_json(event).decode()
+
+
+def decode_event(data: str | bytes) -> HistoryEvent:
+    return _EVENT_ADAPTER.validate_json(data)
+
+
+def encode_events(events: list[HistoryEvent]) -> str:
+    return _EVENTS_ADAPTER.dump_json(events, indent=1).decode()
+
+
+def decode_events(data: str | bytes) -> list[HistoryEvent]:
+    return _EVENTS_ADAPTER.validate_json(data)

@@ -1,0 +1,109 @@
+"""Frozen option objects: one documented place for every knob."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from tapeflow.errors import InvalidArgument
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How an activity is retried after an unexpected exception.
+
+    The delay before attempt ``n + 1`` is ``initial_interval * backoff_coefficient ** (n - 1)``,
+    capped at ``maximum_interval``. The defaults are the seed's: 15 s, x1.2, at most 5 min,
+    retried forever.
+    """
+
+    initial_interval: timedelta = timedelta(seconds=15)
+    """Delay before the first retry."""
+    backoff_coefficient: float = 1.2
+    """Factor applied to the delay after every failed attempt (at least 1)."""
+    maximum_interval: timedelta | None = timedelta(minutes=5)
+    """Cap on the delay; ``None`` lets it grow without bound."""
+    maximum_attempts: int | None = None
+    """Attempts in all, the first included; ``None`` retries forever."""
+
+    def __post_init__(self) -> None:
+        if self.initial_interval < timedelta(0):
+            raise InvalidArgument("RetryPolicy.initial_interval must not be negative")
+        if not (self.backoff_coefficient >= 1 and math.isfinite(self.backoff_coefficient)):
+            raise InvalidArgument("RetryPolicy.backoff_coefficient must be a finite number >= 1")
+        if self.maximum_interval is not None and self.maximum_interval < self.initial_interval:
+            raise InvalidArgument("RetryPolicy.maximum_interval must be >= initial_interval")
+        if self.maximum_attempts is not None and self.maximum_attempts < 1:
+            raise InvalidArgument("RetryPolicy.maximum_attempts must be >= 1 or None")
+
+    def delay_after(self, attempt: int) -> timedelta:
+        """The wait before the next attempt, once attempt number ``attempt`` has failed."""
+        seconds = self.initial_interval.total_seconds()
+        cap = self.maximum_interval.total_seconds() if self.maximum_interval else math.inf
+        try:
+            seconds *= self.backoff_coefficient ** max(attempt - 1, 0)
+        except OverflowError:
+            seconds = math.inf
+        return timedelta(seconds=min(seconds, cap, timedelta.max.total_seconds() / 2))
+
+    def allows_another(self, attempt: int) -> bool:
+        """Whether attempt number ``attempt`` may be followed by one more."""
+        return self.maximum_attempts is None or attempt < self.maximum_attempts
+
+    def to_json(self) -> dict[str, float | int | None]:
+        return {
+            "initial_interval": self.initial_interval.total_seconds(),
+            "backoff_coefficient": self.backoff_coefficient,
+            "maximum_interval": (
+                self.maximum_interval.total_seconds() if self.maximum_interval else None
+            ),
+            "maximum_attempts": self.maximum_attempts,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, float | int | None]) -> RetryPolicy:
+        maximum = data.get("maximum_interval")
+        attempts = data.get("maximum_attempts")
+        return cls(
+            initial_interval=timedelta(seconds=float(data["initial_interval"] or 0)),
+            backoff_coefficient=float(data["backoff_coefficient"] or 1),
+            maximum_interval=None if maximum is None else timedelta(seconds=float(maximum)),
+            maximum_attempts=None if attempts is None else int(attempts),
+        )
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How a worker claims and runs tasks."""
+
+    name: str | None = None
+    """Shown as the lease owner; defaults to ``host:pid``."""
+    max_concurrent_workflow_tasks: int = 10
+    """Workflow tasks processed at once (each is short: replay plus one commit)."""
+    max_concurrent_activities: int = 1
+    """Activities run at once (the seed's default is 1)."""
+    lease_duration: timedelta = timedelta(minutes=5)
+    """How long a claimed task stays ours without renewal; a live worker renews it every
+    third of this, so only a dead worker's tasks are taken over, once this runs out."""
+    poll_interval: timedelta = timedelta(milliseconds=500)
+    """Longest wait between two looks for work when no wake-up arrives (other processes)."""
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    """Applied to activities the workflow started without a policy of their own."""
+    workflow_cache_size: int = 1000
+    """Live workflow instances kept so a task feeds only new events; 0 turns the cache off."""
+    activity_executor: Literal["thread", "process"] = "thread"
+    """Where sync activities run: the worker's own thread pool, or a process pool."""
+    shutdown_grace: timedelta = timedelta(seconds=10)
+    """How long stopping waits for running tasks before abandoning them to other workers."""
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent_workflow_tasks < 1 or self.max_concurrent_activities < 1:
+            raise InvalidArgument("worker concurrency must be at least 1")
+        if self.lease_duration <= timedelta(0):
+            raise InvalidArgument("lease_duration must be positive")
+        if self.poll_interval <= timedelta(0):
+            raise InvalidArgument("poll_interval must be positive")
+        if self.workflow_cache_size < 0:
+            raise InvalidArgument("workflow_cache_size must be >= 0")

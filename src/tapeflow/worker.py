@@ -1,0 +1,220 @@
+"""A Worker runs the workflows and activities it is given, claiming only their tasks.
+
+It may hold only workflows (the seed's workflow worker), only activities (its activity
+worker), or both. Many workers, in many processes, may share one backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, Self
+
+from tapeflow._definition import Definition, definition_of
+from tapeflow._worker.activity_tasks import ActivityTaskRunner
+from tapeflow._worker.cache import WorkflowCache
+from tapeflow._worker.leases import LeaseKeeper
+from tapeflow._worker.poller import Poller
+from tapeflow._worker.workflow_tasks import WorkflowTaskRunner
+from tapeflow.backends.base import ActivityTask, Backend, LeaseRef, TaskKind, WorkflowTask
+from tapeflow.errors import InvalidArgument
+from tapeflow.options import WorkerOptions
+
+log = logging.getLogger("tapeflow.worker")
+
+
+class Worker:
+    """Runs workflow and activity tasks from ``backend``.
+
+    Options come as ``options=WorkerOptions(...)``, or as keywords naming its fields
+    (``Worker(backend, workflows=[wf], lease_duration=timedelta(seconds=30))``).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        workflows: Iterable[Callable[..., Any]] = (),
+        activities: Iterable[Callable[..., Any]] = (),
+        options: WorkerOptions | None = None,
+        **option_fields: Any,
+    ) -> None:
+        try:
+            self.options = dataclasses.replace(options or WorkerOptions(), **option_fields)
+        except TypeError as exc:
+            known = ", ".join(f.name for f in dataclasses.fields(WorkerOptions))
+            raise InvalidArgument(f"unknown worker option ({exc}); known: {known}") from None
+        self.backend = backend
+        self.workflows = _by_name(workflows, "workflow")
+        self.activities = _by_name(activities, "activity")
+        if not self.workflows and not self.activities:
+            raise InvalidArgument("a worker needs at least one workflow or activity")
+        self.name = self.options.name or f"{socket.gethostname()}:{os.getpid()}"
+        self.cache = WorkflowCache(self.options.workflow_cache_size)
+        self._leases = LeaseKeeper(backend, self.options.lease_duration)
+        self._pollers: list[Poller[Any]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._executor: Executor | None = None
+        self._stopped = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self._tasks:
+            raise InvalidArgument("this worker is already running")
+        self._stopped.clear()
+        options = self.options
+        if self.workflows:
+            runner = WorkflowTaskRunner(self.backend, self.workflows, self.cache)
+            self._pollers.append(
+                Poller(
+                    self.backend,
+                    TaskKind.WORKFLOW,
+                    list(self.workflows),
+                    options.max_concurrent_workflow_tasks,
+                    options.poll_interval,
+                    self._claim_workflow_tasks,
+                    self._leased(runner.run, _workflow_ref),
+                )
+            )
+        if self.activities:
+            self._executor = (
+                ProcessPoolExecutor(options.max_concurrent_activities)
+                if options.activity_executor == "process"
+                else ThreadPoolExecutor(
+                    options.max_concurrent_activities, thread_name_prefix="tapeflow-activity"
+                )
+            )
+            activity_runner = ActivityTaskRunner(
+                self.backend, self.activities, options.retry_policy, self._executor
+            )
+            self._pollers.append(
+                Poller(
+                    self.backend,
+                    TaskKind.ACTIVITY,
+                    list(self.activities),
+                    options.max_concurrent_activities,
+                    options.poll_interval,
+                    self._claim_activity_tasks,
+                    self._leased(activity_runner.run, _activity_ref),
+                )
+            )
+        self._tasks = [asyncio.create_task(poller.run()) for poller in self._pollers]
+        self._tasks.append(asyncio.create_task(self._leases.run()))
+        log.info(
+            "worker %s started: workflows %s, activities %s",
+            self.name, sorted(self.workflows), sorted(self.activities),
+        )
+
+    async def stop(self) -> None:
+        """Stop claiming, let running tasks finish (up to the grace period), then return.
+
+        Tasks still running after the grace period are cancelled; their leases lapse and
+        another worker takes them over.
+        """
+        if not self._tasks:
+            return
+        for poller in self._pollers:
+            poller.stop()
+        *polling, leases = self._tasks
+        await asyncio.gather(*polling, return_exceptions=True)
+        grace = self.options.shutdown_grace.total_seconds()
+        await asyncio.gather(*(poller.drain(grace) for poller in self._pollers))
+        leases.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await leases
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        self.cache.clear()
+        self._pollers, self._tasks = [], []
+        self._stopped.set()
+        log.info("worker %s stopped", self.name)
+
+    async def run(self) -> None:
+        """Run until SIGINT or SIGTERM (or ``stop()``), then stop cleanly."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+        try:
+            await self.start()
+            stopped = asyncio.ensure_future(self._stopped.wait())
+            await asyncio.wait(
+                {asyncio.ensure_future(stop.wait()), stopped},
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    async def _claim_workflow_tasks(self, limit: int) -> list[WorkflowTask]:
+        return await self.backend.claim_workflow_tasks(
+            list(self.workflows), self.name, self.options.lease_duration, limit
+        )
+
+    async def _claim_activity_tasks(self, limit: int) -> list[ActivityTask]:
+        return await self.backend.claim_activity_tasks(
+            list(self.activities), self.name, self.options.lease_duration, limit
+        )
+
+    def _leased(
+        self, run: Callable[[Any], Any], ref_of: Callable[[Any], LeaseRef]
+    ) -> Callable[[Any], Any]:
+        """Wrap a task runner so the task's lease is renewed while it runs."""
+
+        async def run_leased(task: Any) -> None:
+            ref = ref_of(task)
+            self._leases.hold(ref)
+            try:
+                await run(task)
+            except Exception:
+                log.exception("unexpected error running %s", ref)
+            finally:
+                self._leases.release(ref)
+
+        return run_leased
+
+
+def _workflow_ref(task: WorkflowTask) -> LeaseRef:
+    return LeaseRef(TaskKind.WORKFLOW, task.workflow_id, task.lease_token)
+
+
+def _activity_ref(task: ActivityTask) -> LeaseRef:
+    return LeaseRef(TaskKind.ACTIVITY, str(task.id), task.lease_token)
+
+
+def _by_name(functions: Iterable[Callable[..., Any]], kind: Any) -> dict[str, Definition]:
+    found: dict[str, Definition] = {}
+    for function in functions:
+        definition = definition_of(function, kind)
+        if definition.name in found and found[definition.name].function is not function:
+            raise InvalidArgument(f"two {kind}s are registered as {definition.name!r}")
+        found[definition.name] = definition
+    return found

@@ -1,0 +1,168 @@
+"""The API used inside workflow code. Each call is a thin delegate to the running instance.
+
+Workflow code must be deterministic: it may use ``asyncio`` freely (gather, wait, TaskGroup,
+Event, Queue, timeout; ``asyncio.sleep`` is a durable timer) but no I/O, threads, wall clock
+or randomness of its own. Use ``now()``, ``random()`` and activities instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random as _random
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar, overload
+
+from tapeflow._definition import definition_of, defn_decorator
+from tapeflow._engine.instance import WorkflowInfo, WorkflowInstance
+from tapeflow._engine.loop import WorkflowEventLoop
+from tapeflow.converter import to_json
+from tapeflow.errors import InvalidArgument, TapeflowError
+from tapeflow.options import RetryPolicy
+
+__all__ = [
+    "WorkflowInfo",
+    "defn",
+    "execute_activity",
+    "info",
+    "is_replaying",
+    "now",
+    "on_event",
+    "random",
+    "set_var",
+    "sleep",
+    "sleep_until",
+    "uuid4",
+    "wait_event",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
+
+
+@overload
+def defn(fn: F, *, name: None = None) -> F: ...
+@overload
+def defn(fn: None = None, *, name: str | None = None) -> Callable[[F], F]: ...
+def defn(fn: F | None = None, *, name: str | None = None) -> F | Callable[[F], F]:
+    """Mark an ``async def`` as a workflow, registered under ``name`` (default: its own)."""
+    return defn_decorator("workflow", fn, name)
+
+
+def _instance() -> WorkflowInstance:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if not isinstance(loop, WorkflowEventLoop) or not isinstance(loop.runtime, WorkflowInstance):
+        raise TapeflowError("this function can only be called from inside a running workflow")
+    return loop.runtime
+
+
+def info() -> WorkflowInfo:
+    """Id, name, version, start time and whether the workflow is replaying history."""
+    return _instance().info
+
+
+def now() -> datetime:
+    """The workflow's current time (tz-aware UTC): the time of the task being processed."""
+    return _instance().now
+
+
+def is_replaying() -> bool:
+    """True while the workflow re-executes recorded history (side effects are already done)."""
+    return _instance().info.is_replaying
+
+
+def set_var(name: str, value: Any) -> None:
+    """Set a named variable, read from outside by ``WorkflowDebugger.query_vars``."""
+    _instance().vars[name] = value
+
+
+def random() -> _random.Random:
+    """A random generator seeded by the workflow id: the same numbers on every replay."""
+    instance = _instance()
+    generator = getattr(instance, "_random", None)
+    if generator is None:
+        generator = _random.Random(instance.workflow_id)
+        instance._random = generator  # type: ignore[attr-defined]
+    return generator
+
+
+def uuid4() -> uuid.UUID:
+    """A UUID that replays identically (drawn from ``random()``)."""
+    return uuid.UUID(int=random().getrandbits(128), version=4)
+
+
+async def sleep(duration: timedelta | float) -> None:
+    """A durable timer: survives restarts, fires after ``duration`` of workflow time."""
+    seconds = duration.total_seconds() if isinstance(duration, timedelta) else float(duration)
+    if math.isnan(seconds) or seconds < 0:
+        raise InvalidArgument(f"a workflow cannot sleep for {duration!r}")
+    await asyncio.sleep(seconds)
+
+
+async def sleep_until(when: datetime) -> None:
+    """A durable timer due at ``when`` (tz-aware); returns at once if that has passed."""
+    if when.tzinfo is None:
+        raise InvalidArgument("sleep_until needs a tz-aware datetime")
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+    handle = loop.call_at(when.timestamp(), _resolve, future)
+    try:
+        await future
+    finally:
+        handle.cancel()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+@overload
+def execute_activity(
+    activity: Callable[..., Awaitable[R]], *args: Any, retry: RetryPolicy | None = None
+) -> asyncio.Future[R]: ...
+@overload
+def execute_activity(
+    activity: Callable[..., R], *args: Any, retry: RetryPolicy | None = None
+) -> asyncio.Future[R]: ...
+@overload
+def execute_activity(
+    activity: str, *args: Any, retry: RetryPolicy | None = None
+) -> asyncio.Future[Any]: ...
+def execute_activity(
+    activity: Callable[..., Any] | str, *args: Any, retry: RetryPolicy | None = None
+) -> asyncio.Future[Any]:
+    """Schedule an activity now; await the returned future for its result.
+
+    Several may be scheduled before any is awaited (fan-out, then ``gather``). A final
+    failure is raised from the future as ``tapeflow.ActivityError``. ``activity`` may also be
+    the name of an activity registered on some worker, its result then left as plain JSON.
+    """
+    instance = _instance()
+    if isinstance(activity, str):
+        name, encoded, hint = activity, [to_json(a) for a in args], Any
+    else:
+        definition = definition_of(activity, "activity")
+        name = definition.name
+        encoded = definition.signature.encode_args(args)
+        hint = definition.signature.return_hint
+    future: asyncio.Future[Any] = instance.loop.create_future()
+    instance.commands.schedule_activity(
+        name, encoded, retry.to_json() if retry else None, future, hint
+    )
+    return future
+
+
+def on_event(name: str, callback: Callable[[Any], object], *, type: object = Any) -> None:
+    """Call ``callback(payload)`` for every external event ``name``, past ones included."""
+    _instance().channels.on(name, callback, type)
+
+
+async def wait_event(name: str, *, type: object = Any) -> Any:
+    """The oldest external event ``name`` not yet returned here, waiting if there is none."""
+    return await _instance().channels.wait(name, type)
