@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar
 
 from tapeflow.converter import Signature
 from tapeflow.errors import InvalidArgument, NotADefinition
@@ -58,12 +58,6 @@ def _mark(function: Any, kind: Literal["workflow", "activity"], name: str | None
     setattr(function, _ATTR, definition)
 
 
-@overload
-def defn_decorator(kind: Literal["workflow", "activity"], fn: F, name: None) -> F: ...
-@overload
-def defn_decorator(
-    kind: Literal["workflow", "activity"], fn: None, name: str | None
-) -> Callable[[F], F]: ...
 def defn_decorator(
     kind: Literal["workflow", "activity"], fn: F | None, name: str | None
 ) -> F | Callable[[F], F]:

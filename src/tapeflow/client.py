@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-
 import time
 import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, cast, overload
 
 from tapeflow._definition import MAX_NAME_LENGTH, definition_of
 from tapeflow.backends.base import Backend, NewWorkflow, WorkflowRecord
@@ -109,7 +108,8 @@ class Client:
         if start_at is not None and start_at.tzinfo is None:
             raise InvalidArgument("start_at must be a tz-aware datetime")
         if isinstance(workflow, str):
-            name, encoded, hint = check_id(workflow, "workflow name"), [to_json(a) for a in args], Any
+            name = check_id(workflow, "workflow name")
+            encoded, hint = [to_json(a) for a in args], cast(object, Any)
         else:
             definition = definition_of(workflow, "workflow")
             name = definition.name
@@ -152,4 +152,3 @@ def check_id(value: object, what: str) -> str:
 
 
 __all__ = ["Client", "WorkflowHandle"]
-

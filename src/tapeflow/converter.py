@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, get_type_hints
+from typing import Any, cast, get_type_hints
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
@@ -27,11 +27,11 @@ def _adapter(hint: object) -> TypeAdapter[Any]:
     try:
         return _adapters[hint]
     except KeyError:
-        adapter: TypeAdapter[Any] = TypeAdapter(hint)
+        adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, hint))
         _adapters[hint] = adapter
         return adapter
     except TypeError:  # an unhashable hint: build one each time
-        return TypeAdapter(hint)
+        return TypeAdapter(cast(Any, hint))
 
 
 def to_json(value: object, hint: object = Any, *, what: str = "value") -> JSONValue:

@@ -25,7 +25,9 @@ class ActivityError(TapeflowError):
     def __init__(
         self, activity: str, type: str, message: str, *, attempt: int, traceback: str | None = None
     ) -> None:
-        super().__init__(f"activity {activity!r} failed after {attempt} attempt(s): {type}: {message}")
+        super().__init__(
+            f"activity {activity!r} failed after {attempt} attempt(s): {type}: {message}"
+        )
         self.activity = activity
         self.type = type
         self.message = message

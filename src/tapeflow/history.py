@@ -137,11 +137,7 @@ Decision: TypeAlias = (
 """What a workflow decides in an activation; the worker turns these into writes."""
 
 Incoming: TypeAlias = (
-    WorkflowExecutionStarted
-    | ActivityCompleted
-    | ActivityFailed
-    | TimerFired
-    | EventReceived
+    WorkflowExecutionStarted | ActivityCompleted | ActivityFailed | TimerFired | EventReceived
 )
 """What reaches a workflow from outside, through its inbox."""
 
@@ -157,10 +153,10 @@ DECISION_TYPES: tuple[type, ...] = (
 TERMINAL_TYPES: tuple[type, ...] = (WorkflowExecutionCompleted, WorkflowExecutionFailed)
 
 _EVENT_ADAPTER: TypeAdapter[HistoryEvent] = TypeAdapter(
-    Annotated[HistoryEvent, Field(discriminator="kind")]  # type: ignore[arg-type]
+    Annotated[HistoryEvent, Field(discriminator="kind")]
 )
 _EVENTS_ADAPTER: TypeAdapter[list[HistoryEvent]] = TypeAdapter(
-    list[Annotated[HistoryEvent, Field(discriminator="kind")]]  # type: ignore[arg-type]
+    list[Annotated[HistoryEvent, Field(discriminator="kind")]]
 )
 
 

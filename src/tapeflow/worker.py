@@ -123,7 +123,9 @@ class Worker:
         self._tasks.append(asyncio.create_task(self._leases.run()))
         log.info(
             "worker %s started: workflows %s, activities %s",
-            self.name, sorted(self.workflows), sorted(self.activities),
+            self.name,
+            sorted(self.workflows),
+            sorted(self.activities),
         )
 
     async def stop(self) -> None:

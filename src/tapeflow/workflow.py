@@ -13,7 +13,7 @@ import random as _random
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, cast, overload
 
 from tapeflow._definition import definition_of, defn_decorator
 from tapeflow._engine.instance import WorkflowInfo, WorkflowInstance
@@ -145,7 +145,7 @@ def execute_activity(
     """
     instance = _instance()
     if isinstance(activity, str):
-        name, encoded, hint = activity, [to_json(a) for a in args], Any
+        name, encoded, hint = activity, [to_json(a) for a in args], cast(object, Any)
     else:
         definition = definition_of(activity, "activity")
         name = definition.name

@@ -25,8 +25,8 @@ class EventChannels:
         self._on_error = on_error
         self._log: defaultdict[str, list[JSONValue]] = defaultdict(list)
         self._taken: defaultdict[str, int] = defaultdict(int)
-        self._waiters: defaultdict[str, deque[tuple[asyncio.Future[Any], object]]] = (
-            defaultdict(deque)
+        self._waiters: defaultdict[str, deque[tuple[asyncio.Future[Any], object]]] = defaultdict(
+            deque
         )
         self._callbacks: defaultdict[str, list[tuple[Callback, object]]] = defaultdict(list)
 

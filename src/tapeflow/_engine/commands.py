@@ -119,8 +119,9 @@ class Commands:
                 f"history has an outcome for activity seq {seq}, "
                 "which this workflow code never scheduled"
             )
-        keep = command.move(CommandState.DONE if command.state is CommandState.ACTIVE
-                            else CommandState.CANCELLED)
+        keep = command.move(
+            CommandState.DONE if command.state is CommandState.ACTIVE else CommandState.CANCELLED
+        )
         del self._activities[seq]
         return command if keep else None
 

@@ -64,7 +64,7 @@ class WorkflowInstance:
         self.definition = definition
         self.workflow_id = workflow_id
         self.commands = Commands()
-        self.loop = WorkflowEventLoop(self.commands, runtime=self)
+        self.loop = WorkflowEventLoop(self.commands, runtime=self)  # type: ignore[abstract]
         self.channels = EventChannels(self.loop, self._callback_failed)
         self.vars: dict[str, Any] = {}
         self.history_length = 0

@@ -55,9 +55,7 @@ class ActivityTaskRunner:
             except FINAL_ERRORS as exc:
                 outcome = self._failed(task, exc)
             except Exception as exc:
-                policy = (
-                    RetryPolicy.from_json(task.retry) if task.retry else self._default_retry
-                )
+                policy = RetryPolicy.from_json(task.retry) if task.retry else self._default_retry
                 if not policy.allows_another(task.attempt):
                     outcome = self._failed(task, exc)
                 else:
@@ -66,7 +64,11 @@ class ActivityTaskRunner:
                     )
                     log.info(
                         "activity %r of %r failed on attempt %d, retrying at %s: %s",
-                        task.name, task.workflow_id, task.attempt, retry_at.isoformat(), exc,
+                        task.name,
+                        task.workflow_id,
+                        task.attempt,
+                        retry_at.isoformat(),
+                        exc,
                     )
                     await self._backend.retry_activity_task(
                         task, Failure.from_exception(exc), retry_at

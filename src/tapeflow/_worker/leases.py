@@ -35,6 +35,7 @@ class LeaseKeeper:
                 log.exception("renewing %d lease(s) failed; will try again", len(held))
                 continue
             for ref in lost:
-                log.warning("lost the lease of %s task %s; its result will be discarded",
-                            ref.kind, ref.id)
+                log.warning(
+                    "lost the lease of %s task %s; its result will be discarded", ref.kind, ref.id
+                )
                 self._held.discard(ref)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from tapeflow.backends.base import Backend, TaskKind
 
@@ -27,7 +27,7 @@ class Poller(Generic[T]):
         capacity: int,
         poll_interval: timedelta,
         claim: Callable[[int], Awaitable[list[T]]],
-        handle: Callable[[T], Awaitable[None]],
+        handle: Callable[[T], Coroutine[Any, Any, None]],
     ) -> None:
         self._backend = backend
         self._kind = kind

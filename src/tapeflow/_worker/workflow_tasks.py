@@ -41,9 +41,7 @@ class WorkflowTaskRunner:
             incoming = [item.event for item in task.inbox]
             decisions = instance.activate(Activation(at, incoming))
             events: list[HistoryEvent] = [WorkflowTaskStarted(at=at), *incoming, *decisions]
-            await self._backend.commit_workflow_task(
-                task, [item.id for item in task.inbox], events
-            )
+            await self._backend.commit_workflow_task(task, [item.id for item in task.inbox], events)
         except LeaseLost as exc:
             log.warning("%s; the new holder goes on", exc)
             if instance is not None:
@@ -68,7 +66,10 @@ class WorkflowTaskRunner:
         delay = TASK_RETRY.delay_after(task.failures + 1)
         log.error(
             "workflow task of %r failed (retry in %.0fs): %s: %s",
-            task.workflow_id, delay.total_seconds(), type(exc).__name__, exc,
+            task.workflow_id,
+            delay.total_seconds(),
+            type(exc).__name__,
+            exc,
             exc_info=not isinstance(exc, TASK_FAILURES),
         )
         try:

@@ -157,7 +157,7 @@ class SQLiteBackend:
 
     async def _write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``fn`` in one write transaction, then wake in-process waiters."""
-        result = await self._run(self._transaction, fn)
+        result: _T = await self._run(self._transaction, fn)
         self._signal.notify()
         return result
 
@@ -176,7 +176,8 @@ class SQLiteBackend:
     async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         def run() -> _T:
             assert self._conn is not None
-            return fn(self._conn)
+            result: _T = fn(self._conn)
+            return result
 
         return await self._run(run)
 
@@ -202,7 +203,10 @@ class SQLiteBackend:
                 raise WorkflowAlreadyExists(new.id) from None
             conn.execute(_Q["insert_workflow_task"], {"id": new.id, "name": new.name})
             started = WorkflowExecutionStarted(
-                name=new.name, version=new.version, args=new.args, started_at=_dt(start_at)  # type: ignore[arg-type]
+                name=new.name,
+                version=new.version,
+                args=new.args,
+                started_at=_dt(start_at),  # type: ignore[arg-type]
             )
             _insert_inbox(conn, new.id, started, start_at)
 
@@ -213,8 +217,20 @@ class SQLiteBackend:
             row = conn.execute(_Q["get_workflow"], {"id": workflow_id}).fetchone()
             if row is None:
                 raise WorkflowNotFound(workflow_id)
-            (id_, name, version, status, args, created, start, completed, result, failure,
-             length, last_error) = row
+            (
+                id_,
+                name,
+                version,
+                status,
+                args,
+                created,
+                start,
+                completed,
+                result,
+                failure,
+                length,
+                last_error,
+            ) = row
             return WorkflowRecord(
                 id=id_,
                 name=name,
@@ -456,7 +472,8 @@ class SQLiteBackend:
             lost = []
             for ref in leases:
                 query = (
-                    "extend_workflow_lease" if ref.kind is TaskKind.WORKFLOW
+                    "extend_workflow_lease"
+                    if ref.kind is TaskKind.WORKFLOW
                     else "extend_activity_lease"
                 )
                 cursor = conn.execute(
