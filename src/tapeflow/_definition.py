@@ -54,7 +54,9 @@ def _mark(function: Any, kind: Literal["workflow", "activity"], name: str | None
             f"{function.__qualname__}: {kind} arguments are positional; "
             "keyword-only parameters cannot be recorded"
         )
-    definition = Definition(kind, _check_name(name or function.__name__, kind), function)
+    definition = Definition(
+        kind, _check_name(function.__name__ if name is None else name, kind), function
+    )
     setattr(function, _ATTR, definition)
 
 

@@ -1,0 +1,73 @@
+"""SQLite: the numbered migrations add up to schema.sql, and a newer schema is refused."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import tapeflow
+from tapeflow.backends._sql_files import migrations, read_sql
+from tapeflow.backends.sqlite.backend import _statements
+
+
+def _shape(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    rows = conn.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+    )
+    return [(kind, name, " ".join(sql.split())) for kind, name, sql in rows]
+
+
+def test_migrations_add_up_to_the_schema() -> None:
+    from_schema = sqlite3.connect(":memory:")
+    for statement in _statements(read_sql("tapeflow.backends.sqlite", "schema.sql")):
+        from_schema.execute(statement)
+    migrated = sqlite3.connect(":memory:")
+    for _, script in migrations("tapeflow.backends.sqlite"):
+        for statement in _statements(script):
+            migrated.execute(statement)
+    assert _shape(migrated) == _shape(from_schema)
+    assert _shape(migrated)  # not vacuously equal
+
+
+async def test_connect_creates_the_schema_once_and_reopens(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    async with tapeflow.connect(url):
+        pass
+    async with tapeflow.connect(url) as backend:  # second open: nothing to migrate
+        with pytest.raises(tapeflow.WorkflowNotFound):
+            await backend.get_workflow("none")
+    conn = sqlite3.connect(tmp_path / "app.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(
+        migrations("tapeflow.backends.sqlite")
+    )
+
+
+async def test_a_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    with pytest.raises(tapeflow.SchemaVersionError, match="upgrade tapeflow"):
+        async with tapeflow.connect(f"sqlite:///{path}"):
+            pass
+
+
+def test_url_convention(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tapeflow.backends.connect import backend_for
+    from tapeflow.backends.sqlite import SQLiteBackend
+
+    relative = backend_for("sqlite:///relative.db")
+    absolute = backend_for("sqlite:////abs/path.db")
+    assert isinstance(relative, SQLiteBackend)
+    assert isinstance(absolute, SQLiteBackend)
+    assert (relative.path, absolute.path) == ("relative.db", "/abs/path.db")
+    with pytest.raises(tapeflow.InvalidArgument):
+        backend_for("mysql://x")
+    with pytest.raises(tapeflow.InvalidArgument):
+        backend_for("tapeflow.db")
+    monkeypatch.setenv("TAPEFLOW_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    assert tapeflow.connect().url == f"sqlite:///{tmp_path / 'env.db'}"
+    monkeypatch.delenv("TAPEFLOW_DATABASE_URL")
+    assert tapeflow.connect().url == "sqlite:///tapeflow.db"

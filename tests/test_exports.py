@@ -1,0 +1,67 @@
+"""The public surface is locked: changing it is a decision, not an accident."""
+
+from __future__ import annotations
+
+import tapeflow
+from tapeflow import activity, workflow
+
+
+def test_package_exports() -> None:
+    assert sorted(tapeflow.__all__) == [
+        "ActivityError",
+        "Backend",
+        "Client",
+        "InvalidArgument",
+        "LeaseLost",
+        "NonDeterminismError",
+        "NonRetryableError",
+        "NotADefinition",
+        "PayloadError",
+        "RetryPolicy",
+        "SchemaVersionError",
+        "TapeflowError",
+        "Worker",
+        "WorkerOptions",
+        "WorkflowAlreadyCompleted",
+        "WorkflowAlreadyExists",
+        "WorkflowDebugger",
+        "WorkflowFailed",
+        "WorkflowHandle",
+        "WorkflowNotFound",
+        "WorkflowRecord",
+        "WorkflowSandboxError",
+        "WorkflowStatus",
+        "activity",
+        "connect",
+        "workflow",
+    ]
+    for name in tapeflow.__all__:
+        assert getattr(tapeflow, name) is not None
+
+
+def test_workflow_api_exports() -> None:
+    assert sorted(workflow.__all__) == [
+        "WorkflowInfo",
+        "defn",
+        "execute_activity",
+        "info",
+        "is_replaying",
+        "now",
+        "on_event",
+        "random",
+        "set_var",
+        "sleep",
+        "sleep_until",
+        "uuid4",
+        "wait_event",
+    ]
+
+
+def test_activity_api_exports() -> None:
+    assert sorted(activity.__all__) == ["ActivityInfo", "defn", "info", "retry_after", "retry_at"]
+
+
+def test_every_error_has_one_root() -> None:
+    errors = [getattr(tapeflow, n) for n in tapeflow.__all__ if n.endswith(("Error", "Failed"))]
+    errors += [tapeflow.WorkflowNotFound, tapeflow.WorkflowAlreadyExists, tapeflow.LeaseLost]
+    assert all(issubclass(e, tapeflow.TapeflowError) for e in errors)
