@@ -143,14 +143,21 @@ Incoming: TypeAlias = (
 
 HistoryEvent: TypeAlias = WorkflowTaskStarted | Incoming | Decision
 
-DECISION_TYPES: tuple[type, ...] = (
+DECISION_TYPES = (
     ActivityScheduled,
     TimerStarted,
     TimerCancelled,
     WorkflowExecutionCompleted,
     WorkflowExecutionFailed,
 )
-TERMINAL_TYPES: tuple[type, ...] = (WorkflowExecutionCompleted, WorkflowExecutionFailed)
+TERMINAL_TYPES = (WorkflowExecutionCompleted, WorkflowExecutionFailed)
+INCOMING_TYPES = (
+    WorkflowExecutionStarted,
+    ActivityCompleted,
+    ActivityFailed,
+    TimerFired,
+    EventReceived,
+)
 
 _EVENT_ADAPTER: TypeAdapter[HistoryEvent] = TypeAdapter(
     Annotated[HistoryEvent, Field(discriminator="kind")]
@@ -167,6 +174,14 @@ def encode_event(event: HistoryEvent) -> str:
 
 def decode_event(data: str | bytes) -> HistoryEvent:
     return _EVENT_ADAPTER.validate_json(data)
+
+
+def decode_incoming(data: str | bytes) -> Incoming:
+    """An inbox event; anything else in an inbox row is corrupt data."""
+    event = decode_event(data)
+    if not isinstance(event, INCOMING_TYPES):
+        raise ValueError(f"an inbox row holds a {event.kind} event")
+    return event
 
 
 def encode_events(events: list[HistoryEvent]) -> str:

@@ -83,12 +83,7 @@ def set_var(name: str, value: Any) -> None:
 
 def random() -> _random.Random:
     """A random generator seeded by the workflow id: the same numbers on every replay."""
-    instance = _instance()
-    generator = getattr(instance, "_random", None)
-    if generator is None:
-        generator = _random.Random(instance.workflow_id)
-        instance._random = generator  # type: ignore[attr-defined]
-    return generator
+    return _instance().random
 
 
 def uuid4() -> uuid.UUID:

@@ -110,7 +110,9 @@ async def test_expired_activity_lease_rejects_the_old_holders_completion(
     with pytest.raises(tapeflow.LeaseLost):
         await backend.complete_activity_task(old, ActivityCompleted(seq=1, result=1, attempt=1))
     with pytest.raises(tapeflow.LeaseLost):
-        await backend.retry_activity_task(old, Failure(type="RuntimeError", message="late"), None)
+        await backend.retry_activity_task(
+            old, Failure(type="RuntimeError", message="late"), timedelta(0)
+        )
     old_ref = LeaseRef(TaskKind.ACTIVITY, str(old.id), old.lease_token)
     assert await backend.extend_leases([old_ref], lease) == [old_ref]
 
@@ -135,7 +137,7 @@ async def test_expired_workflow_lease_cannot_commit_over_the_new_holder(
     with pytest.raises(tapeflow.LeaseLost):
         await backend.commit_workflow_task(old, [e.id for e in old.inbox], _first_task_events(old))
     with pytest.raises(tapeflow.LeaseLost):
-        await backend.abandon_workflow_task(old, "late", None)
+        await backend.abandon_workflow_task(old, "late", timedelta(0))
     await backend.commit_workflow_task(new, [e.id for e in new.inbox], _first_task_events(new))
     history = await backend.load_history("fenced-workflow")
     assert [e.kind for e in history] == [

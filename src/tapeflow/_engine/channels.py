@@ -70,5 +70,6 @@ class EventChannels:
             self._on_error(exc)
 
     def _check_task(self, task: asyncio.Future[Any]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self._on_error(task.exception())  # type: ignore[arg-type]
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            self._on_error(error)

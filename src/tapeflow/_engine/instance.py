@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from random import Random
 from typing import Any
 
 from tapeflow._definition import Definition
@@ -67,6 +68,8 @@ class WorkflowInstance:
         self.loop = WorkflowEventLoop(self.commands, runtime=self)  # type: ignore[abstract]
         self.channels = EventChannels(self.loop, self._callback_failed)
         self.vars: dict[str, Any] = {}
+        self.random = Random(workflow_id)
+        """Seeded by the workflow id: the same numbers on every replay."""
         self.history_length = 0
         """How many history events this instance has seen: the worker's cache key."""
         self.finished = False

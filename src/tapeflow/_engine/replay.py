@@ -45,13 +45,13 @@ def split_activations(history: Sequence[HistoryEvent]) -> Iterator[RecordedActiv
                 f"history event #{position} ({event.kind}) comes before any workflow task"
             )
         elif isinstance(event, DECISION_TYPES):
-            current.decisions.append((position, event))  # type: ignore[arg-type]
+            current.decisions.append((position, event))
         else:
             if current.decisions:
                 raise NonDeterminismError(
                     f"history event #{position} ({event.kind}) follows the decisions of its task"
                 )
-            incoming.append(event)  # type: ignore[arg-type]
+            incoming.append(event)
     if current is not None:
         yield current
 

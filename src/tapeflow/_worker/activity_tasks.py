@@ -7,7 +7,7 @@ import contextvars
 import logging
 from collections.abc import Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tapeflow import _activity_context
@@ -59,19 +59,19 @@ class ActivityTaskRunner:
                 if not policy.allows_another(task.attempt):
                     outcome = self._failed(task, exc)
                 else:
-                    retry_at = context.next_attempt_at or (
-                        datetime.now(UTC) + policy.delay_after(task.attempt)
-                    )
+                    delay = policy.delay_after(task.attempt)
+                    if context.next_attempt_at is not None:  # the activity's own override
+                        delay = max(context.next_attempt_at - datetime.now(UTC), timedelta(0))
                     log.info(
-                        "activity %r of %r failed on attempt %d, retrying at %s: %s",
+                        "activity %r of %r failed on attempt %d, retrying in %.3fs: %s",
                         task.name,
                         task.workflow_id,
                         task.attempt,
-                        retry_at.isoformat(),
+                        delay.total_seconds(),
                         exc,
                     )
                     await self._backend.retry_activity_task(
-                        task, Failure.from_exception(exc), retry_at
+                        task, Failure.from_exception(exc), delay
                     )
                     return
             await self._backend.complete_activity_task(task, outcome)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 from tapeflow.backends.base import Backend, TaskKind
@@ -83,7 +83,7 @@ class Poller(Generic[T]):
             return self._poll
         if due is None:
             return self._poll
-        return max(0.0, min(self._poll, (due - datetime.now(UTC)).total_seconds()))
+        return max(0.0, min(self._poll, due.total_seconds()))
 
     async def _until(self, awaitable: Awaitable[object]) -> None:
         """Await ``awaitable`` unless stop comes first."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from tapeflow._definition import Definition
 from tapeflow._engine.instance import TASK_FAILURES, Activation, WorkflowInstance
@@ -37,7 +37,7 @@ class WorkflowTaskRunner:
         instance: WorkflowInstance | None = None
         try:
             instance = await self._instance_for(task)
-            at = max(datetime.now(UTC), instance.now)
+            at = max(task.claimed_at, instance.now)
             incoming = [item.event for item in task.inbox]
             decisions = instance.activate(Activation(at, incoming))
             events: list[HistoryEvent] = [WorkflowTaskStarted(at=at), *incoming, *decisions]
@@ -73,9 +73,7 @@ class WorkflowTaskRunner:
             exc_info=not isinstance(exc, TASK_FAILURES),
         )
         try:
-            await self._backend.abandon_workflow_task(
-                task, f"{type(exc).__name__}: {exc}", datetime.now(UTC) + delay
-            )
+            await self._backend.abandon_workflow_task(task, f"{type(exc).__name__}: {exc}", delay)
         except LeaseLost:
             pass
         except Exception:

@@ -78,6 +78,9 @@ class WorkflowTask:
     """History events already committed; the new ones are numbered from here + 1."""
     inbox: list[InboxEvent]
     lease_token: int
+    claimed_at: datetime
+    """The backend's time at the claim: the activation's time, so timers are set by the
+    backend's clock and not by a worker's (perhaps wrong) one."""
     failures: int = 0
     """Times this task failed in a row (non-determinism, say): drives its retry backoff."""
 
@@ -170,9 +173,10 @@ class Backend(Protocol):
         Raises LeaseLost."""
 
     async def abandon_workflow_task(
-        self, task: WorkflowTask, error: str | None, retry_at: datetime | None
+        self, task: WorkflowTask, error: str | None, delay: timedelta
     ) -> None:
-        """Release the lease without progress; with an error, not retried before ``retry_at``.
+        """Release the lease without progress; not claimed again for ``delay``. An error is
+        kept on the task (``WorkflowRecord.task_error``) until a commit succeeds.
         Raises LeaseLost."""
 
     # -- activity tasks --------------------------------------------------------------------
@@ -189,10 +193,9 @@ class Backend(Protocol):
         """Delete the task and hand its final outcome to the workflow. Raises LeaseLost."""
 
     async def retry_activity_task(
-        self, task: ActivityTask, failure: Failure, retry_at: datetime | None
+        self, task: ActivityTask, failure: Failure, delay: timedelta
     ) -> None:
-        """Release the task for another attempt at ``retry_at`` (None: at once).
-        Raises LeaseLost."""
+        """Release the task for another attempt after ``delay``. Raises LeaseLost."""
 
     # -- both ------------------------------------------------------------------------------
 
@@ -200,6 +203,8 @@ class Backend(Protocol):
         """Renew leases still held; returns the ones that were lost."""
         ...
 
-    async def next_due(self, kind: TaskKind, names: Sequence[str]) -> datetime | None:
-        """When the earliest not-yet-visible task of these names becomes due, if any."""
+    async def next_due(self, kind: TaskKind, names: Sequence[str]) -> timedelta | None:
+        """How long until the earliest not-yet-due task of these names becomes due, if any.
+
+        Relative, because the backend's clock decides: a worker's clock may be wrong."""
         ...

@@ -51,6 +51,7 @@ from tapeflow.history import (
     JSONValue,
     WorkflowExecutionStarted,
     decode_event,
+    decode_incoming,
     encode_event,
 )
 
@@ -67,8 +68,12 @@ def _us(moment: datetime) -> int:
     return round(moment.timestamp() * 1_000_000)
 
 
-def _dt(us: int | None) -> datetime | None:
-    return None if us is None else datetime.fromtimestamp(us / 1_000_000, UTC)
+def _dt(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, UTC)
+
+
+def _maybe_dt(us: int | None) -> datetime | None:
+    return None if us is None else _dt(us)
 
 
 def _json(value: object) -> str:
@@ -206,7 +211,7 @@ class SQLiteBackend:
                 name=new.name,
                 version=new.version,
                 args=new.args,
-                started_at=_dt(start_at),  # type: ignore[arg-type]
+                started_at=_dt(start_at),
             )
             _insert_inbox(conn, new.id, started, start_at)
 
@@ -237,9 +242,9 @@ class SQLiteBackend:
                 version=version,
                 status=WorkflowStatus(status),
                 args=json.loads(args),
-                created_at=_dt(created),  # type: ignore[arg-type]
-                start_at=_dt(start),  # type: ignore[arg-type]
-                completed_at=_dt(completed),
+                created_at=_dt(created),
+                start_at=_dt(start),
+                completed_at=_maybe_dt(completed),
                 result=None if result is None else json.loads(result),
                 failure=None if failure is None else _FAILURE.validate_json(failure),
                 history_length=length,
@@ -301,10 +306,12 @@ class SQLiteBackend:
                     _Q["workflow_history_length"], {"id": workflow_id}
                 ).fetchone()
                 inbox = [
-                    InboxEvent(row[0], decode_event(row[1]))  # type: ignore[arg-type]
+                    InboxEvent(row[0], decode_incoming(row[1]))
                     for row in conn.execute(_Q["visible_inbox"], {"id": workflow_id, "now": now})
                 ]
-                tasks.append(WorkflowTask(workflow_id, name, length, inbox, token, failures))
+                tasks.append(
+                    WorkflowTask(workflow_id, name, length, inbox, token, _dt(now), failures)
+                )
             return tasks
 
         if not names:
@@ -372,17 +379,18 @@ class SQLiteBackend:
         await self._write(write)
 
     async def abandon_workflow_task(
-        self, task: WorkflowTask, error: str | None, retry_at: datetime | None
+        self, task: WorkflowTask, error: str | None, delay: timedelta
     ) -> None:
         def write(conn: sqlite3.Connection) -> None:
+            now = _now_us()
             cursor = conn.execute(
                 _Q["abandon_workflow_task"],
                 {
                     "id": task.workflow_id,
                     "token": task.lease_token,
-                    "now": _now_us(),
+                    "now": now,
                     "error": error,
-                    "not_before": _us(retry_at) if retry_at else 0,
+                    "not_before": now + _micros(delay),
                 },
             )
             if cursor.rowcount == 0:
@@ -445,7 +453,7 @@ class SQLiteBackend:
         await self._write(write)
 
     async def retry_activity_task(
-        self, task: ActivityTask, failure: Failure, retry_at: datetime | None
+        self, task: ActivityTask, failure: Failure, delay: timedelta
     ) -> None:
         def write(conn: sqlite3.Connection) -> None:
             now = _now_us()
@@ -455,7 +463,7 @@ class SQLiteBackend:
                     "id": task.id,
                     "token": task.lease_token,
                     "now": now,
-                    "visible_at": _us(retry_at) if retry_at else now,
+                    "visible_at": now + _micros(delay),
                     "failure": _FAILURE.dump_json(failure).decode(),
                 },
             )
@@ -493,12 +501,13 @@ class SQLiteBackend:
             return []
         return await self._run(self._transaction, write)
 
-    async def next_due(self, kind: TaskKind, names: Sequence[str]) -> datetime | None:
+    async def next_due(self, kind: TaskKind, names: Sequence[str]) -> timedelta | None:
         query = "next_due_workflow" if kind is TaskKind.WORKFLOW else "next_due_activity"
 
-        def read(conn: sqlite3.Connection) -> datetime | None:
-            row = conn.execute(_Q[query], {"names": _json(list(names)), "now": _now_us()})
-            return _dt(row.fetchone()[0])
+        def read(conn: sqlite3.Connection) -> timedelta | None:
+            now = _now_us()
+            (due,) = conn.execute(_Q[query], {"names": _json(list(names)), "now": now}).fetchone()
+            return None if due is None else timedelta(microseconds=due - now)
 
         return await self._read(read) if names else None
 
