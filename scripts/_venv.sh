@@ -1,4 +1,5 @@
-# Sourced by the scripts: makes .venv with the project installed, once per change of pyproject.toml.
+# Sourced by the scripts: makes .venv with the project installed (plus the extras named in
+# $1, e.g. "[test]"), again only when pyproject.toml changes.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -10,9 +11,9 @@ fi
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-stamp=.venv/.tapeflow-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "${1:-}" != "$(cat "$stamp")" ]; then
+stamp=".venv/.tapeflow-installed${1:-}"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
     .venv/bin/python -m pip install --quiet -e ".${1:-}"
-    echo "${1:-}" > "$stamp"
+    touch "$stamp"
 fi

@@ -2,26 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 
 import tapeflow
 
 WorkerFactory = Callable[..., AbstractAsyncContextManager[tapeflow.Worker]]
 
 
-@pytest.fixture(params=["sqlite"])
-def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of an empty database of each backend kind (one per test)."""
+POSTGRES_URL = os.environ.get(
+    "TAPEFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_reachable() -> bool:
+    """Whether the test PostgreSQL answers. In CI (CI=true) it must: the run fails if not."""
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=5):
+            return True
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but PostgreSQL at {POSTGRES_URL} is unreachable: {exc}")
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_reachable: bool
+) -> Iterator[str]:
+    """The URL of an empty database of each backend kind (one per test): a SQLite file, or
+    a PostgreSQL schema of its own, dropped afterwards."""
     kind: str = request.param
     if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'tapeflow.db'}"
-    raise AssertionError(kind)
+        yield f"sqlite:///{tmp_path / 'tapeflow.db'}"
+        return
+    if not postgres_reachable:
+        pytest.skip(f"postgres unreachable at {POSTGRES_URL} (CI=true makes this a failure)")
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    yield f"{POSTGRES_URL}?schema={schema}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.fixture

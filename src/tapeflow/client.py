@@ -120,6 +120,10 @@ class Client:
         )
         return WorkflowHandle(self.backend, workflow_id, hint)
 
+    @overload
+    def get_handle(self, workflow_id: str) -> WorkflowHandle[Any]: ...
+    @overload
+    def get_handle(self, workflow_id: str, *, result_type: type[R]) -> WorkflowHandle[R]: ...
     def get_handle(self, workflow_id: str, *, result_type: object = Any) -> WorkflowHandle[Any]:
         """A handle on an existing workflow; ``result_type`` decodes its result."""
         return WorkflowHandle(self.backend, check_id(workflow_id, "workflow id"), result_type)

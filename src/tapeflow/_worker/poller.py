@@ -17,6 +17,10 @@ from tapeflow.backends.base import Backend, TaskKind
 log = logging.getLogger("tapeflow.worker")
 T = TypeVar("T")
 
+LISTENING_POLL_INTERVAL = 10.0
+"""Seconds between polls while the backend delivers wake-ups from every process: only a
+lost notification waits this long."""
+
 
 class Poller(Generic[T]):
     def __init__(
@@ -81,9 +85,12 @@ class Poller(Generic[T]):
         except Exception:
             log.exception("looking up the next due %s task failed", self._kind)
             return self._poll
+        longest = self._poll
+        if self._backend.wakes_other_processes:  # wake-ups cover the rest; poll as a fallback
+            longest = max(longest, LISTENING_POLL_INTERVAL)
         if due is None:
-            return self._poll
-        return max(0.0, min(self._poll, due.total_seconds()))
+            return longest
+        return max(0.0, min(longest, due.total_seconds()))
 
     async def _until(self, awaitable: Awaitable[object]) -> None:
         """Await ``awaitable`` unless stop comes first."""

@@ -157,6 +157,12 @@ class Backend(Protocol):
     @property
     def change_count(self) -> int: ...
 
+    @property
+    def wakes_other_processes(self) -> bool:
+        """Whether ``wait_for_change`` also wakes for commits of other processes (right now;
+        it may stop while a connection is down). If so, pollers can wait long between polls."""
+        ...
+
     # -- workflow tasks --------------------------------------------------------------------
 
     async def claim_workflow_tasks(

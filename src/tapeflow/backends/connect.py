@@ -6,6 +6,7 @@ import os
 from collections.abc import Generator
 from types import TracebackType
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tapeflow.backends.base import Backend
 from tapeflow.errors import InvalidArgument
@@ -16,7 +17,8 @@ URL_VARIABLE = "TAPEFLOW_DATABASE_URL"
 
 def backend_for(url: str) -> Backend:
     """The (not yet opened) backend for ``url``, which follows SQLAlchemy's convention:
-    ``sqlite:///relative.db``, ``sqlite:////absolute/path.db``, ``sqlite://`` (in memory)."""
+    ``sqlite:///relative.db``, ``sqlite:////absolute/path.db``, ``sqlite://`` (in memory),
+    ``postgresql://user:password@host:5432/db`` (add ``?schema=name`` to pick the schema)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise InvalidArgument(f"not a database URL: {url!r} (try 'sqlite:///tapeflow.db')")
@@ -28,7 +30,26 @@ def backend_for(url: str) -> Backend:
         if not rest.startswith("/"):
             raise InvalidArgument(f"a SQLite URL looks like 'sqlite:///path.db', not {url!r}")
         return SQLiteBackend(rest[1:].partition("?")[0])
+    if scheme in ("postgresql", "postgres"):
+        return _postgres(url)
     raise InvalidArgument(f"no tapeflow backend for URL scheme {scheme!r} in {url!r}")
+
+
+def _postgres(url: str) -> Backend:
+    """``postgresql://user:pass@host:port/db?schema=name``; ``schema`` (default "tapeflow")
+    is tapeflow's own parameter, every other one goes to libpq."""
+    try:
+        from tapeflow.backends.postgres import PostgresBackend
+    except ImportError as exc:
+        raise InvalidArgument(
+            f"PostgreSQL needs psycopg: pip install 'tapeflow[postgres]' ({exc})"
+        ) from None
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((value for key, value in query if key == "schema"), "tapeflow")
+    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    conninfo = urlunsplit(parts._replace(scheme="postgresql", query=rest))
+    return PostgresBackend(conninfo, schema=schema)
 
 
 class Connection:

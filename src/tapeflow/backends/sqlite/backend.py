@@ -19,10 +19,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from pydantic import TypeAdapter
-
 from tapeflow.backends._change_signal import ChangeSignal
 from tapeflow.backends._commit_plan import plan_commit
+from tapeflow.backends._rows import FAILURE, json_text, workflow_record
 from tapeflow.backends._sql_files import load_queries, migrations
 from tapeflow.backends.base import (
     ActivityTask,
@@ -57,7 +56,6 @@ from tapeflow.history import (
 
 _T = TypeVar("_T")
 _Q = load_queries(__package__ or "tapeflow.backends.sqlite")
-_FAILURE = TypeAdapter(Failure)
 
 
 def _now_us() -> int:
@@ -74,10 +72,6 @@ def _dt(us: int) -> datetime:
 
 def _maybe_dt(us: int | None) -> datetime | None:
     return None if us is None else _dt(us)
-
-
-def _json(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class SQLiteBackend:
@@ -199,7 +193,7 @@ class SQLiteBackend:
                         "id": new.id,
                         "name": new.name,
                         "version": new.version,
-                        "args": _json(new.args),
+                        "args": json_text(new.args),
                         "now": now,
                         "start_at": start_at,
                     },
@@ -222,34 +216,8 @@ class SQLiteBackend:
             row = conn.execute(_Q["get_workflow"], {"id": workflow_id}).fetchone()
             if row is None:
                 raise WorkflowNotFound(workflow_id)
-            (
-                id_,
-                name,
-                version,
-                status,
-                args,
-                created,
-                start,
-                completed,
-                result,
-                failure,
-                length,
-                last_error,
-            ) = row
-            return WorkflowRecord(
-                id=id_,
-                name=name,
-                version=version,
-                status=WorkflowStatus(status),
-                args=json.loads(args),
-                created_at=_dt(created),
-                start_at=_dt(start),
-                completed_at=_maybe_dt(completed),
-                result=None if result is None else json.loads(result),
-                failure=None if failure is None else _FAILURE.validate_json(failure),
-                history_length=length,
-                task_error=last_error,
-            )
+            times = (_dt(row[5]), _dt(row[6]), _maybe_dt(row[7]))
+            return workflow_record((*row[:5], *times, *row[8:]))
 
         return await self._read(read)
 
@@ -275,6 +243,11 @@ class SQLiteBackend:
         await self._write(write)
 
     @property
+    def wakes_other_processes(self) -> bool:
+        """No: other processes' commits are seen when the poll interval runs out."""
+        return False
+
+    @property
     def change_count(self) -> int:
         return self._signal.count
 
@@ -292,7 +265,7 @@ class SQLiteBackend:
                 row[0]
                 for row in conn.execute(
                     _Q["ready_workflow_tasks"],
-                    {"names": _json(list(names)), "now": now, "limit": limit},
+                    {"names": json_text(list(names)), "now": now, "limit": limit},
                 )
             ]
             expires = now + _micros(lease)
@@ -344,9 +317,9 @@ class SQLiteBackend:
                     {
                         "id": wid,
                         "status": "completed" if ending.completed else "failed",
-                        "result": _json(ending.result) if ending.completed else None,
+                        "result": json_text(ending.result) if ending.completed else None,
                         "failure": (
-                            _FAILURE.dump_json(ending.failure).decode() if ending.failure else None
+                            FAILURE.dump_json(ending.failure).decode() if ending.failure else None
                         ),
                         "now": now,
                         "history_length": length,
@@ -362,8 +335,8 @@ class SQLiteBackend:
                         "workflow_id": wid,
                         "seq": a.seq,
                         "name": a.name,
-                        "args": _json(a.args),
-                        "retry": None if a.retry is None else _json(a.retry),
+                        "args": json_text(a.args),
+                        "retry": None if a.retry is None else json_text(a.retry),
                         "now": now,
                     }
                     for a in plan.activities
@@ -409,7 +382,7 @@ class SQLiteBackend:
                 row[0]
                 for row in conn.execute(
                     _Q["ready_activity_tasks"],
-                    {"names": _json(list(names)), "now": now, "limit": limit},
+                    {"names": json_text(list(names)), "now": now, "limit": limit},
                 )
             ]
             tasks = []
@@ -464,7 +437,7 @@ class SQLiteBackend:
                     "token": task.lease_token,
                     "now": now,
                     "visible_at": now + _micros(delay),
-                    "failure": _FAILURE.dump_json(failure).decode(),
+                    "failure": FAILURE.dump_json(failure).decode(),
                 },
             )
             if cursor.rowcount == 0:
@@ -506,7 +479,9 @@ class SQLiteBackend:
 
         def read(conn: sqlite3.Connection) -> timedelta | None:
             now = _now_us()
-            (due,) = conn.execute(_Q[query], {"names": _json(list(names)), "now": now}).fetchone()
+            (due,) = conn.execute(
+                _Q[query], {"names": json_text(list(names)), "now": now}
+            ).fetchone()
             return None if due is None else timedelta(microseconds=due - now)
 
         return await self._read(read) if names else None

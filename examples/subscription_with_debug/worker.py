@@ -1,0 +1,40 @@
+"""Worker program: runs the subscription workflow and the payment activity until SIGINT/SIGTERM.
+
+    export TAPEFLOW_DATABASE_URL=sqlite:///subscription.db
+    python examples/subscription_with_debug/worker.py
+
+Then schedule subscriptions with ``client.py`` from another shell, on the same database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+import workflows
+from workflows import payment_activity, subscription_workflow
+
+import tapeflow
+
+
+async def main(url: str | None) -> None:
+    async with tapeflow.connect(url) as backend:
+        worker = tapeflow.Worker(
+            backend,
+            workflows=[subscription_workflow],
+            activities=[payment_activity],
+            name="subscription worker",
+        )
+        await worker.run()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="database URL (default: $TAPEFLOW_DATABASE_URL)")
+    parser.add_argument("--failure-rate", type=float, help="share of payments declined")
+    parser.add_argument("--seed", type=int, help="seed of the payment provider's randomness")
+    args = parser.parse_args()
+    workflows.provider = workflows.PaymentProvider.from_environment(args.failure_rate, args.seed)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(main(args.url))

@@ -1,0 +1,454 @@
+"""PostgreSQL backend: a psycopg connection pool, SKIP LOCKED claims, LISTEN/NOTIFY wake-ups.
+
+The database's clock decides everything time-based (claims, leases, timers, retries), so
+a worker with a wrong clock cannot steal a lease or fire a timer early. Every state change
+of a workflow is one transaction, fenced by the lease token handed out at claim time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from tapeflow.backends._change_signal import ChangeSignal
+from tapeflow.backends._commit_plan import plan_commit
+from tapeflow.backends._rows import FAILURE, json_text, workflow_record
+from tapeflow.backends._sql_files import load_queries, migrations
+from tapeflow.backends.base import (
+    ActivityTask,
+    InboxEvent,
+    LeaseRef,
+    NewWorkflow,
+    TaskKind,
+    WorkflowRecord,
+    WorkflowStatus,
+    WorkflowTask,
+)
+from tapeflow.errors import (
+    InvalidArgument,
+    LeaseLost,
+    SchemaVersionError,
+    WorkflowAlreadyCompleted,
+    WorkflowAlreadyExists,
+    WorkflowNotFound,
+)
+from tapeflow.history import (
+    ActivityCompleted,
+    ActivityFailed,
+    EventReceived,
+    Failure,
+    HistoryEvent,
+    JSONValue,
+    WorkflowExecutionStarted,
+    decode_event,
+    decode_incoming,
+    encode_event,
+)
+
+log = logging.getLogger("tapeflow.postgres")
+_PACKAGE = __package__ or "tapeflow.backends.postgres"
+_Q = load_queries(_PACKAGE)
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,50}")
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+class PostgresBackend:
+    def __init__(
+        self, conninfo: str, *, schema: str = "tapeflow", min_size: int = 1, max_size: int = 10
+    ) -> None:
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise InvalidArgument(
+                f"a tapeflow schema name is lower-case letters, digits and '_': {schema!r}"
+            )
+        self.conninfo = conninfo
+        self.schema = schema
+        self.channel = f"tapeflow_{schema}"
+        self._pool = AsyncConnectionPool(
+            conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"autocommit": True, "options": f"-c search_path={schema}"},
+            open=False,
+            name=f"tapeflow-{schema}",
+        )
+        self._signal = ChangeSignal()
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = False
+
+    def __repr__(self) -> str:
+        return f"PostgresBackend(schema={self.schema!r})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if self._listener is not None:
+            return
+        await self._pool.open(wait=True, timeout=30)
+        try:
+            await self._migrate()
+        except BaseException:
+            await self._pool.close()
+            raise
+        self._listener = asyncio.create_task(self._listen(), name="tapeflow-listen")
+
+    async def close(self) -> None:
+        if self._listener is None:
+            return
+        self._listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._listener
+        self._listener = None
+        await self._pool.close()
+
+    async def _migrate(self) -> None:
+        """Create or upgrade the schema: once, however many processes start together."""
+        steps = migrations(_PACKAGE)
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('tapeflow.migrate.' || %s))",
+                (self.schema,),
+            )
+            await conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+            )
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)"
+            )
+            cursor = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+            row = await cursor.fetchone()
+            current = int(row[0]) if row else 0
+            if current > len(steps):
+                raise SchemaVersionError(
+                    f"the database schema {self.schema!r} is version {current}, newer than "
+                    f"this tapeflow knows ({len(steps)}): upgrade tapeflow"
+                )
+            for version, script in steps[current:]:
+                await conn.execute(script.encode())
+                await conn.execute("INSERT INTO schema_version VALUES (%s)", (version,))
+
+    async def _listen(self) -> None:
+        """Turn NOTIFYs from every process into in-process wake-ups; reconnect if dropped."""
+        backoff = 0.1
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+                async with conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                    self._listening, backoff = True, 0.1
+                    self._signal.notify()  # changes may have been missed while away
+                    async for _ in conn.notifies():
+                        self._signal.notify()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("listening for wake-ups failed (%s); retrying in %.1fs", exc, backoff)
+            finally:
+                self._listening = False
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    @property
+    def wakes_other_processes(self) -> bool:
+        return self._listening
+
+    async def _notify(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Wake other processes once this transaction commits (NOTIFY is transactional)."""
+        await conn.execute(_Q["notify"], {"channel": self.channel})
+
+    # -- clients ---------------------------------------------------------------------------
+
+    async def create_workflow(self, new: NewWorkflow) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(
+                _Q["insert_workflow"],
+                {
+                    "id": new.id,
+                    "name": new.name,
+                    "version": new.version,
+                    "args": json_text(new.args),
+                    "start_at": new.start_at,
+                },
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                raise WorkflowAlreadyExists(new.id)
+            start_at = _utc(row[0])
+            await conn.execute(_Q["insert_workflow_task"], {"id": new.id, "name": new.name})
+            started = WorkflowExecutionStarted(
+                name=new.name, version=new.version, args=new.args, started_at=start_at
+            )
+            await conn.execute(
+                _Q["insert_inbox"],
+                {"workflow_id": new.id, "visible_at": start_at, "event": encode_event(started)},
+            )
+            await self._notify(conn)
+        self._signal.notify()
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowRecord:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(_Q["get_workflow"], {"id": workflow_id})
+            row = await cursor.fetchone()
+        if row is None:
+            raise WorkflowNotFound(workflow_id)
+        times = (_utc(row[5]), _utc(row[6]), row[7] and _utc(row[7]))
+        return workflow_record((*row[:5], *times, *row[8:]))
+
+    async def load_history(self, workflow_id: str) -> list[HistoryEvent]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(_Q["load_history"], {"id": workflow_id})
+            rows = await cursor.fetchall()
+            if not rows:
+                exists = await conn.execute(_Q["workflow_exists"], {"id": workflow_id})
+                if await exists.fetchone() is None:
+                    raise WorkflowNotFound(workflow_id)
+        return [decode_event(row[0]) for row in rows]
+
+    async def send_event(self, workflow_id: str, name: str, payload: JSONValue) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(_Q["workflow_status_for_update"], {"id": workflow_id})
+            row = await cursor.fetchone()
+            if row is None:
+                raise WorkflowNotFound(workflow_id)
+            if WorkflowStatus(row[0]).finished:
+                raise WorkflowAlreadyCompleted(workflow_id)
+            event = EventReceived(name=name, payload=payload)
+            await conn.execute(
+                _Q["insert_inbox"],
+                {"workflow_id": workflow_id, "visible_at": None, "event": encode_event(event)},
+            )
+            await self._notify(conn)
+        self._signal.notify()
+
+    @property
+    def change_count(self) -> int:
+        return self._signal.count
+
+    async def wait_for_change(self, since: int, timeout: float) -> int:
+        return await self._signal.wait(since, timeout)
+
+    # -- workflow tasks --------------------------------------------------------------------
+
+    async def claim_workflow_tasks(
+        self, names: Sequence[str], owner: str, lease: timedelta, limit: int
+    ) -> list[WorkflowTask]:
+        if not names:
+            return []
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                _Q["claim_workflow_tasks"],
+                {"names": list(names), "owner": owner, "lease": lease, "limit": limit},
+            )
+            rows = await cursor.fetchall()
+        return [
+            WorkflowTask(
+                workflow_id=wid,
+                workflow_name=name,
+                history_length=length,
+                inbox=[
+                    InboxEvent(inbox_id, decode_incoming(event))
+                    for inbox_id, event in zip(ids, events, strict=True)
+                ],
+                lease_token=token,
+                claimed_at=_utc(now),
+                failures=failures,
+            )
+            for wid, name, token, failures, now, length, ids, events in rows
+        ]
+
+    async def commit_workflow_task(
+        self, task: WorkflowTask, consumed: Sequence[int], events: Sequence[HistoryEvent]
+    ) -> None:
+        plan = plan_commit(events)
+        wid = task.workflow_id
+        length = task.history_length + len(events)
+        async with self._pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(_Q["lock_workflow_task"], {"id": wid})
+            row = await cursor.fetchone()
+            if row is None or row[0] != task.lease_token or not row[1]:
+                raise LeaseLost(f"workflow task {wid!r}: lease lost")
+            if row[2] != task.history_length:
+                raise LeaseLost(f"workflow task {wid!r}: history moved on")
+            await conn.execute(_Q["delete_inbox_events"], {"id": wid, "ids": list(consumed)})
+            await conn.execute(
+                _Q["insert_history"],
+                {
+                    "id": wid,
+                    "seqs": list(range(task.history_length + 1, length + 1)),
+                    "events": [encode_event(e) for e in events],
+                },
+            )
+            if plan.ending is not None:
+                ending = plan.ending
+                await conn.execute(
+                    _Q["finish_workflow"],
+                    {
+                        "id": wid,
+                        "status": "completed" if ending.completed else "failed",
+                        "result": json_text(ending.result) if ending.completed else None,
+                        "failure": (
+                            FAILURE.dump_json(ending.failure).decode() if ending.failure else None
+                        ),
+                        "history_length": length,
+                    },
+                )
+                for query in ("drop_workflow_task", "drop_activity_tasks", "drop_inbox"):
+                    await conn.execute(_Q[query], {"id": wid})
+            else:
+                if plan.activities:
+                    await conn.execute(
+                        _Q["insert_activity_tasks"],
+                        {
+                            "id": wid,
+                            "seqs": [a.seq for a in plan.activities],
+                            "names": [a.name for a in plan.activities],
+                            "args": [json_text(a.args) for a in plan.activities],
+                            "retries": [
+                                None if a.retry is None else json_text(a.retry)
+                                for a in plan.activities
+                            ],
+                        },
+                    )
+                if plan.timers:
+                    await conn.execute(
+                        _Q["insert_timers"],
+                        {
+                            "id": wid,
+                            "dues": [due for _, due, _ in plan.timers],
+                            "seqs": [seq for seq, _, _ in plan.timers],
+                            "events": [encode_event(fired) for _, _, fired in plan.timers],
+                        },
+                    )
+                if plan.cancelled_timers:
+                    await conn.execute(
+                        _Q["cancel_timers"], {"id": wid, "seqs": plan.cancelled_timers}
+                    )
+                await conn.execute(_Q["advance_workflow"], {"id": wid, "history_length": length})
+                await conn.execute(_Q["release_workflow_task"], {"id": wid})
+            await self._notify(conn)
+        self._signal.notify()
+
+    async def abandon_workflow_task(
+        self, task: WorkflowTask, error: str | None, delay: timedelta
+    ) -> None:
+        await self._fenced(
+            "abandon_workflow_task",
+            {"id": task.workflow_id, "token": task.lease_token, "error": error, "delay": delay},
+            f"workflow task {task.workflow_id!r}",
+        )
+
+    # -- activity tasks --------------------------------------------------------------------
+
+    async def claim_activity_tasks(
+        self, names: Sequence[str], owner: str, lease: timedelta, limit: int
+    ) -> list[ActivityTask]:
+        if not names:
+            return []
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                _Q["claim_activity_tasks"],
+                {"names": list(names), "owner": owner, "lease": lease, "limit": limit},
+            )
+            rows = await cursor.fetchall()
+        return [
+            ActivityTask(
+                id=id_,
+                workflow_id=wid,
+                workflow_name=workflow_name,
+                seq=seq,
+                name=name,
+                args=json.loads(args),
+                retry=None if retry is None else json.loads(retry),
+                attempt=attempt,
+                lease_token=token,
+            )
+            for id_, wid, seq, name, args, retry, attempt, token, workflow_name in rows
+        ]
+
+    async def complete_activity_task(
+        self, task: ActivityTask, outcome: ActivityCompleted | ActivityFailed
+    ) -> None:
+        await self._fenced(
+            "complete_activity_task",
+            {"id": task.id, "token": task.lease_token, "event": encode_event(outcome)},
+            f"activity task {task.id} ({task.name!r})",
+        )
+
+    async def retry_activity_task(
+        self, task: ActivityTask, failure: Failure, delay: timedelta
+    ) -> None:
+        await self._fenced(
+            "retry_activity_task",
+            {
+                "id": task.id,
+                "token": task.lease_token,
+                "delay": delay,
+                "failure": FAILURE.dump_json(failure).decode(),
+            },
+            f"activity task {task.id} ({task.name!r})",
+        )
+
+    async def _fenced(self, query: str, params: dict[str, Any], what: str) -> None:
+        """Run a write that touches the row only while our lease holds, and wake others."""
+        async with self._pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(_Q[query], params)
+            if cursor.rowcount == 0:
+                raise LeaseLost(f"{what}: lease lost")
+            await self._notify(conn)
+        self._signal.notify()
+
+    # -- both ------------------------------------------------------------------------------
+
+    async def extend_leases(self, leases: Sequence[LeaseRef], lease: timedelta) -> list[LeaseRef]:
+        kept: set[tuple[TaskKind, str]] = set()
+        async with self._pool.connection() as conn:
+            for kind, query in (
+                (TaskKind.WORKFLOW, "extend_workflow_leases"),
+                (TaskKind.ACTIVITY, "extend_activity_leases"),
+            ):
+                refs = [ref for ref in leases if ref.kind is kind]
+                if not refs:
+                    continue
+                ids: list[str] | list[int] = (
+                    [r.id for r in refs] if kind is TaskKind.WORKFLOW else [int(r.id) for r in refs]
+                )
+                cursor = await conn.execute(
+                    _Q[query], {"ids": ids, "tokens": [r.token for r in refs], "lease": lease}
+                )
+                kept.update((kind, row[0]) for row in await cursor.fetchall())
+        return [ref for ref in leases if (ref.kind, ref.id) not in kept]
+
+    async def next_due(self, kind: TaskKind, names: Sequence[str]) -> timedelta | None:
+        if not names:
+            return None
+        query = "next_due_workflow" if kind is TaskKind.WORKFLOW else "next_due_activity"
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(_Q[query], {"names": list(names)})
+            row = await cursor.fetchone()
+        seconds = row[0] if row else None
+        return None if seconds is None else timedelta(seconds=float(seconds))

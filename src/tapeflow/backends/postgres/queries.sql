@@ -1,0 +1,175 @@
+-- name: insert_workflow
+INSERT INTO workflows (id, name, version, status, args, start_at)
+VALUES (%(id)s, %(name)s, %(version)s, 'pending', %(args)s::json, coalesce(%(start_at)s, now()))
+ON CONFLICT (id) DO NOTHING
+RETURNING start_at;
+
+-- name: insert_workflow_task
+INSERT INTO workflow_tasks (workflow_id, name) VALUES (%(id)s, %(name)s);
+
+-- name: insert_inbox
+INSERT INTO inbox (workflow_id, visible_at, event)
+VALUES (%(workflow_id)s, coalesce(%(visible_at)s, now()), %(event)s::json);
+
+-- name: get_workflow
+SELECT w.id, w.name, w.version, w.status, w.args::text, w.created_at, w.start_at,
+       w.completed_at, w.result::text, w.failure::text, w.history_length, t.last_error
+FROM workflows w LEFT JOIN workflow_tasks t ON t.workflow_id = w.id
+WHERE w.id = %(id)s;
+
+-- name: workflow_status_for_update
+SELECT status FROM workflows WHERE id = %(id)s FOR SHARE;
+
+-- name: load_history
+SELECT event::text FROM history WHERE workflow_id = %(id)s ORDER BY seq;
+
+-- name: workflow_exists
+SELECT 1 FROM workflows WHERE id = %(id)s;
+
+-- name: claim_workflow_tasks
+WITH ready AS (
+    SELECT t.workflow_id
+    FROM workflow_tasks t
+    WHERE t.name = ANY(%(names)s)
+      AND (t.lease_expires_at IS NULL OR t.lease_expires_at <= now())
+      AND t.not_before <= now()
+      AND EXISTS (
+          SELECT 1 FROM inbox e WHERE e.workflow_id = t.workflow_id AND e.visible_at <= now()
+      )
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE workflow_tasks t
+SET lease_owner = %(owner)s, lease_token = t.lease_token + 1,
+    lease_expires_at = now() + %(lease)s
+FROM ready
+WHERE t.workflow_id = ready.workflow_id
+RETURNING t.workflow_id, t.name, t.lease_token, t.failures, now(),
+    (SELECT w.history_length FROM workflows w WHERE w.id = t.workflow_id),
+    ARRAY(SELECT e.id FROM inbox e
+          WHERE e.workflow_id = t.workflow_id AND e.visible_at <= now() ORDER BY e.id),
+    ARRAY(SELECT e.event::text FROM inbox e
+          WHERE e.workflow_id = t.workflow_id AND e.visible_at <= now() ORDER BY e.id);
+
+-- name: lock_workflow_task
+SELECT t.lease_token, t.lease_expires_at > now(), w.history_length
+FROM workflow_tasks t JOIN workflows w ON w.id = t.workflow_id
+WHERE t.workflow_id = %(id)s
+FOR UPDATE OF t, w;
+
+-- name: delete_inbox_events
+DELETE FROM inbox WHERE workflow_id = %(id)s AND id = ANY(%(ids)s);
+
+-- name: insert_history
+INSERT INTO history (workflow_id, seq, event)
+SELECT %(id)s, u.seq, u.event::json
+FROM unnest(%(seqs)s::integer[], %(events)s::text[]) AS u (seq, event);
+
+-- name: insert_activity_tasks
+INSERT INTO activity_tasks (workflow_id, seq, name, args, retry, visible_at)
+SELECT %(id)s, u.seq, u.name, u.args::json, u.retry::json, now()
+FROM unnest(%(seqs)s::integer[], %(names)s::text[], %(args)s::text[], %(retries)s::text[])
+    AS u (seq, name, args, retry);
+
+-- name: insert_timers
+INSERT INTO inbox (workflow_id, visible_at, timer_seq, event)
+SELECT %(id)s, u.due, u.seq, u.event::json
+FROM unnest(%(dues)s::timestamptz[], %(seqs)s::integer[], %(events)s::text[])
+    AS u (due, seq, event);
+
+-- name: cancel_timers
+DELETE FROM inbox WHERE workflow_id = %(id)s AND timer_seq = ANY(%(seqs)s);
+
+-- name: finish_workflow
+UPDATE workflows
+SET status = %(status)s, result = %(result)s::json, failure = %(failure)s::json,
+    completed_at = now(), history_length = %(history_length)s
+WHERE id = %(id)s;
+
+-- name: drop_workflow_task
+DELETE FROM workflow_tasks WHERE workflow_id = %(id)s;
+
+-- name: drop_activity_tasks
+DELETE FROM activity_tasks WHERE workflow_id = %(id)s;
+
+-- name: drop_inbox
+DELETE FROM inbox WHERE workflow_id = %(id)s;
+
+-- name: advance_workflow
+UPDATE workflows SET status = 'running', history_length = %(history_length)s
+WHERE id = %(id)s;
+
+-- name: release_workflow_task
+UPDATE workflow_tasks
+SET lease_owner = NULL, lease_expires_at = NULL, failures = 0, last_error = NULL,
+    not_before = '-infinity'
+WHERE workflow_id = %(id)s;
+
+-- name: abandon_workflow_task
+UPDATE workflow_tasks
+SET lease_owner = NULL, lease_expires_at = NULL, not_before = now() + %(delay)s,
+    failures = failures + (%(error)s::text IS NOT NULL)::integer,
+    last_error = coalesce(%(error)s, last_error)
+WHERE workflow_id = %(id)s AND lease_token = %(token)s AND lease_expires_at > now();
+
+-- name: claim_activity_tasks
+WITH ready AS (
+    SELECT id FROM activity_tasks
+    WHERE name = ANY(%(names)s)
+      AND visible_at <= now()
+      AND (lease_expires_at IS NULL OR lease_expires_at <= now())
+    ORDER BY visible_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE activity_tasks a
+SET lease_owner = %(owner)s, lease_token = a.lease_token + 1,
+    lease_expires_at = now() + %(lease)s, attempt = a.attempt + 1
+FROM ready
+WHERE a.id = ready.id
+RETURNING a.id, a.workflow_id, a.seq, a.name, a.args::text, a.retry::text, a.attempt,
+    a.lease_token, (SELECT w.name FROM workflows w WHERE w.id = a.workflow_id);
+
+-- name: complete_activity_task
+WITH done AS (
+    DELETE FROM activity_tasks
+    WHERE id = %(id)s AND lease_token = %(token)s AND lease_expires_at > now()
+    RETURNING workflow_id
+)
+INSERT INTO inbox (workflow_id, visible_at, event)
+SELECT workflow_id, now(), %(event)s::json FROM done;
+
+-- name: retry_activity_task
+UPDATE activity_tasks
+SET lease_owner = NULL, lease_expires_at = NULL, visible_at = now() + %(delay)s,
+    last_failure = %(failure)s::json
+WHERE id = %(id)s AND lease_token = %(token)s AND lease_expires_at > now();
+
+-- name: extend_workflow_leases
+UPDATE workflow_tasks t SET lease_expires_at = now() + %(lease)s
+FROM unnest(%(ids)s::text[], %(tokens)s::bigint[]) AS r (id, token)
+WHERE t.workflow_id = r.id AND t.lease_token = r.token AND t.lease_expires_at > now()
+RETURNING t.workflow_id;
+
+-- name: extend_activity_leases
+UPDATE activity_tasks a SET lease_expires_at = now() + %(lease)s
+FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[]) AS r (id, token)
+WHERE a.id = r.id AND a.lease_token = r.token AND a.lease_expires_at > now()
+RETURNING a.id::text;
+
+-- name: next_due_workflow
+SELECT extract(epoch FROM min(greatest(e.visible_at, t.not_before,
+                                        coalesce(t.lease_expires_at, '-infinity'))) - now())
+FROM inbox e JOIN workflow_tasks t ON t.workflow_id = e.workflow_id
+WHERE t.name = ANY(%(names)s)
+  AND greatest(e.visible_at, t.not_before, coalesce(t.lease_expires_at, '-infinity')) > now();
+
+-- name: next_due_activity
+SELECT extract(epoch FROM min(greatest(visible_at, coalesce(lease_expires_at, '-infinity')))
+               - now())
+FROM activity_tasks
+WHERE name = ANY(%(names)s)
+  AND greatest(visible_at, coalesce(lease_expires_at, '-infinity')) > now();
+
+-- name: notify
+SELECT pg_notify(%(channel)s, '');

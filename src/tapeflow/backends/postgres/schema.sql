@@ -1,0 +1,67 @@
+-- The whole current schema, inside the backend's own PostgreSQL schema (default
+-- "tapeflow", set through search_path). The numbered migrations must add up to exactly
+-- this (tests/backends/test_postgres_schema.py checks it).
+
+CREATE TABLE workflows (
+    id             text PRIMARY KEY,
+    name           text NOT NULL,
+    version        text NOT NULL,
+    status         text NOT NULL CHECK (status IN ('pending', 'running', 'completed', 'failed')),
+    args           json NOT NULL,
+    result         json,
+    failure        json,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    start_at       timestamptz NOT NULL,
+    completed_at   timestamptz,
+    parent_id      text,
+    history_length integer NOT NULL DEFAULT 0
+);
+
+-- One per running workflow: claimable while its inbox has a visible event.
+CREATE TABLE workflow_tasks (
+    workflow_id      text PRIMARY KEY REFERENCES workflows (id),
+    name             text NOT NULL,
+    lease_owner      text,
+    lease_token      bigint NOT NULL DEFAULT 0,
+    lease_expires_at timestamptz,
+    not_before       timestamptz NOT NULL DEFAULT '-infinity',
+    failures         integer NOT NULL DEFAULT 0,
+    last_error       text
+);
+CREATE INDEX workflow_tasks_by_name ON workflow_tasks (name);
+
+-- Things that happened that the workflow has not seen yet; timers wait here until due.
+CREATE TABLE inbox (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    workflow_id text NOT NULL REFERENCES workflows (id),
+    visible_at  timestamptz NOT NULL,
+    timer_seq   integer,
+    event       json NOT NULL
+);
+CREATE INDEX inbox_by_workflow ON inbox (workflow_id, visible_at);
+CREATE INDEX inbox_by_time ON inbox (visible_at);
+
+CREATE TABLE activity_tasks (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    workflow_id      text NOT NULL REFERENCES workflows (id),
+    seq              integer NOT NULL,
+    name             text NOT NULL,
+    args             json NOT NULL,
+    retry            json,
+    attempt          integer NOT NULL DEFAULT 0,
+    visible_at       timestamptz NOT NULL,
+    lease_owner      text,
+    lease_token      bigint NOT NULL DEFAULT 0,
+    lease_expires_at timestamptz,
+    last_failure     json,
+    UNIQUE (workflow_id, seq)
+);
+CREATE INDEX activity_tasks_ready ON activity_tasks (name, visible_at);
+
+-- The tape: append-only, numbered per workflow from 1.
+CREATE TABLE history (
+    workflow_id text NOT NULL REFERENCES workflows (id),
+    seq         integer NOT NULL,
+    event       json NOT NULL,
+    PRIMARY KEY (workflow_id, seq)
+);
