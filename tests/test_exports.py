@@ -58,7 +58,14 @@ def test_workflow_api_exports() -> None:
 
 
 def test_activity_api_exports() -> None:
-    assert sorted(activity.__all__) == ["ActivityInfo", "defn", "info", "retry_after", "retry_at"]
+    assert sorted(activity.__all__) == [
+        "ActivityInfo",
+        "defn",
+        "heartbeat",
+        "info",
+        "retry_after",
+        "retry_at",
+    ]
 
 
 def test_every_error_has_one_root() -> None:

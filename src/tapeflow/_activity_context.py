@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,8 @@ class ActivityInfo:
     """1 on the first run; attempts made before this one are ``attempt - 1``."""
     scheduled_by: str
     """Name of the workflow that scheduled it."""
+    heartbeat_details: Any = None
+    """The details the previous attempt last recorded with ``activity.heartbeat``."""
 
 
 @dataclass
@@ -24,6 +27,17 @@ class ActivityContext:
     info: ActivityInfo
     next_attempt_at: datetime | None = None
     """Set by ``retry_after``/``retry_at``: when to retry if this attempt fails."""
+    heartbeat: Any = None
+    """The latest details given to ``activity.heartbeat`` (as JSON), not yet stored."""
+    heartbeat_pending: bool = False
+
+    def record_heartbeat(self, details: Any) -> None:
+        self.heartbeat, self.heartbeat_pending = details, True
+
+    def take_heartbeat(self) -> tuple[bool, Any]:
+        """The details to store, if any arrived since the last take."""
+        pending, self.heartbeat_pending = self.heartbeat_pending, False
+        return pending, self.heartbeat
 
 
 current: ContextVar[ActivityContext] = ContextVar("tapeflow_activity")

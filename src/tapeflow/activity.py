@@ -8,9 +8,10 @@ from typing import Any, TypeVar, overload
 
 from tapeflow._activity_context import ActivityContext, ActivityInfo, current
 from tapeflow._definition import defn_decorator
+from tapeflow.converter import to_json
 from tapeflow.errors import InvalidArgument, TapeflowError
 
-__all__ = ["ActivityInfo", "defn", "info", "retry_after", "retry_at"]
+__all__ = ["ActivityInfo", "defn", "heartbeat", "info", "retry_after", "retry_at"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,6 +35,12 @@ def _context() -> ActivityContext:
 def info() -> ActivityInfo:
     """The running activity's workflow id, name, sequence number and attempt (1 first)."""
     return _context().info
+
+
+def heartbeat(details: Any = None) -> None:
+    """Record progress (any JSON-able value). It is stored with the next lease renewal, or
+    when the attempt fails, and the next attempt reads it as ``info().heartbeat_details``."""
+    _context().record_heartbeat(to_json(details, what="heartbeat details"))
 
 
 def retry_after(delay: timedelta) -> None:

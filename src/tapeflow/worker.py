@@ -108,6 +108,9 @@ class Worker:
             activity_runner = ActivityTaskRunner(
                 self.backend, self.activities, options.retry_policy, self._executor
             )
+            self._leases = LeaseKeeper(
+                self.backend, options.lease_duration, activity_runner.take_heartbeats
+            )
             self._pollers.append(
                 Poller(
                     self.backend,

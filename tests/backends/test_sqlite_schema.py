@@ -12,11 +12,22 @@ from tapeflow.backends._sql_files import migrations, read_sql
 from tapeflow.backends.sqlite.backend import _statements
 
 
-def _shape(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
-    rows = conn.execute(
-        "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
-    )
-    return [(kind, name, " ".join(sql.split())) for kind, name, sql in rows]
+def _shape(conn: sqlite3.Connection) -> dict[str, object]:
+    """Tables with their columns, indexes with theirs: what a query can tell apart."""
+    names = conn.execute(
+        "SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+    ).fetchall()
+    shape: dict[str, object] = {}
+    for kind, name, table in names:
+        if kind == "table":
+            shape[name] = conn.execute(f"PRAGMA table_xinfo('{name}')").fetchall()
+        else:
+            columns = conn.execute(f"PRAGMA index_xinfo('{name}')").fetchall()
+            unique = [
+                row[2] for row in conn.execute(f"PRAGMA index_list('{table}')") if row[1] == name
+            ]
+            shape[name] = (table, columns, unique)
+    return shape
 
 
 def test_migrations_add_up_to_the_schema() -> None:

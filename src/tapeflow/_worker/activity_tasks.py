@@ -36,6 +36,16 @@ class ActivityTaskRunner:
         self._activities = activities
         self._default_retry = default_retry
         self._executor = executor
+        self._running: dict[str, ActivityContext] = {}
+
+    def take_heartbeats(self) -> dict[str, Any]:
+        """Heartbeat details recorded since the last call, by task id, for the lease renewal."""
+        beats = {}
+        for task_id, context in list(self._running.items()):
+            pending, details = context.take_heartbeat()
+            if pending:
+                beats[task_id] = details
+        return beats
 
     async def run(self, task: ActivityTask) -> None:
         context = ActivityContext(
@@ -45,9 +55,11 @@ class ActivityTaskRunner:
                 seq=task.seq,
                 attempt=task.attempt,
                 scheduled_by=task.workflow_name,
+                heartbeat_details=task.heartbeat_details,
             )
         )
         outcome: ActivityCompleted | ActivityFailed
+        self._running[str(task.id)] = context
         try:
             try:
                 result = await self._invoke(self._activities[task.name], task, context)
@@ -70,13 +82,16 @@ class ActivityTaskRunner:
                         delay.total_seconds(),
                         exc,
                     )
+                    _, details = context.take_heartbeat()
                     await self._backend.retry_activity_task(
-                        task, Failure.from_exception(exc), delay
+                        task, Failure.from_exception(exc), delay, details
                     )
                     return
             await self._backend.complete_activity_task(task, outcome)
         except LeaseLost as exc:
             log.warning("%s; its outcome is discarded", exc)
+        finally:
+            self._running.pop(str(task.id), None)
 
     async def _invoke(
         self, definition: Definition, task: ActivityTask, context: ActivityContext
@@ -87,9 +102,12 @@ class ActivityTaskRunner:
         if definition.is_async:
             value = await definition.function(*args)
         elif isinstance(self._executor, ProcessPoolExecutor):
-            ok, value, context.next_attempt_at = await loop.run_in_executor(
+            ok, value, child = await loop.run_in_executor(
                 self._executor, _call_in_process, definition.function, args, context.info
             )
+            context.next_attempt_at = child.next_attempt_at
+            if child.heartbeat_pending:
+                context.record_heartbeat(child.heartbeat)
             if not ok:
                 raise value
         else:
@@ -106,12 +124,12 @@ class ActivityTaskRunner:
 
 def _call_in_process(
     function: Any, args: list[Any], info: ActivityInfo
-) -> tuple[bool, Any, datetime | None]:
-    """Runs in a pool process: the activity context is rebuilt there and its retry override
-    carried back, since context variables do not cross processes."""
+) -> tuple[bool, Any, ActivityContext]:
+    """Runs in a pool process: the activity context is rebuilt there and carried back (retry
+    override, heartbeat), since context variables do not cross processes."""
     context = ActivityContext(info)
     _activity_context.current.set(context)
     try:
-        return True, function(*args), context.next_attempt_at
+        return True, function(*args), context
     except Exception as exc:
-        return False, exc, context.next_attempt_at
+        return False, exc, context

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from tapeflow.backends.base import Backend, LeaseRef
+from tapeflow.history import JSONValue
 
 log = logging.getLogger("tapeflow.worker")
 
 
 class LeaseKeeper:
-    def __init__(self, backend: Backend, lease: timedelta) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        lease: timedelta,
+        heartbeats: Callable[[], dict[str, JSONValue]] = dict,
+    ) -> None:
         self._backend = backend
         self._lease = lease
+        self._heartbeats = heartbeats
         self._held: set[LeaseRef] = set()
 
     def hold(self, ref: LeaseRef) -> None:
@@ -30,7 +38,7 @@ class LeaseKeeper:
             await asyncio.sleep(interval)
             held = list(self._held)
             try:
-                lost = await self._backend.extend_leases(held, self._lease)
+                lost = await self._backend.extend_leases(held, self._lease, self._heartbeats())
             except Exception:
                 log.exception("renewing %d lease(s) failed; will try again", len(held))
                 continue

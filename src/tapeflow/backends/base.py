@@ -9,7 +9,7 @@ write is discarded.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -97,6 +97,8 @@ class ActivityTask:
     attempt: int
     """1 on the first attempt."""
     lease_token: int
+    heartbeat_details: JSONValue = None
+    """What the last attempt recorded with ``activity.heartbeat``, if anything."""
 
 
 class TaskKind(enum.StrEnum):
@@ -199,14 +201,25 @@ class Backend(Protocol):
         """Delete the task and hand its final outcome to the workflow. Raises LeaseLost."""
 
     async def retry_activity_task(
-        self, task: ActivityTask, failure: Failure, delay: timedelta
+        self,
+        task: ActivityTask,
+        failure: Failure,
+        delay: timedelta,
+        heartbeat_details: JSONValue = None,
     ) -> None:
-        """Release the task for another attempt after ``delay``. Raises LeaseLost."""
+        """Release the task for another attempt after ``delay``, keeping the attempt's last
+        heartbeat details (when not None) for the next one. Raises LeaseLost."""
 
     # -- both ------------------------------------------------------------------------------
 
-    async def extend_leases(self, leases: Sequence[LeaseRef], lease: timedelta) -> list[LeaseRef]:
-        """Renew leases still held; returns the ones that were lost."""
+    async def extend_leases(
+        self,
+        leases: Sequence[LeaseRef],
+        lease: timedelta,
+        heartbeats: Mapping[str, JSONValue] | None = None,
+    ) -> list[LeaseRef]:
+        """Renew leases still held, storing the activities' new heartbeat details (keyed by
+        task id) on the way; returns the leases that were lost."""
         ...
 
     async def next_due(self, kind: TaskKind, names: Sequence[str]) -> timedelta | None:

@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -386,8 +386,9 @@ class PostgresBackend:
                 retry=None if retry is None else json.loads(retry),
                 attempt=attempt,
                 lease_token=token,
+                heartbeat_details=None if details is None else json.loads(details),
             )
-            for id_, wid, seq, name, args, retry, attempt, token, workflow_name in rows
+            for id_, wid, seq, name, args, retry, attempt, token, workflow_name, details in rows
         ]
 
     async def complete_activity_task(
@@ -400,7 +401,11 @@ class PostgresBackend:
         )
 
     async def retry_activity_task(
-        self, task: ActivityTask, failure: Failure, delay: timedelta
+        self,
+        task: ActivityTask,
+        failure: Failure,
+        delay: timedelta,
+        heartbeat_details: JSONValue = None,
     ) -> None:
         await self._fenced(
             "retry_activity_task",
@@ -409,6 +414,7 @@ class PostgresBackend:
                 "token": task.lease_token,
                 "delay": delay,
                 "failure": FAILURE.dump_json(failure).decode(),
+                "details": None if heartbeat_details is None else json_text(heartbeat_details),
             },
             f"activity task {task.id} ({task.name!r})",
         )
@@ -424,7 +430,13 @@ class PostgresBackend:
 
     # -- both ------------------------------------------------------------------------------
 
-    async def extend_leases(self, leases: Sequence[LeaseRef], lease: timedelta) -> list[LeaseRef]:
+    async def extend_leases(
+        self,
+        leases: Sequence[LeaseRef],
+        lease: timedelta,
+        heartbeats: Mapping[str, JSONValue] | None = None,
+    ) -> list[LeaseRef]:
+        beats = heartbeats or {}
         kept: set[tuple[TaskKind, str]] = set()
         async with self._pool.connection() as conn:
             for kind, query in (
@@ -434,12 +446,15 @@ class PostgresBackend:
                 refs = [ref for ref in leases if ref.kind is kind]
                 if not refs:
                     continue
-                ids: list[str] | list[int] = (
-                    [r.id for r in refs] if kind is TaskKind.WORKFLOW else [int(r.id) for r in refs]
-                )
-                cursor = await conn.execute(
-                    _Q[query], {"ids": ids, "tokens": [r.token for r in refs], "lease": lease}
-                )
+                params: dict[str, Any] = {"tokens": [r.token for r in refs], "lease": lease}
+                if kind is TaskKind.WORKFLOW:
+                    params["ids"] = [r.id for r in refs]
+                else:
+                    params["ids"] = [int(r.id) for r in refs]
+                    params["details"] = [
+                        json_text(beats[r.id]) if r.id in beats else None for r in refs
+                    ]
+                cursor = await conn.execute(_Q[query], params)
                 kept.update((kind, row[0]) for row in await cursor.fetchall())
         return [ref for ref in leases if (ref.kind, ref.id) not in kept]
 

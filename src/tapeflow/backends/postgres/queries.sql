@@ -128,7 +128,8 @@ SET lease_owner = %(owner)s, lease_token = a.lease_token + 1,
 FROM ready
 WHERE a.id = ready.id
 RETURNING a.id, a.workflow_id, a.seq, a.name, a.args::text, a.retry::text, a.attempt,
-    a.lease_token, (SELECT w.name FROM workflows w WHERE w.id = a.workflow_id);
+    a.lease_token, (SELECT w.name FROM workflows w WHERE w.id = a.workflow_id),
+    a.heartbeat_details::text;
 
 -- name: complete_activity_task
 WITH done AS (
@@ -142,7 +143,8 @@ SELECT workflow_id, now(), %(event)s::json FROM done;
 -- name: retry_activity_task
 UPDATE activity_tasks
 SET lease_owner = NULL, lease_expires_at = NULL, visible_at = now() + %(delay)s,
-    last_failure = %(failure)s::json
+    last_failure = %(failure)s::json,
+    heartbeat_details = coalesce(%(details)s::json, heartbeat_details)
 WHERE id = %(id)s AND lease_token = %(token)s AND lease_expires_at > now();
 
 -- name: extend_workflow_leases
@@ -152,8 +154,10 @@ WHERE t.workflow_id = r.id AND t.lease_token = r.token AND t.lease_expires_at > 
 RETURNING t.workflow_id;
 
 -- name: extend_activity_leases
-UPDATE activity_tasks a SET lease_expires_at = now() + %(lease)s
-FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[]) AS r (id, token)
+UPDATE activity_tasks a
+SET lease_expires_at = now() + %(lease)s,
+    heartbeat_details = coalesce(r.details::json, a.heartbeat_details)
+FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(details)s::text[]) AS r (id, token, details)
 WHERE a.id = r.id AND a.lease_token = r.token AND a.lease_expires_at > now()
 RETURNING a.id::text;
 

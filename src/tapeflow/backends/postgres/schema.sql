@@ -54,6 +54,7 @@ CREATE TABLE activity_tasks (
     lease_token      bigint NOT NULL DEFAULT 0,
     lease_expires_at timestamptz,
     last_failure     json,
+    heartbeat_details json,
     UNIQUE (workflow_id, seq)
 );
 CREATE INDEX activity_tasks_ready ON activity_tasks (name, visible_at);

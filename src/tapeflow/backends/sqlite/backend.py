@@ -12,7 +12,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -391,7 +391,7 @@ class SQLiteBackend:
                     _Q["lease_activity_task"],
                     {"owner": owner, "expires": now + _micros(lease), "id": task_id},
                 ).fetchone()
-                (id_, wid, seq, name, args, retry, attempt, token, workflow_name) = row
+                (id_, wid, seq, name, args, retry, attempt, token, workflow_name, details) = row
                 tasks.append(
                     ActivityTask(
                         id=id_,
@@ -403,6 +403,7 @@ class SQLiteBackend:
                         retry=None if retry is None else json.loads(retry),
                         attempt=attempt,
                         lease_token=token,
+                        heartbeat_details=None if details is None else json.loads(details),
                     )
                 )
             return tasks
@@ -426,7 +427,11 @@ class SQLiteBackend:
         await self._write(write)
 
     async def retry_activity_task(
-        self, task: ActivityTask, failure: Failure, delay: timedelta
+        self,
+        task: ActivityTask,
+        failure: Failure,
+        delay: timedelta,
+        heartbeat_details: JSONValue = None,
     ) -> None:
         def write(conn: sqlite3.Connection) -> None:
             now = _now_us()
@@ -437,6 +442,7 @@ class SQLiteBackend:
                     "token": task.lease_token,
                     "now": now,
                     "visible_at": now + _micros(delay),
+                    "details": None if heartbeat_details is None else json_text(heartbeat_details),
                     "failure": FAILURE.dump_json(failure).decode(),
                 },
             )
@@ -447,7 +453,14 @@ class SQLiteBackend:
 
     # -- both ------------------------------------------------------------------------------
 
-    async def extend_leases(self, leases: Sequence[LeaseRef], lease: timedelta) -> list[LeaseRef]:
+    async def extend_leases(
+        self,
+        leases: Sequence[LeaseRef],
+        lease: timedelta,
+        heartbeats: Mapping[str, JSONValue] | None = None,
+    ) -> list[LeaseRef]:
+        beats = heartbeats or {}
+
         def write(conn: sqlite3.Connection) -> list[LeaseRef]:
             now = _now_us()
             lost = []
@@ -464,6 +477,7 @@ class SQLiteBackend:
                         "token": ref.token,
                         "now": now,
                         "expires": now + _micros(lease),
+                        "details": json_text(beats[ref.id]) if ref.id in beats else None,
                     },
                 )
                 if cursor.rowcount == 0:

@@ -101,7 +101,8 @@ SET lease_owner = :owner, lease_token = lease_token + 1, lease_expires_at = :exp
     attempt = attempt + 1
 WHERE id = :id
 RETURNING id, workflow_id, seq, name, args, retry, attempt, lease_token,
-          (SELECT name FROM workflows w WHERE w.id = activity_tasks.workflow_id) AS workflow_name;
+          (SELECT name FROM workflows w WHERE w.id = activity_tasks.workflow_id) AS workflow_name,
+          heartbeat_details;
 
 -- name: delete_activity_task
 DELETE FROM activity_tasks WHERE id = :id AND lease_token = :token AND lease_expires_at > :now;
@@ -109,7 +110,7 @@ DELETE FROM activity_tasks WHERE id = :id AND lease_token = :token AND lease_exp
 -- name: retry_activity_task
 UPDATE activity_tasks
 SET lease_owner = NULL, lease_expires_at = NULL, visible_at = :visible_at,
-    last_failure = :failure
+    last_failure = :failure, heartbeat_details = coalesce(:details, heartbeat_details)
 WHERE id = :id AND lease_token = :token AND lease_expires_at > :now;
 
 -- name: extend_workflow_lease
@@ -117,7 +118,8 @@ UPDATE workflow_tasks SET lease_expires_at = :expires
 WHERE workflow_id = :id AND lease_token = :token AND lease_expires_at > :now;
 
 -- name: extend_activity_lease
-UPDATE activity_tasks SET lease_expires_at = :expires
+UPDATE activity_tasks
+SET lease_expires_at = :expires, heartbeat_details = coalesce(:details, heartbeat_details)
 WHERE id = :id AND lease_token = :token AND lease_expires_at > :now;
 
 -- name: next_due_workflow

@@ -54,6 +54,7 @@ CREATE TABLE activity_tasks (
     lease_token      INTEGER NOT NULL DEFAULT 0,
     lease_expires_at INTEGER,
     last_failure     TEXT,
+    heartbeat_details TEXT,
     UNIQUE (workflow_id, seq)
 );
 CREATE INDEX activity_tasks_ready ON activity_tasks (name, visible_at);
