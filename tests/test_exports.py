@@ -10,6 +10,7 @@ def test_package_exports() -> None:
     assert sorted(tapeflow.__all__) == [
         "ActivityError",
         "Backend",
+        "BackendUnavailable",
         "Client",
         "InvalidArgument",
         "LeaseLost",

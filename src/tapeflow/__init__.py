@@ -10,6 +10,7 @@ from tapeflow.client import Client, WorkflowHandle
 from tapeflow.debugger import WorkflowDebugger
 from tapeflow.errors import (
     ActivityError,
+    BackendUnavailable,
     InvalidArgument,
     LeaseLost,
     NonDeterminismError,
@@ -30,6 +31,7 @@ from tapeflow.worker import Worker
 __all__ = [
     "ActivityError",
     "Backend",
+    "BackendUnavailable",
     "Client",
     "InvalidArgument",
     "LeaseLost",

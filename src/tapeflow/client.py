@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar, cast, overload
 from tapeflow._definition import MAX_NAME_LENGTH, definition_of
 from tapeflow.backends.base import Backend, NewWorkflow, WorkflowRecord
 from tapeflow.converter import from_json, to_json
-from tapeflow.errors import InvalidArgument, WorkflowFailed
+from tapeflow.errors import BackendUnavailable, InvalidArgument, WorkflowFailed
 
 R = TypeVar("R")
 
@@ -41,9 +41,9 @@ class WorkflowHandle(Generic[R]):
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         deadline = None if seconds is None else time.monotonic() + seconds
         poll = 0.01
+        since = self._backend.change_count
+        record = await self._backend.get_workflow(self.id)  # WorkflowNotFound at once
         while True:
-            since = self._backend.change_count
-            record = await self._backend.get_workflow(self.id)
             if record.status.finished:
                 return self._outcome(record)
             wait = poll
@@ -52,7 +52,12 @@ class WorkflowHandle(Generic[R]):
                 if wait <= 0:
                     raise TimeoutError(f"workflow {self.id!r} did not finish within {seconds}s")
             await self._backend.wait_for_change(since, wait)
-            poll = min(poll * 1.5, 0.5)
+            poll = min(poll * 1.5, 5.0 if self._backend.wakes_other_processes else 0.5)
+            since = self._backend.change_count
+            try:
+                record = await self._backend.get_workflow(self.id)
+            except BackendUnavailable:  # ride out an outage until the deadline
+                poll = max(poll, 0.5)
 
     async def send_event(self, name: str, payload: Any = None) -> None:
         await send_event(self._backend, self.id, name, payload)

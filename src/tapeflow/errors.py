@@ -101,5 +101,11 @@ class LeaseLost(TapeflowError):
     """
 
 
+class BackendUnavailable(TapeflowError):
+    """The database could not be reached or dropped the connection; the operation may or
+    may not have been committed. Workers retry with backoff; fenced writes make a retry of
+    something already committed harmless."""
+
+
 class SchemaVersionError(TapeflowError):
     """The database schema is newer than this version of tapeflow understands."""

@@ -85,7 +85,9 @@ class Worker:
         self._stopped.clear()
         options = self.options
         if self.workflows:
-            runner = WorkflowTaskRunner(self.backend, self.workflows, self.cache)
+            runner = WorkflowTaskRunner(
+                self.backend, self.workflows, self.cache, options.lease_duration
+            )
             self._pollers.append(
                 Poller(
                     self.backend,
@@ -106,7 +108,11 @@ class Worker:
                 )
             )
             activity_runner = ActivityTaskRunner(
-                self.backend, self.activities, options.retry_policy, self._executor
+                self.backend,
+                self.activities,
+                options.retry_policy,
+                self._executor,
+                options.lease_duration,
             )
             self._leases = LeaseKeeper(
                 self.backend, options.lease_duration, activity_runner.take_heartbeats

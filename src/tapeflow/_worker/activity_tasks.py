@@ -13,6 +13,7 @@ from typing import Any
 from tapeflow import _activity_context
 from tapeflow._activity_context import ActivityContext, ActivityInfo
 from tapeflow._definition import Definition
+from tapeflow._worker.persist import persist
 from tapeflow.backends.base import ActivityTask, Backend
 from tapeflow.errors import LeaseLost, NonRetryableError, PayloadError
 from tapeflow.history import ActivityCompleted, ActivityFailed, Failure
@@ -31,7 +32,9 @@ class ActivityTaskRunner:
         activities: Mapping[str, Definition],
         default_retry: RetryPolicy,
         executor: Executor,
+        lease: timedelta,
     ) -> None:
+        self._lease = lease
         self._backend = backend
         self._activities = activities
         self._default_retry = default_retry
@@ -83,11 +86,19 @@ class ActivityTaskRunner:
                         exc,
                     )
                     _, details = context.take_heartbeat()
-                    await self._backend.retry_activity_task(
-                        task, Failure.from_exception(exc), delay, details
+                    failure = Failure.from_exception(exc)
+                    await persist(
+                        lambda: self._backend.retry_activity_task(task, failure, delay, details),
+                        f"scheduling the retry of activity task {task.id}",
+                        self._lease,
                     )
                     return
-            await self._backend.complete_activity_task(task, outcome)
+            final = outcome
+            await persist(
+                lambda: self._backend.complete_activity_task(task, final),
+                f"recording the outcome of activity task {task.id}",
+                self._lease,
+            )
         except LeaseLost as exc:
             log.warning("%s; its outcome is discarded", exc)
         finally:

@@ -10,6 +10,7 @@ from tapeflow._definition import Definition
 from tapeflow._engine.instance import TASK_FAILURES, Activation, WorkflowInstance
 from tapeflow._engine.replay import replay_new
 from tapeflow._worker.cache import WorkflowCache
+from tapeflow._worker.persist import persist
 from tapeflow.backends.base import Backend, WorkflowTask
 from tapeflow.errors import LeaseLost
 from tapeflow.history import HistoryEvent, WorkflowTaskStarted
@@ -27,11 +28,16 @@ TASK_RETRY = RetryPolicy(
 
 class WorkflowTaskRunner:
     def __init__(
-        self, backend: Backend, workflows: Mapping[str, Definition], cache: WorkflowCache
+        self,
+        backend: Backend,
+        workflows: Mapping[str, Definition],
+        cache: WorkflowCache,
+        lease: timedelta,
     ) -> None:
         self._backend = backend
         self._workflows = workflows
         self._cache = cache
+        self._lease = lease
 
     async def run(self, task: WorkflowTask) -> None:
         instance: WorkflowInstance | None = None
@@ -41,7 +47,12 @@ class WorkflowTaskRunner:
             incoming = [item.event for item in task.inbox]
             decisions = instance.activate(Activation(at, incoming))
             events: list[HistoryEvent] = [WorkflowTaskStarted(at=at), *incoming, *decisions]
-            await self._backend.commit_workflow_task(task, [item.id for item in task.inbox], events)
+            consumed = [item.id for item in task.inbox]
+            await persist(
+                lambda: self._backend.commit_workflow_task(task, consumed, events),
+                f"committing the workflow task of {task.workflow_id!r}",
+                self._lease,
+            )
         except LeaseLost as exc:
             log.warning("%s; the new holder goes on", exc)
             if instance is not None:
@@ -59,7 +70,15 @@ class WorkflowTaskRunner:
         if cached is not None:
             return cached
         definition = self._workflows[task.workflow_name]
-        history = await self._backend.load_history(task.workflow_id) if task.history_length else []
+        history = (
+            await persist(
+                lambda: self._backend.load_history(task.workflow_id),
+                f"loading the history of {task.workflow_id!r}",
+                self._lease,
+            )
+            if task.history_length
+            else []
+        )
         return replay_new(definition, task.workflow_id, history)
 
     async def _give_back(self, task: WorkflowTask, exc: Exception) -> None:

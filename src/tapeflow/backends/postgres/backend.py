@@ -12,14 +12,14 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tapeflow.backends._change_signal import ChangeSignal
 from tapeflow.backends._commit_plan import plan_commit
@@ -36,6 +36,7 @@ from tapeflow.backends.base import (
     WorkflowTask,
 )
 from tapeflow.errors import (
+    BackendUnavailable,
     InvalidArgument,
     LeaseLost,
     SchemaVersionError,
@@ -126,10 +127,26 @@ class PostgresBackend:
         self._listener = None
         await self._pool.close()
 
+    @contextlib.asynccontextmanager
+    async def _connection(
+        self, *, transaction: bool = False
+    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection (in a transaction if asked); connection failures surface as
+        BackendUnavailable, and the broken connection is dropped from the pool."""
+        try:
+            async with self._pool.connection() as conn:
+                if transaction:
+                    async with conn.transaction():
+                        yield conn
+                else:
+                    yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            raise BackendUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+
     async def _migrate(self) -> None:
         """Create or upgrade the schema: once, however many processes start together."""
         steps = migrations(_PACKAGE)
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection(transaction=True) as conn:
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtext('tapeflow.migrate.' || %s))",
                 (self.schema,),
@@ -184,7 +201,7 @@ class PostgresBackend:
     # -- clients ---------------------------------------------------------------------------
 
     async def create_workflow(self, new: NewWorkflow) -> None:
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection(transaction=True) as conn:
             cursor = await conn.execute(
                 _Q["insert_workflow"],
                 {
@@ -211,7 +228,7 @@ class PostgresBackend:
         self._signal.notify()
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord:
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(_Q["get_workflow"], {"id": workflow_id})
             row = await cursor.fetchone()
         if row is None:
@@ -220,7 +237,7 @@ class PostgresBackend:
         return workflow_record((*row[:5], *times, *row[8:]))
 
     async def load_history(self, workflow_id: str) -> list[HistoryEvent]:
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(_Q["load_history"], {"id": workflow_id})
             rows = await cursor.fetchall()
             if not rows:
@@ -230,7 +247,7 @@ class PostgresBackend:
         return [decode_event(row[0]) for row in rows]
 
     async def send_event(self, workflow_id: str, name: str, payload: JSONValue) -> None:
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection(transaction=True) as conn:
             cursor = await conn.execute(_Q["workflow_status_for_update"], {"id": workflow_id})
             row = await cursor.fetchone()
             if row is None:
@@ -259,7 +276,7 @@ class PostgresBackend:
     ) -> list[WorkflowTask]:
         if not names:
             return []
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(
                 _Q["claim_workflow_tasks"],
                 {"names": list(names), "owner": owner, "lease": lease, "limit": limit},
@@ -287,7 +304,7 @@ class PostgresBackend:
         plan = plan_commit(events)
         wid = task.workflow_id
         length = task.history_length + len(events)
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection(transaction=True) as conn:
             cursor = await conn.execute(_Q["lock_workflow_task"], {"id": wid})
             row = await cursor.fetchone()
             if row is None or row[0] != task.lease_token or not row[1]:
@@ -369,7 +386,7 @@ class PostgresBackend:
     ) -> list[ActivityTask]:
         if not names:
             return []
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(
                 _Q["claim_activity_tasks"],
                 {"names": list(names), "owner": owner, "lease": lease, "limit": limit},
@@ -421,7 +438,7 @@ class PostgresBackend:
 
     async def _fenced(self, query: str, params: dict[str, Any], what: str) -> None:
         """Run a write that touches the row only while our lease holds, and wake others."""
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection(transaction=True) as conn:
             cursor = await conn.execute(_Q[query], params)
             if cursor.rowcount == 0:
                 raise LeaseLost(f"{what}: lease lost")
@@ -438,7 +455,7 @@ class PostgresBackend:
     ) -> list[LeaseRef]:
         beats = heartbeats or {}
         kept: set[tuple[TaskKind, str]] = set()
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             for kind, query in (
                 (TaskKind.WORKFLOW, "extend_workflow_leases"),
                 (TaskKind.ACTIVITY, "extend_activity_leases"),
@@ -462,7 +479,7 @@ class PostgresBackend:
         if not names:
             return None
         query = "next_due_workflow" if kind is TaskKind.WORKFLOW else "next_due_activity"
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(_Q[query], {"names": list(names)})
             row = await cursor.fetchone()
         seconds = row[0] if row else None

@@ -34,6 +34,7 @@ from tapeflow.backends.base import (
     WorkflowTask,
 )
 from tapeflow.errors import (
+    BackendUnavailable,
     LeaseLost,
     SchemaVersionError,
     WorkflowAlreadyCompleted,
@@ -152,7 +153,10 @@ class SQLiteBackend:
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
         if self._executor is None:
             raise RuntimeError("the backend is not open: use 'async with tapeflow.connect(...)'")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk I/O error
+            raise BackendUnavailable(f"SQLite database {self.path!r}: {exc}") from exc
 
     async def _write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``fn`` in one write transaction, then wake in-process waiters."""
