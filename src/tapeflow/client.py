@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, cast, overload
 
 from tapeflow._definition import MAX_NAME_LENGTH, definition_of
+from tapeflow.backends._wakeups import finished_topic
 from tapeflow.backends.base import Backend, NewWorkflow, WorkflowRecord
 from tapeflow.converter import from_json, to_json
 from tapeflow.errors import BackendUnavailable, InvalidArgument, WorkflowFailed
@@ -41,23 +42,22 @@ class WorkflowHandle(Generic[R]):
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         deadline = None if seconds is None else time.monotonic() + seconds
         poll = 0.01
-        since = self._backend.change_count
-        record = await self._backend.get_workflow(self.id)  # WorkflowNotFound at once
-        while True:
-            if record.status.finished:
-                return self._outcome(record)
-            wait = poll
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-                if wait <= 0:
-                    raise TimeoutError(f"workflow {self.id!r} did not finish within {seconds}s")
-            await self._backend.wait_for_change(since, wait)
-            poll = min(poll * 1.5, 5.0 if self._backend.wakes_other_processes else 0.5)
-            since = self._backend.change_count
-            try:
-                record = await self._backend.get_workflow(self.id)
-            except BackendUnavailable:  # ride out an outage until the deadline
-                poll = max(poll, 0.5)
+        with self._backend.watch([finished_topic(self.id)]) as finished:
+            record = await self._backend.get_workflow(self.id)  # WorkflowNotFound at once
+            while not record.status.finished:
+                wait = poll
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        raise TimeoutError(f"workflow {self.id!r} did not finish within {seconds}s")
+                await finished.wait(wait)
+                poll = min(poll * 1.5, 5.0 if self._backend.wakes_other_processes else 0.5)
+                finished.clear()
+                try:
+                    record = await self._backend.get_workflow(self.id)
+                except BackendUnavailable:  # ride out an outage until the deadline
+                    poll = max(poll, 0.5)
+        return self._outcome(record)
 
     async def send_event(self, name: str, payload: Any = None) -> None:
         await send_event(self._backend, self.id, name, payload)

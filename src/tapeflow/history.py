@@ -33,10 +33,15 @@ class Failure:
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> Failure:
-        kind = getattr(exc, "type", None)
+        from tapeflow.errors import NonRetryableError
+
+        if isinstance(exc, NonRetryableError):  # the activity named its failure's type
+            kind, message = exc.type, exc.message
+        else:
+            kind, message = type(exc).__qualname__, str(exc)
         return cls(
-            type=kind if isinstance(kind, str) else type(exc).__qualname__,
-            message=_cut(str(getattr(exc, "message", None) or exc)),
+            type=kind,
+            message=_cut(message),
             traceback=_cut("".join(format_exception(exc))),
         )
 

@@ -8,6 +8,7 @@ of its name, the earlier ones included, in history order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -25,40 +26,46 @@ class EventChannels:
         self._on_error = on_error
         self._log: defaultdict[str, list[JSONValue]] = defaultdict(list)
         self._taken: defaultdict[str, int] = defaultdict(int)
-        self._waiters: defaultdict[str, deque[tuple[asyncio.Future[Any], object]]] = defaultdict(
-            deque
-        )
+        self._waiters: defaultdict[str, deque[asyncio.Future[None]]] = defaultdict(deque)
         self._callbacks: defaultdict[str, list[tuple[Callback, object]]] = defaultdict(list)
 
     def deliver(self, name: str, payload: JSONValue) -> None:
         self._log[name].append(payload)
         for callback, hint in self._callbacks[name]:
             self._loop.call_soon(self._invoke, callback, hint, payload)
-        self._hand_out(name)
+        self._wake_next(name)
 
-    def wait(self, name: str, hint: object) -> asyncio.Future[Any]:
-        future = self._loop.create_future()
-        self._waiters[name].append((future, hint))
-        self._hand_out(name)
-        return future
+    async def wait(self, name: str, hint: object) -> Any:
+        """Take the oldest payload not yet taken. It is taken when the waiter resumes, never
+        handed to a waiter that is cancelled first (say by a timeout firing at that moment),
+        so no event is lost."""
+        while self._taken[name] >= len(self._log[name]):
+            waiter = self._loop.create_future()
+            self._waiters[name].append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiters[name].remove(waiter)
+                self._wake_next(name)  # pass on a wake-up this waiter will not use
+                raise
+        payload = self._log[name][self._taken[name]]
+        self._taken[name] += 1
+        return from_json(payload, hint, what=f"event {name!r}")
 
     def on(self, name: str, callback: Callback, hint: object) -> None:
         self._callbacks[name].append((callback, hint))
         for payload in self._log[name]:
             self._loop.call_soon(self._invoke, callback, hint, payload)
 
-    def _hand_out(self, name: str) -> None:
+    def _wake_next(self, name: str) -> None:
         waiters = self._waiters[name]
         while waiters and self._taken[name] < len(self._log[name]):
-            future, hint = waiters.popleft()
-            if future.done():  # the waiter gave up (cancelled, timed out)
-                continue
-            payload = self._log[name][self._taken[name]]
-            self._taken[name] += 1
-            try:
-                future.set_result(from_json(payload, hint, what=f"event {name!r}"))
-            except Exception as exc:
-                future.set_exception(exc)
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def _invoke(self, callback: Callback, hint: object, payload: JSONValue) -> None:
         try:

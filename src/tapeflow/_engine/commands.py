@@ -75,6 +75,7 @@ class Commands:
         self._activities: dict[int, ActivityCommand] = {}
         self._timers: dict[int, TimerCommand] = {}
         self._timer_seq_by_handle: dict[int, int] = {}
+        self._cancelled_timers: set[int] = set()
         self._decisions: list[Decision] = []
 
     def take_decisions(self) -> list[Decision]:
@@ -140,6 +141,7 @@ class Commands:
         if command is not None and command.state is CommandState.ACTIVE:
             command.move(CommandState.CANCELLED)
             del self._timers[command.seq]
+            self._cancelled_timers.add(command.seq)
             started = [d for d in self._decisions if isinstance(d, TimerStarted) and d.seq == seq]
             if started:  # started and cancelled in one activation: nothing to record
                 self._decisions.remove(started[0])
@@ -149,7 +151,8 @@ class Commands:
     def fire_timer(self, seq: int) -> asyncio.TimerHandle | None:
         command = self._timers.pop(seq, None)
         if command is None:
-            if seq < self._next_seq:  # cancelled earlier: its firing is dropped
+            if seq in self._cancelled_timers:  # cancelled earlier: its firing is dropped, once
+                self._cancelled_timers.discard(seq)
                 return None
             raise NonDeterminismError(
                 f"history has timer seq {seq} firing, which this workflow code never started"

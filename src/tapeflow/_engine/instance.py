@@ -48,6 +48,16 @@ class Activation:
     at: datetime
     events: Sequence[Incoming]
     replaying: bool = False
+    position: int | None = None
+    """When replaying: the sequence number of the task's WorkflowTaskStarted in history."""
+    positions: Sequence[int] = ()
+    """When replaying: the events' sequence numbers in history, so errors can name them."""
+
+    def describe(self, index: int) -> str:
+        event = self.events[index]
+        if index < len(self.positions):
+            return f"history event #{self.positions[index]} ({event.kind})"
+        return f"new event {event.kind}"
 
 
 @dataclass(frozen=True)
@@ -102,15 +112,25 @@ class WorkflowInstance:
     def activate(self, activation: Activation) -> list[Decision]:
         """Apply the events, run the workflow until it waits again, return its decisions."""
         if self.finished:
+            where = (
+                "a new task"
+                if activation.position is None
+                else (f"history event #{activation.position} (workflow_task_started)")
+            )
             raise NonDeterminismError(
-                f"workflow {self.workflow_id!r} already finished, yet history goes on"
+                f"{where}: workflow {self.workflow_id!r} already finished, yet history goes on"
             )
         self._now = activation.at.astimezone(UTC)
         self._replaying = activation.replaying
         self.loop.set_time(self._now.timestamp())
-        for event in activation.events:
-            self._apply(event)
+        for index, event in enumerate(activation.events):
+            try:
+                self._apply(event)
+            except NonDeterminismError as exc:
+                raise NonDeterminismError(f"{activation.describe(index)}: {exc}") from exc
         self.loop.run_until_quiet()
+        if self.loop.violation is not None:
+            raise self.loop.violation
         self._conclude()
         return self.commands.take_decisions()
 
@@ -168,6 +188,8 @@ class WorkflowInstance:
 
     def _conclude(self) -> None:
         main = self._main
+        if isinstance(self._callback_error, TASK_FAILURES):
+            raise self._callback_error
         if main is None:
             return
         if not main.done():

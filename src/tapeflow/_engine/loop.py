@@ -41,6 +41,8 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         self._closed = False
         self.runtime = runtime
         """The workflow instance this loop runs; the in-workflow API finds it here."""
+        self.violation: WorkflowSandboxError | None = None
+        """The first forbidden call, kept even if the workflow code catches the error."""
 
     # -- what asyncio's tasks and futures need ---------------------------------------------
 
@@ -152,10 +154,12 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
 
 def _forbidden(name: str) -> Callable[..., Any]:
     def refuse(self: WorkflowEventLoop, *args: Any, **kwargs: Any) -> Any:
-        raise WorkflowSandboxError(
+        error = WorkflowSandboxError(
             f"loop.{name}() is not allowed in a workflow: it would not replay the same way. "
             "Put I/O, threads and subprocesses in an activity."
         )
+        self.violation = self.violation or error
+        raise error
 
     refuse.__name__ = name
     return refuse

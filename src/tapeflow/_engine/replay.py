@@ -27,6 +27,8 @@ from tapeflow.history import (
 @dataclass
 class RecordedActivation:
     activation: Activation
+    position: int
+    """Where its WorkflowTaskStarted stands in history."""
     decisions: list[tuple[int, Decision]] = field(default_factory=list)
     """Each recorded decision with its position (1-based sequence number) in history."""
 
@@ -34,12 +36,15 @@ class RecordedActivation:
 def split_activations(history: Sequence[HistoryEvent]) -> Iterator[RecordedActivation]:
     current: RecordedActivation | None = None
     incoming: list[Incoming] = []
+    positions: list[int] = []
     for position, event in enumerate(history, start=1):
         if isinstance(event, WorkflowTaskStarted):
             if current is not None:
                 yield current
-            incoming = []
-            current = RecordedActivation(Activation(event.at, incoming, replaying=True))
+            incoming, positions = [], []
+            current = RecordedActivation(
+                Activation(event.at, incoming, True, position, positions), position
+            )
         elif current is None:
             raise NonDeterminismError(
                 f"history event #{position} ({event.kind}) comes before any workflow task"
@@ -52,6 +57,7 @@ def split_activations(history: Sequence[HistoryEvent]) -> Iterator[RecordedActiv
                     f"history event #{position} ({event.kind}) follows the decisions of its task"
                 )
             incoming.append(event)
+            positions.append(position)
     if current is not None:
         yield current
 
@@ -60,7 +66,8 @@ def replay(instance: WorkflowInstance, history: Sequence[HistoryEvent]) -> None:
     """Bring a fresh instance up to the end of ``history``, checking every decision."""
     for recorded in split_activations(history):
         emitted = instance.activate(recorded.activation)
-        check_decisions(recorded.decisions, emitted, instance.workflow_id)
+        end = recorded.position + len(recorded.activation.events) + len(recorded.decisions)
+        check_decisions(recorded.decisions, emitted, instance.workflow_id, history, end)
     instance.history_length = len(history)
 
 
@@ -78,13 +85,20 @@ def replay_new(
 
 
 def check_decisions(
-    recorded: list[tuple[int, Decision]], emitted: list[Decision], workflow_id: str
+    recorded: list[tuple[int, Decision]],
+    emitted: list[Decision],
+    workflow_id: str,
+    history: Sequence[HistoryEvent],
+    end: int,
 ) -> None:
+    """Compare one activation's decisions; ``end`` is the position of its last event."""
     for index in range(max(len(recorded), len(emitted))):
         if index >= len(recorded):
+            where = end + 1 + index - len(recorded)
+            there = history[where - 1].kind if where <= len(history) else "the end of history"
             raise NonDeterminismError(
-                f"workflow {workflow_id!r}: on replay the code decided {describe(emitted[index])}, "
-                "which its history does not have"
+                f"workflow {workflow_id!r}: history event #{where} is {there}, but on replay "
+                f"the code decided {describe(emitted[index])}, which its history does not have"
             )
         position, expected = recorded[index]
         if index >= len(emitted):

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
+from tapeflow.backends._wakeups import Watch, work_topic
 from tapeflow.backends.base import Backend, TaskKind
 
 log = logging.getLogger("tapeflow.worker")
@@ -47,13 +48,17 @@ class Poller(Generic[T]):
         self._stopping.set()
 
     async def run(self) -> None:
+        with self._backend.watch(work_topic(self._kind, name) for name in self._names) as watch:
+            await self._poll_until_stopped(watch)
+
+    async def _poll_until_stopped(self, watch: Watch) -> None:
         failures = 0
         while not self._stopping.is_set():
             free = self._capacity - len(self._running)
             if free <= 0:
                 await self._until(asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED))
                 continue
-            since = self._backend.change_count
+            watch.clear()
             try:
                 claimed = await self._claim(free)
                 failures = 0
@@ -68,7 +73,7 @@ class Poller(Generic[T]):
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
             if not claimed:
-                await self._until(self._backend.wait_for_change(since, await self._idle_wait()))
+                await self._until(watch.wait(await self._idle_wait()))
 
     async def drain(self, grace: float) -> None:
         """Wait for running tasks up to ``grace`` seconds, then cancel the rest."""

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from tapeflow.backends._wakeups import finished_topic, work_topic
+from tapeflow.backends.base import TaskKind
 from tapeflow.history import (
     ActivityScheduled,
     Failure,
@@ -33,6 +35,16 @@ class CommitPlan:
     """(seq, due time, the event to deliver then)."""
     cancelled_timers: list[int] = field(default_factory=list)
     ending: Ending | None = None
+
+
+def commit_topics(workflow_id: str, workflow_name: str, plan: CommitPlan) -> list[str]:
+    """Who to wake once a workflow task commits: the new activities' pollers, and either the
+    result waiters (it ended) or the workflow's pollers (new timers to wait for, and events
+    that arrived while the task was held are claimable again)."""
+    topics = sorted({work_topic(TaskKind.ACTIVITY, a.name) for a in plan.activities})
+    if plan.ending is not None:
+        return [finished_topic(workflow_id)]
+    return [*topics, work_topic(TaskKind.WORKFLOW, workflow_name)]
 
 
 def plan_commit(events: Sequence[HistoryEvent]) -> CommitPlan:

@@ -9,12 +9,13 @@ write is discarded.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self
 
+from tapeflow.backends._wakeups import Watch
 from tapeflow.history import (
     ActivityCompleted,
     ActivityFailed,
@@ -150,19 +151,15 @@ class Backend(Protocol):
     async def send_event(self, workflow_id: str, name: str, payload: JSONValue) -> None:
         """Append to the workflow's inbox. Raises WorkflowNotFound, WorkflowAlreadyCompleted."""
 
-    async def wait_for_change(self, since: int, timeout: float) -> int:
-        """Wait until something was committed after ``since`` (a value this returned or
-        ``change_count``), or ``timeout`` seconds. Returns the new count. A change made by
-        another process may only be seen when the timeout runs out: callers poll again."""
+    def watch(self, topics: Iterable[str]) -> Watch:
+        """Start watching wake-up topics (``work_topic``, ``finished_topic``): the watch is
+        set by every later commit that concerns them. Make it before looking, wait after."""
         ...
 
     @property
-    def change_count(self) -> int: ...
-
-    @property
     def wakes_other_processes(self) -> bool:
-        """Whether ``wait_for_change`` also wakes for commits of other processes (right now;
-        it may stop while a connection is down). If so, pollers can wait long between polls."""
+        """Whether watches also wake for commits of other processes (right now; this may stop
+        while a connection is down). If not, callers must poll to see them."""
         ...
 
     # -- workflow tasks --------------------------------------------------------------------

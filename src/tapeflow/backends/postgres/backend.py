@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -21,10 +21,10 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from tapeflow.backends._change_signal import ChangeSignal
-from tapeflow.backends._commit_plan import plan_commit
+from tapeflow.backends._commit_plan import commit_topics, plan_commit
 from tapeflow.backends._rows import FAILURE, json_text, workflow_record
 from tapeflow.backends._sql_files import load_queries, migrations
+from tapeflow.backends._wakeups import Wakeups, Watch, work_topic
 from tapeflow.backends.base import (
     ActivityTask,
     InboxEvent,
@@ -86,7 +86,7 @@ class PostgresBackend:
             open=False,
             name=f"tapeflow-{schema}",
         )
-        self._signal = ChangeSignal()
+        self._wakeups = Wakeups()
         self._listener: asyncio.Task[None] | None = None
         self._listening = False
 
@@ -178,9 +178,9 @@ class PostgresBackend:
                 async with conn:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                     self._listening, backoff = True, 0.1
-                    self._signal.notify()  # changes may have been missed while away
-                    async for _ in conn.notifies():
-                        self._signal.notify()
+                    self._wakeups.notify_all()  # wake-ups may have been missed while away
+                    async for notification in conn.notifies():
+                        self._wakeups.notify((notification.payload,))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -194,9 +194,15 @@ class PostgresBackend:
     def wakes_other_processes(self) -> bool:
         return self._listening
 
-    async def _notify(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Wake other processes once this transaction commits (NOTIFY is transactional)."""
-        await conn.execute(_Q["notify"], {"channel": self.channel})
+    async def _notify(self, conn: psycopg.AsyncConnection[Any], topics: list[str]) -> None:
+        """Wake the topics' watchers in every process once this transaction commits
+        (NOTIFY is transactional)."""
+        await conn.execute(_Q["notify"], {"channel": self.channel, "topics": topics})
+
+    def _notify_here(self, topics: list[str]) -> None:
+        """While not listening, at least this process's own watchers learn at once."""
+        if not self._listening:
+            self._wakeups.notify(topics)
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -224,8 +230,9 @@ class PostgresBackend:
                 _Q["insert_inbox"],
                 {"workflow_id": new.id, "visible_at": start_at, "event": encode_event(started)},
             )
-            await self._notify(conn)
-        self._signal.notify()
+            topics = [work_topic(TaskKind.WORKFLOW, new.name)]
+            await self._notify(conn, topics)
+        self._notify_here(topics)
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord:
         async with self._connection() as conn:
@@ -259,15 +266,12 @@ class PostgresBackend:
                 _Q["insert_inbox"],
                 {"workflow_id": workflow_id, "visible_at": None, "event": encode_event(event)},
             )
-            await self._notify(conn)
-        self._signal.notify()
+            topics = [work_topic(TaskKind.WORKFLOW, row[1])]
+            await self._notify(conn, topics)
+        self._notify_here(topics)
 
-    @property
-    def change_count(self) -> int:
-        return self._signal.count
-
-    async def wait_for_change(self, since: int, timeout: float) -> int:
-        return await self._signal.wait(since, timeout)
+    def watch(self, topics: Iterable[str]) -> Watch:
+        return self._wakeups.watch(topics)
 
     # -- workflow tasks --------------------------------------------------------------------
 
@@ -302,6 +306,7 @@ class PostgresBackend:
         self, task: WorkflowTask, consumed: Sequence[int], events: Sequence[HistoryEvent]
     ) -> None:
         plan = plan_commit(events)
+        topics = commit_topics(task.workflow_id, task.workflow_name, plan)
         wid = task.workflow_id
         length = task.history_length + len(events)
         async with self._connection(transaction=True) as conn:
@@ -367,8 +372,8 @@ class PostgresBackend:
                     )
                 await conn.execute(_Q["advance_workflow"], {"id": wid, "history_length": length})
                 await conn.execute(_Q["release_workflow_task"], {"id": wid})
-            await self._notify(conn)
-        self._signal.notify()
+            await self._notify(conn, topics)
+        self._notify_here(topics)
 
     async def abandon_workflow_task(
         self, task: WorkflowTask, error: str | None, delay: timedelta
@@ -377,6 +382,7 @@ class PostgresBackend:
             "abandon_workflow_task",
             {"id": task.workflow_id, "token": task.lease_token, "error": error, "delay": delay},
             f"workflow task {task.workflow_id!r}",
+            [work_topic(TaskKind.WORKFLOW, task.workflow_name)],
         )
 
     # -- activity tasks --------------------------------------------------------------------
@@ -415,6 +421,7 @@ class PostgresBackend:
             "complete_activity_task",
             {"id": task.id, "token": task.lease_token, "event": encode_event(outcome)},
             f"activity task {task.id} ({task.name!r})",
+            [work_topic(TaskKind.WORKFLOW, task.workflow_name)],
         )
 
     async def retry_activity_task(
@@ -434,16 +441,19 @@ class PostgresBackend:
                 "details": None if heartbeat_details is None else json_text(heartbeat_details),
             },
             f"activity task {task.id} ({task.name!r})",
+            [work_topic(TaskKind.ACTIVITY, task.name)],
         )
 
-    async def _fenced(self, query: str, params: dict[str, Any], what: str) -> None:
-        """Run a write that touches the row only while our lease holds, and wake others."""
+    async def _fenced(
+        self, query: str, params: dict[str, Any], what: str, topics: list[str]
+    ) -> None:
+        """Run a write that touches the row only while our lease holds, and wake ``topics``."""
         async with self._connection(transaction=True) as conn:
             cursor = await conn.execute(_Q[query], params)
             if cursor.rowcount == 0:
                 raise LeaseLost(f"{what}: lease lost")
-            await self._notify(conn)
-        self._signal.notify()
+            await self._notify(conn, topics)
+        self._notify_here(topics)
 
     # -- both ------------------------------------------------------------------------------
 

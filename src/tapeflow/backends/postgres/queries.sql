@@ -18,7 +18,7 @@ FROM workflows w LEFT JOIN workflow_tasks t ON t.workflow_id = w.id
 WHERE w.id = %(id)s;
 
 -- name: workflow_status_for_update
-SELECT status FROM workflows WHERE id = %(id)s FOR SHARE;
+SELECT status, name FROM workflows WHERE id = %(id)s FOR SHARE;
 
 -- name: load_history
 SELECT event::text FROM history WHERE workflow_id = %(id)s ORDER BY seq;
@@ -176,4 +176,4 @@ WHERE name = ANY(%(names)s)
   AND greatest(visible_at, coalesce(lease_expires_at, '-infinity')) > now();
 
 -- name: notify
-SELECT pg_notify(%(channel)s, '');
+SELECT pg_notify(%(channel)s, topic) FROM unnest(%(topics)s::text[]) AS topic;

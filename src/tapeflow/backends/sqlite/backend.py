@@ -12,17 +12,17 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from tapeflow.backends._change_signal import ChangeSignal
-from tapeflow.backends._commit_plan import plan_commit
+from tapeflow.backends._commit_plan import commit_topics, plan_commit
 from tapeflow.backends._rows import FAILURE, json_text, workflow_record
 from tapeflow.backends._sql_files import load_queries, migrations
+from tapeflow.backends._wakeups import Wakeups, Watch, work_topic
 from tapeflow.backends.base import (
     ActivityTask,
     InboxEvent,
@@ -81,7 +81,7 @@ class SQLiteBackend:
         self._synchronous = synchronous
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
-        self._signal = ChangeSignal()
+        self._wakeups = Wakeups()
 
     def __repr__(self) -> str:
         return f"SQLiteBackend({self.path!r})"
@@ -158,11 +158,10 @@ class SQLiteBackend:
         except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk I/O error
             raise BackendUnavailable(f"SQLite database {self.path!r}: {exc}") from exc
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run ``fn`` in one write transaction, then wake in-process waiters."""
-        result: _T = await self._run(self._transaction, fn)
-        self._signal.notify()
-        return result
+    async def _write(self, fn: Callable[[sqlite3.Connection], Iterable[str]]) -> None:
+        """Run ``fn`` in one write transaction, then wake the topics it returns."""
+        topics = await self._run(self._transaction, fn)
+        self._wakeups.notify(topics)
 
     def _transaction(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         conn = self._conn
@@ -187,7 +186,7 @@ class SQLiteBackend:
     # -- clients ---------------------------------------------------------------------------
 
     async def create_workflow(self, new: NewWorkflow) -> None:
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: sqlite3.Connection) -> list[str]:
             now = _now_us()
             start_at = _us(new.start_at) if new.start_at else now
             try:
@@ -212,6 +211,7 @@ class SQLiteBackend:
                 started_at=_dt(start_at),
             )
             _insert_inbox(conn, new.id, started, start_at)
+            return [work_topic(TaskKind.WORKFLOW, new.name)]
 
         await self._write(write)
 
@@ -228,21 +228,22 @@ class SQLiteBackend:
     async def load_history(self, workflow_id: str) -> list[HistoryEvent]:
         def read(conn: sqlite3.Connection) -> list[HistoryEvent]:
             rows = conn.execute(_Q["load_history"], {"id": workflow_id}).fetchall()
-            if not rows and _status(conn, workflow_id) is None:
+            if not rows and not _exists(conn, workflow_id):
                 raise WorkflowNotFound(workflow_id)
             return [decode_event(row[0]) for row in rows]
 
         return await self._read(read)
 
     async def send_event(self, workflow_id: str, name: str, payload: JSONValue) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            status = _status(conn, workflow_id)
-            if status is None:
+        def write(conn: sqlite3.Connection) -> list[str]:
+            row = conn.execute(_Q["workflow_status"], {"id": workflow_id}).fetchone()
+            if row is None:
                 raise WorkflowNotFound(workflow_id)
-            if status.finished:
+            if WorkflowStatus(row[0]).finished:
                 raise WorkflowAlreadyCompleted(workflow_id)
             event = EventReceived(name=name, payload=payload)
             _insert_inbox(conn, workflow_id, event, _now_us())
+            return [work_topic(TaskKind.WORKFLOW, row[1])]
 
         await self._write(write)
 
@@ -251,12 +252,8 @@ class SQLiteBackend:
         """No: other processes' commits are seen when the poll interval runs out."""
         return False
 
-    @property
-    def change_count(self) -> int:
-        return self._signal.count
-
-    async def wait_for_change(self, since: int, timeout: float) -> int:
-        return await self._signal.wait(since, timeout)
+    def watch(self, topics: Iterable[str]) -> Watch:
+        return self._wakeups.watch(topics)
 
     # -- workflow tasks --------------------------------------------------------------------
 
@@ -299,8 +296,9 @@ class SQLiteBackend:
         self, task: WorkflowTask, consumed: Sequence[int], events: Sequence[HistoryEvent]
     ) -> None:
         plan = plan_commit(events)
+        topics = commit_topics(task.workflow_id, task.workflow_name, plan)
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: sqlite3.Connection) -> list[str]:
             now = _now_us()
             _check_workflow_lease(conn, task, now)
             wid = task.workflow_id
@@ -331,7 +329,7 @@ class SQLiteBackend:
                 )
                 for query in ("drop_workflow_task", "drop_activity_tasks", "drop_inbox"):
                     conn.execute(_Q[query], {"id": wid})
-                return
+                return topics
             conn.executemany(
                 _Q["insert_activity_task"],
                 [
@@ -352,13 +350,14 @@ class SQLiteBackend:
                 conn.execute(_Q["cancel_timer"], {"workflow_id": wid, "seq": seq})
             conn.execute(_Q["advance_workflow"], {"id": wid, "history_length": length})
             conn.execute(_Q["release_workflow_task"], {"id": wid})
+            return topics
 
         await self._write(write)
 
     async def abandon_workflow_task(
         self, task: WorkflowTask, error: str | None, delay: timedelta
     ) -> None:
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: sqlite3.Connection) -> list[str]:
             now = _now_us()
             cursor = conn.execute(
                 _Q["abandon_workflow_task"],
@@ -372,6 +371,7 @@ class SQLiteBackend:
             )
             if cursor.rowcount == 0:
                 raise LeaseLost(f"workflow task {task.workflow_id!r}: lease lost")
+            return [work_topic(TaskKind.WORKFLOW, task.workflow_name)]
 
         await self._write(write)
 
@@ -419,7 +419,7 @@ class SQLiteBackend:
     async def complete_activity_task(
         self, task: ActivityTask, outcome: ActivityCompleted | ActivityFailed
     ) -> None:
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: sqlite3.Connection) -> list[str]:
             now = _now_us()
             cursor = conn.execute(
                 _Q["delete_activity_task"], {"id": task.id, "token": task.lease_token, "now": now}
@@ -427,6 +427,7 @@ class SQLiteBackend:
             if cursor.rowcount == 0:
                 raise LeaseLost(f"activity task {task.id} ({task.name!r}): lease lost")
             _insert_inbox(conn, task.workflow_id, outcome, now)
+            return [work_topic(TaskKind.WORKFLOW, task.workflow_name)]
 
         await self._write(write)
 
@@ -437,7 +438,7 @@ class SQLiteBackend:
         delay: timedelta,
         heartbeat_details: JSONValue = None,
     ) -> None:
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: sqlite3.Connection) -> list[str]:
             now = _now_us()
             cursor = conn.execute(
                 _Q["retry_activity_task"],
@@ -452,6 +453,7 @@ class SQLiteBackend:
             )
             if cursor.rowcount == 0:
                 raise LeaseLost(f"activity task {task.id} ({task.name!r}): lease lost")
+            return [work_topic(TaskKind.ACTIVITY, task.name)]
 
         await self._write(write)
 
@@ -509,9 +511,8 @@ def _micros(span: timedelta) -> int:
     return round(span.total_seconds() * 1_000_000)
 
 
-def _status(conn: sqlite3.Connection, workflow_id: str) -> WorkflowStatus | None:
-    row = conn.execute(_Q["workflow_status"], {"id": workflow_id}).fetchone()
-    return None if row is None else WorkflowStatus(row[0])
+def _exists(conn: sqlite3.Connection, workflow_id: str) -> bool:
+    return conn.execute(_Q["workflow_status"], {"id": workflow_id}).fetchone() is not None
 
 
 def _insert_inbox(

@@ -1,0 +1,87 @@
+"""Wake-ups by topic: pollers watch their task names, result waiters their workflow.
+
+A watcher registers before it looks at the database and waits after, so a wake-up sent in
+between is never missed. Topics are strings made by ``work_topic`` and ``finished_topic``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Iterable
+from types import TracebackType
+
+
+def work_topic(kind: str, name: str) -> str:
+    """New or newly due work for the workflow or activity ``name``."""
+    return f"{kind}:{name}"
+
+
+def finished_topic(workflow_id: str) -> str:
+    return f"finished:{workflow_id}"
+
+
+class Watch:
+    """Set by any wake-up on its topics from the moment it is made until it is closed."""
+
+    def __init__(self, hub: Wakeups, topics: Iterable[str]) -> None:
+        self._hub = hub
+        self._topics = list(topics)
+        self._event = asyncio.Event()
+        for topic in self._topics:
+            hub._watchers[topic].add(self)
+
+    def clear(self) -> None:
+        """Forget earlier wake-ups: call before looking again."""
+        self._event.clear()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """True if woken, False if ``timeout`` seconds passed first."""
+        if timeout <= 0:
+            return self._event.is_set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
+        return self._event.is_set()
+
+    def close(self) -> None:
+        for topic in self._topics:
+            watchers = self._hub._watchers.get(topic)
+            if watchers is not None:
+                watchers.discard(self)
+                if not watchers:
+                    del self._hub._watchers[topic]
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Wakeups:
+    def __init__(self) -> None:
+        self._watchers: defaultdict[str, set[Watch]] = defaultdict(set)
+
+    def watch(self, topics: Iterable[str]) -> Watch:
+        return Watch(self, topics)
+
+    def notify(self, topics: Iterable[str]) -> None:
+        for topic in topics:
+            for watch in self._watchers.get(topic, ()):
+                watch.wake()
+
+    def notify_all(self) -> None:
+        """Wake everyone: after a reconnect, wake-ups may have been missed."""
+        for watchers in list(self._watchers.values()):
+            for watch in watchers:
+                watch.wake()

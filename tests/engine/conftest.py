@@ -1,0 +1,26 @@
+"""Engine tests: every ``Run`` made through the ``run`` fixture is closed afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.engine.harness import WORKFLOW_ID, Run
+
+RunFactory = Callable[..., Run]
+
+
+@pytest.fixture
+def run() -> Iterator[RunFactory]:
+    """``run(workflow, workflow_id=...)``: a live instance, closed at the end of the test."""
+    made: list[Run] = []
+
+    def make(workflow: Callable[..., Any], workflow_id: str = WORKFLOW_ID) -> Run:
+        made.append(Run(workflow, workflow_id))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()

@@ -1,0 +1,180 @@
+"""history.encode_events / decode_events: every event kind survives the trip exactly."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from tapeflow import history
+from tapeflow.history import (
+    ActivityCompleted,
+    ActivityFailed,
+    ActivityScheduled,
+    EventReceived,
+    Failure,
+    HistoryEvent,
+    TimerCancelled,
+    TimerFired,
+    TimerStarted,
+    WorkflowExecutionCompleted,
+    WorkflowExecutionFailed,
+    WorkflowExecutionStarted,
+    WorkflowTaskStarted,
+)
+
+TRICKY_TEXT = (
+    "ünïcødé ✓ 日本語 🎉 \u2028 \"quotes\" 'single' \\back\\ \t\n\x00 %_ ; DROP TABLE x;--"
+)
+BIG = 2**63 - 1
+PAYLOAD: Any = {
+    "max": BIG,
+    "min": -(2**63),
+    "beyond 53 bits": 2**53 + 1,
+    "u64": 2**64 - 1,
+    "float": 0.1,
+    "tiny": 5e-324,
+    "huge": 1.7976931348623157e308,
+    "text": TRICKY_TEXT,
+    TRICKY_TEXT: [None, True, False, [], {}, [[1, [2, [3]]]]],
+    "list": [BIG, -BIG, 0, -0.5],
+}
+WHEN = datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=UTC)
+
+EVERY_KIND: list[HistoryEvent] = [
+    WorkflowTaskStarted(at=WHEN),
+    WorkflowExecutionStarted(
+        name="subscription ✓", version="v1.2", args=[PAYLOAD, 1], started_at=WHEN
+    ),
+    ActivityScheduled(seq=1, name="payment", args=[PAYLOAD]),
+    ActivityScheduled(
+        seq=BIG,
+        name=TRICKY_TEXT,
+        args=[],
+        retry={
+            "initial_interval": 1.5,
+            "backoff_coefficient": 2.0,
+            "maximum_interval": None,
+            "maximum_attempts": 3,
+        },
+    ),
+    ActivityCompleted(seq=1, result=PAYLOAD, attempt=7),
+    ActivityCompleted(seq=2, result=None, attempt=1),
+    ActivityFailed(
+        seq=3, failure=Failure("ValueError", TRICKY_TEXT, "Traceback\n  ..."), attempt=2
+    ),
+    ActivityFailed(seq=4, failure=Failure("E", "", None), attempt=BIG),
+    TimerStarted(seq=5, fire_at=datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+    TimerStarted(seq=6, fire_at=datetime(1970, 1, 1, tzinfo=UTC)),
+    TimerFired(seq=5),
+    TimerCancelled(seq=6),
+    EventReceived(name=TRICKY_TEXT, payload=PAYLOAD),
+    EventReceived(name="empty", payload=None),
+    WorkflowExecutionCompleted(result=PAYLOAD),
+    WorkflowExecutionCompleted(result="just a string"),
+    WorkflowExecutionFailed(failure=Failure("PayloadError", "bad ✗", "tb")),
+]
+
+
+def test_every_event_kind_is_covered() -> None:
+    kinds = {type(event) for event in EVERY_KIND}
+    declared = set(history.DECISION_TYPES) | {
+        WorkflowTaskStarted,
+        WorkflowExecutionStarted,
+        ActivityCompleted,
+        ActivityFailed,
+        TimerFired,
+        EventReceived,
+    }
+    assert kinds == declared
+
+
+def test_a_list_of_every_kind_round_trips_exactly() -> None:
+    text = history.encode_events(EVERY_KIND)
+    decoded = history.decode_events(text)
+    assert decoded == EVERY_KIND
+    assert [type(e) for e in decoded] == [type(e) for e in EVERY_KIND]
+    assert history.encode_events(decoded) == text
+
+
+@pytest.mark.parametrize("event", EVERY_KIND, ids=lambda e: e.kind)
+def test_each_event_round_trips_alone(event: HistoryEvent) -> None:
+    text = history.encode_event(event)
+    assert history.decode_event(text) == event
+    assert history.decode_event(text.encode()) == event
+    assert json.loads(text)["kind"] == event.kind
+
+
+def test_64_bit_integers_are_written_as_json_integers_not_floats() -> None:
+    text = history.encode_event(ActivityCompleted(seq=1, result=[BIG, -(2**63)], attempt=1))
+    assert str(BIG) in text
+    assert json.loads(text)["result"] == [BIG, -(2**63)]
+    decoded = history.decode_event(text)
+    assert isinstance(decoded, ActivityCompleted)
+    assert decoded.result[0] == BIG
+    assert isinstance(decoded.result[0], int)
+
+
+def test_floats_that_look_like_integers_stay_floats() -> None:
+    decoded = history.decode_event(
+        history.encode_event(ActivityCompleted(seq=1, result=[1.0, 2], attempt=1))
+    )
+    assert isinstance(decoded, ActivityCompleted)
+    assert [type(v) for v in decoded.result] == [float, int]
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        WHEN,
+        datetime(2024, 5, 1, 12, 0, 0, 1, tzinfo=UTC),
+        datetime(2024, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        datetime(2024, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=-11))),
+    ],
+)
+def test_datetimes_keep_their_instant_to_the_microsecond(when: datetime) -> None:
+    decoded = history.decode_event(history.encode_event(TimerStarted(seq=1, fire_at=when)))
+    assert isinstance(decoded, TimerStarted)
+    assert decoded.fire_at == when
+    assert decoded.fire_at.utcoffset() == when.utcoffset()
+    assert decoded.fire_at.microsecond == when.microsecond
+
+
+def test_unicode_is_kept_exactly() -> None:
+    event = EventReceived(name=TRICKY_TEXT, payload={TRICKY_TEXT: TRICKY_TEXT})
+    decoded = history.decode_events(history.encode_events([event]).encode("utf-8"))
+    assert decoded == [event]
+
+
+def test_an_unknown_kind_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        history.decode_event('{"kind": "activity_teleported", "seq": 1}')
+
+
+def test_a_missing_field_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        history.decode_event('{"kind": "timer_fired"}')
+
+
+def test_the_empty_history_round_trips() -> None:
+    assert history.decode_events(history.encode_events([])) == []
+
+
+def test_failure_from_exception_records_type_message_and_traceback() -> None:
+    try:
+        raise KeyError("missing ✓")
+    except KeyError as exc:
+        recorded = Failure.from_exception(exc)
+    assert recorded.type == "KeyError"
+    assert recorded.message == "'missing ✓'"
+    assert recorded.traceback is not None
+    assert "KeyError" in recorded.traceback
+
+
+def test_very_long_failure_text_is_cut() -> None:
+    recorded = Failure.from_exception(ValueError("x" * (history.MAX_FAILURE_TEXT * 2)))
+    assert len(recorded.message) < history.MAX_FAILURE_TEXT + 100
+    assert recorded.message.endswith("characters cut]")
