@@ -17,6 +17,10 @@ from tapeflow.errors import BackendUnavailable, InvalidArgument, WorkflowFailed
 
 R = TypeVar("R")
 
+LISTENING_POLL = 5.0
+"""Seconds between looks at a workflow's status while its end is announced by a wake-up
+from any process: only a lost wake-up waits this long."""
+
 
 class WorkflowHandle(Generic[R]):
     """A started workflow, by id. ``result()`` waits for it to end."""
@@ -41,17 +45,20 @@ class WorkflowHandle(Generic[R]):
         """
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         deadline = None if seconds is None else time.monotonic() + seconds
-        poll = 0.01
+        # Waking on the workflow's end is the rule; polling covers wake-ups that cannot
+        # arrive (another process's commit on SQLite) or were lost (a dropped connection).
+        poll = 0.05
         with self._backend.watch([finished_topic(self.id)]) as finished:
             record = await self._backend.get_workflow(self.id)  # WorkflowNotFound at once
             while not record.status.finished:
-                wait = poll
+                wait = LISTENING_POLL if self._backend.wakes_other_processes else poll
                 if deadline is not None:
-                    wait = min(wait, deadline - time.monotonic())
-                    if wait <= 0:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
                         raise TimeoutError(f"workflow {self.id!r} did not finish within {seconds}s")
+                    wait = min(wait, remaining)
                 await finished.wait(wait)
-                poll = min(poll * 1.5, 5.0 if self._backend.wakes_other_processes else 0.5)
+                poll = min(poll * 1.5, 0.5)
                 finished.clear()
                 try:
                     record = await self._backend.get_workflow(self.id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from typing import cast
 
 import psycopg
 import pytest
@@ -54,7 +55,21 @@ def _shape(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> dict[st
            WHERE connamespace = %s::regnamespace ORDER BY 1, 2""",
         (schema, schema),
     ).fetchall()
-    return {"columns": columns, "indexes": indexes, "constraints": constraints}
+    rows = conn.execute(
+        """SELECT proname, pg_get_function_arguments(oid), prosrc, proconfig
+           FROM pg_proc WHERE pronamespace = %s::regnamespace ORDER BY 1""",
+        (schema,),
+    ).fetchall()
+    functions = [
+        (name, args, source, [c.replace(schema, "S") for c in config or []])
+        for name, args, source, config in cast(list[tuple[str, str, str, list[str] | None]], rows)
+    ]
+    return {
+        "columns": columns,
+        "indexes": indexes,
+        "constraints": constraints,
+        "functions": functions,
+    }
 
 
 def test_migrations_add_up_to_the_schema(schemas: list[str]) -> None:

@@ -307,72 +307,37 @@ class PostgresBackend:
     ) -> None:
         plan = plan_commit(events)
         topics = commit_topics(task.workflow_id, task.workflow_name, plan)
-        wid = task.workflow_id
-        length = task.history_length + len(events)
-        async with self._connection(transaction=True) as conn:
-            cursor = await conn.execute(_Q["lock_workflow_task"], {"id": wid})
+        ending = plan.ending
+        params = {
+            "id": task.workflow_id,
+            "token": task.lease_token,
+            "history_length": task.history_length,
+            "consumed": list(consumed),
+            "events": [encode_event(e) for e in events],
+            "activity_seqs": [a.seq for a in plan.activities],
+            "activity_names": [a.name for a in plan.activities],
+            "activity_args": [json_text(a.args) for a in plan.activities],
+            "activity_retries": [
+                None if a.retry is None else json_text(a.retry) for a in plan.activities
+            ],
+            "timer_dues": [due for _, due, _ in plan.timers],
+            "timer_seqs": [seq for seq, _, _ in plan.timers],
+            "timer_events": [encode_event(fired) for _, _, fired in plan.timers],
+            "cancelled_timers": plan.cancelled_timers,
+            "status": None if ending is None else "completed" if ending.completed else "failed",
+            "result": json_text(ending.result) if ending and ending.completed else None,
+            "failure": FAILURE.dump_json(ending.failure).decode()
+            if ending and ending.failure
+            else None,
+            "channel": self.channel,
+            "topics": topics,
+        }
+        async with self._connection() as conn:
+            cursor = await conn.execute(_Q["commit_workflow_task"], params)
             row = await cursor.fetchone()
-            if row is None or row[0] != task.lease_token or not row[1]:
-                raise LeaseLost(f"workflow task {wid!r}: lease lost")
-            if row[2] != task.history_length:
-                raise LeaseLost(f"workflow task {wid!r}: history moved on")
-            await conn.execute(_Q["delete_inbox_events"], {"id": wid, "ids": list(consumed)})
-            await conn.execute(
-                _Q["insert_history"],
-                {
-                    "id": wid,
-                    "seqs": list(range(task.history_length + 1, length + 1)),
-                    "events": [encode_event(e) for e in events],
-                },
-            )
-            if plan.ending is not None:
-                ending = plan.ending
-                await conn.execute(
-                    _Q["finish_workflow"],
-                    {
-                        "id": wid,
-                        "status": "completed" if ending.completed else "failed",
-                        "result": json_text(ending.result) if ending.completed else None,
-                        "failure": (
-                            FAILURE.dump_json(ending.failure).decode() if ending.failure else None
-                        ),
-                        "history_length": length,
-                    },
-                )
-                for query in ("drop_workflow_task", "drop_activity_tasks", "drop_inbox"):
-                    await conn.execute(_Q[query], {"id": wid})
-            else:
-                if plan.activities:
-                    await conn.execute(
-                        _Q["insert_activity_tasks"],
-                        {
-                            "id": wid,
-                            "seqs": [a.seq for a in plan.activities],
-                            "names": [a.name for a in plan.activities],
-                            "args": [json_text(a.args) for a in plan.activities],
-                            "retries": [
-                                None if a.retry is None else json_text(a.retry)
-                                for a in plan.activities
-                            ],
-                        },
-                    )
-                if plan.timers:
-                    await conn.execute(
-                        _Q["insert_timers"],
-                        {
-                            "id": wid,
-                            "dues": [due for _, due, _ in plan.timers],
-                            "seqs": [seq for seq, _, _ in plan.timers],
-                            "events": [encode_event(fired) for _, _, fired in plan.timers],
-                        },
-                    )
-                if plan.cancelled_timers:
-                    await conn.execute(
-                        _Q["cancel_timers"], {"id": wid, "seqs": plan.cancelled_timers}
-                    )
-                await conn.execute(_Q["advance_workflow"], {"id": wid, "history_length": length})
-                await conn.execute(_Q["release_workflow_task"], {"id": wid})
-            await self._notify(conn, topics)
+        if row is None or row[0] is not None:
+            reason = row[0] if row else "lease lost"
+            raise LeaseLost(f"workflow task {task.workflow_id!r}: {reason}")
         self._notify_here(topics)
 
     async def abandon_workflow_task(
@@ -447,12 +412,14 @@ class PostgresBackend:
     async def _fenced(
         self, query: str, params: dict[str, Any], what: str, topics: list[str]
     ) -> None:
-        """Run a write that touches the row only while our lease holds, and wake ``topics``."""
-        async with self._connection(transaction=True) as conn:
-            cursor = await conn.execute(_Q[query], params)
+        """One statement that writes only while our lease holds and then wakes ``topics``:
+        it returns a row per topic, or none when the lease was lost."""
+        async with self._connection() as conn:
+            cursor = await conn.execute(
+                _Q[query], {**params, "channel": self.channel, "topics": topics}
+            )
             if cursor.rowcount == 0:
                 raise LeaseLost(f"{what}: lease lost")
-            await self._notify(conn, topics)
         self._notify_here(topics)
 
     # -- both ------------------------------------------------------------------------------

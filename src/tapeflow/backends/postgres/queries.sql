@@ -51,66 +51,28 @@ RETURNING t.workflow_id, t.name, t.lease_token, t.failures, now(),
     ARRAY(SELECT e.event::text FROM inbox e
           WHERE e.workflow_id = t.workflow_id AND e.visible_at <= now() ORDER BY e.id);
 
--- name: lock_workflow_task
-SELECT t.lease_token, t.lease_expires_at > now(), w.history_length
-FROM workflow_tasks t JOIN workflows w ON w.id = t.workflow_id
-WHERE t.workflow_id = %(id)s
-FOR UPDATE OF t, w;
+-- name: commit_workflow_task
+SELECT commit_workflow_task(
+    %(id)s, %(token)s, %(history_length)s, %(consumed)s, %(events)s,
+    %(activity_seqs)s, %(activity_names)s, %(activity_args)s, %(activity_retries)s,
+    %(timer_dues)s, %(timer_seqs)s, %(timer_events)s, %(cancelled_timers)s,
+    %(status)s, %(result)s, %(failure)s, %(channel)s, %(topics)s
+);
 
--- name: delete_inbox_events
-DELETE FROM inbox WHERE workflow_id = %(id)s AND id = ANY(%(ids)s);
-
--- name: insert_history
-INSERT INTO history (workflow_id, seq, event)
-SELECT %(id)s, u.seq, u.event::json
-FROM unnest(%(seqs)s::integer[], %(events)s::text[]) AS u (seq, event);
-
--- name: insert_activity_tasks
-INSERT INTO activity_tasks (workflow_id, seq, name, args, retry, visible_at)
-SELECT %(id)s, u.seq, u.name, u.args::json, u.retry::json, now()
-FROM unnest(%(seqs)s::integer[], %(names)s::text[], %(args)s::text[], %(retries)s::text[])
-    AS u (seq, name, args, retry);
-
--- name: insert_timers
-INSERT INTO inbox (workflow_id, visible_at, timer_seq, event)
-SELECT %(id)s, u.due, u.seq, u.event::json
-FROM unnest(%(dues)s::timestamptz[], %(seqs)s::integer[], %(events)s::text[])
-    AS u (due, seq, event);
-
--- name: cancel_timers
-DELETE FROM inbox WHERE workflow_id = %(id)s AND timer_seq = ANY(%(seqs)s);
-
--- name: finish_workflow
-UPDATE workflows
-SET status = %(status)s, result = %(result)s::json, failure = %(failure)s::json,
-    completed_at = now(), history_length = %(history_length)s
-WHERE id = %(id)s;
-
--- name: drop_workflow_task
-DELETE FROM workflow_tasks WHERE workflow_id = %(id)s;
-
--- name: drop_activity_tasks
-DELETE FROM activity_tasks WHERE workflow_id = %(id)s;
-
--- name: drop_inbox
-DELETE FROM inbox WHERE workflow_id = %(id)s;
-
--- name: advance_workflow
-UPDATE workflows SET status = 'running', history_length = %(history_length)s
-WHERE id = %(id)s;
-
--- name: release_workflow_task
-UPDATE workflow_tasks
-SET lease_owner = NULL, lease_expires_at = NULL, failures = 0, last_error = NULL,
-    not_before = '-infinity'
-WHERE workflow_id = %(id)s;
+-- The fenced writes below touch their row only while the caller's lease holds, and wake
+-- the topics only if they did: no row back means the lease was lost.
 
 -- name: abandon_workflow_task
-UPDATE workflow_tasks
-SET lease_owner = NULL, lease_expires_at = NULL, not_before = now() + %(delay)s,
-    failures = failures + (%(error)s::text IS NOT NULL)::integer,
-    last_error = coalesce(%(error)s, last_error)
-WHERE workflow_id = %(id)s AND lease_token = %(token)s AND lease_expires_at > now();
+WITH done AS (
+    UPDATE workflow_tasks
+    SET lease_owner = NULL, lease_expires_at = NULL, not_before = now() + %(delay)s,
+        failures = failures + (%(error)s::text IS NOT NULL)::integer,
+        last_error = coalesce(%(error)s, last_error)
+    WHERE workflow_id = %(id)s AND lease_token = %(token)s AND lease_expires_at > now()
+    RETURNING 1
+)
+SELECT pg_notify(%(channel)s, topic) FROM unnest(%(topics)s::text[]) AS topic
+WHERE EXISTS (SELECT FROM done);
 
 -- name: claim_activity_tasks
 WITH ready AS (
@@ -136,16 +98,25 @@ WITH done AS (
     DELETE FROM activity_tasks
     WHERE id = %(id)s AND lease_token = %(token)s AND lease_expires_at > now()
     RETURNING workflow_id
+), delivered AS (
+    INSERT INTO inbox (workflow_id, visible_at, event)
+    SELECT workflow_id, now(), %(event)s::json FROM done
+    RETURNING 1
 )
-INSERT INTO inbox (workflow_id, visible_at, event)
-SELECT workflow_id, now(), %(event)s::json FROM done;
+SELECT pg_notify(%(channel)s, topic) FROM unnest(%(topics)s::text[]) AS topic
+WHERE EXISTS (SELECT FROM delivered);
 
 -- name: retry_activity_task
-UPDATE activity_tasks
-SET lease_owner = NULL, lease_expires_at = NULL, visible_at = now() + %(delay)s,
-    last_failure = %(failure)s::json,
-    heartbeat_details = coalesce(%(details)s::json, heartbeat_details)
-WHERE id = %(id)s AND lease_token = %(token)s AND lease_expires_at > now();
+WITH done AS (
+    UPDATE activity_tasks
+    SET lease_owner = NULL, lease_expires_at = NULL, visible_at = now() + %(delay)s,
+        last_failure = %(failure)s::json,
+        heartbeat_details = coalesce(%(details)s::json, heartbeat_details)
+    WHERE id = %(id)s AND lease_token = %(token)s AND lease_expires_at > now()
+    RETURNING 1
+)
+SELECT pg_notify(%(channel)s, topic) FROM unnest(%(topics)s::text[]) AS topic
+WHERE EXISTS (SELECT FROM done);
 
 -- name: extend_workflow_leases
 UPDATE workflow_tasks t SET lease_expires_at = now() + %(lease)s

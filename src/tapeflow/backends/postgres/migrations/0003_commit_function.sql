@@ -1,0 +1,78 @@
+-- 0003: a workflow task's whole commit in one round trip.
+
+CREATE FUNCTION commit_workflow_task(
+    p_workflow_id      text,
+    p_token            bigint,
+    p_history_length   integer,
+    p_consumed         bigint[],
+    p_events           text[],
+    p_activity_seqs    integer[],
+    p_activity_names   text[],
+    p_activity_args    text[],
+    p_activity_retries text[],
+    p_timer_dues       timestamptz[],
+    p_timer_seqs       integer[],
+    p_timer_events     text[],
+    p_cancelled_timers integer[],
+    p_status           text,
+    p_result           text,
+    p_failure          text,
+    p_channel          text,
+    p_topics           text[]
+) RETURNS text
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+-- Returns NULL once committed, or why the caller's lease no longer lets it commit.
+DECLARE
+    v_token  bigint;
+    v_live   boolean;
+    v_length integer;
+    v_new    integer := p_history_length + cardinality(p_events);
+BEGIN
+    SELECT t.lease_token, t.lease_expires_at > now(), w.history_length
+    INTO v_token, v_live, v_length
+    FROM workflow_tasks t JOIN workflows w ON w.id = t.workflow_id
+    WHERE t.workflow_id = p_workflow_id
+    FOR UPDATE OF t, w;
+    IF NOT FOUND OR v_token <> p_token OR NOT v_live THEN
+        RETURN 'lease lost';
+    END IF;
+    IF v_length <> p_history_length THEN
+        RETURN 'history moved on';
+    END IF;
+
+    DELETE FROM inbox WHERE workflow_id = p_workflow_id AND id = ANY (p_consumed);
+    INSERT INTO history (workflow_id, seq, event)
+    SELECT p_workflow_id, p_history_length + u.n, u.event::json
+    FROM unnest(p_events) WITH ORDINALITY AS u (event, n);
+
+    IF p_status IS NOT NULL THEN
+        UPDATE workflows
+        SET status = p_status, result = p_result::json, failure = p_failure::json,
+            completed_at = now(), history_length = v_new
+        WHERE id = p_workflow_id;
+        DELETE FROM workflow_tasks WHERE workflow_id = p_workflow_id;
+        DELETE FROM activity_tasks WHERE workflow_id = p_workflow_id;
+        DELETE FROM inbox WHERE workflow_id = p_workflow_id;
+    ELSE
+        INSERT INTO activity_tasks (workflow_id, seq, name, args, retry, visible_at)
+        SELECT p_workflow_id, u.seq, u.name, u.args::json, u.retry::json, now()
+        FROM unnest(p_activity_seqs, p_activity_names, p_activity_args, p_activity_retries)
+            AS u (seq, name, args, retry);
+        INSERT INTO inbox (workflow_id, visible_at, timer_seq, event)
+        SELECT p_workflow_id, u.due, u.seq, u.event::json
+        FROM unnest(p_timer_dues, p_timer_seqs, p_timer_events) AS u (due, seq, event);
+        DELETE FROM inbox
+        WHERE workflow_id = p_workflow_id AND timer_seq = ANY (p_cancelled_timers);
+        UPDATE workflows SET status = 'running', history_length = v_new
+        WHERE id = p_workflow_id;
+        UPDATE workflow_tasks
+        SET lease_owner = NULL, lease_expires_at = NULL, failures = 0, last_error = NULL,
+            not_before = '-infinity'
+        WHERE workflow_id = p_workflow_id;
+    END IF;
+    PERFORM pg_notify(p_channel, topic) FROM unnest(p_topics) AS topic;
+    RETURN NULL;
+END
+$$;
