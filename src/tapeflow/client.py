@@ -49,8 +49,8 @@ class WorkflowHandle(Generic[R]):
         # arrive (another process's commit on SQLite) or were lost (a dropped connection).
         poll = 0.05
         with self._backend.watch([finished_topic(self.id)]) as finished:
-            record = await self._backend.get_workflow(self.id)  # WorkflowNotFound at once
-            while not record.status.finished:
+            record = await self._look(deadline)  # WorkflowNotFound at once
+            while record is None or not record.status.finished:
                 wait = LISTENING_POLL if self._backend.wakes_other_processes else poll
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
@@ -60,11 +60,17 @@ class WorkflowHandle(Generic[R]):
                 await finished.wait(wait)
                 poll = min(poll * 1.5, 0.5)
                 finished.clear()
-                try:
-                    record = await self._backend.get_workflow(self.id)
-                except BackendUnavailable:  # ride out an outage until the deadline
-                    poll = max(poll, 0.5)
+                record = await self._look(deadline)
         return self._outcome(record)
+
+    async def _look(self, deadline: float | None) -> WorkflowRecord | None:
+        """The record now, or None while the backend is unavailable (until the deadline)."""
+        try:
+            return await self._backend.get_workflow(self.id)
+        except BackendUnavailable:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
+            return None
 
     async def send_event(self, name: str, payload: Any = None) -> None:
         await send_event(self._backend, self.id, name, payload)

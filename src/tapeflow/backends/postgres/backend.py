@@ -171,12 +171,15 @@ class PostgresBackend:
 
     async def _listen(self) -> None:
         """Turn NOTIFYs from every process into in-process wake-ups; reconnect if dropped."""
-        backoff = 0.1
+        backoff = 0.05
         while True:
+            backoff = min(backoff * 2, 5.0)
             try:
                 conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
                 async with conn:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                    if backoff > 0.1:  # back after a failure: drop pooled connections it broke
+                        await self._pool.check()
                     self._listening, backoff = True, 0.1
                     self._wakeups.notify_all()  # wake-ups may have been missed while away
                     async for notification in conn.notifies():
@@ -188,7 +191,6 @@ class PostgresBackend:
             finally:
                 self._listening = False
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
 
     @property
     def wakes_other_processes(self) -> bool:

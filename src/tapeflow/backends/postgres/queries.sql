@@ -136,15 +136,13 @@ RETURNING a.id::text;
 SELECT extract(epoch FROM min(greatest(e.visible_at, t.not_before,
                                         coalesce(t.lease_expires_at, '-infinity'))) - now())
 FROM inbox e JOIN workflow_tasks t ON t.workflow_id = e.workflow_id
-WHERE t.name = ANY(%(names)s)
-  AND greatest(e.visible_at, t.not_before, coalesce(t.lease_expires_at, '-infinity')) > now();
+WHERE t.name = ANY(%(names)s);
 
 -- name: next_due_activity
 SELECT extract(epoch FROM min(greatest(visible_at, coalesce(lease_expires_at, '-infinity')))
                - now())
 FROM activity_tasks
-WHERE name = ANY(%(names)s)
-  AND greatest(visible_at, coalesce(lease_expires_at, '-infinity')) > now();
+WHERE name = ANY(%(names)s);
 
 -- name: notify
 SELECT pg_notify(%(channel)s, topic) FROM unnest(%(topics)s::text[]) AS topic;

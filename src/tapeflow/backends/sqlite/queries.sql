@@ -125,10 +125,8 @@ WHERE id = :id AND lease_token = :token AND lease_expires_at > :now;
 -- name: next_due_workflow
 SELECT min(max(e.visible_at, t.not_before, coalesce(t.lease_expires_at, 0)))
 FROM inbox e JOIN workflow_tasks t ON t.workflow_id = e.workflow_id
-WHERE t.name IN (SELECT value FROM json_each(:names))
-  AND max(e.visible_at, t.not_before, coalesce(t.lease_expires_at, 0)) > :now;
+WHERE t.name IN (SELECT value FROM json_each(:names));
 
 -- name: next_due_activity
 SELECT min(max(visible_at, coalesce(lease_expires_at, 0))) FROM activity_tasks
-WHERE name IN (SELECT value FROM json_each(:names))
-  AND max(visible_at, coalesce(lease_expires_at, 0)) > :now;
+WHERE name IN (SELECT value FROM json_each(:names));
