@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from tapeflow.backends import failpoints
 from tapeflow.backends.base import Backend
 from tapeflow.errors import InvalidArgument
 
@@ -57,7 +58,7 @@ class Connection:
 
     def __init__(self, url: str | None) -> None:
         self.url = url or os.environ.get(URL_VARIABLE) or DEFAULT_URL
-        self.backend = backend_for(self.url)
+        self.backend = failpoints.from_environment(backend_for(self.url))
 
     def __await__(self) -> Generator[Any, None, Backend]:
         yield from self.backend.open().__await__()

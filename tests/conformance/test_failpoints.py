@@ -1,0 +1,62 @@
+"""Failpoints fail backend calls on purpose; the system recovers and records nothing twice."""
+
+from __future__ import annotations
+
+import pytest
+
+import tapeflow
+from tapeflow import activity, workflow
+from tapeflow.backends.failpoints import FailpointBackend, parse
+from tapeflow.history import ActivityCompleted
+
+
+@activity.defn
+def add_one(value: int) -> int:
+    return value + 1
+
+
+@workflow.defn
+async def twice(value: int) -> int:
+    once = await workflow.execute_activity(add_one, value)
+    return await workflow.execute_activity(add_one, once)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "complete_activity=raise-after#1",  # committed, but the worker was told it failed
+        "complete_activity=raise#2",
+        "commit_workflow_task=raise-after#1",
+        "commit_workflow_task=raise#2",
+        "claim=raise#3",
+    ],
+)
+async def test_failures_around_writes_lose_and_duplicate_nothing(
+    backend: tapeflow.Backend, cache_size: int, spec: str
+) -> None:
+    flaky = FailpointBackend(backend, parse(spec))
+    client = tapeflow.Client(backend)
+    async with tapeflow.Worker(
+        flaky,
+        workflows=[twice],
+        activities=[add_one],
+        workflow_cache_size=cache_size,
+    ):
+        handle = await client.start_workflow(twice, 1, id="through-failpoints")
+        assert await handle.result(timeout=30) == 3
+    history = await backend.load_history(handle.id)
+    assert [e.seq for e in history if isinstance(e, ActivityCompleted)] == [1, 2]
+
+
+async def test_a_failed_start_writes_nothing(backend: tapeflow.Backend) -> None:
+    client = tapeflow.Client(FailpointBackend(backend, parse("start_workflow=raise")))
+    with pytest.raises(tapeflow.BackendUnavailable, match="failpoint"):
+        await client.start_workflow(twice, 1, id="never")
+    with pytest.raises(tapeflow.WorkflowNotFound):
+        await backend.get_workflow("never")
+
+
+def test_bad_failpoint_specs_are_refused() -> None:
+    with pytest.raises(tapeflow.InvalidArgument, match="failpoint"):
+        parse("commit=explode")
+    assert parse("claim=exit@0.5#3, send_event=hang")["claim"].probability == 0.5
