@@ -107,6 +107,8 @@ class ActivityTaskRunner:
     async def _invoke(
         self, definition: Definition, task: ActivityTask, context: ActivityContext
     ) -> Any:
+        if task.poison is not None:
+            raise PayloadError(task.poison)
         args = definition.signature.decode_args(task.args)
         _activity_context.current.set(context)
         loop = asyncio.get_running_loop()

@@ -12,7 +12,7 @@ from tapeflow._engine.replay import replay_new
 from tapeflow._worker.cache import WorkflowCache
 from tapeflow._worker.persist import persist
 from tapeflow.backends.base import Backend, WorkflowTask
-from tapeflow.errors import LeaseLost
+from tapeflow.errors import LeaseLost, PayloadError
 from tapeflow.history import HistoryEvent, WorkflowTaskStarted
 from tapeflow.options import RetryPolicy
 
@@ -42,6 +42,8 @@ class WorkflowTaskRunner:
     async def run(self, task: WorkflowTask) -> None:
         instance: WorkflowInstance | None = None
         try:
+            if task.poison is not None:
+                raise PayloadError(task.poison)
             instance = await self._instance_for(task)
             at = max(task.claimed_at, instance.now)
             incoming = [item.event for item in task.inbox]

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from pydantic import TypeAdapter
 
-from tapeflow.backends.base import WorkflowRecord, WorkflowStatus
-from tapeflow.history import Failure
+from tapeflow.backends.base import (
+    ActivityTask,
+    InboxEvent,
+    WorkflowRecord,
+    WorkflowStatus,
+    WorkflowTask,
+)
+from tapeflow.errors import PayloadError
+from tapeflow.history import Failure, HistoryEvent, decode_event, decode_incoming
 
 FAILURE = TypeAdapter(Failure)
 
@@ -51,3 +60,74 @@ def workflow_record(
 def json_text(value: object) -> str:
     """Compact JSON text, unicode kept as is."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def workflow_task(
+    workflow_id: str,
+    name: str,
+    history_length: int,
+    inbox: Iterable[tuple[int, str]],
+    lease_token: int,
+    claimed_at: datetime,
+    failures: int,
+) -> WorkflowTask:
+    """A claimed workflow task; unreadable inbox rows poison only this task."""
+    try:
+        events, poison = [InboxEvent(i, decode_incoming(raw)) for i, raw in inbox], None
+    except ValueError as exc:
+        events, poison = [], f"an inbox event of {workflow_id!r} cannot be read: {exc}"
+    return WorkflowTask(
+        workflow_id, name, history_length, events, lease_token, claimed_at, failures, poison
+    )
+
+
+def activity_task(
+    id_: int,
+    workflow_id: str,
+    workflow_name: str,
+    seq: int,
+    name: str,
+    args: str,
+    retry: str | None,
+    attempt: int,
+    lease_token: int,
+    heartbeat_details: str | None,
+) -> ActivityTask:
+    """A claimed activity task; unreadable stored JSON poisons only this task."""
+    try:
+        arguments, policy = json.loads(args), _loads(retry)
+        details, poison = _loads(heartbeat_details), None
+        if not isinstance(arguments, list):
+            raise ValueError(f"arguments are not a JSON array: {args[:80]!r}")
+    except ValueError as exc:
+        arguments, policy, details = [], None, None
+        poison = f"activity task {id_} of {workflow_id!r} cannot be read: {exc}"
+    return ActivityTask(
+        id=id_,
+        workflow_id=workflow_id,
+        workflow_name=workflow_name,
+        seq=seq,
+        name=name,
+        args=arguments,
+        retry=policy,
+        attempt=attempt,
+        lease_token=lease_token,
+        heartbeat_details=details,
+        poison=poison,
+    )
+
+
+def history(workflow_id: str, rows: Iterable[str]) -> list[HistoryEvent]:
+    events = []
+    for position, raw in enumerate(rows, start=1):
+        try:
+            events.append(decode_event(raw))
+        except ValueError as exc:
+            raise PayloadError(
+                f"history event #{position} of {workflow_id!r} cannot be read: {exc}"
+            ) from None
+    return events
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)

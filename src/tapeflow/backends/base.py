@@ -84,6 +84,9 @@ class WorkflowTask:
     backend's clock and not by a worker's (perhaps wrong) one."""
     failures: int = 0
     """Times this task failed in a row (non-determinism, say): drives its retry backoff."""
+    poison: str | None = None
+    """Why the task's stored events cannot be read (corrupt data): then the task fails,
+    visibly, and only this workflow waits; the inbox is left empty."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,8 @@ class ActivityTask:
     lease_token: int
     heartbeat_details: JSONValue = None
     """What the last attempt recorded with ``activity.heartbeat``, if anything."""
+    poison: str | None = None
+    """Why the task's stored arguments cannot be read: the activity then fails for good."""
 
 
 class TaskKind(enum.StrEnum):

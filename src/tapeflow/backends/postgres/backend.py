@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -22,12 +21,18 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tapeflow.backends._commit_plan import commit_topics, plan_commit
-from tapeflow.backends._rows import FAILURE, json_text, workflow_record
+from tapeflow.backends._rows import (
+    FAILURE,
+    activity_task,
+    history,
+    json_text,
+    workflow_record,
+    workflow_task,
+)
 from tapeflow.backends._sql_files import load_queries, migrations
 from tapeflow.backends._wakeups import Wakeups, Watch, work_topic
 from tapeflow.backends.base import (
     ActivityTask,
-    InboxEvent,
     LeaseRef,
     NewWorkflow,
     TaskKind,
@@ -52,8 +57,6 @@ from tapeflow.history import (
     HistoryEvent,
     JSONValue,
     WorkflowExecutionStarted,
-    decode_event,
-    decode_incoming,
     encode_event,
 )
 
@@ -253,7 +256,7 @@ class PostgresBackend:
                 exists = await conn.execute(_Q["workflow_exists"], {"id": workflow_id})
                 if await exists.fetchone() is None:
                     raise WorkflowNotFound(workflow_id)
-        return [decode_event(row[0]) for row in rows]
+        return history(workflow_id, (row[0] for row in rows))
 
     async def send_event(self, workflow_id: str, name: str, payload: JSONValue) -> None:
         async with self._connection(transaction=True) as conn:
@@ -289,17 +292,8 @@ class PostgresBackend:
             )
             rows = await cursor.fetchall()
         return [
-            WorkflowTask(
-                workflow_id=wid,
-                workflow_name=name,
-                history_length=length,
-                inbox=[
-                    InboxEvent(inbox_id, decode_incoming(event))
-                    for inbox_id, event in zip(ids, events, strict=True)
-                ],
-                lease_token=token,
-                claimed_at=_utc(now),
-                failures=failures,
+            workflow_task(
+                wid, name, length, zip(ids, events, strict=True), token, _utc(now), failures
             )
             for wid, name, token, failures, now, length, ids, events in rows
         ]
@@ -366,18 +360,7 @@ class PostgresBackend:
             )
             rows = await cursor.fetchall()
         return [
-            ActivityTask(
-                id=id_,
-                workflow_id=wid,
-                workflow_name=workflow_name,
-                seq=seq,
-                name=name,
-                args=json.loads(args),
-                retry=None if retry is None else json.loads(retry),
-                attempt=attempt,
-                lease_token=token,
-                heartbeat_details=None if details is None else json.loads(details),
-            )
+            activity_task(id_, wid, workflow_name, seq, name, args, retry, attempt, token, details)
             for id_, wid, seq, name, args, retry, attempt, token, workflow_name, details in rows
         ]
 

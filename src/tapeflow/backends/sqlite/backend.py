@@ -9,7 +9,6 @@ the database lock up front (``BEGIN IMMEDIATE``); several processes may share on
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -20,12 +19,18 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from tapeflow.backends._commit_plan import commit_topics, plan_commit
-from tapeflow.backends._rows import FAILURE, json_text, workflow_record
+from tapeflow.backends._rows import (
+    FAILURE,
+    activity_task,
+    history,
+    json_text,
+    workflow_record,
+    workflow_task,
+)
 from tapeflow.backends._sql_files import load_queries, migrations
 from tapeflow.backends._wakeups import Wakeups, Watch, work_topic
 from tapeflow.backends.base import (
     ActivityTask,
-    InboxEvent,
     LeaseRef,
     NewWorkflow,
     TaskKind,
@@ -50,8 +55,6 @@ from tapeflow.history import (
     Incoming,
     JSONValue,
     WorkflowExecutionStarted,
-    decode_event,
-    decode_incoming,
     encode_event,
 )
 
@@ -230,7 +233,7 @@ class SQLiteBackend:
             rows = conn.execute(_Q["load_history"], {"id": workflow_id}).fetchall()
             if not rows and not _exists(conn, workflow_id):
                 raise WorkflowNotFound(workflow_id)
-            return [decode_event(row[0]) for row in rows]
+            return history(workflow_id, (row[0] for row in rows))
 
         return await self._read(read)
 
@@ -279,12 +282,9 @@ class SQLiteBackend:
                 (length,) = conn.execute(
                     _Q["workflow_history_length"], {"id": workflow_id}
                 ).fetchone()
-                inbox = [
-                    InboxEvent(row[0], decode_incoming(row[1]))
-                    for row in conn.execute(_Q["visible_inbox"], {"id": workflow_id, "now": now})
-                ]
+                inbox = conn.execute(_Q["visible_inbox"], {"id": workflow_id, "now": now})
                 tasks.append(
-                    WorkflowTask(workflow_id, name, length, inbox, token, _dt(now), failures)
+                    workflow_task(workflow_id, name, length, inbox, token, _dt(now), failures)
                 )
             return tasks
 
@@ -397,17 +397,8 @@ class SQLiteBackend:
                 ).fetchone()
                 (id_, wid, seq, name, args, retry, attempt, token, workflow_name, details) = row
                 tasks.append(
-                    ActivityTask(
-                        id=id_,
-                        workflow_id=wid,
-                        workflow_name=workflow_name,
-                        seq=seq,
-                        name=name,
-                        args=json.loads(args),
-                        retry=None if retry is None else json.loads(retry),
-                        attempt=attempt,
-                        lease_token=token,
-                        heartbeat_details=None if details is None else json.loads(details),
+                    activity_task(
+                        id_, wid, workflow_name, seq, name, args, retry, attempt, token, details
                     )
                 )
             return tasks
