@@ -9,6 +9,8 @@ Nothing is ever pickled.
 from __future__ import annotations
 
 import inspect
+import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,6 +23,10 @@ from tapeflow.errors import PayloadError
 from tapeflow.history import JSONValue
 
 _adapters: dict[object, TypeAdapter[Any]] = {}
+
+MAX_PAYLOAD_BYTES = int(os.environ.get("TAPEFLOW_MAX_PAYLOAD_BYTES", 2 * 1024 * 1024))
+"""Largest JSON form of one value (argument, result, event payload, heartbeat), checked
+before anything is written. Set $TAPEFLOW_MAX_PAYLOAD_BYTES to change it."""
 
 
 def _adapter(hint: object) -> TypeAdapter[Any]:
@@ -44,7 +50,21 @@ def to_json(value: object, hint: object = Any, *, what: str = "value") -> JSONVa
         raise PayloadError(
             f"{what} {_short(value)} cannot be stored as {_name(hint)}: {exc}"
         ) from exc
+    _check_size(data, what)
     return data
+
+
+def _check_size(data: JSONValue, what: str) -> None:
+    if isinstance(data, int | float | bool) or data is None:
+        return
+    if isinstance(data, str) and len(data) * 4 < MAX_PAYLOAD_BYTES:  # UTF-8: <= 4 bytes each
+        return
+    size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_PAYLOAD_BYTES:
+        raise PayloadError(
+            f"{what} is {size:,} bytes as JSON, over the {MAX_PAYLOAD_BYTES:,}-byte limit "
+            "($TAPEFLOW_MAX_PAYLOAD_BYTES): store large data elsewhere and pass a reference"
+        )
 
 
 def from_json(data: JSONValue, hint: object = Any, *, what: str = "value") -> Any:

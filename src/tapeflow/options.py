@@ -91,6 +91,9 @@ class WorkerOptions:
     """Longest wait between two looks for work when no wake-up arrives (other processes)."""
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     """Applied to activities the workflow started without a policy of their own."""
+    workflow_task_timeout: timedelta = timedelta(seconds=10)
+    """Longest a workflow task may run workflow code (replay included) without awaiting;
+    past it the task fails as blocked, its lease is released and the worker goes on."""
     workflow_cache_size: int = 1000
     """Live workflow instances kept so a task feeds only new events; 0 turns the cache off."""
     activity_executor: Literal["thread", "process"] = "thread"
@@ -103,6 +106,8 @@ class WorkerOptions:
             raise InvalidArgument("worker concurrency must be at least 1")
         if self.lease_duration <= timedelta(0):
             raise InvalidArgument("lease_duration must be positive")
+        if self.workflow_task_timeout <= timedelta(0):
+            raise InvalidArgument("workflow_task_timeout must be positive")
         if self.poll_interval <= timedelta(0):
             raise InvalidArgument("poll_interval must be positive")
         if self.workflow_cache_size < 0:

@@ -63,6 +63,7 @@ class Worker:
         self._pollers: list[Poller[Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._executor: Executor | None = None
+        self._workflow_runner: WorkflowTaskRunner | None = None
         self._stopped = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -86,8 +87,14 @@ class Worker:
         options = self.options
         if self.workflows:
             runner = WorkflowTaskRunner(
-                self.backend, self.workflows, self.cache, options.lease_duration
+                self.backend,
+                self.workflows,
+                self.cache,
+                options.lease_duration,
+                options.workflow_task_timeout,
+                options.max_concurrent_workflow_tasks,
             )
+            self._workflow_runner = runner
             self._pollers.append(
                 Poller(
                     self.backend,
@@ -157,6 +164,9 @@ class Worker:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+        if self._workflow_runner is not None:
+            self._workflow_runner.close()
+            self._workflow_runner = None
         self.cache.clear()
         self._pollers, self._tasks = [], []
         self._stopped.set()

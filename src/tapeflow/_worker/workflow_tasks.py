@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from tapeflow._definition import Definition
@@ -12,8 +14,8 @@ from tapeflow._engine.replay import replay_new
 from tapeflow._worker.cache import WorkflowCache
 from tapeflow._worker.persist import persist
 from tapeflow.backends.base import Backend, WorkflowTask
-from tapeflow.errors import LeaseLost, PayloadError
-from tapeflow.history import HistoryEvent, WorkflowTaskStarted
+from tapeflow.errors import LeaseLost, PayloadError, WorkflowSandboxError
+from tapeflow.history import Decision, HistoryEvent, WorkflowTaskStarted
 from tapeflow.options import RetryPolicy
 
 log = logging.getLogger("tapeflow.worker")
@@ -27,27 +29,39 @@ TASK_RETRY = RetryPolicy(
 
 
 class WorkflowTaskRunner:
+    """Workflow code runs on a thread of its own, so code that blocks (``time.sleep``, a busy
+    loop) is caught by ``task_timeout`` instead of freezing the worker: the task fails
+    visibly and its lease is released while the worker goes on."""
+
     def __init__(
         self,
         backend: Backend,
         workflows: Mapping[str, Definition],
         cache: WorkflowCache,
         lease: timedelta,
+        task_timeout: timedelta,
+        threads: int,
     ) -> None:
         self._backend = backend
         self._workflows = workflows
         self._cache = cache
         self._lease = lease
+        self._timeout = task_timeout.total_seconds()
+        self._engine = ThreadPoolExecutor(threads, thread_name_prefix="tapeflow-workflow")
+
+    def close(self) -> None:
+        self._engine.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, task: WorkflowTask) -> None:
         instance: WorkflowInstance | None = None
         try:
             if task.poison is not None:
                 raise PayloadError(task.poison)
-            instance = await self._instance_for(task)
-            at = max(task.claimed_at, instance.now)
+            instance = self._cache.take(task.workflow_id, task.history_length)
+            history = [] if instance is not None else await self._history(task)
+            instance, decisions = await self._in_thread(task, instance, history)
             incoming = [item.event for item in task.inbox]
-            decisions = instance.activate(Activation(at, incoming))
+            at = instance.now
             events: list[HistoryEvent] = [WorkflowTaskStarted(at=at), *incoming, *decisions]
             consumed = [item.id for item in task.inbox]
             await persist(
@@ -67,21 +81,40 @@ class WorkflowTaskRunner:
             instance.history_length = task.history_length + len(events)
             self._cache.put(instance)
 
-    async def _instance_for(self, task: WorkflowTask) -> WorkflowInstance:
-        cached = self._cache.take(task.workflow_id, task.history_length)
-        if cached is not None:
-            return cached
-        definition = self._workflows[task.workflow_name]
-        history = (
-            await persist(
-                lambda: self._backend.load_history(task.workflow_id),
-                f"loading the history of {task.workflow_id!r}",
-                self._lease,
-            )
-            if task.history_length
-            else []
+    async def _history(self, task: WorkflowTask) -> list[HistoryEvent]:
+        if not task.history_length:
+            return []
+        return await persist(
+            lambda: self._backend.load_history(task.workflow_id),
+            f"loading the history of {task.workflow_id!r}",
+            self._lease,
         )
-        return replay_new(definition, task.workflow_id, history)
+
+    async def _in_thread(
+        self, task: WorkflowTask, instance: WorkflowInstance | None, history: list[HistoryEvent]
+    ) -> tuple[WorkflowInstance, list[Decision]]:
+        """Replay (on a cache miss) and activate on the engine thread, within the timeout."""
+
+        def work() -> tuple[WorkflowInstance, list[Decision]]:
+            live = instance or replay_new(
+                self._workflows[task.workflow_name], task.workflow_id, history
+            )
+            at = max(task.claimed_at, live.now)
+            try:
+                return live, live.activate(Activation(at, [i.event for i in task.inbox]))
+            except BaseException:
+                live.close()
+                raise
+
+        future = asyncio.get_running_loop().run_in_executor(self._engine, work)
+        try:
+            return await asyncio.wait_for(future, self._timeout)
+        except TimeoutError:
+            raise WorkflowSandboxError(
+                f"workflow code of {task.workflow_id!r} ran {self._timeout:g}s without "
+                "awaiting anything: a blocking call (time.sleep, I/O) or a busy loop? "
+                "Blocking work belongs in an activity"
+            ) from None
 
     async def _give_back(self, task: WorkflowTask, exc: Exception) -> None:
         delay = TASK_RETRY.delay_after(task.failures + 1)
