@@ -56,7 +56,6 @@ from tapeflow.history import (
     Failure,
     HistoryEvent,
     JSONValue,
-    WorkflowExecutionStarted,
     encode_event,
 )
 
@@ -212,32 +211,23 @@ class PostgresBackend:
     # -- clients ---------------------------------------------------------------------------
 
     async def create_workflow(self, new: NewWorkflow) -> None:
-        async with self._connection(transaction=True) as conn:
+        topic = work_topic(TaskKind.WORKFLOW, new.name)
+        async with self._connection() as conn:
             cursor = await conn.execute(
-                _Q["insert_workflow"],
+                _Q["create_workflow"],
                 {
                     "id": new.id,
                     "name": new.name,
                     "version": new.version,
                     "args": json_text(new.args),
                     "start_at": new.start_at,
+                    "channel": self.channel,
+                    "topic": topic,
                 },
             )
-            row = await cursor.fetchone()
-            if row is None:
+            if cursor.rowcount == 0:
                 raise WorkflowAlreadyExists(new.id)
-            start_at = _utc(row[0])
-            await conn.execute(_Q["insert_workflow_task"], {"id": new.id, "name": new.name})
-            started = WorkflowExecutionStarted(
-                name=new.name, version=new.version, args=new.args, started_at=start_at
-            )
-            await conn.execute(
-                _Q["insert_inbox"],
-                {"workflow_id": new.id, "visible_at": start_at, "event": encode_event(started)},
-            )
-            topics = [work_topic(TaskKind.WORKFLOW, new.name)]
-            await self._notify(conn, topics)
-        self._notify_here(topics)
+        self._notify_here([topic])
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord:
         async with self._connection() as conn:
@@ -259,21 +249,23 @@ class PostgresBackend:
         return history(workflow_id, (row[0] for row in rows))
 
     async def send_event(self, workflow_id: str, name: str, payload: JSONValue) -> None:
-        async with self._connection(transaction=True) as conn:
-            cursor = await conn.execute(_Q["workflow_status_for_update"], {"id": workflow_id})
-            row = await cursor.fetchone()
-            if row is None:
-                raise WorkflowNotFound(workflow_id)
-            if WorkflowStatus(row[0]).finished:
-                raise WorkflowAlreadyCompleted(workflow_id)
-            event = EventReceived(name=name, payload=payload)
-            await conn.execute(
-                _Q["insert_inbox"],
-                {"workflow_id": workflow_id, "visible_at": None, "event": encode_event(event)},
+        event = EventReceived(name=name, payload=payload)
+        async with self._connection() as conn:
+            cursor = await conn.execute(
+                _Q["send_event"],
+                {
+                    "id": workflow_id,
+                    "event": encode_event(event),
+                    "channel": self.channel,
+                    "topic_prefix": work_topic(TaskKind.WORKFLOW, ""),
+                },
             )
-            topics = [work_topic(TaskKind.WORKFLOW, row[1])]
-            await self._notify(conn, topics)
-        self._notify_here(topics)
+            row = await cursor.fetchone()
+        if row is None:
+            raise WorkflowNotFound(workflow_id)
+        if WorkflowStatus(row[0]).finished:
+            raise WorkflowAlreadyCompleted(workflow_id)
+        self._notify_here([work_topic(TaskKind.WORKFLOW, row[1])])
 
     def watch(self, topics: Iterable[str]) -> Watch:
         return self._wakeups.watch(topics)

@@ -1,24 +1,43 @@
--- name: insert_workflow
-INSERT INTO workflows (id, name, version, status, args, start_at)
-VALUES (%(id)s, %(name)s, %(version)s, 'pending', %(args)s::json, coalesce(%(start_at)s, now()))
-ON CONFLICT (id) DO NOTHING
-RETURNING start_at;
+-- name: create_workflow
+-- The workflow, its task and its start event, in one statement; no row back means the id is
+-- taken. The start event is built here because its time is the database's.
+WITH created AS (
+    INSERT INTO workflows (id, name, version, status, args, start_at)
+    VALUES (%(id)s, %(name)s, %(version)s, 'pending', %(args)s::json,
+            coalesce(%(start_at)s, now()))
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, name, version, args, start_at
+), task AS (
+    INSERT INTO workflow_tasks (workflow_id, name) SELECT id, name FROM created
+), started AS (
+    INSERT INTO inbox (workflow_id, visible_at, event)
+    SELECT id, start_at,
+           json_build_object('name', name, 'version', version, 'args', args,
+                             'started_at', start_at, 'kind', 'workflow_started')
+    FROM created
+)
+SELECT pg_notify(%(channel)s, %(topic)s) FROM created;
 
--- name: insert_workflow_task
-INSERT INTO workflow_tasks (workflow_id, name) VALUES (%(id)s, %(name)s);
-
--- name: insert_inbox
-INSERT INTO inbox (workflow_id, visible_at, event)
-VALUES (%(workflow_id)s, coalesce(%(visible_at)s, now()), %(event)s::json);
+-- name: send_event
+-- One statement: the event is appended only to a workflow still running; the status comes
+-- back either way, no row meaning no such workflow.
+WITH target AS (
+    SELECT id, name, status FROM workflows WHERE id = %(id)s FOR SHARE
+), delivered AS (
+    INSERT INTO inbox (workflow_id, visible_at, event)
+    SELECT id, now(), %(event)s::json FROM target
+    WHERE status IN ('pending', 'running')
+    RETURNING workflow_id
+)
+SELECT t.status, t.name,
+       (SELECT pg_notify(%(channel)s, %(topic_prefix)s || t.name) FROM delivered)
+FROM target t;
 
 -- name: get_workflow
 SELECT w.id, w.name, w.version, w.status, w.args::text, w.created_at, w.start_at,
        w.completed_at, w.result::text, w.failure::text, w.history_length, t.last_error
 FROM workflows w LEFT JOIN workflow_tasks t ON t.workflow_id = w.id
 WHERE w.id = %(id)s;
-
--- name: workflow_status_for_update
-SELECT status, name FROM workflows WHERE id = %(id)s FOR SHARE;
 
 -- name: load_history
 SELECT event::text FROM history WHERE workflow_id = %(id)s ORDER BY seq;
