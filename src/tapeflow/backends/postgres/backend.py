@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from tapeflow.backends._batcher import Batcher
 from tapeflow.backends._commit_plan import commit_topics, plan_commit
 from tapeflow.backends._rows import (
     FAILURE,
@@ -45,6 +46,7 @@ from tapeflow.errors import (
     InvalidArgument,
     LeaseLost,
     SchemaVersionError,
+    TapeflowError,
     WorkflowAlreadyCompleted,
     WorkflowAlreadyExists,
     WorkflowNotFound,
@@ -89,6 +91,8 @@ class PostgresBackend:
             name=f"tapeflow-{schema}",
         )
         self._wakeups = Wakeups()
+        self._commits = Batcher(self._flush_commits)
+        self._completions = Batcher(self._flush_completions)
         self._listener: asyncio.Task[None] | None = None
         self._listening = False
 
@@ -198,11 +202,6 @@ class PostgresBackend:
     def wakes_other_processes(self) -> bool:
         return self._listening
 
-    async def _notify(self, conn: psycopg.AsyncConnection[Any], topics: list[str]) -> None:
-        """Wake the topics' watchers in every process once this transaction commits
-        (NOTIFY is transactional)."""
-        await conn.execute(_Q["notify"], {"channel": self.channel, "topics": topics})
-
     def _notify_here(self, topics: list[str]) -> None:
         """While not listening, at least this process's own watchers learn at once."""
         if not self._listening:
@@ -296,37 +295,44 @@ class PostgresBackend:
         plan = plan_commit(events)
         topics = commit_topics(task.workflow_id, task.workflow_name, plan)
         ending = plan.ending
-        params = {
-            "id": task.workflow_id,
-            "token": task.lease_token,
-            "history_length": task.history_length,
-            "consumed": list(consumed),
-            "events": [encode_event(e) for e in events],
-            "activity_seqs": [a.seq for a in plan.activities],
-            "activity_names": [a.name for a in plan.activities],
-            "activity_args": [json_text(a.args) for a in plan.activities],
-            "activity_retries": [
-                None if a.retry is None else json_text(a.retry) for a in plan.activities
-            ],
-            "timer_dues": [due for _, due, _ in plan.timers],
-            "timer_seqs": [seq for seq, _, _ in plan.timers],
-            "timer_events": [encode_event(fired) for _, _, fired in plan.timers],
-            "cancelled_timers": plan.cancelled_timers,
-            "status": None if ending is None else "completed" if ending.completed else "failed",
-            "result": json_text(ending.result) if ending and ending.completed else None,
-            "failure": FAILURE.dump_json(ending.failure).decode()
-            if ending and ending.failure
-            else None,
-            "channel": self.channel,
-            "topics": topics,
-        }
-        async with self._connection() as conn:
-            cursor = await conn.execute(_Q["commit_workflow_task"], params)
-            row = await cursor.fetchone()
-        if row is None or row[0] is not None:
-            reason = row[0] if row else "lease lost"
-            raise LeaseLost(f"workflow task {task.workflow_id!r}: {reason}")
+        failure = ending.failure if ending else None
+        outcome = await self._commits.submit(
+            {
+                "id": task.workflow_id,
+                "token": task.lease_token,
+                "history_length": task.history_length,
+                "consumed": list(consumed),
+                "events": [encode_event(e) for e in events],
+                "activity_seqs": [a.seq for a in plan.activities],
+                "activity_names": [a.name for a in plan.activities],
+                "activity_args": [json_text(a.args) for a in plan.activities],
+                "activity_retries": [
+                    None if a.retry is None else json_text(a.retry) for a in plan.activities
+                ],
+                "timer_dues": [due.isoformat() for _, due, _ in plan.timers],
+                "timer_seqs": [seq for seq, _, _ in plan.timers],
+                "timer_events": [encode_event(fired) for _, _, fired in plan.timers],
+                "cancelled_timers": plan.cancelled_timers,
+                "status": None if ending is None else "completed" if ending.completed else "failed",
+                "result": json_text(ending.result) if ending and ending.completed else None,
+                "failure": None if failure is None else FAILURE.dump_json(failure).decode(),
+                "channel": self.channel,
+                "topics": topics,
+            }
+        )
+        if outcome is not None:
+            if outcome.startswith("failed:"):
+                raise TapeflowError(f"committing the task of {task.workflow_id!r} {outcome}")
+            raise LeaseLost(f"workflow task {task.workflow_id!r}: {outcome}")
         self._notify_here(topics)
+
+    async def _flush_commits(self, tasks: list[dict[str, Any]]) -> list[str | None]:
+        async with self._connection() as conn:
+            cursor = await conn.execute(_Q["commit_workflow_tasks"], {"tasks": json_text(tasks)})
+            row = await cursor.fetchone()
+        assert row is not None
+        outcomes: list[str | None] = row[0]
+        return outcomes
 
     async def abandon_workflow_task(
         self, task: WorkflowTask, error: str | None, delay: timedelta
@@ -359,12 +365,27 @@ class PostgresBackend:
     async def complete_activity_task(
         self, task: ActivityTask, outcome: ActivityCompleted | ActivityFailed
     ) -> None:
-        await self._fenced(
-            "complete_activity_task",
-            {"id": task.id, "token": task.lease_token, "event": encode_event(outcome)},
-            f"activity task {task.id} ({task.name!r})",
-            [work_topic(TaskKind.WORKFLOW, task.workflow_name)],
+        topic = work_topic(TaskKind.WORKFLOW, task.workflow_name)
+        recorded = await self._completions.submit(
+            {
+                "id": task.id,
+                "token": task.lease_token,
+                "event": encode_event(outcome),
+                "channel": self.channel,
+                "topic": topic,
+            }
         )
+        if not recorded:
+            raise LeaseLost(f"activity task {task.id} ({task.name!r}): lease lost")
+        self._notify_here([topic])
+
+    async def _flush_completions(self, items: list[dict[str, Any]]) -> list[bool]:
+        async with self._connection() as conn:
+            cursor = await conn.execute(_Q["complete_activity_tasks"], {"items": json_text(items)})
+            row = await cursor.fetchone()
+        assert row is not None
+        recorded: list[bool] = row[0]
+        return recorded
 
     async def retry_activity_task(
         self,

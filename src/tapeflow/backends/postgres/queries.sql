@@ -70,18 +70,9 @@ RETURNING t.workflow_id, t.name, t.lease_token, t.failures, now(),
     ARRAY(SELECT e.event::text FROM inbox e
           WHERE e.workflow_id = t.workflow_id AND e.visible_at <= now() ORDER BY e.id);
 
--- name: commit_workflow_task
-SELECT commit_workflow_task(
-    %(id)s, %(token)s, %(history_length)s, %(consumed)s, %(events)s,
-    %(activity_seqs)s, %(activity_names)s, %(activity_args)s, %(activity_retries)s,
-    %(timer_dues)s, %(timer_seqs)s, %(timer_events)s, %(cancelled_timers)s,
-    %(status)s, %(result)s, %(failure)s, %(channel)s, %(topics)s
-);
-
--- The fenced writes below touch their row only while the caller's lease holds, and wake
--- the topics only if they did: no row back means the lease was lost.
-
 -- name: abandon_workflow_task
+-- Fenced: touches the row only while the caller's lease holds, and wakes the topics only
+-- if it did; no row back means the lease was lost (so for retry_activity_task).
 WITH done AS (
     UPDATE workflow_tasks
     SET lease_owner = NULL, lease_expires_at = NULL, not_before = now() + %(delay)s,
@@ -112,18 +103,11 @@ RETURNING a.id, a.workflow_id, a.seq, a.name, a.args::text, a.retry::text, a.att
     a.lease_token, (SELECT w.name FROM workflows w WHERE w.id = a.workflow_id),
     a.heartbeat_details::text;
 
--- name: complete_activity_task
-WITH done AS (
-    DELETE FROM activity_tasks
-    WHERE id = %(id)s AND lease_token = %(token)s AND lease_expires_at > now()
-    RETURNING workflow_id
-), delivered AS (
-    INSERT INTO inbox (workflow_id, visible_at, event)
-    SELECT workflow_id, now(), %(event)s::json FROM done
-    RETURNING 1
-)
-SELECT pg_notify(%(channel)s, topic) FROM unnest(%(topics)s::text[]) AS topic
-WHERE EXISTS (SELECT FROM delivered);
+-- name: commit_workflow_tasks
+SELECT commit_workflow_tasks(%(tasks)s::json);
+
+-- name: complete_activity_tasks
+SELECT complete_activity_tasks(%(items)s::json);
 
 -- name: retry_activity_task
 WITH done AS (
@@ -162,6 +146,3 @@ SELECT extract(epoch FROM min(greatest(visible_at, coalesce(lease_expires_at, '-
                - now())
 FROM activity_tasks
 WHERE name = ANY(%(names)s);
-
--- name: notify
-SELECT pg_notify(%(channel)s, topic) FROM unnest(%(topics)s::text[]) AS topic;

@@ -144,3 +144,69 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- Many workflow tasks' commits in one round trip and one transaction (group commit): each
+-- task is committed on its own savepoint, so one task's failure does not undo the others.
+-- Returns, per task in order, NULL when committed or why not.
+CREATE FUNCTION commit_workflow_tasks(p_tasks json) RETURNS text[]
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    t       json;
+    outcome text;
+    results text[] := '{}';
+BEGIN
+    FOR t IN SELECT json_array_elements(p_tasks) LOOP
+        BEGIN
+            outcome := commit_workflow_task(
+                t ->> 'id', (t ->> 'token')::bigint, (t ->> 'history_length')::integer,
+                ARRAY(SELECT json_array_elements_text(t -> 'consumed'))::bigint[],
+                ARRAY(SELECT json_array_elements_text(t -> 'events')),
+                ARRAY(SELECT json_array_elements_text(t -> 'activity_seqs'))::integer[],
+                ARRAY(SELECT json_array_elements_text(t -> 'activity_names')),
+                ARRAY(SELECT json_array_elements_text(t -> 'activity_args')),
+                ARRAY(SELECT json_array_elements_text(t -> 'activity_retries')),
+                ARRAY(SELECT json_array_elements_text(t -> 'timer_dues'))::timestamptz[],
+                ARRAY(SELECT json_array_elements_text(t -> 'timer_seqs'))::integer[],
+                ARRAY(SELECT json_array_elements_text(t -> 'timer_events')),
+                ARRAY(SELECT json_array_elements_text(t -> 'cancelled_timers'))::integer[],
+                t ->> 'status', t ->> 'result', t ->> 'failure',
+                t ->> 'channel',
+                ARRAY(SELECT json_array_elements_text(t -> 'topics'))
+            );
+        EXCEPTION WHEN OTHERS THEN
+            outcome := 'failed: ' || SQLERRM;
+        END;
+        results := results || outcome;
+    END LOOP;
+    RETURN results;
+END
+$$;
+
+-- Many activity outcomes in one round trip. Returns, per item in order, whether it was
+-- recorded (false: the lease was lost).
+CREATE FUNCTION complete_activity_tasks(p_items json) RETURNS boolean[]
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    item     json;
+    workflow text;
+    results  boolean[] := '{}';
+BEGIN
+    FOR item IN SELECT json_array_elements(p_items) LOOP
+        DELETE FROM activity_tasks
+        WHERE id = (item ->> 'id')::bigint AND lease_token = (item ->> 'token')::bigint
+          AND lease_expires_at > now()
+        RETURNING workflow_id INTO workflow;
+        IF FOUND THEN
+            INSERT INTO inbox (workflow_id, visible_at, event)
+            VALUES (workflow, now(), (item ->> 'event')::json);
+            PERFORM pg_notify(item ->> 'channel', item ->> 'topic');
+        END IF;
+        results := results || FOUND;
+    END LOOP;
+    RETURN results;
+END
+$$;
