@@ -7,6 +7,7 @@ register nothing globally. A Worker is given the functions explicitly.
 from __future__ import annotations
 
 import inspect
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -35,10 +36,17 @@ class Definition:
         return inspect.iscoroutinefunction(self.function)
 
 
-def _check_name(name: str, kind: str) -> str:
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
-        raise InvalidArgument(f"a {kind} name must be 1 to {MAX_NAME_LENGTH} characters: {name!r}")
-    return name
+def check_name(value: object, what: str, *, allow_empty: bool = False) -> str:
+    """Ids, names and versions: at most 255 characters, none of them a control character
+    or a lone surrogate (databases refuse those); anything else round-trips exactly."""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{what} must be a string, not {type(value).__name__}")
+    if len(value) > MAX_NAME_LENGTH or not (value.strip() or (allow_empty and not value)):
+        limits = "at most" if allow_empty else "1 to"
+        raise InvalidArgument(f"{what} must be {limits} {MAX_NAME_LENGTH} characters: {value!r}")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise InvalidArgument(f"{what} must not contain control characters: {value!r}")
+    return value
 
 
 def _mark(function: Any, kind: Literal["workflow", "activity"], name: str | None) -> None:
@@ -54,9 +62,8 @@ def _mark(function: Any, kind: Literal["workflow", "activity"], name: str | None
             f"{function.__qualname__}: {kind} arguments are positional; "
             "keyword-only parameters cannot be recorded"
         )
-    definition = Definition(
-        kind, _check_name(function.__name__ if name is None else name, kind), function
-    )
+    registered = check_name(function.__name__ if name is None else name, f"a {kind} name")
+    definition = Definition(kind, registered, function)
     setattr(function, _ATTR, definition)
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, cast, overload
 
-from tapeflow._definition import MAX_NAME_LENGTH, definition_of
+from tapeflow._definition import check_name, definition_of
 from tapeflow.backends._wakeups import finished_topic
 from tapeflow.backends.base import Backend, NewWorkflow, WorkflowRecord
 from tapeflow.converter import from_json, to_json
@@ -120,13 +119,12 @@ class Client:
         delays the start. Raises WorkflowAlreadyExists, PayloadError, InvalidArgument;
         on any error nothing is written.
         """
-        workflow_id = check_id(id if id is not None else str(uuid.uuid4()), "workflow id")
-        if not isinstance(version, str) or len(version) > MAX_NAME_LENGTH:
-            raise InvalidArgument(f"version must be a string of at most {MAX_NAME_LENGTH}")
+        workflow_id = check_name(id if id is not None else str(uuid.uuid4()), "workflow id")
+        check_name(version, "version", allow_empty=True)
         if start_at is not None and start_at.tzinfo is None:
             raise InvalidArgument("start_at must be a tz-aware datetime")
         if isinstance(workflow, str):
-            name = check_id(workflow, "workflow name")
+            name = check_name(workflow, "workflow name")
             encoded, hint = [to_json(a) for a in args], cast(object, Any)
         else:
             definition = definition_of(workflow, "workflow")
@@ -144,33 +142,19 @@ class Client:
     def get_handle(self, workflow_id: str, *, result_type: type[R]) -> WorkflowHandle[R]: ...
     def get_handle(self, workflow_id: str, *, result_type: object = Any) -> WorkflowHandle[Any]:
         """A handle on an existing workflow; ``result_type`` decodes its result."""
-        return WorkflowHandle(self.backend, check_id(workflow_id, "workflow id"), result_type)
+        return WorkflowHandle(self.backend, check_name(workflow_id, "workflow id"), result_type)
 
     async def send_event(self, workflow_id: str, name: str, payload: Any = None) -> None:
         """Deliver an external event. Raises WorkflowNotFound, WorkflowAlreadyCompleted."""
         await send_event(self.backend, workflow_id, name, payload)
 
     async def describe(self, workflow_id: str) -> WorkflowRecord:
-        return await self.backend.get_workflow(check_id(workflow_id, "workflow id"))
+        return await self.backend.get_workflow(check_name(workflow_id, "workflow id"))
 
 
 async def send_event(backend: Backend, workflow_id: str, name: str, payload: Any) -> None:
     await backend.send_event(
-        check_id(workflow_id, "workflow id"),
-        check_id(name, "event name"),
+        check_name(workflow_id, "workflow id"),
+        check_name(name, "event name"),
         to_json(payload, what=f"payload of event {name!r}"),
     )
-
-
-def check_id(value: object, what: str) -> str:
-    """Ids and names: 1 to 255 characters, no control characters; anything else round-trips."""
-    if not isinstance(value, str):
-        raise InvalidArgument(f"{what} must be a string, not {type(value).__name__}")
-    if not value or len(value) > MAX_NAME_LENGTH:
-        raise InvalidArgument(f"{what} must be 1 to {MAX_NAME_LENGTH} characters long: {value!r}")
-    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
-        raise InvalidArgument(f"{what} must not contain control characters: {value!r}")
-    return value
-
-
-__all__ = ["Client", "WorkflowHandle"]

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
+import reprlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, cast, get_type_hints
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import (
+    ConfigDict,
+    PydanticSchemaGenerationError,
+    PydanticUserError,
+    TypeAdapter,
+    ValidationError,
+)
 from pydantic_core import PydanticSerializationError
 
 from tapeflow.errors import PayloadError
@@ -29,19 +37,37 @@ MAX_PAYLOAD_BYTES = int(os.environ.get("TAPEFLOW_MAX_PAYLOAD_BYTES", 2 * 1024 * 
 before anything is written. Set $TAPEFLOW_MAX_PAYLOAD_BYTES to change it."""
 
 
+_STRICT_FLOATS = ConfigDict(ser_json_inf_nan="constants")
+"""NaN and infinities stay floats when dumped, so the JSON check below refuses them
+instead of pydantic silently storing null."""
+
+
 def _adapter(hint: object) -> TypeAdapter[Any]:
+    """The (cached) adapter for ``hint``; a type pydantic cannot handle is a PayloadError."""
     try:
         return _adapters[hint]
     except KeyError:
-        adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, hint))
+        adapter = _build_adapter(hint)
         _adapters[hint] = adapter
         return adapter
     except TypeError:  # an unhashable hint: build one each time
-        return TypeAdapter(cast(Any, hint))
+        return _build_adapter(hint)
+
+
+def _build_adapter(hint: object) -> TypeAdapter[Any]:
+    try:
+        try:
+            return TypeAdapter(cast(Any, hint), config=_STRICT_FLOATS)
+        except PydanticUserError:  # a model or dataclass with a config of its own
+            return TypeAdapter(cast(Any, hint))
+    except (PydanticSchemaGenerationError, PydanticUserError, TypeError) as exc:
+        raise PayloadError(f"tapeflow cannot store values of type {_name(hint)}: {exc}") from None
 
 
 def to_json(value: object, hint: object = Any, *, what: str = "value") -> JSONValue:
-    """``value`` as JSON, checked against ``hint`` both ways so that it will decode again."""
+    """``value`` as JSON, checked against ``hint`` both ways so that it will decode again,
+    and refused if JSON cannot hold it (NaN, infinities, lone surrogates) or if it is over
+    the size limit."""
     adapter = _adapter(hint)
     try:
         data = adapter.dump_python(value, mode="json", warnings="error")
@@ -50,21 +76,8 @@ def to_json(value: object, hint: object = Any, *, what: str = "value") -> JSONVa
         raise PayloadError(
             f"{what} {_short(value)} cannot be stored as {_name(hint)}: {exc}"
         ) from exc
-    _check_size(data, what)
+    _check_json(data, what)
     return data
-
-
-def _check_size(data: JSONValue, what: str) -> None:
-    if isinstance(data, int | float | bool) or data is None:
-        return
-    if isinstance(data, str) and len(data) * 4 < MAX_PAYLOAD_BYTES:  # UTF-8: <= 4 bytes each
-        return
-    size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
-    if size > MAX_PAYLOAD_BYTES:
-        raise PayloadError(
-            f"{what} is {size:,} bytes as JSON, over the {MAX_PAYLOAD_BYTES:,}-byte limit "
-            "($TAPEFLOW_MAX_PAYLOAD_BYTES): store large data elsewhere and pass a reference"
-        )
 
 
 def from_json(data: JSONValue, hint: object = Any, *, what: str = "value") -> Any:
@@ -75,6 +88,32 @@ def from_json(data: JSONValue, hint: object = Any, *, what: str = "value") -> An
         return _adapter(hint).validate_python(data)
     except ValidationError as exc:
         raise PayloadError(f"{what} does not match {_name(hint)}: {exc}") from exc
+
+
+def _check_json(data: JSONValue, what: str) -> None:
+    """Strict JSON (no NaN, valid UTF-8) of at most MAX_PAYLOAD_BYTES."""
+    if isinstance(data, bool | int) or data is None:
+        return
+    if isinstance(data, float):
+        if not math.isfinite(data):
+            raise PayloadError(f"{what} is {data}, which JSON cannot hold")
+        return
+    try:
+        if isinstance(data, str):
+            size = len(data.encode())
+        else:
+            size = len(
+                json.dumps(
+                    data, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+                ).encode()
+            )
+    except (ValueError, RecursionError) as exc:  # NaN/inf, lone surrogates, too deep
+        raise PayloadError(f"{what} cannot be stored as JSON: {exc}") from None
+    if size > MAX_PAYLOAD_BYTES:
+        raise PayloadError(
+            f"{what} is {size:,} bytes as JSON, over the {MAX_PAYLOAD_BYTES:,}-byte limit "
+            "($TAPEFLOW_MAX_PAYLOAD_BYTES): store large data elsewhere and pass a reference"
+        )
 
 
 @dataclass(frozen=True)
@@ -103,6 +142,13 @@ class Signature:
     @property
     def return_hint(self) -> object:
         return self._hints.get("return", Any)
+
+    def check(self) -> None:
+        """Resolve the annotations and build their adapters now, so a type tapeflow cannot
+        store is refused when the function is registered, not when it first runs."""
+        for _, hint in self.parameters:
+            _adapter(hint)
+        _adapter(self.return_hint)
 
     def encode_args(self, args: Sequence[object]) -> list[JSONValue]:
         """Positional arguments as JSON, after checking that they bind to the function."""
@@ -146,5 +192,9 @@ def _name(hint: object) -> str:
 
 
 def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return _REPR.repr(value)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlevel = 3

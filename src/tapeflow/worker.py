@@ -235,6 +235,7 @@ def _by_name(functions: Iterable[Callable[..., Any]], kind: Any) -> dict[str, De
     found: dict[str, Definition] = {}
     for function in functions:
         definition = definition_of(function, kind)
+        definition.signature.check()
         if definition.name in found and found[definition.name].function is not function:
             raise InvalidArgument(f"two {kind}s are registered as {definition.name!r}")
         found[definition.name] = definition

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast, overload
 
-from tapeflow._definition import definition_of, defn_decorator
+from tapeflow._definition import check_name, definition_of, defn_decorator
 from tapeflow._engine.instance import WorkflowInfo, WorkflowInstance
 from tapeflow._engine.loop import WorkflowEventLoop
 from tapeflow.converter import to_json
@@ -140,7 +140,8 @@ def execute_activity(
     """
     instance = _instance()
     if isinstance(activity, str):
-        name, encoded, hint = activity, [to_json(a) for a in args], cast(object, Any)
+        name = check_name(activity, "an activity name")
+        encoded, hint = [to_json(a) for a in args], cast(object, Any)
     else:
         definition = definition_of(activity, "activity")
         name = definition.name

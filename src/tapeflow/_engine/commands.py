@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tapeflow.errors import NonDeterminismError
+from tapeflow.errors import InvalidArgument, NonDeterminismError
 from tapeflow.history import (
     ActivityScheduled,
     Decision,
@@ -132,7 +132,12 @@ class Commands:
         seq = self._seq()
         self._timers[seq] = TimerCommand(seq, "timer", handle=handle)
         self._timer_seq_by_handle[id(handle)] = seq
-        fire_at = datetime.fromtimestamp(handle.when(), UTC)
+        try:
+            fire_at = datetime.fromtimestamp(handle.when(), UTC)
+        except (OverflowError, OSError, ValueError):
+            raise InvalidArgument(
+                "a workflow timer cannot be due past the year 9999 (use math.inf to wait forever)"
+            ) from None
         self.decide(TimerStarted(seq=seq, fire_at=fire_at))
 
     def cancel_timer(self, handle: asyncio.TimerHandle) -> None:

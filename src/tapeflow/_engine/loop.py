@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Protocol, TypeVar
 
-from tapeflow.errors import WorkflowSandboxError
+from tapeflow.errors import InvalidArgument, WorkflowSandboxError
 
 _T = TypeVar("_T")
 
@@ -79,8 +79,10 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
         if math.isnan(when):
-            raise ValueError("a workflow timer cannot be due at NaN")
+            raise InvalidArgument("a workflow timer cannot be due at NaN")
         handle = asyncio.TimerHandle(when, callback, args, self, context)
+        if math.isinf(when):  # never due: nothing to record, nothing will fire
+            return handle
         if when <= self._now:  # already due: no durable timer needed, and none recorded
             self._ready.append(handle)
         else:
