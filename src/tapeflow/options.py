@@ -94,6 +94,9 @@ class WorkerOptions:
     workflow_task_timeout: timedelta = timedelta(seconds=10)
     """Longest a workflow task may run workflow code (replay included) without awaiting;
     past it the task fails as blocked, its lease is released and the worker goes on."""
+    eager_activities: bool = True
+    """A worker that runs both a workflow and its activities takes the activities it has
+    room for in the very commit that scheduled them, and starts them at once."""
     workflow_cache_size: int = 1000
     """Live workflow instances kept so a task feeds only new events; 0 turns the cache off."""
     activity_executor: Literal["thread", "process"] = "thread"

@@ -21,6 +21,7 @@ from typing import Any, Self
 from tapeflow._definition import Definition, definition_of
 from tapeflow._worker.activity_tasks import ActivityTaskRunner
 from tapeflow._worker.cache import WorkflowCache
+from tapeflow._worker.eager import EagerDispatch
 from tapeflow._worker.leases import LeaseKeeper
 from tapeflow._worker.poller import Poller
 from tapeflow._worker.workflow_tasks import WorkflowTaskRunner
@@ -85,6 +86,7 @@ class Worker:
             raise InvalidArgument("this worker is already running")
         self._stopped.clear()
         options = self.options
+        activity_poller: Poller[ActivityTask] | None = None
         if self.workflows:
             runner = WorkflowTaskRunner(
                 self.backend,
@@ -124,16 +126,20 @@ class Worker:
             self._leases = LeaseKeeper(
                 self.backend, options.lease_duration, activity_runner.take_heartbeats
             )
-            self._pollers.append(
-                Poller(
-                    self.backend,
-                    TaskKind.ACTIVITY,
-                    list(self.activities),
-                    options.max_concurrent_activities,
-                    options.poll_interval,
-                    self._claim_activity_tasks,
-                    self._leased(activity_runner.run, _activity_ref),
-                )
+            activity_poller = Poller(
+                self.backend,
+                TaskKind.ACTIVITY,
+                list(self.activities),
+                options.max_concurrent_activities,
+                options.poll_interval,
+                self._claim_activity_tasks,
+                self._leased(activity_runner.run, _activity_ref),
+            )
+            self._pollers.append(activity_poller)
+        workflow_runner = self._workflow_runner
+        if workflow_runner and activity_poller and options.eager_activities:
+            workflow_runner.eager = EagerDispatch(
+                frozenset(self.activities), activity_poller, self.name, options.lease_duration
             )
         self._tasks = [asyncio.create_task(poller.run()) for poller in self._pollers]
         self._tasks.append(asyncio.create_task(self._leases.run()))

@@ -42,10 +42,39 @@ class Poller(Generic[T]):
         self._claim = claim
         self._handle = handle
         self._running: set[asyncio.Task[None]] = set()
+        self._reserved = 0
+        self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def reserve(self, wanted: int) -> int:
+        """Hold up to ``wanted`` free slots for tasks claimed elsewhere (eagerly, in the same
+        transaction as the commit that created them); returns how many were held."""
+        granted = 0 if self._stopping.is_set() else max(0, min(wanted, self._free()))
+        self._reserved += granted
+        return granted
+
+    def adopt(self, items: Sequence[T], reserved: int) -> None:
+        """Run ``items`` in the slots ``reserve`` held; give back the slots left over."""
+        self._reserved -= reserved
+        for item in items:
+            self._spawn(item)
+        if len(items) < reserved:
+            self._slot_freed.set()
+
+    def _free(self) -> int:
+        return self._capacity - len(self._running) - self._reserved
+
+    def _spawn(self, item: T) -> None:
+        task = asyncio.create_task(self._handle(item))
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._slot_freed.set()
 
     async def run(self) -> None:
         with self._backend.watch(work_topic(self._kind, name) for name in self._names) as watch:
@@ -54,9 +83,10 @@ class Poller(Generic[T]):
     async def _poll_until_stopped(self, watch: Watch) -> None:
         failures = 0
         while not self._stopping.is_set():
-            free = self._capacity - len(self._running)
+            free = self._free()
             if free <= 0:
-                await self._until(asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED))
+                self._slot_freed.clear()
+                await self._until(self._slot_freed.wait())
                 continue
             watch.clear()
             try:
@@ -69,9 +99,7 @@ class Poller(Generic[T]):
                 await self._until(asyncio.sleep(delay))
                 continue
             for item in claimed:
-                task = asyncio.create_task(self._handle(item))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
+                self._spawn(item)
             if not claimed:
                 await self._until(watch.wait(await self._idle_wait()))
 

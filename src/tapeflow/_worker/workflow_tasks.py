@@ -12,8 +12,9 @@ from tapeflow._definition import Definition
 from tapeflow._engine.instance import TASK_FAILURES, Activation, WorkflowInstance
 from tapeflow._engine.replay import replay_new
 from tapeflow._worker.cache import WorkflowCache
+from tapeflow._worker.eager import EagerDispatch
 from tapeflow._worker.persist import persist
-from tapeflow.backends.base import Backend, WorkflowTask
+from tapeflow.backends.base import ActivityTask, Backend, EagerActivities, WorkflowTask
 from tapeflow.errors import LeaseLost, PayloadError, WorkflowSandboxError
 from tapeflow.history import Decision, HistoryEvent, WorkflowTaskStarted
 from tapeflow.options import RetryPolicy
@@ -42,6 +43,8 @@ class WorkflowTaskRunner:
         task_timeout: timedelta,
         threads: int,
     ) -> None:
+        self.eager: EagerDispatch | None = None
+        """Set when this worker also runs activities: it then takes its own at once."""
         self._backend = backend
         self._workflows = workflows
         self._cache = cache
@@ -64,11 +67,7 @@ class WorkflowTaskRunner:
             at = instance.now
             events: list[HistoryEvent] = [WorkflowTaskStarted(at=at), *incoming, *decisions]
             consumed = [item.id for item in task.inbox]
-            await persist(
-                lambda: self._backend.commit_workflow_task(task, consumed, events),
-                f"committing the workflow task of {task.workflow_id!r}",
-                self._lease,
-            )
+            await self._commit(task, consumed, events, decisions)
         except LeaseLost as exc:
             log.warning("%s; the new holder goes on", exc)
             if instance is not None:
@@ -80,6 +79,40 @@ class WorkflowTaskRunner:
         else:
             instance.history_length = task.history_length + len(events)
             self._cache.put(instance)
+
+    async def _commit(
+        self,
+        task: WorkflowTask,
+        consumed: list[int],
+        events: list[HistoryEvent],
+        decisions: list[Decision],
+    ) -> None:
+        eager, held = self.eager.take(decisions) if self.eager else (None, 0)
+        taken: list[ActivityTask] = []
+        try:
+            taken = await persist(
+                lambda: self._backend.commit_workflow_task(task, consumed, events, eager),
+                f"committing the workflow task of {task.workflow_id!r}",
+                self._lease,
+            )
+        except Exception:
+            if eager is not None:  # the commit may have happened, its answer lost
+                taken = await self._reclaim(task.workflow_id, eager)
+            raise
+        finally:
+            if self.eager is not None:
+                self.eager.run(taken, held)
+
+    async def _reclaim(self, workflow_id: str, eager: EagerActivities) -> list[ActivityTask]:
+        try:
+            return await persist(
+                lambda: self._backend.reclaim_eager_activities(workflow_id, eager),
+                f"reclaiming the eager activities of {workflow_id!r}",
+                self._lease,
+            )
+        except Exception:
+            log.exception("reclaiming the eager activities of %r failed", workflow_id)
+            return []  # they run elsewhere once their lease runs out
 
     async def _history(self, task: WorkflowTask) -> list[HistoryEvent]:
         if not task.history_length:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tapeflow.backends._wakeups import finished_topic, work_topic
-from tapeflow.backends.base import TaskKind
+from tapeflow.backends.base import ActivityTask, EagerActivities, TaskKind, WorkflowTask
 from tapeflow.history import (
     ActivityScheduled,
     Failure,
@@ -37,14 +37,35 @@ class CommitPlan:
     ending: Ending | None = None
 
 
-def commit_topics(workflow_id: str, workflow_name: str, plan: CommitPlan) -> list[str]:
-    """Who to wake once a workflow task commits: the new activities' pollers, and either the
-    result waiters (it ended) or the workflow's pollers (new timers to wait for, and events
-    that arrived while the task was held are claimable again)."""
-    topics = sorted({work_topic(TaskKind.ACTIVITY, a.name) for a in plan.activities})
+def commit_topics(
+    workflow_id: str, workflow_name: str, plan: CommitPlan, eager: EagerActivities | None = None
+) -> list[str]:
+    """Who to wake once a workflow task commits: the pollers of new activities (but those
+    the committing worker takes eagerly), and either the result waiters (it ended) or the
+    workflow's pollers (new timers to wait for, and events that arrived while the task was
+    held are claimable again)."""
+    taken = eager.seqs if eager else frozenset()
+    topics = sorted(
+        {work_topic(TaskKind.ACTIVITY, a.name) for a in plan.activities if a.seq not in taken}
+    )
     if plan.ending is not None:
         return [finished_topic(workflow_id)]
     return [*topics, work_topic(TaskKind.WORKFLOW, workflow_name)]
+
+
+def eager_task(task: WorkflowTask, activity: ActivityScheduled, task_id: int) -> ActivityTask:
+    """The activity task a commit leased to its own worker (attempt 1, first lease)."""
+    return ActivityTask(
+        id=task_id,
+        workflow_id=task.workflow_id,
+        workflow_name=task.workflow_name,
+        seq=activity.seq,
+        name=activity.name,
+        args=activity.args,
+        retry=activity.retry,
+        attempt=1,
+        lease_token=1,
+    )
 
 
 def plan_commit(events: Sequence[HistoryEvent]) -> CommitPlan:

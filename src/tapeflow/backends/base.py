@@ -107,6 +107,16 @@ class ActivityTask:
     """Why the task's stored arguments cannot be read: the activity then fails for good."""
 
 
+@dataclass(frozen=True)
+class EagerActivities:
+    """New activity tasks the committing worker takes itself, leased in the commit's own
+    transaction: it runs them at once, with no claim and no wake-up in between."""
+
+    seqs: frozenset[int]
+    owner: str
+    lease: timedelta
+
+
 class TaskKind(enum.StrEnum):
     WORKFLOW = "workflow"
     ACTIVITY = "activity"
@@ -176,11 +186,17 @@ class Backend(Protocol):
         ...
 
     async def commit_workflow_task(
-        self, task: WorkflowTask, consumed: Sequence[int], events: Sequence[HistoryEvent]
-    ) -> None:
+        self,
+        task: WorkflowTask,
+        consumed: Sequence[int],
+        events: Sequence[HistoryEvent],
+        eager: EagerActivities | None = None,
+    ) -> list[ActivityTask]:
         """Append ``events`` to history, delete the ``consumed`` inbox events, carry out the
         decisions among the events (activity tasks, timers, completion) and release the lease.
+        Returns the ``eager`` activity tasks, leased to their owner (attempt 1).
         Raises LeaseLost."""
+        ...
 
     async def abandon_workflow_task(
         self, task: WorkflowTask, error: str | None, delay: timedelta
@@ -195,6 +211,15 @@ class Backend(Protocol):
         self, names: Sequence[str], owner: str, lease: timedelta, limit: int
     ) -> list[ActivityTask]:
         """Lease up to ``limit`` due activity tasks of these names, counting an attempt each."""
+        ...
+
+    async def reclaim_eager_activities(
+        self, workflow_id: str, eager: EagerActivities
+    ) -> list[ActivityTask]:
+        """The eager activity tasks a commit leased to ``eager.owner`` when the commit's answer
+        was lost (the connection dropped after it committed): leased anew and returned, so
+        the worker runs them now instead of after their lease runs out. Empty if the commit
+        never happened."""
         ...
 
     async def complete_activity_task(

@@ -126,15 +126,17 @@ class FailpointBackend:
     async def claim_activity_tasks(self, *args: Any) -> Any:
         return await self._through("claim", lambda: self._backend.claim_activity_tasks(*args))
 
-    async def commit_workflow_task(self, task: Any, consumed: Sequence[int], events: Any) -> None:
+    async def commit_workflow_task(
+        self, task: Any, consumed: Sequence[int], events: Any, eager: Any = None
+    ) -> Any:
         point = (
             "timer_fired"
             if any(isinstance(item.event, TimerFired) for item in task.inbox)
             and "timer_fired" in self._points
             else "commit_workflow_task"
         )
-        await self._through(
-            point, lambda: self._backend.commit_workflow_task(task, consumed, events)
+        return await self._through(
+            point, lambda: self._backend.commit_workflow_task(task, consumed, events, eager)
         )
 
     async def complete_activity_task(self, *args: Any) -> None:

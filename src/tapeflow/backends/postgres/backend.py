@@ -21,7 +21,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tapeflow.backends._batcher import Batcher
-from tapeflow.backends._commit_plan import commit_topics, plan_commit
+from tapeflow.backends._commit_plan import commit_topics, eager_task, plan_commit
 from tapeflow.backends._rows import (
     FAILURE,
     activity_task,
@@ -34,6 +34,7 @@ from tapeflow.backends._sql_files import load_queries, migrations
 from tapeflow.backends._wakeups import Wakeups, Watch, work_topic
 from tapeflow.backends.base import (
     ActivityTask,
+    EagerActivities,
     LeaseRef,
     NewWorkflow,
     TaskKind,
@@ -290,10 +291,14 @@ class PostgresBackend:
         ]
 
     async def commit_workflow_task(
-        self, task: WorkflowTask, consumed: Sequence[int], events: Sequence[HistoryEvent]
-    ) -> None:
+        self,
+        task: WorkflowTask,
+        consumed: Sequence[int],
+        events: Sequence[HistoryEvent],
+        eager: EagerActivities | None = None,
+    ) -> list[ActivityTask]:
         plan = plan_commit(events)
-        topics = commit_topics(task.workflow_id, task.workflow_name, plan)
+        topics = commit_topics(task.workflow_id, task.workflow_name, plan, eager)
         ending = plan.ending
         failure = ending.failure if ending else None
         outcome = await self._commits.submit(
@@ -318,20 +323,26 @@ class PostgresBackend:
                 "failure": None if failure is None else FAILURE.dump_json(failure).decode(),
                 "channel": self.channel,
                 "topics": topics,
+                "eager_seqs": sorted(eager.seqs) if eager else [],
+                "owner": eager.owner if eager else None,
+                "lease": f"{eager.lease.total_seconds()} seconds" if eager else None,
             }
         )
-        if outcome is not None:
-            if outcome.startswith("failed:"):
-                raise TapeflowError(f"committing the task of {task.workflow_id!r} {outcome}")
-            raise LeaseLost(f"workflow task {task.workflow_id!r}: {outcome}")
+        error = outcome["error"]
+        if error is not None:
+            if error.startswith("failed:"):
+                raise TapeflowError(f"committing the task of {task.workflow_id!r} {error}")
+            raise LeaseLost(f"workflow task {task.workflow_id!r}: {error}")
         self._notify_here(topics)
+        by_seq = {a.seq: a for a in plan.activities}
+        return [eager_task(task, by_seq[seq], task_id) for task_id, seq in outcome["eager"]]
 
-    async def _flush_commits(self, tasks: list[dict[str, Any]]) -> list[str | None]:
+    async def _flush_commits(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         async with self._connection() as conn:
             cursor = await conn.execute(_Q["commit_workflow_tasks"], {"tasks": json_text(tasks)})
             row = await cursor.fetchone()
         assert row is not None
-        outcomes: list[str | None] = row[0]
+        outcomes: list[dict[str, Any]] = row[0]
         return outcomes
 
     async def abandon_workflow_task(
@@ -360,6 +371,25 @@ class PostgresBackend:
         return [
             activity_task(id_, wid, workflow_name, seq, name, args, retry, attempt, token, details)
             for id_, wid, seq, name, args, retry, attempt, token, workflow_name, details in rows
+        ]
+
+    async def reclaim_eager_activities(
+        self, workflow_id: str, eager: EagerActivities
+    ) -> list[ActivityTask]:
+        async with self._connection() as conn:
+            cursor = await conn.execute(
+                _Q["reclaim_eager_activities"],
+                {
+                    "workflow_id": workflow_id,
+                    "seqs": sorted(eager.seqs),
+                    "owner": eager.owner,
+                    "lease": eager.lease,
+                },
+            )
+            rows = await cursor.fetchall()
+        return [
+            activity_task(id_, wid, wf_name, seq, name, args, retry, attempt, token, details)
+            for id_, wid, seq, name, args, retry, attempt, token, wf_name, details in rows
         ]
 
     async def complete_activity_task(

@@ -103,6 +103,15 @@ RETURNING a.id, a.workflow_id, a.seq, a.name, a.args::text, a.retry::text, a.att
     a.lease_token, (SELECT w.name FROM workflows w WHERE w.id = a.workflow_id),
     a.heartbeat_details::text;
 
+-- name: reclaim_eager_activities
+UPDATE activity_tasks a
+SET lease_token = a.lease_token + 1, lease_expires_at = now() + %(lease)s
+WHERE a.workflow_id = %(workflow_id)s AND a.seq = ANY(%(seqs)s) AND a.lease_owner = %(owner)s
+  AND a.attempt = 1 AND a.lease_expires_at > now()
+RETURNING a.id, a.workflow_id, a.seq, a.name, a.args::text, a.retry::text, a.attempt,
+    a.lease_token, (SELECT w.name FROM workflows w WHERE w.id = a.workflow_id),
+    a.heartbeat_details::text;
+
 -- name: commit_workflow_tasks
 SELECT commit_workflow_tasks(%(tasks)s::json);
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from tapeflow.backends._commit_plan import commit_topics, plan_commit
+from tapeflow.backends._commit_plan import commit_topics, eager_task, plan_commit
 from tapeflow.backends._rows import (
     FAILURE,
     activity_task,
@@ -31,6 +31,7 @@ from tapeflow.backends._sql_files import load_queries, migrations
 from tapeflow.backends._wakeups import Wakeups, Watch, work_topic
 from tapeflow.backends.base import (
     ActivityTask,
+    EagerActivities,
     LeaseRef,
     NewWorkflow,
     TaskKind,
@@ -293,10 +294,15 @@ class SQLiteBackend:
         return await self._run(self._transaction, write)
 
     async def commit_workflow_task(
-        self, task: WorkflowTask, consumed: Sequence[int], events: Sequence[HistoryEvent]
-    ) -> None:
+        self,
+        task: WorkflowTask,
+        consumed: Sequence[int],
+        events: Sequence[HistoryEvent],
+        eager: EagerActivities | None = None,
+    ) -> list[ActivityTask]:
         plan = plan_commit(events)
-        topics = commit_topics(task.workflow_id, task.workflow_name, plan)
+        topics = commit_topics(task.workflow_id, task.workflow_name, plan, eager)
+        taken: list[ActivityTask] = []
 
         def write(conn: sqlite3.Connection) -> list[str]:
             now = _now_us()
@@ -330,20 +336,24 @@ class SQLiteBackend:
                 for query in ("drop_workflow_task", "drop_activity_tasks", "drop_inbox"):
                     conn.execute(_Q[query], {"id": wid})
                 return topics
-            conn.executemany(
-                _Q["insert_activity_task"],
-                [
+            for activity in plan.activities:
+                leased = eager is not None and activity.seq in eager.seqs
+                cursor = conn.execute(
+                    _Q["insert_activity_task"],
                     {
                         "workflow_id": wid,
-                        "seq": a.seq,
-                        "name": a.name,
-                        "args": json_text(a.args),
-                        "retry": None if a.retry is None else json_text(a.retry),
+                        "seq": activity.seq,
+                        "name": activity.name,
+                        "args": json_text(activity.args),
+                        "retry": None if activity.retry is None else json_text(activity.retry),
                         "now": now,
-                    }
-                    for a in plan.activities
-                ],
-            )
+                        "owner": eager.owner if eager and leased else None,
+                        "expires": now + _micros(eager.lease) if eager and leased else None,
+                        "leased": int(leased),
+                    },
+                )
+                if leased:
+                    taken.append(eager_task(task, activity, cursor.lastrowid or 0))
             for seq, due, fired in plan.timers:
                 _insert_inbox(conn, wid, fired, _us(due), timer_seq=seq)
             for seq in plan.cancelled_timers:
@@ -353,6 +363,7 @@ class SQLiteBackend:
             return topics
 
         await self._write(write)
+        return taken
 
     async def abandon_workflow_task(
         self, task: WorkflowTask, error: str | None, delay: timedelta
@@ -405,6 +416,28 @@ class SQLiteBackend:
 
         if not names:
             return []
+        return await self._run(self._transaction, write)
+
+    async def reclaim_eager_activities(
+        self, workflow_id: str, eager: EagerActivities
+    ) -> list[ActivityTask]:
+        def write(conn: sqlite3.Connection) -> list[ActivityTask]:
+            now = _now_us()
+            rows = conn.execute(
+                _Q["reclaim_eager_activities"],
+                {
+                    "workflow_id": workflow_id,
+                    "seqs": json_text(sorted(eager.seqs)),
+                    "owner": eager.owner,
+                    "now": now,
+                    "expires": now + _micros(eager.lease),
+                },
+            ).fetchall()
+            return [
+                activity_task(id_, wid, wf_name, seq, name, args, retry, attempt, token, details)
+                for id_, wid, seq, name, args, retry, attempt, token, wf_name, details in rows
+            ]
+
         return await self._run(self._transaction, write)
 
     async def complete_activity_task(

@@ -52,8 +52,10 @@ DELETE FROM inbox WHERE id = :id AND workflow_id = :workflow_id;
 INSERT INTO history (workflow_id, seq, event) VALUES (:workflow_id, :seq, :event);
 
 -- name: insert_activity_task
-INSERT INTO activity_tasks (workflow_id, seq, name, args, retry, visible_at)
-VALUES (:workflow_id, :seq, :name, :args, :retry, :now);
+-- Leased at once (attempt 1) when the committing worker takes it eagerly.
+INSERT INTO activity_tasks (workflow_id, seq, name, args, retry, visible_at,
+                            lease_owner, lease_expires_at, lease_token, attempt)
+VALUES (:workflow_id, :seq, :name, :args, :retry, :now, :owner, :expires, :leased, :leased);
 
 -- name: cancel_timer
 DELETE FROM inbox WHERE workflow_id = :workflow_id AND timer_seq = :seq;
@@ -100,6 +102,15 @@ UPDATE activity_tasks
 SET lease_owner = :owner, lease_token = lease_token + 1, lease_expires_at = :expires,
     attempt = attempt + 1
 WHERE id = :id
+RETURNING id, workflow_id, seq, name, args, retry, attempt, lease_token,
+          (SELECT name FROM workflows w WHERE w.id = activity_tasks.workflow_id) AS workflow_name,
+          heartbeat_details;
+
+-- name: reclaim_eager_activities
+UPDATE activity_tasks
+SET lease_token = lease_token + 1, lease_expires_at = :expires
+WHERE workflow_id = :workflow_id AND seq IN (SELECT value FROM json_each(:seqs))
+  AND lease_owner = :owner AND attempt = 1 AND lease_expires_at > :now
 RETURNING id, workflow_id, seq, name, args, retry, attempt, lease_token,
           (SELECT name FROM workflows w WHERE w.id = activity_tasks.workflow_id) AS workflow_name,
           heartbeat_details;

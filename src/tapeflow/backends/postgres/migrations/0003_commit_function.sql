@@ -18,17 +18,22 @@ CREATE FUNCTION commit_workflow_task(
     p_result           text,
     p_failure          text,
     p_channel          text,
-    p_topics           text[]
-) RETURNS text
+    p_topics           text[],
+    p_eager_seqs       integer[],
+    p_owner            text,
+    p_lease            interval
+) RETURNS json
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
--- Returns NULL once committed, or why the caller's lease no longer lets it commit.
+-- Returns {"error": null, "eager": [[task id, seq], ...]} once committed, the activity tasks
+-- in p_eager_seqs leased to p_owner (attempt 1); else {"error": why the lease did not hold}.
 DECLARE
     v_token  bigint;
     v_live   boolean;
     v_length integer;
     v_new    integer := p_history_length + cardinality(p_events);
+    v_eager  json;
 BEGIN
     SELECT t.lease_token, t.lease_expires_at > now(), w.history_length
     INTO v_token, v_live, v_length
@@ -36,10 +41,10 @@ BEGIN
     WHERE t.workflow_id = p_workflow_id
     FOR UPDATE OF t, w;
     IF NOT FOUND OR v_token <> p_token OR NOT v_live THEN
-        RETURN 'lease lost';
+        RETURN json_build_object('error', 'lease lost');
     END IF;
     IF v_length <> p_history_length THEN
-        RETURN 'history moved on';
+        RETURN json_build_object('error', 'history moved on');
     END IF;
 
     DELETE FROM inbox WHERE workflow_id = p_workflow_id AND id = ANY (p_consumed);
@@ -56,10 +61,19 @@ BEGIN
         DELETE FROM activity_tasks WHERE workflow_id = p_workflow_id;
         DELETE FROM inbox WHERE workflow_id = p_workflow_id;
     ELSE
-        INSERT INTO activity_tasks (workflow_id, seq, name, args, retry, visible_at)
-        SELECT p_workflow_id, u.seq, u.name, u.args::json, u.retry::json, now()
-        FROM unnest(p_activity_seqs, p_activity_names, p_activity_args, p_activity_retries)
-            AS u (seq, name, args, retry);
+        WITH created AS (
+            INSERT INTO activity_tasks (workflow_id, seq, name, args, retry, visible_at,
+                                        lease_owner, lease_expires_at, lease_token, attempt)
+            SELECT p_workflow_id, u.seq, u.name, u.args::json, u.retry::json, now(),
+                   CASE WHEN leased THEN p_owner END, CASE WHEN leased THEN now() + p_lease END,
+                   leased::integer, leased::integer
+            FROM unnest(p_activity_seqs, p_activity_names, p_activity_args, p_activity_retries)
+                AS u (seq, name, args, retry),
+                 LATERAL (SELECT u.seq = ANY (p_eager_seqs) AS leased) AS l
+            RETURNING id, seq, lease_token
+        )
+        SELECT coalesce(json_agg(json_build_array(id, seq)), '[]') INTO v_eager
+        FROM created WHERE lease_token = 1;
         INSERT INTO inbox (workflow_id, visible_at, timer_seq, event)
         SELECT p_workflow_id, u.due, u.seq, u.event::json
         FROM unnest(p_timer_dues, p_timer_seqs, p_timer_events) AS u (due, seq, event);
@@ -73,21 +87,21 @@ BEGIN
         WHERE workflow_id = p_workflow_id;
     END IF;
     PERFORM pg_notify(p_channel, topic) FROM unnest(p_topics) AS topic;
-    RETURN NULL;
+    RETURN json_build_object('error', NULL, 'eager', coalesce(v_eager, '[]'));
 END
 $$;
 
 -- Many workflow tasks' commits in one round trip and one transaction (group commit): each
 -- task is committed on its own savepoint, so one task's failure does not undo the others.
--- Returns, per task in order, NULL when committed or why not.
-CREATE FUNCTION commit_workflow_tasks(p_tasks json) RETURNS text[]
+-- Returns, per task in order, what commit_workflow_task returns.
+CREATE FUNCTION commit_workflow_tasks(p_tasks json) RETURNS json[]
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 DECLARE
     t       json;
-    outcome text;
-    results text[] := '{}';
+    outcome json;
+    results json[] := '{}';
 BEGIN
     FOR t IN SELECT json_array_elements(p_tasks) LOOP
         BEGIN
@@ -105,10 +119,12 @@ BEGIN
                 ARRAY(SELECT json_array_elements_text(t -> 'cancelled_timers'))::integer[],
                 t ->> 'status', t ->> 'result', t ->> 'failure',
                 t ->> 'channel',
-                ARRAY(SELECT json_array_elements_text(t -> 'topics'))
+                ARRAY(SELECT json_array_elements_text(t -> 'topics')),
+                ARRAY(SELECT json_array_elements_text(t -> 'eager_seqs'))::integer[],
+                t ->> 'owner', (t ->> 'lease')::interval
             );
         EXCEPTION WHEN OTHERS THEN
-            outcome := 'failed: ' || SQLERRM;
+            outcome := json_build_object('error', 'failed: ' || SQLERRM);
         END;
         results := results || outcome;
     END LOOP;

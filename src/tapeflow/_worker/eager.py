@@ -1,0 +1,40 @@
+"""Eager activities: a worker that scheduled an activity it can run itself takes it in the
+same commit and starts it at once, with no claim, no wake-up and no poll in between."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from tapeflow._worker.poller import Poller
+from tapeflow.backends.base import ActivityTask, EagerActivities
+from tapeflow.history import ActivityScheduled, Decision
+
+
+class EagerDispatch:
+    def __init__(
+        self,
+        names: frozenset[str],
+        poller: Poller[ActivityTask],
+        owner: str,
+        lease: timedelta,
+    ) -> None:
+        self._names = names
+        self._poller = poller
+        self._owner = owner
+        self._lease = lease
+
+    def take(self, decisions: Sequence[Decision]) -> tuple[EagerActivities | None, int]:
+        """Which new activities to lease in the commit, within the free activity slots,
+        and how many slots were held for them."""
+        wanted = [
+            d.seq for d in decisions if isinstance(d, ActivityScheduled) and d.name in self._names
+        ]
+        held = self._poller.reserve(len(wanted)) if wanted else 0
+        if not held:
+            return None, 0
+        return EagerActivities(frozenset(wanted[:held]), self._owner, self._lease), held
+
+    def run(self, tasks: Sequence[ActivityTask], held: int) -> None:
+        """Start the tasks the commit leased to us; give back the slots left unused."""
+        self._poller.adopt(tasks, held)

@@ -1,0 +1,71 @@
+"""Eager activities: the commit that schedules an activity leases it to its own worker."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+import tapeflow
+from tapeflow import activity, workflow
+from tapeflow.backends.base import EagerActivities, WorkflowTask
+from tapeflow.history import ActivityScheduled, Failure, HistoryEvent, WorkflowTaskStarted
+from tests.conftest import WorkerFactory
+
+LEASE = timedelta(seconds=30)
+
+
+@activity.defn
+def square(value: int) -> int:
+    return value * value
+
+
+@workflow.defn
+async def sum_of_squares(count: int) -> int:
+    squares = await asyncio.gather(*(workflow.execute_activity(square, n) for n in range(count)))
+    return sum(squares)
+
+
+def _scheduling(task: WorkflowTask, count: int) -> list[HistoryEvent]:
+    return [
+        WorkflowTaskStarted(at=task.claimed_at),
+        *(item.event for item in task.inbox),
+        *(ActivityScheduled(seq=n + 1, name="square", args=[n]) for n in range(count)),
+    ]
+
+
+async def test_the_commit_leases_eager_activities_and_leaves_the_rest(
+    backend: tapeflow.Backend, client: tapeflow.Client
+) -> None:
+    await client.start_workflow(sum_of_squares, 3, id="eager")
+    [task] = await backend.claim_workflow_tasks(["sum_of_squares"], "me", LEASE, 1)
+    eager = EagerActivities(frozenset({1, 3}), "me", LEASE)
+    taken = await backend.commit_workflow_task(
+        task, [i.id for i in task.inbox], _scheduling(task, 3), eager
+    )
+    assert sorted((t.seq, t.attempt, t.args) for t in taken) == [(1, 1, [0]), (3, 1, [2])]
+    others = await backend.claim_activity_tasks(["square"], "other", LEASE, 10)
+    assert [t.seq for t in others] == [2]  # the eager ones are ours already
+
+    # the commit's answer was lost: the worker takes them again, under a new token
+    again = await backend.reclaim_eager_activities("eager", eager)
+    assert sorted(t.seq for t in again) == [1, 3]
+    assert {t.id: t.lease_token for t in again} != {t.id: t.lease_token for t in taken}
+    with pytest.raises(tapeflow.LeaseLost):  # the old token no longer writes
+        await backend.retry_activity_task(taken[0], Failure("X", "y"), timedelta(0))
+    assert (
+        await backend.reclaim_eager_activities("eager", EagerActivities(eager.seqs, "else", LEASE))
+        == []
+    )
+
+
+@pytest.mark.parametrize("eager", [True, False], ids=["eager", "claimed"])
+async def test_same_history_with_and_without_eager_activities(
+    client: tapeflow.Client, worker: WorkerFactory, eager: bool
+) -> None:
+    async with worker(workflows=[sum_of_squares], activities=[square], eager_activities=eager):
+        handle = await client.start_workflow(sum_of_squares, 20, id=f"squares-{eager}")
+        assert await handle.result(timeout=20) == sum(n * n for n in range(20))
+    history = await client.backend.load_history(handle.id)
+    assert sum(e.kind == "activity_completed" for e in history) == 20
