@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from types import TracebackType
@@ -21,7 +22,7 @@ from typing import Any, Self
 from tapeflow._definition import Definition, definition_of
 from tapeflow._worker.activity_tasks import ActivityTaskRunner
 from tapeflow._worker.cache import WorkflowCache
-from tapeflow._worker.eager import EagerDispatch
+from tapeflow._worker.eager import EagerDispatch, ResumeDispatch
 from tapeflow._worker.leases import LeaseKeeper
 from tapeflow._worker.poller import Poller
 from tapeflow._worker.workflow_tasks import WorkflowTaskRunner
@@ -59,6 +60,8 @@ class Worker:
         if not self.workflows and not self.activities:
             raise InvalidArgument("a worker needs at least one workflow or activity")
         self.name = self.options.name or f"{socket.gethostname()}:{os.getpid()}"
+        self.lease_owner = f"{self.name}/{uuid.uuid4().hex[:8]}"
+        """Who holds this worker's leases: unique even when several workers share a name."""
         self.cache = WorkflowCache(self.options.workflow_cache_size)
         self._leases = LeaseKeeper(backend, self.options.lease_duration)
         self._pollers: list[Poller[Any]] = []
@@ -85,62 +88,10 @@ class Worker:
         if self._tasks:
             raise InvalidArgument("this worker is already running")
         self._stopped.clear()
-        options = self.options
-        activity_poller: Poller[ActivityTask] | None = None
-        if self.workflows:
-            runner = WorkflowTaskRunner(
-                self.backend,
-                self.workflows,
-                self.cache,
-                options.lease_duration,
-                options.workflow_task_timeout,
-                options.max_concurrent_workflow_tasks,
-            )
-            self._workflow_runner = runner
-            self._pollers.append(
-                Poller(
-                    self.backend,
-                    TaskKind.WORKFLOW,
-                    list(self.workflows),
-                    options.max_concurrent_workflow_tasks,
-                    options.poll_interval,
-                    self._claim_workflow_tasks,
-                    self._leased(runner.run, _workflow_ref),
-                )
-            )
-        if self.activities:
-            self._executor = (
-                ProcessPoolExecutor(options.max_concurrent_activities)
-                if options.activity_executor == "process"
-                else ThreadPoolExecutor(
-                    options.max_concurrent_activities, thread_name_prefix="tapeflow-activity"
-                )
-            )
-            activity_runner = ActivityTaskRunner(
-                self.backend,
-                self.activities,
-                options.retry_policy,
-                self._executor,
-                options.lease_duration,
-            )
-            self._leases = LeaseKeeper(
-                self.backend, options.lease_duration, activity_runner.take_heartbeats
-            )
-            activity_poller = Poller(
-                self.backend,
-                TaskKind.ACTIVITY,
-                list(self.activities),
-                options.max_concurrent_activities,
-                options.poll_interval,
-                self._claim_activity_tasks,
-                self._leased(activity_runner.run, _activity_ref),
-            )
-            self._pollers.append(activity_poller)
-        workflow_runner = self._workflow_runner
-        if workflow_runner and activity_poller and options.eager_activities:
-            workflow_runner.eager = EagerDispatch(
-                frozenset(self.activities), activity_poller, self.name, options.lease_duration
-            )
+        workflow_side = self._workflow_side() if self.workflows else None
+        activity_side = self._activity_side() if self.activities else None
+        if workflow_side and activity_side and self.options.eager_activities:
+            self._hand_off_eagerly(*workflow_side, *activity_side)
         self._tasks = [asyncio.create_task(poller.run()) for poller in self._pollers]
         self._tasks.append(asyncio.create_task(self._leases.run()))
         log.info(
@@ -148,6 +99,75 @@ class Worker:
             self.name,
             sorted(self.workflows),
             sorted(self.activities),
+        )
+
+    def _workflow_side(self) -> tuple[WorkflowTaskRunner, Poller[WorkflowTask]]:
+        options = self.options
+        runner = WorkflowTaskRunner(
+            self.backend,
+            self.workflows,
+            self.cache,
+            options.lease_duration,
+            options.workflow_task_timeout,
+            options.max_concurrent_workflow_tasks,
+        )
+        self._workflow_runner = runner
+        poller = Poller(
+            self.backend,
+            TaskKind.WORKFLOW,
+            list(self.workflows),
+            options.max_concurrent_workflow_tasks,
+            options.poll_interval,
+            self._claim_workflow_tasks,
+            self._leased(runner.run, _workflow_ref),
+        )
+        self._pollers.append(poller)
+        return runner, poller
+
+    def _activity_side(self) -> tuple[ActivityTaskRunner, Poller[ActivityTask]]:
+        options = self.options
+        self._executor = (
+            ProcessPoolExecutor(options.max_concurrent_activities)
+            if options.activity_executor == "process"
+            else ThreadPoolExecutor(
+                options.max_concurrent_activities, thread_name_prefix="tapeflow-activity"
+            )
+        )
+        runner = ActivityTaskRunner(
+            self.backend,
+            self.activities,
+            options.retry_policy,
+            self._executor,
+            options.lease_duration,
+        )
+        self._leases = LeaseKeeper(self.backend, options.lease_duration, runner.take_heartbeats)
+        poller = Poller(
+            self.backend,
+            TaskKind.ACTIVITY,
+            list(self.activities),
+            options.max_concurrent_activities,
+            options.poll_interval,
+            self._claim_activity_tasks,
+            self._leased(runner.run, _activity_ref),
+        )
+        self._pollers.append(poller)
+        return runner, poller
+
+    def _hand_off_eagerly(
+        self,
+        workflow_runner: WorkflowTaskRunner,
+        workflow_poller: Poller[WorkflowTask],
+        activity_runner: ActivityTaskRunner,
+        activity_poller: Poller[ActivityTask],
+    ) -> None:
+        """Both sides here: activities start straight from the commit that scheduled them,
+        and workflows go on straight from their activity's completion."""
+        lease = self.options.lease_duration
+        workflow_runner.eager = EagerDispatch(
+            frozenset(self.activities), activity_poller, self.lease_owner, lease
+        )
+        activity_runner.resume = ResumeDispatch(
+            frozenset(self.workflows), workflow_poller, self.lease_owner, lease
         )
 
     async def stop(self) -> None:
@@ -203,12 +223,12 @@ class Worker:
 
     async def _claim_workflow_tasks(self, limit: int) -> list[WorkflowTask]:
         return await self.backend.claim_workflow_tasks(
-            list(self.workflows), self.name, self.options.lease_duration, limit
+            list(self.workflows), self.lease_owner, self.options.lease_duration, limit
         )
 
     async def _claim_activity_tasks(self, limit: int) -> list[ActivityTask]:
         return await self.backend.claim_activity_tasks(
-            list(self.activities), self.name, self.options.lease_duration, limit
+            list(self.activities), self.lease_owner, self.options.lease_duration, limit
         )
 
     def _leased(

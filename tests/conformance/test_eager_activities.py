@@ -9,8 +9,14 @@ import pytest
 
 import tapeflow
 from tapeflow import activity, workflow
-from tapeflow.backends.base import EagerActivities, WorkflowTask
-from tapeflow.history import ActivityScheduled, Failure, HistoryEvent, WorkflowTaskStarted
+from tapeflow.backends.base import EagerActivities, ResumeWorkflow, WorkflowTask
+from tapeflow.history import (
+    ActivityCompleted,
+    ActivityScheduled,
+    Failure,
+    HistoryEvent,
+    WorkflowTaskStarted,
+)
 from tests.conftest import WorkerFactory
 
 LEASE = timedelta(seconds=30)
@@ -69,3 +75,34 @@ async def test_same_history_with_and_without_eager_activities(
         assert await handle.result(timeout=20) == sum(n * n for n in range(20))
     history = await client.backend.load_history(handle.id)
     assert sum(e.kind == "activity_completed" for e in history) == 20
+
+
+async def test_an_activity_outcome_resumes_its_free_workflow_task_for_the_caller(
+    backend: tapeflow.Backend, client: tapeflow.Client
+) -> None:
+    await client.start_workflow(sum_of_squares, 2, id="resume")
+    [task] = await backend.claim_workflow_tasks(["sum_of_squares"], "me", LEASE, 1)
+    await backend.commit_workflow_task(task, [i.id for i in task.inbox], _scheduling(task, 2))
+    first, second = sorted(
+        await backend.claim_activity_tasks(["square"], "me", LEASE, 2), key=lambda t: t.seq
+    )
+    resume = ResumeWorkflow("me", LEASE)
+    resumed = await backend.complete_activity_task(
+        first, ActivityCompleted(seq=1, result=0, attempt=1), resume
+    )
+    assert resumed is not None
+    assert [i.event for i in resumed.inbox] == [ActivityCompleted(seq=1, result=0, attempt=1)]
+    assert resumed.history_length == len(_scheduling(task, 2))
+    # the workflow task is now held: the next outcome is recorded but cannot resume it
+    held = await backend.complete_activity_task(
+        second, ActivityCompleted(seq=2, result=1, attempt=1), resume
+    )
+    assert held is None
+    assert await backend.claim_workflow_tasks(["sum_of_squares"], "other", LEASE, 1) == []
+
+    # the answer of the first completion was lost: the caller takes its task again
+    again = await backend.reclaim_workflow_task("resume", resume)
+    assert again is not None
+    assert again.lease_token != resumed.lease_token
+    assert len(again.inbox) == 2
+    assert await backend.reclaim_workflow_task("resume", ResumeWorkflow("else", LEASE)) is None

@@ -13,8 +13,9 @@ from typing import Any
 from tapeflow import _activity_context
 from tapeflow._activity_context import ActivityContext, ActivityInfo
 from tapeflow._definition import Definition
+from tapeflow._worker.eager import ResumeDispatch
 from tapeflow._worker.persist import persist
-from tapeflow.backends.base import ActivityTask, Backend
+from tapeflow.backends.base import ActivityTask, Backend, ResumeWorkflow, WorkflowTask
 from tapeflow.errors import LeaseLost, NonRetryableError, PayloadError
 from tapeflow.history import ActivityCompleted, ActivityFailed, Failure
 from tapeflow.options import RetryPolicy
@@ -35,6 +36,8 @@ class ActivityTaskRunner:
         lease: timedelta,
     ) -> None:
         self._lease = lease
+        self.resume: ResumeDispatch | None = None
+        """Set when this worker also runs workflows: it then continues their tasks at once."""
         self._backend = backend
         self._activities = activities
         self._default_retry = default_retry
@@ -93,16 +96,41 @@ class ActivityTaskRunner:
                         self._lease,
                     )
                     return
-            final = outcome
-            await persist(
-                lambda: self._backend.complete_activity_task(task, final),
-                f"recording the outcome of activity task {task.id}",
-                self._lease,
-            )
+            await self._complete(task, outcome)
         except LeaseLost as exc:
             log.warning("%s; its outcome is discarded", exc)
         finally:
             self._running.pop(str(task.id), None)
+
+    async def _complete(
+        self, task: ActivityTask, outcome: ActivityCompleted | ActivityFailed
+    ) -> None:
+        resume = self.resume.take(task) if self.resume else None
+        resumed: WorkflowTask | None = None
+        try:
+            resumed = await persist(
+                lambda: self._backend.complete_activity_task(task, outcome, resume),
+                f"recording the outcome of activity task {task.id}",
+                self._lease,
+            )
+        except Exception:
+            if resume is not None:  # recorded, perhaps, with its answer lost
+                resumed = await self._reclaim(task.workflow_id, resume)
+            raise
+        finally:
+            if self.resume is not None:
+                self.resume.run(resumed, resume)
+
+    async def _reclaim(self, workflow_id: str, resume: ResumeWorkflow) -> WorkflowTask | None:
+        try:
+            return await persist(
+                lambda: self._backend.reclaim_workflow_task(workflow_id, resume),
+                f"reclaiming the workflow task of {workflow_id!r}",
+                self._lease,
+            )
+        except Exception:
+            log.exception("reclaiming the workflow task of %r failed", workflow_id)
+            return None  # it is claimed again once its lease runs out
 
     async def _invoke(
         self, definition: Definition, task: ActivityTask, context: ActivityContext

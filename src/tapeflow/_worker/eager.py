@@ -1,5 +1,7 @@
-"""Eager activities: a worker that scheduled an activity it can run itself takes it in the
-same commit and starts it at once, with no claim, no wake-up and no poll in between."""
+"""Eager hand-offs inside one worker, each leased in the very transaction that makes the work:
+a workflow task's commit takes the activities it scheduled that this worker runs, and an
+activity's completion takes its workflow's task when this worker runs that workflow. The
+work then starts at once, with no claim, no wake-up and no poll in between."""
 
 from __future__ import annotations
 
@@ -7,7 +9,12 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from tapeflow._worker.poller import Poller
-from tapeflow.backends.base import ActivityTask, EagerActivities
+from tapeflow.backends.base import (
+    ActivityTask,
+    EagerActivities,
+    ResumeWorkflow,
+    WorkflowTask,
+)
 from tapeflow.history import ActivityScheduled, Decision
 
 
@@ -38,3 +45,26 @@ class EagerDispatch:
     def run(self, tasks: Sequence[ActivityTask], held: int) -> None:
         """Start the tasks the commit leased to us; give back the slots left unused."""
         self._poller.adopt(tasks, held)
+
+
+class ResumeDispatch:
+    def __init__(
+        self,
+        names: frozenset[str],
+        poller: Poller[WorkflowTask],
+        owner: str,
+        lease: timedelta,
+    ) -> None:
+        self._names = names
+        self._poller = poller
+        self._resume = ResumeWorkflow(owner, lease)
+
+    def take(self, task: ActivityTask) -> ResumeWorkflow | None:
+        """Ask to continue the activity's workflow here, if this worker runs it and has room."""
+        if task.workflow_name in self._names and self._poller.reserve(1):
+            return self._resume
+        return None
+
+    def run(self, task: WorkflowTask | None, resume: ResumeWorkflow | None) -> None:
+        if resume is not None:
+            self._poller.adopt([task] if task else [], 1)

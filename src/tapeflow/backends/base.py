@@ -117,6 +117,15 @@ class EagerActivities:
     lease: timedelta
 
 
+@dataclass(frozen=True)
+class ResumeWorkflow:
+    """Lease the workflow task in the same transaction that records an activity's outcome,
+    if it is free, so the worker that ran the activity continues the workflow at once."""
+
+    owner: str
+    lease: timedelta
+
+
 class TaskKind(enum.StrEnum):
     WORKFLOW = "workflow"
     ACTIVITY = "activity"
@@ -213,6 +222,13 @@ class Backend(Protocol):
         """Lease up to ``limit`` due activity tasks of these names, counting an attempt each."""
         ...
 
+    async def reclaim_workflow_task(
+        self, workflow_id: str, resume: ResumeWorkflow
+    ) -> WorkflowTask | None:
+        """The workflow task a ``resume`` leased to its owner when the answer was lost:
+        leased anew and returned, or None if it is not held by that owner."""
+        ...
+
     async def reclaim_eager_activities(
         self, workflow_id: str, eager: EagerActivities
     ) -> list[ActivityTask]:
@@ -223,9 +239,15 @@ class Backend(Protocol):
         ...
 
     async def complete_activity_task(
-        self, task: ActivityTask, outcome: ActivityCompleted | ActivityFailed
-    ) -> None:
-        """Delete the task and hand its final outcome to the workflow. Raises LeaseLost."""
+        self,
+        task: ActivityTask,
+        outcome: ActivityCompleted | ActivityFailed,
+        resume: ResumeWorkflow | None = None,
+    ) -> WorkflowTask | None:
+        """Delete the task and hand its final outcome to the workflow; with ``resume``, also
+        lease the workflow's task to the caller if it is free, and return it.
+        Raises LeaseLost."""
+        ...
 
     async def retry_activity_task(
         self,

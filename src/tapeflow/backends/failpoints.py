@@ -139,7 +139,7 @@ class FailpointBackend:
             point, lambda: self._backend.commit_workflow_task(task, consumed, events, eager)
         )
 
-    async def complete_activity_task(self, *args: Any) -> None:
-        await self._through(
+    async def complete_activity_task(self, *args: Any) -> Any:
+        return await self._through(
             "complete_activity", lambda: self._backend.complete_activity_task(*args)
         )

@@ -37,6 +37,7 @@ from tapeflow.backends.base import (
     EagerActivities,
     LeaseRef,
     NewWorkflow,
+    ResumeWorkflow,
     TaskKind,
     WorkflowRecord,
     WorkflowStatus,
@@ -277,11 +278,19 @@ class PostgresBackend:
     ) -> list[WorkflowTask]:
         if not names:
             return []
+        params = {"names": list(names), "owner": owner, "lease": lease, "limit": limit}
+        return await self._workflow_tasks("claim_workflow_tasks", params)
+
+    async def reclaim_workflow_task(
+        self, workflow_id: str, resume: ResumeWorkflow
+    ) -> WorkflowTask | None:
+        params = {"id": workflow_id, "owner": resume.owner, "lease": resume.lease}
+        found = await self._workflow_tasks("reclaim_workflow_task", params)
+        return found[0] if found else None
+
+    async def _workflow_tasks(self, query: str, params: dict[str, Any]) -> list[WorkflowTask]:
         async with self._connection() as conn:
-            cursor = await conn.execute(
-                _Q["claim_workflow_tasks"],
-                {"names": list(names), "owner": owner, "lease": lease, "limit": limit},
-            )
+            cursor = await conn.execute(_Q[query], params)
             rows = await cursor.fetchall()
         return [
             workflow_task(
@@ -338,11 +347,25 @@ class PostgresBackend:
         return [eager_task(task, by_seq[seq], task_id) for task_id, seq in outcome["eager"]]
 
     async def _flush_commits(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return await self._in_workflow_order(tasks, "commit_workflow_tasks", "tasks", "id")
+
+    async def _in_workflow_order(
+        self, items: list[dict[str, Any]], query: str, parameter: str, workflow_key: str
+    ) -> list[dict[str, Any]]:
+        """Run a batch function over ``items`` sorted by workflow id, so concurrent batches
+        lock rows in the same order and never deadlock; outcomes come back in item order."""
+        order = sorted(
+            range(len(items)), key=lambda i: str(items[i].get("workflow_id", items[i].get("id")))
+        )
         async with self._connection() as conn:
-            cursor = await conn.execute(_Q["commit_workflow_tasks"], {"tasks": json_text(tasks)})
+            cursor = await conn.execute(
+                _Q[query], {parameter: json_text([items[i] for i in order])}
+            )
             row = await cursor.fetchone()
         assert row is not None
-        outcomes: list[dict[str, Any]] = row[0]
+        outcomes: list[dict[str, Any]] = [{}] * len(items)
+        for position, outcome in zip(order, row[0], strict=True):
+            outcomes[position] = outcome
         return outcomes
 
     async def abandon_workflow_task(
@@ -393,29 +416,44 @@ class PostgresBackend:
         ]
 
     async def complete_activity_task(
-        self, task: ActivityTask, outcome: ActivityCompleted | ActivityFailed
-    ) -> None:
+        self,
+        task: ActivityTask,
+        outcome: ActivityCompleted | ActivityFailed,
+        resume: ResumeWorkflow | None = None,
+    ) -> WorkflowTask | None:
         topic = work_topic(TaskKind.WORKFLOW, task.workflow_name)
-        recorded = await self._completions.submit(
+        result = await self._completions.submit(
             {
                 "id": task.id,
+                "workflow_id": task.workflow_id,
                 "token": task.lease_token,
                 "event": encode_event(outcome),
                 "channel": self.channel,
                 "topic": topic,
+                "owner": resume.owner if resume else None,
+                "lease": f"{resume.lease.total_seconds()} seconds" if resume else None,
             }
         )
-        if not recorded:
+        if not result["recorded"]:
             raise LeaseLost(f"activity task {task.id} ({task.name!r}): lease lost")
-        self._notify_here([topic])
+        resumed = result["resumed"]
+        if resumed is None:
+            self._notify_here([topic])
+            return None
+        return workflow_task(
+            task.workflow_id,
+            task.workflow_name,
+            resumed["history_length"],
+            zip(resumed["ids"], resumed["events"], strict=True),
+            resumed["token"],
+            _utc(datetime.fromisoformat(resumed["claimed_at"])),
+            resumed["failures"],
+        )
 
-    async def _flush_completions(self, items: list[dict[str, Any]]) -> list[bool]:
-        async with self._connection() as conn:
-            cursor = await conn.execute(_Q["complete_activity_tasks"], {"items": json_text(items)})
-            row = await cursor.fetchone()
-        assert row is not None
-        recorded: list[bool] = row[0]
-        return recorded
+    async def _flush_completions(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return await self._in_workflow_order(
+            items, "complete_activity_tasks", "items", "workflow_id"
+        )
 
     async def retry_activity_task(
         self,

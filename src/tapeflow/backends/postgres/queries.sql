@@ -103,6 +103,17 @@ RETURNING a.id, a.workflow_id, a.seq, a.name, a.args::text, a.retry::text, a.att
     a.lease_token, (SELECT w.name FROM workflows w WHERE w.id = a.workflow_id),
     a.heartbeat_details::text;
 
+-- name: reclaim_workflow_task
+UPDATE workflow_tasks t
+SET lease_token = t.lease_token + 1, lease_expires_at = now() + %(lease)s
+WHERE t.workflow_id = %(id)s AND t.lease_owner = %(owner)s AND t.lease_expires_at > now()
+RETURNING t.workflow_id, t.name, t.lease_token, t.failures, now(),
+    (SELECT w.history_length FROM workflows w WHERE w.id = t.workflow_id),
+    ARRAY(SELECT e.id FROM inbox e
+          WHERE e.workflow_id = t.workflow_id AND e.visible_at <= now() ORDER BY e.id),
+    ARRAY(SELECT e.event::text FROM inbox e
+          WHERE e.workflow_id = t.workflow_id AND e.visible_at <= now() ORDER BY e.id);
+
 -- name: reclaim_eager_activities
 UPDATE activity_tasks a
 SET lease_token = a.lease_token + 1, lease_expires_at = now() + %(lease)s

@@ -34,6 +34,7 @@ from tapeflow.backends.base import (
     EagerActivities,
     LeaseRef,
     NewWorkflow,
+    ResumeWorkflow,
     TaskKind,
     WorkflowRecord,
     WorkflowStatus,
@@ -274,20 +275,11 @@ class SQLiteBackend:
                 )
             ]
             expires = now + _micros(lease)
-            tasks = []
-            for workflow_id in ids:
-                token, name, failures = conn.execute(
-                    _Q["lease_workflow_task"],
-                    {"owner": owner, "expires": expires, "id": workflow_id},
-                ).fetchone()
-                (length,) = conn.execute(
-                    _Q["workflow_history_length"], {"id": workflow_id}
-                ).fetchone()
-                inbox = conn.execute(_Q["visible_inbox"], {"id": workflow_id, "now": now})
-                tasks.append(
-                    workflow_task(workflow_id, name, length, inbox, token, _dt(now), failures)
-                )
-            return tasks
+            return [
+                task
+                for workflow_id in ids
+                for task in _lease_workflow(conn, workflow_id, owner, expires, now)
+            ]
 
         if not names:
             return []
@@ -418,6 +410,19 @@ class SQLiteBackend:
             return []
         return await self._run(self._transaction, write)
 
+    async def reclaim_workflow_task(
+        self, workflow_id: str, resume: ResumeWorkflow
+    ) -> WorkflowTask | None:
+        def write(conn: sqlite3.Connection) -> list[WorkflowTask]:
+            now = _now_us()
+            expires = now + _micros(resume.lease)
+            return _lease_workflow(
+                conn, workflow_id, resume.owner, expires, now, query="relet_workflow_task"
+            )
+
+        found = await self._run(self._transaction, write)
+        return found[0] if found else None
+
     async def reclaim_eager_activities(
         self, workflow_id: str, eager: EagerActivities
     ) -> list[ActivityTask]:
@@ -441,8 +446,13 @@ class SQLiteBackend:
         return await self._run(self._transaction, write)
 
     async def complete_activity_task(
-        self, task: ActivityTask, outcome: ActivityCompleted | ActivityFailed
-    ) -> None:
+        self,
+        task: ActivityTask,
+        outcome: ActivityCompleted | ActivityFailed,
+        resume: ResumeWorkflow | None = None,
+    ) -> WorkflowTask | None:
+        resumed: list[WorkflowTask] = []
+
         def write(conn: sqlite3.Connection) -> list[str]:
             now = _now_us()
             cursor = conn.execute(
@@ -451,9 +461,13 @@ class SQLiteBackend:
             if cursor.rowcount == 0:
                 raise LeaseLost(f"activity task {task.id} ({task.name!r}): lease lost")
             _insert_inbox(conn, task.workflow_id, outcome, now)
-            return [work_topic(TaskKind.WORKFLOW, task.workflow_name)]
+            if resume is not None:
+                expires = now + _micros(resume.lease)
+                resumed.extend(_lease_workflow(conn, task.workflow_id, resume.owner, expires, now))
+            return [] if resumed else [work_topic(TaskKind.WORKFLOW, task.workflow_name)]
 
         await self._write(write)
+        return resumed[0] if resumed else None
 
     async def retry_activity_task(
         self,
@@ -555,6 +569,28 @@ def _insert_inbox(
             "event": encode_event(event),
         },
     )
+
+
+def _lease_workflow(
+    conn: sqlite3.Connection,
+    workflow_id: str,
+    owner: str,
+    expires: int,
+    now: int,
+    query: str = "lease_workflow_task",
+) -> list[WorkflowTask]:
+    """Lease a workflow task if it is free and due (or, with ``relet_workflow_task``, if
+    ``owner`` holds it already): the task, with its visible inbox."""
+    row = conn.execute(
+        _Q[query],
+        {"owner": owner, "expires": expires, "id": workflow_id, "now": now},
+    ).fetchone()
+    if row is None:
+        return []
+    token, name, failures = row
+    (length,) = conn.execute(_Q["workflow_history_length"], {"id": workflow_id}).fetchone()
+    inbox = conn.execute(_Q["visible_inbox"], {"id": workflow_id, "now": now})
+    return [workflow_task(workflow_id, name, length, inbox, token, _dt(now), failures)]
 
 
 def _check_workflow_lease(conn: sqlite3.Connection, task: WorkflowTask, now: int) -> None:

@@ -33,7 +33,14 @@ LIMIT :limit;
 -- name: lease_workflow_task
 UPDATE workflow_tasks
 SET lease_owner = :owner, lease_token = lease_token + 1, lease_expires_at = :expires
-WHERE workflow_id = :id
+WHERE workflow_id = :id AND not_before <= :now
+  AND (lease_expires_at IS NULL OR lease_expires_at <= :now)
+RETURNING lease_token, name, failures;
+
+-- name: relet_workflow_task
+UPDATE workflow_tasks
+SET lease_token = lease_token + 1, lease_expires_at = :expires
+WHERE workflow_id = :id AND lease_owner = :owner AND lease_expires_at > :now
 RETURNING lease_token, name, failures;
 
 -- name: workflow_history_length

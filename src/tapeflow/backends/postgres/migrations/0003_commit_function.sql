@@ -39,7 +39,7 @@ BEGIN
     INTO v_token, v_live, v_length
     FROM workflow_tasks t JOIN workflows w ON w.id = t.workflow_id
     WHERE t.workflow_id = p_workflow_id
-    FOR UPDATE OF t, w;
+    FOR NO KEY UPDATE OF t, w;
     IF NOT FOUND OR v_token <> p_token OR NOT v_live THEN
         RETURN json_build_object('error', 'lease lost');
     END IF;
@@ -132,28 +132,55 @@ BEGIN
 END
 $$;
 
--- Many activity outcomes in one round trip. Returns, per item in order, whether it was
--- recorded (false: the lease was lost).
-CREATE FUNCTION complete_activity_tasks(p_items json) RETURNS boolean[]
+-- Many activity outcomes in one round trip.
+CREATE FUNCTION complete_activity_tasks(p_items json) RETURNS json[]
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
+-- Per item in order: {"recorded": false} when the lease was lost, else {"recorded": true,
+-- "resumed": null or the workflow task, leased to the item's owner when it asked and the
+-- task was free: then it goes on at once and no one else is woken}.
 DECLARE
     item     json;
     workflow text;
-    results  boolean[] := '{}';
+    v_token  bigint;
+    v_fails  integer;
+    resumed  json;
+    results  json[] := '{}';
 BEGIN
     FOR item IN SELECT json_array_elements(p_items) LOOP
+        resumed := NULL;
         DELETE FROM activity_tasks
         WHERE id = (item ->> 'id')::bigint AND lease_token = (item ->> 'token')::bigint
           AND lease_expires_at > now()
         RETURNING workflow_id INTO workflow;
-        IF FOUND THEN
-            INSERT INTO inbox (workflow_id, visible_at, event)
-            VALUES (workflow, now(), (item ->> 'event')::json);
+        IF NOT FOUND THEN
+            results := results || json_build_object('recorded', false);
+            CONTINUE;
+        END IF;
+        INSERT INTO inbox (workflow_id, visible_at, event)
+        VALUES (workflow, now(), (item ->> 'event')::json);
+        IF item ->> 'owner' IS NOT NULL THEN
+            UPDATE workflow_tasks
+            SET lease_owner = item ->> 'owner', lease_token = lease_token + 1,
+                lease_expires_at = now() + (item ->> 'lease')::interval
+            WHERE workflow_id = workflow AND not_before <= now()
+              AND (lease_expires_at IS NULL OR lease_expires_at <= now())
+            RETURNING lease_token, failures INTO v_token, v_fails;
+            IF FOUND THEN
+                SELECT json_build_object(
+                    'token', v_token, 'failures', v_fails, 'claimed_at', now(),
+                    'history_length', (SELECT history_length FROM workflows WHERE id = workflow),
+                    'ids', coalesce(json_agg(e.id ORDER BY e.id), '[]'),
+                    'events', coalesce(json_agg(e.event::text ORDER BY e.id), '[]'))
+                INTO resumed
+                FROM inbox e WHERE e.workflow_id = workflow AND e.visible_at <= now();
+            END IF;
+        END IF;
+        IF resumed IS NULL THEN
             PERFORM pg_notify(item ->> 'channel', item ->> 'topic');
         END IF;
-        results := results || FOUND;
+        results := results || json_build_object('recorded', true, 'resumed', resumed);
     END LOOP;
     RETURN results;
 END
