@@ -27,7 +27,7 @@ from tapeflow._worker.leases import LeaseKeeper
 from tapeflow._worker.poller import Poller
 from tapeflow._worker.workflow_tasks import WorkflowTaskRunner
 from tapeflow.backends.base import ActivityTask, Backend, LeaseRef, TaskKind, WorkflowTask
-from tapeflow.errors import InvalidArgument
+from tapeflow.errors import BackendUnavailable, InvalidArgument
 from tapeflow.options import WorkerOptions
 
 log = logging.getLogger("tapeflow.worker")
@@ -241,6 +241,10 @@ class Worker:
             self._leases.hold(ref)
             try:
                 await run(task)
+            except BackendUnavailable as exc:  # its lease runs out; another attempt follows
+                log.warning(
+                    "%s task %s left while the backend is unavailable: %s", ref.kind, ref.id, exc
+                )
             except Exception:
                 log.exception("unexpected error running %s", ref)
             finally:

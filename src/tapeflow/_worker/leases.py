@@ -43,7 +43,10 @@ class LeaseKeeper:
                 log.exception("renewing %d lease(s) failed; will try again", len(held))
                 continue
             for ref in lost:
-                log.warning(
-                    "lost the lease of %s task %s; its result will be discarded", ref.kind, ref.id
-                )
-                self._held.discard(ref)
+                if ref in self._held:  # not merely finished while the renewal was on its way
+                    log.warning(
+                        "lost the lease of %s task %s; its result will be discarded",
+                        ref.kind,
+                        ref.id,
+                    )
+                    self._held.discard(ref)

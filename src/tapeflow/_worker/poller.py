@@ -18,6 +18,10 @@ from tapeflow.backends.base import Backend, TaskKind
 log = logging.getLogger("tapeflow.worker")
 T = TypeVar("T")
 
+MAX_CLAIM_BACKOFF = 5.0
+"""Longest pause between claims while the backend fails, so work resumes soon after it is
+back."""
+
 LISTENING_POLL_INTERVAL = 10.0
 """Seconds between polls while the backend delivers wake-ups from every process: only a
 lost notification waits this long."""
@@ -94,7 +98,7 @@ class Poller(Generic[T]):
                 failures = 0
             except Exception:
                 failures += 1
-                delay = min(self._poll * 2**failures, 30.0)
+                delay = min(self._poll * 2**failures, MAX_CLAIM_BACKOFF)
                 log.exception("claiming %s tasks failed; retrying in %.1fs", self._kind, delay)
                 await self._until(asyncio.sleep(delay))
                 continue

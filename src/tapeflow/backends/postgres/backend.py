@@ -91,6 +91,8 @@ class PostgresBackend:
             kwargs={"autocommit": True, "options": f"-c search_path={schema}"},
             open=False,
             name=f"tapeflow-{schema}",
+            timeout=5.0,  # a caller waits this long for a connection, then backs off
+            reconnect_timeout=float("inf"),  # keep trying to reconnect through long outages
         )
         self._wakeups = Wakeups()
         self._commits = Batcher(self._flush_commits)

@@ -142,17 +142,33 @@ SELECT pg_notify(%(channel)s, topic) FROM unnest(%(topics)s::text[]) AS topic
 WHERE EXISTS (SELECT FROM done);
 
 -- name: extend_workflow_leases
+-- Rows are locked in id order, as the batched writes lock them, so the two never deadlock.
+WITH held AS (
+    SELECT t.workflow_id
+    FROM workflow_tasks t JOIN unnest(%(ids)s::text[], %(tokens)s::bigint[]) AS r (id, token)
+        ON t.workflow_id = r.id AND t.lease_token = r.token
+    WHERE t.lease_expires_at > now()
+    ORDER BY t.workflow_id
+    FOR NO KEY UPDATE OF t
+)
 UPDATE workflow_tasks t SET lease_expires_at = now() + %(lease)s
-FROM unnest(%(ids)s::text[], %(tokens)s::bigint[]) AS r (id, token)
-WHERE t.workflow_id = r.id AND t.lease_token = r.token AND t.lease_expires_at > now()
+FROM held WHERE t.workflow_id = held.workflow_id
 RETURNING t.workflow_id;
 
 -- name: extend_activity_leases
+WITH held AS (
+    SELECT a.id, r.details
+    FROM activity_tasks a
+        JOIN unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(details)s::text[])
+            AS r (id, token, details) ON a.id = r.id AND a.lease_token = r.token
+    WHERE a.lease_expires_at > now()
+    ORDER BY a.workflow_id, a.id
+    FOR NO KEY UPDATE OF a
+)
 UPDATE activity_tasks a
 SET lease_expires_at = now() + %(lease)s,
-    heartbeat_details = coalesce(r.details::json, a.heartbeat_details)
-FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(details)s::text[]) AS r (id, token, details)
-WHERE a.id = r.id AND a.lease_token = r.token AND a.lease_expires_at > now()
+    heartbeat_details = coalesce(held.details::json, a.heartbeat_details)
+FROM held WHERE a.id = held.id
 RETURNING a.id::text;
 
 -- name: next_due_workflow

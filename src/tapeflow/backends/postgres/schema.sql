@@ -191,8 +191,11 @@ BEGIN
                 ARRAY(SELECT json_array_elements_text(t -> 'eager_seqs'))::integer[],
                 t ->> 'owner', (t ->> 'lease')::interval
             );
-        EXCEPTION WHEN OTHERS THEN
-            outcome := json_build_object('error', 'failed: ' || SQLERRM);
+        EXCEPTION
+            WHEN deadlock_detected OR serialization_failure OR lock_not_available THEN
+                RAISE;  -- the whole batch is retried; nothing of it was kept
+            WHEN OTHERS THEN
+                outcome := json_build_object('error', 'failed: ' || SQLERRM);
         END;
         results := results || outcome;
     END LOOP;
