@@ -1,0 +1,73 @@
+"""A client process of the chaos workload, fed one command per line on stdin.
+
+``python -m tests.chaos.client URL``; commands and their answers (one line each on stdout):
+
+- ``start INDEX`` starts workflow ``chaos-INDEX``: ``ok``, ``exists`` (already started: a
+  resend after a crash), ``unavailable ...`` or ``error ...``;
+- ``event INDEX SEND_ID`` sends its event: ``ok``, ``finished`` (the workflow has ended),
+  ``unavailable ...`` or ``error ...``.
+
+It runs in a process of its own so that the client-side failpoints (``start_workflow``,
+``send_event``) can kill it with a hard exit, as they do a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import tapeflow
+from tests.chaos.workload import EVENT_NAME, Go, chaos_flow, event_value, timer_ms, workflow_id
+
+
+async def answer(client: tapeflow.Client, line: str) -> str:
+    command, *args = line.split()
+    try:
+        if command == "start":
+            index = int(args[0])
+            try:
+                await client.start_workflow(
+                    chaos_flow, index, timer_ms(index), id=workflow_id(index)
+                )
+            except tapeflow.WorkflowAlreadyExists:
+                return "exists"
+            return "ok"
+        if command == "event":
+            index, send_id = int(args[0]), args[1]
+            try:
+                await client.send_event(
+                    workflow_id(index), EVENT_NAME, Go(send_id=send_id, value=event_value(index))
+                )
+            except tapeflow.WorkflowAlreadyCompleted:
+                return "finished"
+            return "ok"
+        return f"error unknown command {command!r}"
+    except tapeflow.BackendUnavailable as exc:
+        return "unavailable " + str(exc).replace("\n", " ")[:200]
+    except Exception as exc:
+        return f"error {type(exc).__name__}: {exc}".replace("\n", " ")[:300]
+
+
+async def serve(url: str) -> None:
+    while True:  # the database may be away (a restart run): wait for it
+        try:
+            backend = await tapeflow.connect(url)
+            break
+        except Exception as exc:
+            print(f"waiting for the database: {exc}", file=sys.stderr, flush=True)
+            await asyncio.sleep(0.5)
+    try:
+        client = tapeflow.Client(backend)
+        print("ready", flush=True)
+        while True:
+            line = await asyncio.to_thread(sys.stdin.readline)
+            if not line:
+                return
+            if line.strip():
+                print(await answer(client, line), flush=True)
+    finally:
+        await backend.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(sys.argv[1]))
