@@ -1,0 +1,46 @@
+"""The workflows and activities the suite runs: as small as a step can be, so what is
+measured is tapeflow (claims, commits, replay, wake-ups), not the work."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tapeflow import activity, workflow
+
+
+@activity.defn
+async def step(value: int) -> int:
+    """An activity that does nothing but hand its input back, on the worker's own loop."""
+    return value + 1
+
+
+@workflow.defn
+async def one_step(value: int) -> int:
+    """One activity, then the result."""
+    return await workflow.execute_activity(step, value)
+
+
+@workflow.defn
+async def sequential(steps: int) -> int:
+    """``steps`` activities, one after the other."""
+    value = 0
+    for _ in range(steps):
+        value = await workflow.execute_activity(step, value)
+    return value
+
+
+@workflow.defn
+async def sleeper(milliseconds: int) -> float:
+    """Sleep on a durable timer; return how late (ms) the workflow resumed after its due time.
+
+    Both instants are workflow time, which a worker takes from the backend's clock when it
+    claims the task: the timer is due at start + delay, and resumes when the claim that
+    delivers it happens. Committing afterwards is not counted."""
+    started = workflow.now()
+    await workflow.sleep(timedelta(milliseconds=milliseconds))
+    late = workflow.now() - started - timedelta(milliseconds=milliseconds)
+    return late.total_seconds() * 1000
+
+
+WORKFLOWS = [one_step, sequential, sleeper]
+ACTIVITIES = [step]

@@ -1,0 +1,54 @@
+"""The benchmark suite runs, with tiny sizes, and prints its table (not the figures' worth:
+``./scripts/bench`` is run by hand). It writes into a temporary folder, never over
+docs/performance.png or benchmarks/results/latest.json. The chart needs matplotlib (the
+``[bench]`` extra), which the test run does not install: without it there is no chart."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+POSTGRES_URL = os.environ.get(
+    "TAPEFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_suite_runs_with_tiny_sizes_and_prints_its_table(
+    backend: str, tmp_path: Path, postgres_reachable: bool
+) -> None:
+    if backend == "postgres" and not postgres_reachable:
+        pytest.skip(f"postgres unreachable at {POSTGRES_URL} (CI=true makes this a failure)")
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks",
+        "--quick",
+        f"--backend={backend}",
+        "--poll-interval-ms=20",
+        f"--postgres-url={POSTGRES_URL}",
+        "--timeout=60",
+        f"--out={tmp_path}",
+    ]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=100, check=False
+    )
+    assert done.returncode == 0, f"the suite failed:\n{done.stdout}\n{done.stderr}"
+
+    assert "| Figure |" in done.stdout
+    for row in ("Throughput, 1-activity", "Latency start to result", "Idle worker"):
+        assert row in done.stdout, done.stdout
+    summary = json.loads((tmp_path / "latest.json").read_text())["summary"][backend]
+    assert summary["throughput_1_workflows_per_s"] > 0
+    assert summary["latency_median_ms"] > 0
+    assert summary["history_ratio"] > 0
+    assert summary["counted_transactions_per_workflow_1"] > 0
+    if importlib.util.find_spec("matplotlib") is not None:  # the [bench] extra
+        assert (tmp_path / "performance.png").stat().st_size > 0
