@@ -43,7 +43,13 @@ class CpuWatch:
         self._before = cpu_seconds(self._pids)
         self._busy = machine_busy_seconds()
 
-    def stop(self) -> dict[str, float]:
+    def stop(self, joined: dict[str, list[int]] | None = None) -> dict[str, float]:
+        """CPU used since the start; ``joined``: processes (by role) that may have started
+        since (a pool's new connections), counted from their start."""
+        for role, pids in (joined or {}).items():
+            fresh = [pid for pid in pids if pid not in self._pids]
+            self._roles[role] = [*self._roles.get(role, []), *fresh]
+            self._pids += fresh
         after, busy = cpu_seconds(self._pids), machine_busy_seconds()
         used = {
             role: round(sum(after.get(p, 0.0) - self._before.get(p, 0.0) for p in pids), 2)

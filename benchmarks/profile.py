@@ -199,7 +199,9 @@ async def run(
                 cpu_before, busy_before = cpu_seconds(every), machine_busy_seconds()
                 stats_before = await total_stats(procs)
                 began, _, ended = await drive(client, 1, count, settings)
-                cpu_after, busy_after = cpu_seconds(every), machine_busy_seconds()
+                joined = [p for p in postgres_pids(db) if p not in every]  # pools grew
+                cpu_after, busy_after = cpu_seconds(every + joined), machine_busy_seconds()
+                watched["postgres backends"] += joined
                 stats_after = await total_stats(procs)
                 spy.send_signal(signal.SIGINT)
                 await asyncio.wait_for(spy.communicate(), 60)

@@ -158,7 +158,7 @@ async def _run_workflows(db: Database, settings: Settings, steps: int, count: in
             workers_before, client_before = await total_stats(procs), counting.snapshot()
             cpu = CpuWatch(roles)
             began, started, ended = await drive(client, steps, count, settings)
-            used = cpu.stop()
+            used = cpu.stop({"postgres": postgres_pids(db)})
             workers_after, client_after = await total_stats(procs), counting.snapshot()
         finally:
             await backend.close()

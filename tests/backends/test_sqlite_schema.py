@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -82,3 +83,14 @@ def test_url_convention(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert tapeflow.connect().url == f"sqlite:///{tmp_path / 'env.db'}"
     monkeypatch.delenv("TAPEFLOW_DATABASE_URL")
     assert tapeflow.connect().url == "sqlite:///tapeflow.db"
+
+
+async def test_many_processes_opening_a_new_file_at_once(tmp_path: Path) -> None:
+    """Switching a new file to WAL ignores busy_timeout; opening must wait, not fail."""
+    for round_ in range(10):
+        url = f"sqlite:///{tmp_path / f'race-{round_}.db'}"
+        backends = [tapeflow.connect(url).backend for _ in range(4)]
+        try:
+            await asyncio.gather(*(backend.open() for backend in backends))
+        finally:
+            await asyncio.gather(*(backend.close() for backend in backends))

@@ -542,7 +542,9 @@ async def test_a_workflow_blocking_the_loop_is_reported_and_others_go_on(
             records = [await b.describe() for b in blockers]
     finally:
         RELEASE.set()
-    assert elapsed < BLOCK_SECONDS / 2, f"bystanders waited {elapsed:.1f}s behind blockers"
+    # the blockers hold their threads until released (or BLOCK_SECONDS): the bystanders
+    # finishing first shows the worker went on without them
+    assert elapsed < BLOCK_SECONDS, f"bystanders waited {elapsed:.1f}s behind blockers"
     for error in errors:
         assert "block" in error.lower(), error
     for record in records:

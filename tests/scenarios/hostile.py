@@ -360,7 +360,7 @@ async def draws_twice() -> list[Draws]:
 
 # -- blocking the loop ----------------------------------------------------------------------------
 
-BLOCK_SECONDS = 5.0
+BLOCK_SECONDS = 30.0
 RELEASE = threading.Event()
 """Set by the test once it has seen what it needs: blocked workflow code then returns soon,
 so no thread goes on sleeping or spinning into the next test."""

@@ -123,7 +123,7 @@ class SQLiteBackend:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _retry_while_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
         self._conn = conn
@@ -543,6 +543,20 @@ class SQLiteBackend:
             return None if due is None else timedelta(microseconds=due - now)
 
         return await self._read(read) if names else None
+
+
+def _retry_while_locked(statement: Callable[[], object], patience: float = 30.0) -> None:
+    """Switching to WAL ignores busy_timeout: when several processes open a new file at
+    once, it fails at once with "database is locked". Try again for a while."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _micros(span: timedelta) -> int:
