@@ -9,16 +9,12 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, cast, overload
 
 from tapeflow._definition import check_name, definition_of
-from tapeflow.backends._wakeups import finished_topic
+from tapeflow.backends._wakeups import FALLBACK_POLL_SECONDS, finished_topic
 from tapeflow.backends.base import Backend, NewWorkflow, WorkflowRecord
 from tapeflow.converter import from_json, to_json
 from tapeflow.errors import BackendUnavailable, InvalidArgument, WorkflowFailed
 
 R = TypeVar("R")
-
-LISTENING_POLL = 5.0
-"""Seconds between looks at a workflow's status while its end is announced by a wake-up
-from any process: only a lost wake-up waits this long."""
 
 
 class WorkflowHandle(Generic[R]):
@@ -50,7 +46,7 @@ class WorkflowHandle(Generic[R]):
         with self._backend.watch([finished_topic(self.id)]) as finished:
             record = await self._look(deadline)  # WorkflowNotFound at once
             while record is None or not record.status.finished:
-                wait = LISTENING_POLL if self._backend.wakes_other_processes else poll
+                wait = FALLBACK_POLL_SECONDS if self._backend.wakes_other_processes else poll
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:

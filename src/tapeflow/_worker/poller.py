@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
-from tapeflow.backends._wakeups import Watch, work_topic
+from tapeflow.backends._wakeups import FALLBACK_POLL_SECONDS, Watch, work_topic
 from tapeflow.backends.base import Backend, TaskKind
 
 log = logging.getLogger("tapeflow.worker")
@@ -21,10 +21,6 @@ T = TypeVar("T")
 MAX_CLAIM_BACKOFF = 5.0
 """Longest pause between claims while the backend fails, so work resumes soon after it is
 back."""
-
-LISTENING_POLL_INTERVAL = 10.0
-"""Seconds between polls while the backend delivers wake-ups from every process: only a
-lost notification waits this long."""
 
 
 class Poller(Generic[T]):
@@ -124,7 +120,7 @@ class Poller(Generic[T]):
             return self._poll
         longest = self._poll
         if self._backend.wakes_other_processes:  # wake-ups cover the rest; poll as a fallback
-            longest = max(longest, LISTENING_POLL_INTERVAL)
+            longest = max(longest, FALLBACK_POLL_SECONDS)
         if due is None:
             return longest
         return max(0.0, min(longest, due.total_seconds()))

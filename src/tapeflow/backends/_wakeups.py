@@ -12,6 +12,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from types import TracebackType
 
+FALLBACK_POLL_SECONDS = 10.0
+"""While wake-ups arrive from every process (``Backend.wakes_other_processes``), watchers
+look again only this often: just a lost notification waits this long."""
+
 
 def work_topic(kind: str, name: str) -> str:
     """New or newly due work for the workflow or activity ``name``."""
