@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import Field, TypeAdapter
 
+from tapeflow.errors import NonRetryableError
+
 JSONValue: TypeAlias = Any
 """A value already in JSON form (dicts, lists, str, int, float, bool, None)."""
 
@@ -33,8 +35,6 @@ class Failure:
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> Failure:
-        from tapeflow.errors import NonRetryableError
-
         if isinstance(exc, NonRetryableError):  # the activity named its failure's type
             kind, message = exc.type, exc.message
         else:
