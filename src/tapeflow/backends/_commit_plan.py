@@ -38,19 +38,27 @@ class CommitPlan:
 
 
 def commit_topics(
-    workflow_id: str, workflow_name: str, plan: CommitPlan, eager: EagerActivities | None = None
+    workflow_id: str,
+    workflow_name: str,
+    plan: CommitPlan,
+    eager: EagerActivities | None = None,
+    *,
+    wake_workflow: bool = True,
 ) -> list[str]:
     """Who to wake once a workflow task commits: the pollers of new activities (but those
     the committing worker takes eagerly), and either the result waiters (it ended) or the
     workflow's pollers (new timers to wait for, and events that arrived while the task was
-    held are claimable again)."""
+    held are claimable again), unless the backend saw that the workflow's inbox is empty
+    (``wake_workflow``)."""
     taken = eager.seqs if eager else frozenset()
     topics = sorted(
         {work_topic(TaskKind.ACTIVITY, a.name) for a in plan.activities if a.seq not in taken}
     )
     if plan.ending is not None:
         return [finished_topic(workflow_id)]
-    return [*topics, work_topic(TaskKind.WORKFLOW, workflow_name)]
+    if wake_workflow:
+        topics.append(work_topic(TaskKind.WORKFLOW, workflow_name))
+    return topics
 
 
 def eager_task(task: WorkflowTask, activity: ActivityScheduled, task_id: int) -> ActivityTask:

@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -73,6 +74,15 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+@dataclass(frozen=True)
+class _Write:
+    """One item of a batched write: the batch function's parameters for it, and whom to
+    wake once it is committed, given its outcome."""
+
+    params: dict[str, Any]
+    wake: Callable[[dict[str, Any]], Iterable[str]]
+
+
 class PostgresBackend:
     def __init__(
         self, conninfo: str, *, schema: str = "tapeflow", min_size: int = 1, max_size: int = 10
@@ -95,6 +105,7 @@ class PostgresBackend:
             reconnect_timeout=float("inf"),  # keep trying to reconnect through long outages
         )
         self._wakeups = Wakeups()
+        self._starts = Batcher(self._flush_starts)
         self._commits = Batcher(self._flush_commits)
         self._completions = Batcher(self._flush_completions)
         self._listener: asyncio.Task[None] | None = None
@@ -214,23 +225,44 @@ class PostgresBackend:
     # -- clients ---------------------------------------------------------------------------
 
     async def create_workflow(self, new: NewWorkflow) -> None:
-        topic = work_topic(TaskKind.WORKFLOW, new.name)
+        if not await self._starts.submit(new):
+            raise WorkflowAlreadyExists(new.id)
+
+    async def _flush_starts(self, starts: list[NewWorkflow]) -> list[bool]:
+        """Starts that arrive together go out in one statement; which of them were created
+        (an id taken, in the database or earlier in the batch, is not)."""
+        first: dict[str, int] = {}
+        for index, new in enumerate(starts):
+            first.setdefault(new.id, index)
+        unique = sorted((starts[i] for i in first.values()), key=lambda new: new.id)
         async with self._connection() as conn:
             cursor = await conn.execute(
-                _Q["create_workflow"],
+                _Q["create_workflows"],
                 {
-                    "id": new.id,
-                    "name": new.name,
-                    "version": new.version,
-                    "args": json_text(new.args),
-                    "start_at": new.start_at,
-                    "channel": self.channel,
-                    "topic": topic,
+                    "ids": [new.id for new in unique],
+                    "names": [new.name for new in unique],
+                    "versions": [new.version for new in unique],
+                    "args": [json_text(new.args) for new in unique],
+                    "start_ats": [new.start_at for new in unique],
                 },
             )
-            if cursor.rowcount == 0:
-                raise WorkflowAlreadyExists(new.id)
-        self._notify_here([topic])
+            created = {row[0] for row in await cursor.fetchall()}
+            await self._wake(
+                conn, {work_topic(TaskKind.WORKFLOW, n.name) for n in unique if n.id in created}
+            )
+        return [new.id in created and first[new.id] == i for i, new in enumerate(starts)]
+
+    async def _wake(self, conn: psycopg.AsyncConnection[Any], topics: set[str]) -> None:
+        """Send wake-ups for work just committed. A failure here loses nothing: the work is
+        stored, and pollers look again at their fallback interval."""
+        if not topics:
+            return
+        if self._listening:
+            try:
+                await conn.execute(_Q["notify"], {"channel": self.channel, "topics": list(topics)})
+            except psycopg.Error as exc:
+                log.warning("sending wake-ups failed (%s); pollers will find the work", exc)
+        self._notify_here(list(topics))
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord:
         async with self._connection() as conn:
@@ -309,65 +341,69 @@ class PostgresBackend:
         eager: EagerActivities | None = None,
     ) -> list[ActivityTask]:
         plan = plan_commit(events)
-        topics = commit_topics(task.workflow_id, task.workflow_name, plan, eager)
         ending = plan.ending
         failure = ending.failure if ending else None
-        outcome = await self._commits.submit(
-            {
-                "id": task.workflow_id,
-                "token": task.lease_token,
-                "history_length": task.history_length,
-                "consumed": list(consumed),
-                "events": [encode_event(e) for e in events],
-                "activity_seqs": [a.seq for a in plan.activities],
-                "activity_names": [a.name for a in plan.activities],
-                "activity_args": [json_text(a.args) for a in plan.activities],
-                "activity_retries": [
-                    None if a.retry is None else json_text(a.retry) for a in plan.activities
-                ],
-                "timer_dues": [due.isoformat() for _, due, _ in plan.timers],
-                "timer_seqs": [seq for seq, _, _ in plan.timers],
-                "timer_events": [encode_event(fired) for _, _, fired in plan.timers],
-                "cancelled_timers": plan.cancelled_timers,
-                "status": None if ending is None else "completed" if ending.completed else "failed",
-                "result": json_text(ending.result) if ending and ending.completed else None,
-                "failure": None if failure is None else FAILURE.dump_json(failure).decode(),
-                "channel": self.channel,
-                "topics": topics,
-                "eager_seqs": sorted(eager.seqs) if eager else [],
-                "owner": eager.owner if eager else None,
-                "lease": f"{eager.lease.total_seconds()} seconds" if eager else None,
-            }
-        )
+
+        def wake(outcome: dict[str, Any]) -> list[str]:
+            if outcome["error"] is not None:
+                return []
+            return commit_topics(
+                task.workflow_id, task.workflow_name, plan, eager, wake_workflow=outcome["wake"]
+            )
+
+        params = {
+            "id": task.workflow_id,
+            "token": task.lease_token,
+            "history_length": task.history_length,
+            "consumed": list(consumed),
+            "events": [encode_event(e) for e in events],
+            "activity_seqs": [a.seq for a in plan.activities],
+            "activity_names": [a.name for a in plan.activities],
+            "activity_args": [json_text(a.args) for a in plan.activities],
+            "activity_retries": [
+                None if a.retry is None else json_text(a.retry) for a in plan.activities
+            ],
+            "timer_dues": [due.isoformat() for _, due, _ in plan.timers],
+            "timer_seqs": [seq for seq, _, _ in plan.timers],
+            "timer_events": [encode_event(fired) for _, _, fired in plan.timers],
+            "cancelled_timers": plan.cancelled_timers,
+            "status": None if ending is None else "completed" if ending.completed else "failed",
+            "result": json_text(ending.result) if ending and ending.completed else None,
+            "failure": None if failure is None else FAILURE.dump_json(failure).decode(),
+            "eager_seqs": sorted(eager.seqs) if eager else [],
+            "owner": eager.owner if eager else None,
+            "lease": f"{eager.lease.total_seconds()} seconds" if eager else None,
+        }
+        outcome = await self._commits.submit(_Write(params, wake))
         error = outcome["error"]
         if error is not None:
             if error.startswith("failed:"):
                 raise TapeflowError(f"committing the task of {task.workflow_id!r} {error}")
             raise LeaseLost(f"workflow task {task.workflow_id!r}: {error}")
-        self._notify_here(topics)
         by_seq = {a.seq: a for a in plan.activities}
         return [eager_task(task, by_seq[seq], task_id) for task_id, seq in outcome["eager"]]
 
-    async def _flush_commits(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return await self._in_workflow_order(tasks, "commit_workflow_tasks", "tasks", "id")
+    async def _flush_commits(self, writes: list[_Write]) -> list[dict[str, Any]]:
+        return await self._in_workflow_order(writes, "commit_workflow_tasks", "tasks", "id")
 
     async def _in_workflow_order(
-        self, items: list[dict[str, Any]], query: str, parameter: str, workflow_key: str
+        self, writes: list[_Write], query: str, parameter: str, workflow_key: str
     ) -> list[dict[str, Any]]:
-        """Run a batch function over ``items`` sorted by workflow id, so concurrent batches
-        lock rows in the same order and never deadlock; outcomes come back in item order."""
-        order = sorted(
-            range(len(items)), key=lambda i: str(items[i].get("workflow_id", items[i].get("id")))
-        )
+        """Run a batch function over ``writes`` sorted by workflow id, so concurrent batches
+        lock rows in the same order and never deadlock, then wake whom they ask for;
+        outcomes come back in the writes' order."""
+        order = sorted(range(len(writes)), key=lambda i: str(writes[i].params[workflow_key]))
         async with self._connection() as conn:
             cursor = await conn.execute(
-                _Q[query], {parameter: json_text([items[i] for i in order])}
+                _Q[query], {parameter: json_text([writes[i].params for i in order])}
             )
             row = await cursor.fetchone()
-        assert row is not None
-        outcomes: list[dict[str, Any]] = [{}] * len(items)
-        for position, outcome in zip(order, row[0], strict=True):
-            outcomes[position] = outcome
+            assert row is not None
+            outcomes: list[dict[str, Any]] = [{}] * len(writes)
+            for position, outcome in zip(order, row[0], strict=True):
+                outcomes[position] = outcome
+            topics = {t for write, o in zip(writes, outcomes, strict=True) for t in write.wake(o)}
+            await self._wake(conn, topics)
         return outcomes
 
     async def abandon_workflow_task(
@@ -424,23 +460,23 @@ class PostgresBackend:
         resume: ResumeWorkflow | None = None,
     ) -> WorkflowTask | None:
         topic = work_topic(TaskKind.WORKFLOW, task.workflow_name)
-        result = await self._completions.submit(
-            {
-                "id": task.id,
-                "workflow_id": task.workflow_id,
-                "token": task.lease_token,
-                "event": encode_event(outcome),
-                "channel": self.channel,
-                "topic": topic,
-                "owner": resume.owner if resume else None,
-                "lease": f"{resume.lease.total_seconds()} seconds" if resume else None,
-            }
-        )
+
+        def wake(outcome: dict[str, Any]) -> list[str]:
+            return [topic] if outcome["recorded"] and outcome["resumed"] is None else []
+
+        params = {
+            "id": task.id,
+            "workflow_id": task.workflow_id,
+            "token": task.lease_token,
+            "event": encode_event(outcome),
+            "owner": resume.owner if resume else None,
+            "lease": f"{resume.lease.total_seconds()} seconds" if resume else None,
+        }
+        result = await self._completions.submit(_Write(params, wake))
         if not result["recorded"]:
             raise LeaseLost(f"activity task {task.id} ({task.name!r}): lease lost")
         resumed = result["resumed"]
         if resumed is None:
-            self._notify_here([topic])
             return None
         return workflow_task(
             task.workflow_id,
@@ -452,9 +488,9 @@ class PostgresBackend:
             resumed["failures"],
         )
 
-    async def _flush_completions(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def _flush_completions(self, writes: list[_Write]) -> list[dict[str, Any]]:
         return await self._in_workflow_order(
-            items, "complete_activity_tasks", "items", "workflow_id"
+            writes, "complete_activity_tasks", "items", "workflow_id"
         )
 
     async def retry_activity_task(

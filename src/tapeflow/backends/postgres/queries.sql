@@ -1,10 +1,14 @@
--- name: create_workflow
--- The workflow, its task and its start event, in one statement; no row back means the id is
--- taken. The start event is built here because its time is the database's.
-WITH created AS (
+-- name: create_workflows
+-- Many workflows, each with its task and its start event, in one statement; the ids that
+-- come back are those created (the others were taken). The start event is built here
+-- because its time is the database's.
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(names)s::text[], %(versions)s::text[],
+                         %(args)s::text[], %(start_ats)s::timestamptz[])
+        AS u (id, name, version, args, start_at)
+), created AS (
     INSERT INTO workflows (id, name, version, status, args, start_at)
-    VALUES (%(id)s, %(name)s, %(version)s, 'pending', %(args)s::json,
-            coalesce(%(start_at)s, now()))
+    SELECT id, name, version, 'pending', args::json, coalesce(start_at, now()) FROM input
     ON CONFLICT (id) DO NOTHING
     RETURNING id, name, version, args, start_at
 ), task AS (
@@ -16,7 +20,12 @@ WITH created AS (
                              'started_at', start_at, 'kind', 'workflow_started')
     FROM created
 )
-SELECT pg_notify(%(channel)s, %(topic)s) FROM created;
+SELECT id FROM created;
+
+-- name: notify
+-- Wake-ups, sent after the commit that made the work: this transaction writes nothing, so
+-- it does not wait for a WAL flush while it holds the lock that NOTIFY takes.
+SELECT pg_notify(%(channel)s, topic) FROM unnest(%(topics)s::text[]) AS topic;
 
 -- name: send_event
 -- One statement: the event is appended only to a workflow still running; the status comes

@@ -67,7 +67,7 @@ CREATE TABLE history (
     PRIMARY KEY (workflow_id, seq)
 );
 
--- A workflow task's whole commit in one round trip.
+-- A workflow task's whole commit in one round trip; the caller sends the wake-ups after it.
 CREATE FUNCTION commit_workflow_task(
     p_workflow_id      text,
     p_token            bigint,
@@ -85,8 +85,6 @@ CREATE FUNCTION commit_workflow_task(
     p_status           text,
     p_result           text,
     p_failure          text,
-    p_channel          text,
-    p_topics           text[],
     p_eager_seqs       integer[],
     p_owner            text,
     p_lease            interval
@@ -94,14 +92,18 @@ CREATE FUNCTION commit_workflow_task(
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
--- Returns {"error": null, "eager": [[task id, seq], ...]} once committed, the activity tasks
--- in p_eager_seqs leased to p_owner (attempt 1); else {"error": why the lease did not hold}.
+-- Returns {"error": null, "eager": [[task id, seq], ...], "wake": bool} once committed: the
+-- activity tasks in p_eager_seqs leased to p_owner (attempt 1), and whether the workflow's
+-- pollers must be woken: its inbox holds events that came while the task was held, or
+-- timers, whose due time a poller may have put off while the lease was held; else
+-- {"error": why the lease did not hold}.
 DECLARE
     v_token  bigint;
     v_live   boolean;
     v_length integer;
     v_new    integer := p_history_length + cardinality(p_events);
     v_eager  json;
+    v_wake   boolean := false;
 BEGIN
     SELECT t.lease_token, t.lease_expires_at > now(), w.history_length
     INTO v_token, v_live, v_length
@@ -153,9 +155,9 @@ BEGIN
         SET lease_owner = NULL, lease_expires_at = NULL, failures = 0, last_error = NULL,
             not_before = '-infinity'
         WHERE workflow_id = p_workflow_id;
+        v_wake := EXISTS (SELECT FROM inbox WHERE workflow_id = p_workflow_id);
     END IF;
-    PERFORM pg_notify(p_channel, topic) FROM unnest(p_topics) AS topic;
-    RETURN json_build_object('error', NULL, 'eager', coalesce(v_eager, '[]'));
+    RETURN json_build_object('error', NULL, 'eager', coalesce(v_eager, '[]'), 'wake', v_wake);
 END
 $$;
 
@@ -167,30 +169,24 @@ LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 DECLARE
-    t       json;
+    t       record;
     outcome json;
     results json[] := '{}';
 BEGIN
-    FOR t IN SELECT json_array_elements(p_tasks) LOOP
+    FOR t IN
+        SELECT * FROM json_to_recordset(p_tasks) AS x (
+            id text, token bigint, history_length integer, consumed bigint[], events text[],
+            activity_seqs integer[], activity_names text[], activity_args text[],
+            activity_retries text[], timer_dues timestamptz[], timer_seqs integer[],
+            timer_events text[], cancelled_timers integer[], status text, result text,
+            failure text, eager_seqs integer[], owner text, lease interval)
+    LOOP
         BEGIN
             outcome := commit_workflow_task(
-                t ->> 'id', (t ->> 'token')::bigint, (t ->> 'history_length')::integer,
-                ARRAY(SELECT json_array_elements_text(t -> 'consumed'))::bigint[],
-                ARRAY(SELECT json_array_elements_text(t -> 'events')),
-                ARRAY(SELECT json_array_elements_text(t -> 'activity_seqs'))::integer[],
-                ARRAY(SELECT json_array_elements_text(t -> 'activity_names')),
-                ARRAY(SELECT json_array_elements_text(t -> 'activity_args')),
-                ARRAY(SELECT json_array_elements_text(t -> 'activity_retries')),
-                ARRAY(SELECT json_array_elements_text(t -> 'timer_dues'))::timestamptz[],
-                ARRAY(SELECT json_array_elements_text(t -> 'timer_seqs'))::integer[],
-                ARRAY(SELECT json_array_elements_text(t -> 'timer_events')),
-                ARRAY(SELECT json_array_elements_text(t -> 'cancelled_timers'))::integer[],
-                t ->> 'status', t ->> 'result', t ->> 'failure',
-                t ->> 'channel',
-                ARRAY(SELECT json_array_elements_text(t -> 'topics')),
-                ARRAY(SELECT json_array_elements_text(t -> 'eager_seqs'))::integer[],
-                t ->> 'owner', (t ->> 'lease')::interval
-            );
+                t.id, t.token, t.history_length, t.consumed, t.events, t.activity_seqs,
+                t.activity_names, t.activity_args, t.activity_retries, t.timer_dues,
+                t.timer_seqs, t.timer_events, t.cancelled_timers, t.status, t.result,
+                t.failure, t.eager_seqs, t.owner, t.lease);
         EXCEPTION
             WHEN deadlock_detected OR serialization_failure OR lock_not_available THEN
                 RAISE;  -- the whole batch is retried; nothing of it was kept
@@ -210,31 +206,33 @@ SET search_path FROM CURRENT
 AS $$
 -- Per item in order: {"recorded": false} when the lease was lost, else {"recorded": true,
 -- "resumed": null or the workflow task, leased to the item's owner when it asked and the
--- task was free: then it goes on at once and no one else is woken}.
+-- task was free: then it goes on at once, and the workflow's pollers need no wake-up}.
 DECLARE
-    item     json;
+    item     record;
     workflow text;
     v_token  bigint;
     v_fails  integer;
     resumed  json;
     results  json[] := '{}';
 BEGIN
-    FOR item IN SELECT json_array_elements(p_items) LOOP
+    FOR item IN
+        SELECT * FROM json_to_recordset(p_items)
+            AS x (id bigint, token bigint, event text, owner text, lease interval)
+    LOOP
         resumed := NULL;
         DELETE FROM activity_tasks
-        WHERE id = (item ->> 'id')::bigint AND lease_token = (item ->> 'token')::bigint
-          AND lease_expires_at > now()
+        WHERE id = item.id AND lease_token = item.token AND lease_expires_at > now()
         RETURNING workflow_id INTO workflow;
         IF NOT FOUND THEN
             results := results || json_build_object('recorded', false);
             CONTINUE;
         END IF;
         INSERT INTO inbox (workflow_id, visible_at, event)
-        VALUES (workflow, now(), (item ->> 'event')::json);
-        IF item ->> 'owner' IS NOT NULL THEN
+        VALUES (workflow, now(), item.event::json);
+        IF item.owner IS NOT NULL THEN
             UPDATE workflow_tasks
-            SET lease_owner = item ->> 'owner', lease_token = lease_token + 1,
-                lease_expires_at = now() + (item ->> 'lease')::interval
+            SET lease_owner = item.owner, lease_token = lease_token + 1,
+                lease_expires_at = now() + item.lease
             WHERE workflow_id = workflow AND not_before <= now()
               AND (lease_expires_at IS NULL OR lease_expires_at <= now())
             RETURNING lease_token, failures INTO v_token, v_fails;
@@ -247,9 +245,6 @@ BEGIN
                 INTO resumed
                 FROM inbox e WHERE e.workflow_id = workflow AND e.visible_at <= now();
             END IF;
-        END IF;
-        IF resumed IS NULL THEN
-            PERFORM pg_notify(item ->> 'channel', item ->> 'topic');
         END IF;
         results := results || json_build_object('recorded', true, 'resumed', resumed);
     END LOOP;
