@@ -64,10 +64,37 @@ def _build_adapter(hint: object) -> TypeAdapter[Any]:
         raise PayloadError(f"tapeflow cannot store values of type {_name(hint)}: {exc}") from None
 
 
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+"""Types that are JSON as they are: exactly these, not subclasses (enums, say)."""
+
+
+def _plain(value: object) -> bool:
+    """True if ``value`` is already JSON: scalars, lists, and dicts with string keys."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is list:
+        return all(_plain(item) for item in cast(list[object], value))
+    if kind is dict:
+        items = cast(dict[object, object], value).items()
+        return all(type(key) is str and _plain(item) for key, item in items)
+    return False
+
+
+def _is_plain(value: object) -> bool:
+    try:
+        return _plain(value)
+    except RecursionError:  # too deep: the full path below refuses it with a clear error
+        return False
+
+
 def to_json(value: object, hint: object = Any, *, what: str = "value") -> JSONValue:
     """``value`` as JSON, checked against ``hint`` both ways so that it will decode again,
     and refused if JSON cannot hold it (NaN, infinities, lone surrogates) or if it is over
     the size limit."""
+    if (hint is type(value) and hint in _SCALARS) or (hint is Any and _is_plain(value)):
+        _check_json(cast(JSONValue, value), what)  # already JSON: no conversion to check
+        return cast(JSONValue, value)
     adapter = _adapter(hint)
     try:
         data = adapter.dump_python(value, mode="json", warnings="error")
@@ -82,7 +109,7 @@ def to_json(value: object, hint: object = Any, *, what: str = "value") -> JSONVa
 
 def from_json(data: JSONValue, hint: object = Any, *, what: str = "value") -> Any:
     """JSON back into the annotated type."""
-    if hint is Any:
+    if hint is Any or (hint is type(data) and hint in _SCALARS):
         return data
     try:
         return _adapter(hint).validate_python(data)

@@ -167,7 +167,11 @@ class Worker:
             frozenset(self.activities), activity_poller, self.lease_owner, lease
         )
         activity_runner.resume = ResumeDispatch(
-            frozenset(self.workflows), workflow_poller, self.lease_owner, lease
+            frozenset(self.workflows),
+            workflow_poller,
+            self.lease_owner,
+            lease,
+            workflow_runner.continue_after,
         )
 
     async def stop(self) -> None:

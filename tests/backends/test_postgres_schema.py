@@ -61,7 +61,12 @@ def _shape(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> dict[st
         (schema,),
     ).fetchall()
     functions = [
-        (name, args, source, [c.replace(schema, "S") for c in config or []])
+        (
+            name,
+            args.replace(f"{schema}.", ""),
+            source,
+            [c.replace(schema, "S") for c in config or []],
+        )
         for name, args, source, config in cast(list[tuple[str, str, str, list[str] | None]], rows)
     ]
     return {

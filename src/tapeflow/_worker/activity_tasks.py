@@ -108,11 +108,17 @@ class ActivityTaskRunner:
         resume = self.resume.take(task) if self.resume else None
         resumed: WorkflowTask | None = None
         try:
-            resumed = await persist(
-                lambda: self._backend.complete_activity_task(task, outcome, resume),
-                f"recording the outcome of activity task {task.id}",
-                self._lease,
-            )
+            ahead = None
+            if self.resume is not None and resume is not None:
+                ahead = await self.resume.continue_after(task, outcome, resume)
+            if ahead is not None:
+                resumed = ahead.resumed
+            else:
+                resumed = await persist(
+                    lambda: self._backend.complete_activity_task(task, outcome, resume),
+                    f"recording the outcome of activity task {task.id}",
+                    self._lease,
+                )
         except Exception:
             if resume is not None:  # recorded, perhaps, with its answer lost
                 resumed = await self._reclaim(task.workflow_id, resume)

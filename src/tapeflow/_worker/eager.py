@@ -5,17 +5,18 @@ work then starts at once, with no claim, no wake-up and no poll in between."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 from tapeflow._worker.poller import Poller
 from tapeflow.backends.base import (
     ActivityTask,
+    Continued,
     EagerActivities,
     ResumeWorkflow,
     WorkflowTask,
 )
-from tapeflow.history import ActivityScheduled, Decision
+from tapeflow.history import ActivityCompleted, ActivityFailed, ActivityScheduled, Decision
 
 
 class EagerDispatch:
@@ -31,13 +32,15 @@ class EagerDispatch:
         self._owner = owner
         self._lease = lease
 
-    def take(self, decisions: Sequence[Decision]) -> tuple[EagerActivities | None, int]:
-        """Which new activities to lease in the commit, within the free activity slots,
-        and how many slots were held for them."""
+    def take(
+        self, decisions: Sequence[Decision], handing_over: int = 0
+    ) -> tuple[EagerActivities | None, int]:
+        """Which new activities to lease in the commit, within the free activity slots (and
+        those the caller's activity is handing over), and how many slots were held."""
         wanted = [
             d.seq for d in decisions if isinstance(d, ActivityScheduled) and d.name in self._names
         ]
-        held = self._poller.reserve(len(wanted)) if wanted else 0
+        held = self._poller.reserve(len(wanted), handing_over) if wanted else 0
         if not held:
             return None, 0
         return EagerActivities(frozenset(wanted[:held]), self._owner, self._lease), held
@@ -47,6 +50,13 @@ class EagerDispatch:
         self._poller.adopt(tasks, held)
 
 
+ContinueAfter = Callable[
+    [ActivityTask, ActivityCompleted | ActivityFailed, ResumeWorkflow],
+    Awaitable[Continued | None],
+]
+"""Runs the workflow's next task ahead with an activity's outcome (WorkflowTaskRunner)."""
+
+
 class ResumeDispatch:
     def __init__(
         self,
@@ -54,10 +64,12 @@ class ResumeDispatch:
         poller: Poller[WorkflowTask],
         owner: str,
         lease: timedelta,
+        continue_after: ContinueAfter,
     ) -> None:
         self._names = names
         self._poller = poller
         self._resume = ResumeWorkflow(owner, lease)
+        self.continue_after = continue_after
 
     def take(self, task: ActivityTask) -> ResumeWorkflow | None:
         """Ask to continue the activity's workflow here, if this worker runs it and has room."""

@@ -49,10 +49,13 @@ class Poller(Generic[T]):
     def stop(self) -> None:
         self._stopping.set()
 
-    def reserve(self, wanted: int) -> int:
+    def reserve(self, wanted: int, handing_over: int = 0) -> int:
         """Hold up to ``wanted`` free slots for tasks claimed elsewhere (eagerly, in the same
-        transaction as the commit that created them); returns how many were held."""
-        granted = 0 if self._stopping.is_set() else max(0, min(wanted, self._free()))
+        transaction as the commit that created them); returns how many were held.
+        ``handing_over`` counts slots the caller's own task frees as soon as it ends, so
+        that a chain of work (one activity after another) keeps its slot."""
+        free = self._free() + handing_over
+        granted = 0 if self._stopping.is_set() else max(0, min(wanted, free))
         self._reserved += granted
         return granted
 

@@ -4,19 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from tapeflow._definition import Definition
 from tapeflow._engine.instance import TASK_FAILURES, Activation, WorkflowInstance
 from tapeflow._engine.replay import replay_new
 from tapeflow._worker.cache import WorkflowCache
+from tapeflow._worker.clock import BackendClock
 from tapeflow._worker.eager import EagerDispatch
 from tapeflow._worker.persist import persist
-from tapeflow.backends.base import ActivityTask, Backend, EagerActivities, WorkflowTask
+from tapeflow.backends.base import (
+    ActivityTask,
+    Backend,
+    Continuation,
+    Continued,
+    EagerActivities,
+    ResumeWorkflow,
+    WorkflowTask,
+)
 from tapeflow.errors import LeaseLost, PayloadError, WorkflowSandboxError
-from tapeflow.history import Decision, HistoryEvent, WorkflowTaskStarted
+from tapeflow.history import (
+    ActivityCompleted,
+    ActivityFailed,
+    Decision,
+    HistoryEvent,
+    Incoming,
+    WorkflowTaskStarted,
+)
 from tapeflow.options import RetryPolicy
 
 log = logging.getLogger("tapeflow.worker")
@@ -51,19 +67,23 @@ class WorkflowTaskRunner:
         self._lease = lease
         self._timeout = task_timeout.total_seconds()
         self._engine = ThreadPoolExecutor(threads, thread_name_prefix="tapeflow-workflow")
+        self._clock = BackendClock()
 
     def close(self) -> None:
         self._engine.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, task: WorkflowTask) -> None:
         instance: WorkflowInstance | None = None
+        self._clock.observe(task.claimed_at)
         try:
             if task.poison is not None:
                 raise PayloadError(task.poison)
             instance = self._cache.take(task.workflow_id, task.history_length)
             history = [] if instance is not None else await self._history(task)
-            instance, decisions = await self._in_thread(task, instance, history)
             incoming = [item.event for item in task.inbox]
+            instance, decisions = await self._activate(
+                task.workflow_id, task.workflow_name, instance, history, task.claimed_at, incoming
+            )
             at = instance.now
             events: list[HistoryEvent] = [WorkflowTaskStarted(at=at), *incoming, *decisions]
             consumed = [item.id for item in task.inbox]
@@ -123,18 +143,21 @@ class WorkflowTaskRunner:
             self._lease,
         )
 
-    async def _in_thread(
-        self, task: WorkflowTask, instance: WorkflowInstance | None, history: list[HistoryEvent]
+    async def _activate(
+        self,
+        workflow_id: str,
+        workflow_name: str,
+        instance: WorkflowInstance | None,
+        history: list[HistoryEvent],
+        at: datetime,
+        incoming: Sequence[Incoming],
     ) -> tuple[WorkflowInstance, list[Decision]]:
         """Replay (on a cache miss) and activate on the engine thread, within the timeout."""
 
         def work() -> tuple[WorkflowInstance, list[Decision]]:
-            live = instance or replay_new(
-                self._workflows[task.workflow_name], task.workflow_id, history
-            )
-            at = max(task.claimed_at, live.now)
+            live = instance or replay_new(self._workflows[workflow_name], workflow_id, history)
             try:
-                return live, live.activate(Activation(at, [i.event for i in task.inbox]))
+                return live, live.activate(Activation(max(at, live.now), incoming))
             except BaseException:
                 live.close()
                 raise
@@ -144,10 +167,60 @@ class WorkflowTaskRunner:
             return await asyncio.wait_for(future, self._timeout)
         except TimeoutError:
             raise WorkflowSandboxError(
-                f"workflow code of {task.workflow_id!r} ran {self._timeout:g}s without "
+                f"workflow code of {workflow_id!r} ran {self._timeout:g}s without "
                 "awaiting anything: a blocking call (time.sleep, I/O) or a busy loop? "
                 "Blocking work belongs in an activity"
             ) from None
+
+    async def continue_after(
+        self,
+        activity: ActivityTask,
+        outcome: ActivityCompleted | ActivityFailed,
+        resume: ResumeWorkflow,
+    ) -> Continued | None:
+        """Run the workflow's next task at once, on its cached instance fed only the
+        activity's outcome, and commit it with the outcome in one transaction: one write
+        and no hand-off per activity. None when there is nothing to run ahead (no cached
+        instance, or no backend time read yet): the caller records the outcome alone. The
+        backend falls back to that too if the task is held or the history moved on."""
+        now = self._clock.now()
+        instance = self._cache.take_latest(activity.workflow_id) if now else None
+        if instance is None or now is None:
+            return None
+        length = instance.history_length
+        try:
+            instance, decisions = await self._activate(
+                activity.workflow_id, activity.workflow_name, instance, [], now, [outcome]
+            )
+        except Exception:  # the task, run as usual, fails visibly (closed by _activate)
+            return None
+        events = [WorkflowTaskStarted(at=instance.now), outcome, *decisions]
+        # the activity's own slot frees as this returns: the next activity may have it
+        # the activity's own slot frees as this returns: the next activity may have it
+        eager, held = self.eager.take(decisions, handing_over=1) if self.eager else (None, 0)
+        continuation = Continuation(resume, length, events, eager)
+        done: Continued | None = None
+        try:
+            done = await persist(
+                lambda: self._backend.continue_after_activity(activity, outcome, continuation),
+                f"recording the outcome of activity task {activity.id}",
+                self._lease,
+            )
+        except Exception:
+            instance.close()
+            if eager is not None:  # the commit may have happened, its answer lost
+                taken = await self._reclaim(activity.workflow_id, eager)
+                if self.eager is not None:
+                    self.eager.run(taken, held)
+            raise
+        if self.eager is not None:
+            self.eager.run(done.eager, held)
+        if done.committed:
+            instance.history_length = length + len(events)
+            self._cache.put(instance)
+        else:
+            instance.close()
+        return done
 
     async def _give_back(self, task: WorkflowTask, exc: Exception) -> None:
         delay = TASK_RETRY.delay_after(task.failures + 1)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tapeflow.backends._wakeups import finished_topic, work_topic
-from tapeflow.backends.base import ActivityTask, EagerActivities, TaskKind, WorkflowTask
+from tapeflow.backends.base import ActivityTask, EagerActivities, TaskKind
 from tapeflow.history import (
     ActivityScheduled,
     Failure,
@@ -61,12 +61,14 @@ def commit_topics(
     return topics
 
 
-def eager_task(task: WorkflowTask, activity: ActivityScheduled, task_id: int) -> ActivityTask:
+def eager_task(
+    workflow_id: str, workflow_name: str, activity: ActivityScheduled, task_id: int
+) -> ActivityTask:
     """The activity task a commit leased to its own worker (attempt 1, first lease)."""
     return ActivityTask(
         id=task_id,
-        workflow_id=task.workflow_id,
-        workflow_name=task.workflow_name,
+        workflow_id=workflow_id,
+        workflow_name=workflow_name,
         seq=activity.seq,
         name=activity.name,
         args=activity.args,

@@ -126,6 +126,33 @@ class ResumeWorkflow:
     lease: timedelta
 
 
+@dataclass(frozen=True)
+class Continuation:
+    """The workflow's next task, run ahead by the worker that ran one of its activities, on
+    its cached instance fed only that activity's outcome. It is committed in the transaction
+    that records the outcome if the workflow's task is free and its history is still
+    ``history_length`` events long; otherwise the outcome is recorded alone (and the task
+    resumed by ``resume``, if free), so nothing is lost either way."""
+
+    resume: ResumeWorkflow
+    history_length: int
+    events: Sequence[HistoryEvent]
+    """WorkflowTaskStarted, the activity's outcome, then the task's decisions."""
+    eager: EagerActivities | None = None
+
+
+@dataclass(frozen=True)
+class Continued:
+    """What ``continue_after_activity`` did, the outcome being recorded either way."""
+
+    committed: bool
+    """The continuation is in history: the cached instance is current."""
+    eager: list[ActivityTask]
+    """Activity tasks the continuation's commit leased to the worker."""
+    resumed: WorkflowTask | None
+    """Not committed, but the workflow's task was free: leased to the worker, to run now."""
+
+
 class TaskKind(enum.StrEnum):
     WORKFLOW = "workflow"
     ACTIVITY = "activity"
@@ -247,6 +274,17 @@ class Backend(Protocol):
         """Delete the task and hand its final outcome to the workflow; with ``resume``, also
         lease the workflow's task to the caller if it is free, and return it.
         Raises LeaseLost."""
+        ...
+
+    async def continue_after_activity(
+        self,
+        task: ActivityTask,
+        outcome: ActivityCompleted | ActivityFailed,
+        continuation: Continuation,
+    ) -> Continued:
+        """``complete_activity_task`` and, in the same transaction, the workflow's next task
+        when the worker could run it ahead (see Continuation). Raises LeaseLost if the
+        activity's lease was lost (then nothing is written)."""
         ...
 
     async def retry_activity_task(

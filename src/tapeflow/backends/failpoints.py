@@ -143,3 +143,8 @@ class FailpointBackend:
         return await self._through(
             "complete_activity", lambda: self._backend.complete_activity_task(*args)
         )
+
+    async def continue_after_activity(self, *args: Any) -> Any:
+        return await self._through(
+            "complete_activity", lambda: self._backend.continue_after_activity(*args)
+        )

@@ -22,7 +22,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tapeflow.backends._batcher import Batcher
-from tapeflow.backends._commit_plan import commit_topics, eager_task, plan_commit
+from tapeflow.backends._commit_plan import CommitPlan, commit_topics, eager_task, plan_commit
 from tapeflow.backends._rows import (
     FAILURE,
     activity_task,
@@ -35,6 +35,8 @@ from tapeflow.backends._sql_files import load_queries, migrations
 from tapeflow.backends._wakeups import Wakeups, Watch, work_topic
 from tapeflow.backends.base import (
     ActivityTask,
+    Continuation,
+    Continued,
     EagerActivities,
     LeaseRef,
     NewWorkflow,
@@ -81,6 +83,53 @@ class _Write:
 
     params: dict[str, Any]
     wake: Callable[[dict[str, Any]], Iterable[str]]
+
+
+def _commit_params(
+    workflow_id: str,
+    token: int,
+    history_length: int,
+    consumed: Sequence[int],
+    events: Sequence[HistoryEvent],
+    plan: CommitPlan,
+    eager: EagerActivities | None,
+) -> dict[str, Any]:
+    """A workflow task's commit as a ``workflow_commit`` row (see schema.sql)."""
+    ending = plan.ending
+    failure = ending.failure if ending else None
+    return {
+        "id": workflow_id,
+        "token": token,
+        "history_length": history_length,
+        "consumed": list(consumed),
+        "events": [encode_event(e) for e in events],
+        "activity_seqs": [a.seq for a in plan.activities],
+        "activity_names": [a.name for a in plan.activities],
+        "activity_args": [json_text(a.args) for a in plan.activities],
+        "activity_retries": [
+            None if a.retry is None else json_text(a.retry) for a in plan.activities
+        ],
+        "timer_dues": [due.isoformat() for _, due, _ in plan.timers],
+        "timer_seqs": [seq for seq, _, _ in plan.timers],
+        "timer_events": [encode_event(fired) for _, _, fired in plan.timers],
+        "cancelled_timers": plan.cancelled_timers,
+        "status": None if ending is None else "completed" if ending.completed else "failed",
+        "result": json_text(ending.result) if ending and ending.completed else None,
+        "failure": None if failure is None else FAILURE.dump_json(failure).decode(),
+        "eager_seqs": sorted(eager.seqs) if eager else [],
+        "owner": eager.owner if eager else None,
+        "lease": f"{eager.lease.total_seconds()} seconds" if eager else None,
+    }
+
+
+def _eager_tasks(
+    workflow_id: str, workflow_name: str, plan: CommitPlan, outcome: dict[str, Any]
+) -> list[ActivityTask]:
+    by_seq = {a.seq: a for a in plan.activities}
+    return [
+        eager_task(workflow_id, workflow_name, by_seq[seq], task_id)
+        for task_id, seq in outcome["eager"]
+    ]
 
 
 class PostgresBackend:
@@ -341,8 +390,9 @@ class PostgresBackend:
         eager: EagerActivities | None = None,
     ) -> list[ActivityTask]:
         plan = plan_commit(events)
-        ending = plan.ending
-        failure = ending.failure if ending else None
+        params = _commit_params(
+            task.workflow_id, task.lease_token, task.history_length, consumed, events, plan, eager
+        )
 
         def wake(outcome: dict[str, Any]) -> list[str]:
             if outcome["error"] is not None:
@@ -351,37 +401,13 @@ class PostgresBackend:
                 task.workflow_id, task.workflow_name, plan, eager, wake_workflow=outcome["wake"]
             )
 
-        params = {
-            "id": task.workflow_id,
-            "token": task.lease_token,
-            "history_length": task.history_length,
-            "consumed": list(consumed),
-            "events": [encode_event(e) for e in events],
-            "activity_seqs": [a.seq for a in plan.activities],
-            "activity_names": [a.name for a in plan.activities],
-            "activity_args": [json_text(a.args) for a in plan.activities],
-            "activity_retries": [
-                None if a.retry is None else json_text(a.retry) for a in plan.activities
-            ],
-            "timer_dues": [due.isoformat() for _, due, _ in plan.timers],
-            "timer_seqs": [seq for seq, _, _ in plan.timers],
-            "timer_events": [encode_event(fired) for _, _, fired in plan.timers],
-            "cancelled_timers": plan.cancelled_timers,
-            "status": None if ending is None else "completed" if ending.completed else "failed",
-            "result": json_text(ending.result) if ending and ending.completed else None,
-            "failure": None if failure is None else FAILURE.dump_json(failure).decode(),
-            "eager_seqs": sorted(eager.seqs) if eager else [],
-            "owner": eager.owner if eager else None,
-            "lease": f"{eager.lease.total_seconds()} seconds" if eager else None,
-        }
         outcome = await self._commits.submit(_Write(params, wake))
         error = outcome["error"]
         if error is not None:
             if error.startswith("failed:"):
                 raise TapeflowError(f"committing the task of {task.workflow_id!r} {error}")
             raise LeaseLost(f"workflow task {task.workflow_id!r}: {error}")
-        by_seq = {a.seq: a for a in plan.activities}
-        return [eager_task(task, by_seq[seq], task_id) for task_id, seq in outcome["eager"]]
+        return _eager_tasks(task.workflow_id, task.workflow_name, plan, outcome)
 
     async def _flush_commits(self, writes: list[_Write]) -> list[dict[str, Any]]:
         return await self._in_workflow_order(writes, "commit_workflow_tasks", "tasks", "id")
@@ -459,12 +485,27 @@ class PostgresBackend:
         outcome: ActivityCompleted | ActivityFailed,
         resume: ResumeWorkflow | None = None,
     ) -> WorkflowTask | None:
+        done = await self._complete(task, outcome, resume, None)
+        return done.resumed
+
+    async def continue_after_activity(
+        self,
+        task: ActivityTask,
+        outcome: ActivityCompleted | ActivityFailed,
+        continuation: Continuation,
+    ) -> Continued:
+        return await self._complete(task, outcome, continuation.resume, continuation)
+
+    async def _complete(
+        self,
+        task: ActivityTask,
+        outcome: ActivityCompleted | ActivityFailed,
+        resume: ResumeWorkflow | None,
+        continuation: Continuation | None,
+    ) -> Continued:
         topic = work_topic(TaskKind.WORKFLOW, task.workflow_name)
-
-        def wake(outcome: dict[str, Any]) -> list[str]:
-            return [topic] if outcome["recorded"] and outcome["resumed"] is None else []
-
-        params = {
+        plan = plan_commit(continuation.events) if continuation else None
+        params: dict[str, Any] = {
             "id": task.id,
             "workflow_id": task.workflow_id,
             "token": task.lease_token,
@@ -472,20 +513,54 @@ class PostgresBackend:
             "owner": resume.owner if resume else None,
             "lease": f"{resume.lease.total_seconds()} seconds" if resume else None,
         }
+        if continuation is not None and plan is not None:
+            params["commit"] = _commit_params(
+                task.workflow_id,
+                0,
+                continuation.history_length,
+                [],
+                continuation.events,
+                plan,
+                continuation.eager,
+            )
+
+        def wake(result: dict[str, Any]) -> list[str]:
+            if not result["recorded"]:
+                return []
+            continued = result.get("continued")
+            if continued is not None and plan is not None:
+                return commit_topics(
+                    task.workflow_id,
+                    task.workflow_name,
+                    plan,
+                    continuation.eager if continuation else None,
+                    wake_workflow=continued["wake"],
+                )
+            return [topic] if result["resumed"] is None else []
+
         result = await self._completions.submit(_Write(params, wake))
         if not result["recorded"]:
             raise LeaseLost(f"activity task {task.id} ({task.name!r}): lease lost")
+        continued = result.get("continued")
+        if continued is not None and plan is not None:
+            return Continued(
+                True, _eager_tasks(task.workflow_id, task.workflow_name, plan, continued), None
+            )
         resumed = result["resumed"]
         if resumed is None:
-            return None
-        return workflow_task(
-            task.workflow_id,
-            task.workflow_name,
-            resumed["history_length"],
-            zip(resumed["ids"], resumed["events"], strict=True),
-            resumed["token"],
-            _utc(datetime.fromisoformat(resumed["claimed_at"])),
-            resumed["failures"],
+            return Continued(False, [], None)
+        return Continued(
+            False,
+            [],
+            workflow_task(
+                task.workflow_id,
+                task.workflow_name,
+                resumed["history_length"],
+                zip(resumed["ids"], resumed["events"], strict=True),
+                resumed["token"],
+                _utc(datetime.fromisoformat(resumed["claimed_at"])),
+                resumed["failures"],
+            ),
         )
 
     async def _flush_completions(self, writes: list[_Write]) -> list[dict[str, Any]]:

@@ -67,33 +67,35 @@ CREATE TABLE history (
     PRIMARY KEY (workflow_id, seq)
 );
 
--- A workflow task's whole commit in one round trip; the caller sends the wake-ups after it.
-CREATE FUNCTION commit_workflow_task(
-    p_workflow_id      text,
-    p_token            bigint,
-    p_history_length   integer,
-    p_consumed         bigint[],
-    p_events           text[],
-    p_activity_seqs    integer[],
-    p_activity_names   text[],
-    p_activity_args    text[],
-    p_activity_retries text[],
-    p_timer_dues       timestamptz[],
-    p_timer_seqs       integer[],
-    p_timer_events     text[],
-    p_cancelled_timers integer[],
-    p_status           text,
-    p_result           text,
-    p_failure          text,
-    p_eager_seqs       integer[],
-    p_owner            text,
-    p_lease            interval
-) RETURNS json
+-- One workflow task's commit, as the worker sends it.
+CREATE TYPE workflow_commit AS (
+    id               text,
+    token            bigint,
+    history_length   integer,
+    consumed         bigint[],
+    events           text[],
+    activity_seqs    integer[],
+    activity_names   text[],
+    activity_args    text[],
+    activity_retries text[],
+    timer_dues       timestamptz[],
+    timer_seqs       integer[],
+    timer_events     text[],
+    cancelled_timers integer[],
+    status           text,
+    result           text,
+    failure          text,
+    eager_seqs       integer[],
+    owner            text,
+    lease            interval
+);
+
+CREATE FUNCTION commit_workflow_task(c workflow_commit) RETURNS json
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 -- Returns {"error": null, "eager": [[task id, seq], ...], "wake": bool} once committed: the
--- activity tasks in p_eager_seqs leased to p_owner (attempt 1), and whether the workflow's
+-- activity tasks in c.eager_seqs leased to c.owner (attempt 1), and whether the workflow's
 -- pollers must be woken: its inbox holds events that came while the task was held, or
 -- timers, whose due time a poller may have put off while the lease was held; else
 -- {"error": why the lease did not hold}.
@@ -101,61 +103,59 @@ DECLARE
     v_token  bigint;
     v_live   boolean;
     v_length integer;
-    v_new    integer := p_history_length + cardinality(p_events);
+    v_new    integer := c.history_length + cardinality(c.events);
     v_eager  json;
     v_wake   boolean := false;
 BEGIN
     SELECT t.lease_token, t.lease_expires_at > now(), w.history_length
     INTO v_token, v_live, v_length
     FROM workflow_tasks t JOIN workflows w ON w.id = t.workflow_id
-    WHERE t.workflow_id = p_workflow_id
+    WHERE t.workflow_id = c.id
     FOR NO KEY UPDATE OF t, w;
-    IF NOT FOUND OR v_token <> p_token OR NOT v_live THEN
+    IF NOT FOUND OR v_token <> c.token OR NOT v_live THEN
         RETURN json_build_object('error', 'lease lost');
     END IF;
-    IF v_length <> p_history_length THEN
+    IF v_length <> c.history_length THEN
         RETURN json_build_object('error', 'history moved on');
     END IF;
 
-    DELETE FROM inbox WHERE workflow_id = p_workflow_id AND id = ANY (p_consumed);
+    DELETE FROM inbox WHERE workflow_id = c.id AND id = ANY (c.consumed);
     INSERT INTO history (workflow_id, seq, event)
-    SELECT p_workflow_id, p_history_length + u.n, u.event::json
-    FROM unnest(p_events) WITH ORDINALITY AS u (event, n);
+    SELECT c.id, c.history_length + u.n, u.event::json
+    FROM unnest(c.events) WITH ORDINALITY AS u (event, n);
 
-    IF p_status IS NOT NULL THEN
+    IF c.status IS NOT NULL THEN
         UPDATE workflows
-        SET status = p_status, result = p_result::json, failure = p_failure::json,
+        SET status = c.status, result = c.result::json, failure = c.failure::json,
             completed_at = now(), history_length = v_new
-        WHERE id = p_workflow_id;
-        DELETE FROM workflow_tasks WHERE workflow_id = p_workflow_id;
-        DELETE FROM activity_tasks WHERE workflow_id = p_workflow_id;
-        DELETE FROM inbox WHERE workflow_id = p_workflow_id;
+        WHERE id = c.id;
+        DELETE FROM workflow_tasks WHERE workflow_id = c.id;
+        DELETE FROM activity_tasks WHERE workflow_id = c.id;
+        DELETE FROM inbox WHERE workflow_id = c.id;
     ELSE
         WITH created AS (
             INSERT INTO activity_tasks (workflow_id, seq, name, args, retry, visible_at,
                                         lease_owner, lease_expires_at, lease_token, attempt)
-            SELECT p_workflow_id, u.seq, u.name, u.args::json, u.retry::json, now(),
-                   CASE WHEN leased THEN p_owner END, CASE WHEN leased THEN now() + p_lease END,
+            SELECT c.id, u.seq, u.name, u.args::json, u.retry::json, now(),
+                   CASE WHEN leased THEN c.owner END, CASE WHEN leased THEN now() + c.lease END,
                    leased::integer, leased::integer
-            FROM unnest(p_activity_seqs, p_activity_names, p_activity_args, p_activity_retries)
+            FROM unnest(c.activity_seqs, c.activity_names, c.activity_args, c.activity_retries)
                 AS u (seq, name, args, retry),
-                 LATERAL (SELECT u.seq = ANY (p_eager_seqs) AS leased) AS l
+                 LATERAL (SELECT u.seq = ANY (c.eager_seqs) AS leased) AS l
             RETURNING id, seq, lease_token
         )
         SELECT coalesce(json_agg(json_build_array(id, seq)), '[]') INTO v_eager
         FROM created WHERE lease_token = 1;
         INSERT INTO inbox (workflow_id, visible_at, timer_seq, event)
-        SELECT p_workflow_id, u.due, u.seq, u.event::json
-        FROM unnest(p_timer_dues, p_timer_seqs, p_timer_events) AS u (due, seq, event);
-        DELETE FROM inbox
-        WHERE workflow_id = p_workflow_id AND timer_seq = ANY (p_cancelled_timers);
-        UPDATE workflows SET status = 'running', history_length = v_new
-        WHERE id = p_workflow_id;
+        SELECT c.id, u.due, u.seq, u.event::json
+        FROM unnest(c.timer_dues, c.timer_seqs, c.timer_events) AS u (due, seq, event);
+        DELETE FROM inbox WHERE workflow_id = c.id AND timer_seq = ANY (c.cancelled_timers);
+        UPDATE workflows SET status = 'running', history_length = v_new WHERE id = c.id;
         UPDATE workflow_tasks
         SET lease_owner = NULL, lease_expires_at = NULL, failures = 0, last_error = NULL,
             not_before = '-infinity'
-        WHERE workflow_id = p_workflow_id;
-        v_wake := EXISTS (SELECT FROM inbox WHERE workflow_id = p_workflow_id);
+        WHERE workflow_id = c.id;
+        v_wake := EXISTS (SELECT FROM inbox WHERE workflow_id = c.id);
     END IF;
     RETURN json_build_object('error', NULL, 'eager', coalesce(v_eager, '[]'), 'wake', v_wake);
 END
@@ -169,24 +169,13 @@ LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 DECLARE
-    t       record;
+    t       workflow_commit;
     outcome json;
     results json[] := '{}';
 BEGIN
-    FOR t IN
-        SELECT * FROM json_to_recordset(p_tasks) AS x (
-            id text, token bigint, history_length integer, consumed bigint[], events text[],
-            activity_seqs integer[], activity_names text[], activity_args text[],
-            activity_retries text[], timer_dues timestamptz[], timer_seqs integer[],
-            timer_events text[], cancelled_timers integer[], status text, result text,
-            failure text, eager_seqs integer[], owner text, lease interval)
-    LOOP
+    FOR t IN SELECT * FROM json_populate_recordset(NULL::workflow_commit, p_tasks) LOOP
         BEGIN
-            outcome := commit_workflow_task(
-                t.id, t.token, t.history_length, t.consumed, t.events, t.activity_seqs,
-                t.activity_names, t.activity_args, t.activity_retries, t.timer_dues,
-                t.timer_seqs, t.timer_events, t.cancelled_timers, t.status, t.result,
-                t.failure, t.eager_seqs, t.owner, t.lease);
+            outcome := commit_workflow_task(t);
         EXCEPTION
             WHEN deadlock_detected OR serialization_failure OR lock_not_available THEN
                 RAISE;  -- the whole batch is retried; nothing of it was kept
@@ -205,19 +194,24 @@ LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 -- Per item in order: {"recorded": false} when the lease was lost, else {"recorded": true,
--- "resumed": null or the workflow task, leased to the item's owner when it asked and the
--- task was free: then it goes on at once, and the workflow's pollers need no wake-up}.
+-- "continued": what commit_workflow_task returned for the item's "commit" (the workflow's
+-- next task, run ahead by the item's owner), "resumed": null or the workflow task, leased to
+-- the item's owner when it asked and the task was free: then it goes on at once, and the
+-- workflow's pollers need no wake-up}. A continuation that cannot be committed (the task
+-- is held, or the history moved on) leaves the outcome in the inbox, as without one.
 DECLARE
     item     record;
+    c        workflow_commit;
     workflow text;
     v_token  bigint;
     v_fails  integer;
     resumed  json;
+    outcome  json;
     results  json[] := '{}';
 BEGIN
     FOR item IN
         SELECT * FROM json_to_recordset(p_items)
-            AS x (id bigint, token bigint, event text, owner text, lease interval)
+            AS x (id bigint, token bigint, event text, owner text, lease interval, commit json)
     LOOP
         resumed := NULL;
         DELETE FROM activity_tasks
@@ -227,8 +221,7 @@ BEGIN
             results := results || json_build_object('recorded', false);
             CONTINUE;
         END IF;
-        INSERT INTO inbox (workflow_id, visible_at, event)
-        VALUES (workflow, now(), item.event::json);
+        v_token := NULL;
         IF item.owner IS NOT NULL THEN
             UPDATE workflow_tasks
             SET lease_owner = item.owner, lease_token = lease_token + 1,
@@ -236,15 +229,34 @@ BEGIN
             WHERE workflow_id = workflow AND not_before <= now()
               AND (lease_expires_at IS NULL OR lease_expires_at <= now())
             RETURNING lease_token, failures INTO v_token, v_fails;
-            IF FOUND THEN
-                SELECT json_build_object(
-                    'token', v_token, 'failures', v_fails, 'claimed_at', now(),
-                    'history_length', (SELECT history_length FROM workflows WHERE id = workflow),
-                    'ids', coalesce(json_agg(e.id ORDER BY e.id), '[]'),
-                    'events', coalesce(json_agg(e.event::text ORDER BY e.id), '[]'))
-                INTO resumed
-                FROM inbox e WHERE e.workflow_id = workflow AND e.visible_at <= now();
+        END IF;
+        IF v_token IS NOT NULL AND item.commit IS NOT NULL THEN
+            c := json_populate_record(NULL::workflow_commit, item.commit);
+            c.id := workflow;
+            c.token := v_token;
+            BEGIN
+                outcome := commit_workflow_task(c);
+            EXCEPTION
+                WHEN deadlock_detected OR serialization_failure OR lock_not_available THEN
+                    RAISE;
+                WHEN OTHERS THEN
+                    outcome := json_build_object('error', 'failed: ' || SQLERRM);
+            END;
+            IF outcome ->> 'error' IS NULL THEN
+                results := results || json_build_object('recorded', true, 'continued', outcome);
+                CONTINUE;
             END IF;
+        END IF;
+        INSERT INTO inbox (workflow_id, visible_at, event)
+        VALUES (workflow, now(), item.event::json);
+        IF v_token IS NOT NULL THEN
+            SELECT json_build_object(
+                'token', v_token, 'failures', v_fails, 'claimed_at', now(),
+                'history_length', (SELECT history_length FROM workflows WHERE id = workflow),
+                'ids', coalesce(json_agg(e.id ORDER BY e.id), '[]'),
+                'events', coalesce(json_agg(e.event::text ORDER BY e.id), '[]'))
+            INTO resumed
+            FROM inbox e WHERE e.workflow_id = workflow AND e.visible_at <= now();
         END IF;
         results := results || json_build_object('recorded', true, 'resumed', resumed);
     END LOOP;

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from tapeflow.backends._commit_plan import commit_topics, eager_task, plan_commit
+from tapeflow.backends._commit_plan import CommitPlan, commit_topics, eager_task, plan_commit
 from tapeflow.backends._rows import (
     FAILURE,
     activity_task,
@@ -31,6 +31,8 @@ from tapeflow.backends._sql_files import load_queries, migrations
 from tapeflow.backends._wakeups import Wakeups, Watch, work_topic
 from tapeflow.backends.base import (
     ActivityTask,
+    Continuation,
+    Continued,
     EagerActivities,
     LeaseRef,
     NewWorkflow,
@@ -299,59 +301,7 @@ class SQLiteBackend:
         def write(conn: sqlite3.Connection) -> list[str]:
             now = _now_us()
             _check_workflow_lease(conn, task, now)
-            wid = task.workflow_id
-            for inbox_id in consumed:
-                conn.execute(_Q["delete_inbox_event"], {"id": inbox_id, "workflow_id": wid})
-            conn.executemany(
-                _Q["insert_history"],
-                [
-                    {"workflow_id": wid, "seq": task.history_length + n, "event": encode_event(e)}
-                    for n, e in enumerate(events, start=1)
-                ],
-            )
-            length = task.history_length + len(events)
-            if plan.ending is not None:
-                ending = plan.ending
-                conn.execute(
-                    _Q["finish_workflow"],
-                    {
-                        "id": wid,
-                        "status": "completed" if ending.completed else "failed",
-                        "result": json_text(ending.result) if ending.completed else None,
-                        "failure": (
-                            FAILURE.dump_json(ending.failure).decode() if ending.failure else None
-                        ),
-                        "now": now,
-                        "history_length": length,
-                    },
-                )
-                for query in ("drop_workflow_task", "drop_activity_tasks", "drop_inbox"):
-                    conn.execute(_Q[query], {"id": wid})
-                return topics
-            for activity in plan.activities:
-                leased = eager is not None and activity.seq in eager.seqs
-                cursor = conn.execute(
-                    _Q["insert_activity_task"],
-                    {
-                        "workflow_id": wid,
-                        "seq": activity.seq,
-                        "name": activity.name,
-                        "args": json_text(activity.args),
-                        "retry": None if activity.retry is None else json_text(activity.retry),
-                        "now": now,
-                        "owner": eager.owner if eager and leased else None,
-                        "expires": now + _micros(eager.lease) if eager and leased else None,
-                        "leased": int(leased),
-                    },
-                )
-                if leased:
-                    taken.append(eager_task(task, activity, cursor.lastrowid or 0))
-            for seq, due, fired in plan.timers:
-                _insert_inbox(conn, wid, fired, _us(due), timer_seq=seq)
-            for seq in plan.cancelled_timers:
-                conn.execute(_Q["cancel_timer"], {"workflow_id": wid, "seq": seq})
-            conn.execute(_Q["advance_workflow"], {"id": wid, "history_length": length})
-            conn.execute(_Q["release_workflow_task"], {"id": wid})
+            taken.extend(_apply_commit(conn, task, consumed, events, plan, eager, now))
             return topics
 
         await self._write(write)
@@ -451,7 +401,25 @@ class SQLiteBackend:
         outcome: ActivityCompleted | ActivityFailed,
         resume: ResumeWorkflow | None = None,
     ) -> WorkflowTask | None:
-        resumed: list[WorkflowTask] = []
+        done = await self._complete(task, outcome, resume, None)
+        return done.resumed
+
+    async def continue_after_activity(
+        self,
+        task: ActivityTask,
+        outcome: ActivityCompleted | ActivityFailed,
+        continuation: Continuation,
+    ) -> Continued:
+        return await self._complete(task, outcome, continuation.resume, continuation)
+
+    async def _complete(
+        self,
+        task: ActivityTask,
+        outcome: ActivityCompleted | ActivityFailed,
+        resume: ResumeWorkflow | None,
+        continuation: Continuation | None,
+    ) -> Continued:
+        done: list[Continued] = []
 
         def write(conn: sqlite3.Connection) -> list[str]:
             now = _now_us()
@@ -460,14 +428,27 @@ class SQLiteBackend:
             )
             if cursor.rowcount == 0:
                 raise LeaseLost(f"activity task {task.id} ({task.name!r}): lease lost")
-            _insert_inbox(conn, task.workflow_id, outcome, now)
-            if resume is not None:
-                expires = now + _micros(resume.lease)
-                resumed.extend(_lease_workflow(conn, task.workflow_id, resume.owner, expires, now))
+            wid = task.workflow_id
+            expires = now + _micros(resume.lease) if resume else now
+            held: list[WorkflowTask] = []
+            if continuation is not None:
+                held = _lease_workflow(conn, wid, continuation.resume.owner, expires, now)
+                if held and held[0].history_length == continuation.history_length:
+                    plan = plan_commit(continuation.events)
+                    eager = continuation.eager
+                    taken = _apply_commit(conn, held[0], [], continuation.events, plan, eager, now)
+                    done.append(Continued(True, taken, None))
+                    return commit_topics(wid, task.workflow_name, plan, eager)
+            _insert_inbox(conn, wid, outcome, now)
+            resumed: list[WorkflowTask] = []
+            if resume is not None:  # leased now, or read again with the outcome in its inbox
+                query = "relet_workflow_task" if held else "lease_workflow_task"
+                resumed = _lease_workflow(conn, wid, resume.owner, expires, now, query=query)
+            done.append(Continued(False, [], resumed[0] if resumed else None))
             return [] if resumed else [work_topic(TaskKind.WORKFLOW, task.workflow_name)]
 
         await self._write(write)
-        return resumed[0] if resumed else None
+        return done[0]
 
     async def retry_activity_task(
         self,
@@ -605,6 +586,72 @@ def _lease_workflow(
     (length,) = conn.execute(_Q["workflow_history_length"], {"id": workflow_id}).fetchone()
     inbox = conn.execute(_Q["visible_inbox"], {"id": workflow_id, "now": now})
     return [workflow_task(workflow_id, name, length, inbox, token, _dt(now), failures)]
+
+
+def _apply_commit(
+    conn: sqlite3.Connection,
+    task: WorkflowTask,
+    consumed: Sequence[int],
+    events: Sequence[HistoryEvent],
+    plan: CommitPlan,
+    eager: EagerActivities | None,
+    now: int,
+) -> list[ActivityTask]:
+    """Write a workflow task's outcome, its lease already checked; the activity tasks it
+    leased to ``eager.owner`` come back."""
+    wid = task.workflow_id
+    taken: list[ActivityTask] = []
+    for inbox_id in consumed:
+        conn.execute(_Q["delete_inbox_event"], {"id": inbox_id, "workflow_id": wid})
+    conn.executemany(
+        _Q["insert_history"],
+        [
+            {"workflow_id": wid, "seq": task.history_length + n, "event": encode_event(e)}
+            for n, e in enumerate(events, start=1)
+        ],
+    )
+    length = task.history_length + len(events)
+    if plan.ending is not None:
+        ending = plan.ending
+        conn.execute(
+            _Q["finish_workflow"],
+            {
+                "id": wid,
+                "status": "completed" if ending.completed else "failed",
+                "result": json_text(ending.result) if ending.completed else None,
+                "failure": FAILURE.dump_json(ending.failure).decode() if ending.failure else None,
+                "now": now,
+                "history_length": length,
+            },
+        )
+        for query in ("drop_workflow_task", "drop_activity_tasks", "drop_inbox"):
+            conn.execute(_Q[query], {"id": wid})
+        return taken
+    for activity in plan.activities:
+        leased = eager is not None and activity.seq in eager.seqs
+        cursor = conn.execute(
+            _Q["insert_activity_task"],
+            {
+                "workflow_id": wid,
+                "seq": activity.seq,
+                "name": activity.name,
+                "args": json_text(activity.args),
+                "retry": None if activity.retry is None else json_text(activity.retry),
+                "now": now,
+                "owner": eager.owner if eager and leased else None,
+                "expires": now + _micros(eager.lease) if eager and leased else None,
+                "leased": int(leased),
+            },
+        )
+        if leased:
+            taken.append(eager_task(wid, task.workflow_name, activity, cursor.lastrowid or 0))
+    for seq, due, fired in plan.timers:
+        _insert_inbox(conn, wid, fired, _us(due), timer_seq=seq)
+    for seq in plan.cancelled_timers:
+        conn.execute(_Q["cancel_timer"], {"workflow_id": wid, "seq": seq})
+    conn.execute(_Q["advance_workflow"], {"id": wid, "history_length": length})
+    conn.execute(_Q["release_workflow_task"], {"id": wid})
+    return taken
 
 
 def _check_workflow_lease(conn: sqlite3.Connection, task: WorkflowTask, now: int) -> None:

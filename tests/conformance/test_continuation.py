@@ -1,0 +1,196 @@
+"""Continuations: the worker that ran an activity runs the workflow's next task on its cached
+instance and commits it with the activity's outcome, in one transaction; when it cannot (the
+task is held, the history moved on), the outcome is recorded alone and nothing is lost."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+import tapeflow
+from tapeflow import activity, workflow
+from tapeflow._worker.clock import BackendClock
+from tapeflow.backends.base import (
+    Continuation,
+    Continued,
+    EagerActivities,
+    ResumeWorkflow,
+    WorkflowTask,
+)
+from tapeflow.history import (
+    ActivityCompleted,
+    ActivityScheduled,
+    HistoryEvent,
+    WorkflowExecutionCompleted,
+    WorkflowTaskStarted,
+)
+from tapeflow.testing import replay
+from tests.conftest import WorkerFactory
+
+LEASE = timedelta(seconds=30)
+STEPS = 6
+
+
+@activity.defn
+async def double(value: int) -> int:
+    return value * 2
+
+
+@workflow.defn
+async def doubling(value: int) -> int:
+    for _ in range(STEPS):
+        value = await workflow.execute_activity(double, value)
+    return value
+
+
+def _counting(backend: tapeflow.Backend, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Count the backend's continuations by what they did, and its workflow task claims."""
+    counts: Counter[str] = Counter()
+    continue_after, claim = backend.continue_after_activity, backend.claim_workflow_tasks
+
+    async def counted_continue(*args: Any) -> Continued:
+        done = await continue_after(*args)
+        counts["committed" if done.committed else "fell back"] += 1
+        return done
+
+    async def counted_claim(*args: Any) -> list[WorkflowTask]:
+        tasks = await claim(*args)
+        counts["claimed"] += len(tasks)
+        return tasks
+
+    monkeypatch.setattr(backend, "continue_after_activity", counted_continue)
+    monkeypatch.setattr(backend, "claim_workflow_tasks", counted_claim)
+    return counts
+
+
+async def test_every_activity_continues_its_cached_workflow(
+    backend: tapeflow.Backend,
+    client: tapeflow.Client,
+    worker: WorkerFactory,
+    cache_size: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counts = _counting(backend, monkeypatch)
+    async with worker(workflows=[doubling], activities=[double]):
+        handle = await client.start_workflow(doubling, 1, id="doubling")
+        assert await handle.result(timeout=20) == 2**STEPS
+    history = await backend.load_history("doubling")
+    replay(doubling, history)  # a history that replays: the same as the usual path makes
+    assert sum(isinstance(e, ActivityCompleted) for e in history) == STEPS
+    if cache_size:  # one claim (the start); every outcome committed with the next task
+        assert counts == {"claimed": 1, "committed": STEPS}
+    else:  # no cached instance to run ahead: outcomes are recorded alone
+        assert counts["committed"] == counts["fell back"] == 0
+
+
+def _scheduling(task: WorkflowTask) -> list[HistoryEvent]:
+    return [
+        WorkflowTaskStarted(at=task.claimed_at),
+        *(item.event for item in task.inbox),
+        ActivityScheduled(seq=1, name="double", args=[1]),
+    ]
+
+
+async def _running_activity(
+    backend: tapeflow.Backend, client: tapeflow.Client, workflow_id: str
+) -> tuple[WorkflowTask, list[HistoryEvent], Any]:
+    await client.start_workflow(doubling, 1, id=workflow_id)
+    [task] = await backend.claim_workflow_tasks(["doubling"], "me", LEASE, 1)
+    events = _scheduling(task)
+    [taken] = await backend.commit_workflow_task(
+        task, [i.id for i in task.inbox], events, EagerActivities(frozenset({1}), "me", LEASE)
+    )
+    return task, events, taken
+
+
+async def test_a_continuation_commits_the_outcome_and_the_next_task_together(
+    backend: tapeflow.Backend, client: tapeflow.Client
+) -> None:
+    task, events, taken = await _running_activity(backend, client, "together")
+    outcome = ActivityCompleted(seq=1, result=2, attempt=1)
+    ahead: list[HistoryEvent] = [
+        WorkflowTaskStarted(at=task.claimed_at),
+        outcome,
+        ActivityScheduled(seq=2, name="double", args=[2]),
+    ]
+    eager = EagerActivities(frozenset({2}), "me", LEASE)
+    continuation = Continuation(ResumeWorkflow("me", LEASE), len(events), ahead, eager)
+    done = await backend.continue_after_activity(taken, outcome, continuation)
+    assert done.committed
+    assert done.resumed is None
+    assert [(t.seq, t.args) for t in done.eager] == [(2, [2])]
+    assert await backend.load_history("together") == [*events, *ahead]
+    assert await backend.claim_workflow_tasks(["doubling"], "other", LEASE, 1) == []  # no inbox
+
+
+async def test_a_continuation_on_a_moved_history_records_the_outcome_alone(
+    backend: tapeflow.Backend, client: tapeflow.Client
+) -> None:
+    task, events, taken = await _running_activity(backend, client, "moved")
+    outcome = ActivityCompleted(seq=1, result=2, attempt=1)
+    stale: list[HistoryEvent] = [
+        WorkflowTaskStarted(at=task.claimed_at),
+        outcome,
+        WorkflowExecutionCompleted(result=2),
+    ]
+    continuation = Continuation(ResumeWorkflow("me", LEASE), len(events) - 1, stale)
+    done = await backend.continue_after_activity(taken, outcome, continuation)
+    assert not done.committed
+    assert done.eager == []
+    assert done.resumed is not None  # the task was free: leased to us, the outcome inside
+    assert [i.event for i in done.resumed.inbox] == [outcome]
+    assert done.resumed.history_length == len(events)
+    assert await backend.load_history("moved") == events  # nothing of the stale task
+    assert (await client.describe("moved")).status is tapeflow.WorkflowStatus.RUNNING
+
+
+async def test_a_continuation_while_the_task_is_held_leaves_it_to_the_holder(
+    backend: tapeflow.Backend, client: tapeflow.Client
+) -> None:
+    task, events, taken = await _running_activity(backend, client, "held")
+    await client.send_event("held", "poke", 1)
+    [holder] = await backend.claim_workflow_tasks(["doubling"], "other", LEASE, 1)
+    outcome = ActivityCompleted(seq=1, result=2, attempt=1)
+    ahead: list[HistoryEvent] = [WorkflowTaskStarted(at=task.claimed_at), outcome]
+    continuation = Continuation(ResumeWorkflow("me", LEASE), len(events), ahead)
+    done = await backend.continue_after_activity(taken, outcome, continuation)
+    assert done == Continued(committed=False, eager=[], resumed=None)
+    assert await backend.load_history("held") == events
+    # the holder's task ends: the outcome waits in the inbox for the next one
+    await backend.commit_workflow_task(
+        holder, [i.id for i in holder.inbox], [WorkflowTaskStarted(at=holder.claimed_at)]
+    )
+    [next_task] = await backend.claim_workflow_tasks(["doubling"], "other", LEASE, 1)
+    assert [i.event for i in next_task.inbox] == [outcome]
+
+
+async def test_a_continuation_with_a_lost_activity_lease_writes_nothing(
+    backend: tapeflow.Backend, client: tapeflow.Client
+) -> None:
+    task, events, taken = await _running_activity(backend, client, "lost")
+    outcome = ActivityCompleted(seq=1, result=2, attempt=1)
+    await backend.complete_activity_task(taken, outcome)  # recorded once already
+    ahead: list[HistoryEvent] = [WorkflowTaskStarted(at=task.claimed_at), outcome]
+    with pytest.raises(tapeflow.LeaseLost):
+        await backend.continue_after_activity(
+            taken, outcome, Continuation(ResumeWorkflow("me", LEASE), len(events), ahead)
+        )
+    assert await backend.load_history("lost") == events
+
+
+def test_the_backend_clock_runs_on_from_its_last_reading() -> None:
+    clock = BackendClock()
+    assert clock.now() is None  # no reading yet: nothing is run ahead
+    reading = datetime(2020, 1, 1, tzinfo=UTC)  # the backend's time, not this machine's
+    clock.observe(reading)
+    first = clock.now()
+    assert first is not None
+    assert reading <= first < reading + timedelta(seconds=1)
+    time.sleep(0.01)
+    later = clock.now()
+    assert later is not None
+    assert later >= first + timedelta(milliseconds=10)
