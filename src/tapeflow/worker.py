@@ -120,6 +120,7 @@ class Worker:
             options.poll_interval,
             self._claim_workflow_tasks,
             self._leased(runner.run, _workflow_ref),
+            self.lease_owner,
         )
         self._pollers.append(poller)
         return runner, poller

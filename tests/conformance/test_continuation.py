@@ -4,6 +4,7 @@ task is held, the history moved on), the outcome is recorded alone and nothing i
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -15,10 +16,12 @@ import tapeflow
 from tapeflow import activity, workflow
 from tapeflow._worker.clock import BackendClock
 from tapeflow.backends.base import (
+    STICKY_FOR,
     Continuation,
     Continued,
     EagerActivities,
     ResumeWorkflow,
+    TaskKind,
     WorkflowTask,
 )
 from tapeflow.history import (
@@ -124,7 +127,7 @@ async def test_a_continuation_commits_the_outcome_and_the_next_task_together(
     assert done.resumed is None
     assert [(t.seq, t.args) for t in done.eager] == [(2, [2])]
     assert await backend.load_history("together") == [*events, *ahead]
-    assert await backend.claim_workflow_tasks(["doubling"], "other", LEASE, 1) == []  # no inbox
+    assert await backend.claim_workflow_tasks(["doubling"], "me", LEASE, 1) == []  # no inbox
 
 
 async def test_a_continuation_on_a_moved_history_records_the_outcome_alone(
@@ -153,7 +156,7 @@ async def test_a_continuation_while_the_task_is_held_leaves_it_to_the_holder(
 ) -> None:
     task, events, taken = await _running_activity(backend, client, "held")
     await client.send_event("held", "poke", 1)
-    [holder] = await backend.claim_workflow_tasks(["doubling"], "other", LEASE, 1)
+    [holder] = await backend.claim_workflow_tasks(["doubling"], "me", LEASE, 1)  # for the event
     outcome = ActivityCompleted(seq=1, result=2, attempt=1)
     ahead: list[HistoryEvent] = [WorkflowTaskStarted(at=task.claimed_at), outcome]
     continuation = Continuation(ResumeWorkflow("me", LEASE), len(events), ahead)
@@ -164,7 +167,7 @@ async def test_a_continuation_while_the_task_is_held_leaves_it_to_the_holder(
     await backend.commit_workflow_task(
         holder, [i.id for i in holder.inbox], [WorkflowTaskStarted(at=holder.claimed_at)]
     )
-    [next_task] = await backend.claim_workflow_tasks(["doubling"], "other", LEASE, 1)
+    [next_task] = await backend.claim_workflow_tasks(["doubling"], "me", LEASE, 1)
     assert [i.event for i in next_task.inbox] == [outcome]
 
 
@@ -194,3 +197,35 @@ def test_the_backend_clock_runs_on_from_its_last_reading() -> None:
     later = clock.now()
     assert later is not None
     assert later >= first + timedelta(milliseconds=10)
+
+
+async def test_a_workflow_task_waits_a_moment_for_the_worker_holding_its_instance(
+    backend: tapeflow.Backend, client: tapeflow.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    *_, taken = await _running_activity(backend, client, "sticky")
+    outcome = ActivityCompleted(seq=1, result=2, attempt=1)
+    # another worker ran the activity: it may not resume a task sticky to "me"
+    assert (
+        await backend.complete_activity_task(taken, outcome, ResumeWorkflow("other", LEASE)) is None
+    )
+    assert await backend.claim_workflow_tasks(["doubling"], "other", LEASE, 1) == []
+    due = await backend.next_due(TaskKind.WORKFLOW, ["doubling"], "other")
+    assert due is not None
+    assert timedelta(0) < due <= STICKY_FOR  # others are told to look again when it is theirs
+    mine_due = await backend.next_due(TaskKind.WORKFLOW, ["doubling"], "me")
+    assert mine_due is not None
+    assert mine_due <= timedelta(0)
+    [mine] = await backend.claim_workflow_tasks(["doubling"], "me", LEASE, 1)
+    assert [i.event for i in mine.inbox] == [outcome]
+
+
+async def test_a_sticky_task_goes_to_others_once_it_has_waited(
+    backend: tapeflow.Backend, client: tapeflow.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(f"{type(backend).__module__}.STICKY_FOR", timedelta(milliseconds=200))
+    *_, taken = await _running_activity(backend, client, "stolen")
+    await backend.complete_activity_task(taken, ActivityCompleted(seq=1, result=2, attempt=1))
+    assert await backend.claim_workflow_tasks(["doubling"], "other", LEASE, 1) == []
+    await asyncio.sleep(0.25)  # "me" is busy or gone
+    [stolen] = await backend.claim_workflow_tasks(["doubling"], "other", LEASE, 1)
+    assert stolen.workflow_id == "stolen"

@@ -33,6 +33,7 @@ class Poller(Generic[T]):
         poll_interval: timedelta,
         claim: Callable[[int], Awaitable[list[T]]],
         handle: Callable[[T], Coroutine[Any, Any, None]],
+        owner: str | None = None,
     ) -> None:
         self._backend = backend
         self._kind = kind
@@ -41,6 +42,7 @@ class Poller(Generic[T]):
         self._poll = poll_interval.total_seconds()
         self._claim = claim
         self._handle = handle
+        self._owner = owner
         self._running: set[asyncio.Task[None]] = set()
         self._reserved = 0
         self._slot_freed = asyncio.Event()
@@ -117,7 +119,7 @@ class Poller(Generic[T]):
 
     async def _idle_wait(self) -> float:
         try:
-            due = await self._backend.next_due(self._kind, self._names)
+            due = await self._backend.next_due(self._kind, self._names, self._owner)
         except Exception:
             log.exception("looking up the next due %s task failed", self._kind)
             return self._poll

@@ -153,6 +153,12 @@ class Continued:
     """Not committed, but the workflow's task was free: leased to the worker, to run now."""
 
 
+STICKY_FOR = timedelta(seconds=1)
+"""A workflow task goes back first to the worker that committed the last one, which holds
+the workflow's instance in its cache; other workers may claim it once its event has waited
+this long (that worker is busy, or gone)."""
+
+
 class TaskKind(enum.StrEnum):
     WORKFLOW = "workflow"
     ACTIVITY = "activity"
@@ -309,8 +315,12 @@ class Backend(Protocol):
         task id) on the way; returns the leases that were lost."""
         ...
 
-    async def next_due(self, kind: TaskKind, names: Sequence[str]) -> timedelta | None:
-        """How long until the earliest not-yet-due task of these names becomes due, if any.
+    async def next_due(
+        self, kind: TaskKind, names: Sequence[str], owner: str | None = None
+    ) -> timedelta | None:
+        """How long until the earliest not-yet-due task of these names becomes due, if any,
+        for ``owner`` (a workflow task sticky to another worker is due to it STICKY_FOR
+        later).
 
         Relative, because the backend's clock decides: a worker's clock may be wrong."""
         ...

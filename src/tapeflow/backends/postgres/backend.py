@@ -34,6 +34,7 @@ from tapeflow.backends._rows import (
 from tapeflow.backends._sql_files import load_queries, migrations
 from tapeflow.backends._wakeups import Wakeups, Watch, work_topic
 from tapeflow.backends.base import (
+    STICKY_FOR,
     ActivityTask,
     Continuation,
     Continued,
@@ -361,7 +362,13 @@ class PostgresBackend:
     ) -> list[WorkflowTask]:
         if not names:
             return []
-        params = {"names": list(names), "owner": owner, "lease": lease, "limit": limit}
+        params = {
+            "names": list(names),
+            "owner": owner,
+            "lease": lease,
+            "limit": limit,
+            "sticky": STICKY_FOR,
+        }
         return await self._workflow_tasks("claim_workflow_tasks", params)
 
     async def reclaim_workflow_task(
@@ -631,12 +638,15 @@ class PostgresBackend:
                 kept.update((kind, row[0]) for row in await cursor.fetchall())
         return [ref for ref in leases if (ref.kind, ref.id) not in kept]
 
-    async def next_due(self, kind: TaskKind, names: Sequence[str]) -> timedelta | None:
+    async def next_due(
+        self, kind: TaskKind, names: Sequence[str], owner: str | None = None
+    ) -> timedelta | None:
         if not names:
             return None
         query = "next_due_workflow" if kind is TaskKind.WORKFLOW else "next_due_activity"
+        params = {"names": list(names), "owner": owner, "sticky": STICKY_FOR}
         async with self._connection() as conn:
-            cursor = await conn.execute(_Q[query], {"names": list(names)})
+            cursor = await conn.execute(_Q[query], params)
             row = await cursor.fetchone()
         seconds = row[0] if row else None
         return None if seconds is None else timedelta(seconds=float(seconds))

@@ -55,6 +55,8 @@ SELECT event::text FROM history WHERE workflow_id = %(id)s ORDER BY seq;
 SELECT 1 FROM workflows WHERE id = %(id)s;
 
 -- name: claim_workflow_tasks
+-- A task sticky to another worker (it holds the instance) is left to that worker for a
+-- while (STICKY_FOR) before anyone else may take it.
 WITH ready AS (
     SELECT t.workflow_id
     FROM workflow_tasks t
@@ -62,7 +64,11 @@ WITH ready AS (
       AND (t.lease_expires_at IS NULL OR t.lease_expires_at <= now())
       AND t.not_before <= now()
       AND EXISTS (
-          SELECT 1 FROM inbox e WHERE e.workflow_id = t.workflow_id AND e.visible_at <= now()
+          SELECT 1 FROM inbox e
+          WHERE e.workflow_id = t.workflow_id
+            AND e.visible_at <= now() - CASE WHEN t.sticky_owner IS NULL
+                                              OR t.sticky_owner = %(owner)s
+                                             THEN interval '0' ELSE %(sticky)s END
       )
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -181,8 +187,10 @@ FROM held WHERE a.id = held.id
 RETURNING a.id::text;
 
 -- name: next_due_workflow
-SELECT extract(epoch FROM min(greatest(e.visible_at, t.not_before,
-                                        coalesce(t.lease_expires_at, '-infinity'))) - now())
+SELECT extract(epoch FROM min(greatest(
+    e.visible_at + CASE WHEN t.sticky_owner IS NULL OR t.sticky_owner = %(owner)s
+                        THEN interval '0' ELSE %(sticky)s END,
+    t.not_before, coalesce(t.lease_expires_at, '-infinity'))) - now())
 FROM inbox e JOIN workflow_tasks t ON t.workflow_id = e.workflow_id
 WHERE t.name = ANY(%(names)s);
 

@@ -26,7 +26,10 @@ CREATE TABLE workflow_tasks (
     lease_expires_at timestamptz,
     not_before       timestamptz NOT NULL DEFAULT '-infinity',
     failures         integer NOT NULL DEFAULT 0,
-    last_error       text
+    last_error       text,
+    -- The worker that committed the last task, and so holds the workflow's instance: the
+    -- next task waits a moment for it before any other worker may claim it.
+    sticky_owner     text
 );
 CREATE INDEX workflow_tasks_by_name ON workflow_tasks (name);
 
@@ -153,7 +156,7 @@ BEGIN
         UPDATE workflows SET status = 'running', history_length = v_new WHERE id = c.id;
         UPDATE workflow_tasks
         SET lease_owner = NULL, lease_expires_at = NULL, failures = 0, last_error = NULL,
-            not_before = '-infinity'
+            not_before = '-infinity', sticky_owner = lease_owner
         WHERE workflow_id = c.id;
         v_wake := EXISTS (SELECT FROM inbox WHERE workflow_id = c.id);
     END IF;
@@ -228,6 +231,7 @@ BEGIN
                 lease_expires_at = now() + item.lease
             WHERE workflow_id = workflow AND not_before <= now()
               AND (lease_expires_at IS NULL OR lease_expires_at <= now())
+              AND (sticky_owner IS NULL OR sticky_owner = item.owner)
             RETURNING lease_token, failures INTO v_token, v_fails;
         END IF;
         IF v_token IS NOT NULL AND item.commit IS NOT NULL THEN

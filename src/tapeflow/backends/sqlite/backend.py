@@ -30,6 +30,7 @@ from tapeflow.backends._rows import (
 from tapeflow.backends._sql_files import load_queries, migrations
 from tapeflow.backends._wakeups import Wakeups, Watch, work_topic
 from tapeflow.backends.base import (
+    STICKY_FOR,
     ActivityTask,
     Continuation,
     Continued,
@@ -273,14 +274,20 @@ class SQLiteBackend:
                 row[0]
                 for row in conn.execute(
                     _Q["ready_workflow_tasks"],
-                    {"names": json_text(list(names)), "now": now, "limit": limit},
+                    {
+                        "names": json_text(list(names)),
+                        "now": now,
+                        "limit": limit,
+                        "owner": owner,
+                        "sticky": _micros(STICKY_FOR),
+                    },
                 )
             ]
             expires = now + _micros(lease)
             return [
                 task
                 for workflow_id in ids
-                for task in _lease_workflow(conn, workflow_id, owner, expires, now)
+                for task in _lease_workflow(conn, workflow_id, owner, expires, now, steal=True)
             ]
 
         if not names:
@@ -513,14 +520,19 @@ class SQLiteBackend:
             return []
         return await self._run(self._transaction, write)
 
-    async def next_due(self, kind: TaskKind, names: Sequence[str]) -> timedelta | None:
+    async def next_due(
+        self, kind: TaskKind, names: Sequence[str], owner: str | None = None
+    ) -> timedelta | None:
         query = "next_due_workflow" if kind is TaskKind.WORKFLOW else "next_due_activity"
+        params = {
+            "names": json_text(list(names)),
+            "owner": owner,
+            "sticky": _micros(STICKY_FOR),
+        }
 
         def read(conn: sqlite3.Connection) -> timedelta | None:
             now = _now_us()
-            (due,) = conn.execute(
-                _Q[query], {"names": json_text(list(names)), "now": now}
-            ).fetchone()
+            (due,) = conn.execute(_Q[query], {**params, "now": now}).fetchone()
             return None if due is None else timedelta(microseconds=due - now)
 
         return await self._read(read) if names else None
@@ -573,12 +585,16 @@ def _lease_workflow(
     expires: int,
     now: int,
     query: str = "lease_workflow_task",
+    *,
+    steal: bool = False,
 ) -> list[WorkflowTask]:
-    """Lease a workflow task if it is free and due (or, with ``relet_workflow_task``, if
-    ``owner`` holds it already): the task, with its visible inbox."""
+    """Lease a workflow task if it is free and due, and not sticky to another worker unless
+    ``steal`` (a claim that found it waiting past STICKY_FOR); or, with
+    ``relet_workflow_task``, if ``owner`` holds it already: the task, with its visible
+    inbox."""
     row = conn.execute(
         _Q[query],
-        {"owner": owner, "expires": expires, "id": workflow_id, "now": now},
+        {"owner": owner, "expires": expires, "id": workflow_id, "now": now, "steal": steal},
     ).fetchone()
     if row is None:
         return []

@@ -27,7 +27,12 @@ FROM workflow_tasks t
 WHERE t.name IN (SELECT value FROM json_each(:names))
   AND (t.lease_expires_at IS NULL OR t.lease_expires_at <= :now)
   AND t.not_before <= :now
-  AND EXISTS (SELECT 1 FROM inbox e WHERE e.workflow_id = t.workflow_id AND e.visible_at <= :now)
+  AND EXISTS (
+      SELECT 1 FROM inbox e
+      WHERE e.workflow_id = t.workflow_id
+        AND e.visible_at <= :now - CASE WHEN t.sticky_owner IS NULL OR t.sticky_owner = :owner
+                                        THEN 0 ELSE :sticky END
+  )
 LIMIT :limit;
 
 -- name: lease_workflow_task
@@ -35,6 +40,7 @@ UPDATE workflow_tasks
 SET lease_owner = :owner, lease_token = lease_token + 1, lease_expires_at = :expires
 WHERE workflow_id = :id AND not_before <= :now
   AND (lease_expires_at IS NULL OR lease_expires_at <= :now)
+  AND (:steal OR sticky_owner IS NULL OR sticky_owner = :owner)
 RETURNING lease_token, name, failures;
 
 -- name: relet_workflow_task
@@ -87,7 +93,8 @@ UPDATE workflows SET status = 'running', history_length = :history_length WHERE 
 
 -- name: release_workflow_task
 UPDATE workflow_tasks
-SET lease_owner = NULL, lease_expires_at = NULL, failures = 0, last_error = NULL, not_before = 0
+SET lease_owner = NULL, lease_expires_at = NULL, failures = 0, last_error = NULL, not_before = 0,
+    sticky_owner = lease_owner
 WHERE workflow_id = :id;
 
 -- name: abandon_workflow_task
@@ -141,7 +148,10 @@ SET lease_expires_at = :expires, heartbeat_details = coalesce(:details, heartbea
 WHERE id = :id AND lease_token = :token AND lease_expires_at > :now;
 
 -- name: next_due_workflow
-SELECT min(max(e.visible_at, t.not_before, coalesce(t.lease_expires_at, 0)))
+SELECT min(max(
+    e.visible_at + CASE WHEN t.sticky_owner IS NULL OR t.sticky_owner = :owner
+                        THEN 0 ELSE :sticky END,
+    t.not_before, coalesce(t.lease_expires_at, 0)))
 FROM inbox e JOIN workflow_tasks t ON t.workflow_id = e.workflow_id
 WHERE t.name IN (SELECT value FROM json_each(:names));
 

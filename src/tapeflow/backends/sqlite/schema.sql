@@ -26,7 +26,10 @@ CREATE TABLE workflow_tasks (
     lease_expires_at INTEGER,
     not_before       INTEGER NOT NULL DEFAULT 0,
     failures         INTEGER NOT NULL DEFAULT 0,
-    last_error       TEXT
+    last_error       TEXT,
+    -- The worker that committed the last task, and so holds the workflow's instance: the
+    -- next task waits a moment for it before any other worker may claim it.
+    sticky_owner     TEXT
 );
 CREATE INDEX workflow_tasks_by_name ON workflow_tasks (name);
 

@@ -1,10 +1,10 @@
--- 0004: wake-ups leave the durable transactions, and batches are read in one pass.
+-- 0004: wake-ups leave the durable transactions, batches are read in one pass, the worker
+-- that ran an activity can commit the workflow's next task with its outcome, and a
+-- workflow task goes first to the worker that holds the workflow's instance.
 --
 -- A transaction that sends NOTIFY holds a database-wide lock through its commit's WAL flush,
 -- so notifying commits go one at a time. The functions now say whom to wake, and the caller
 -- sends the NOTIFYs after the commit, in a transaction of their own that writes nothing.
--- A batch's JSON is turned into typed rows once instead of field by field, and the worker
--- that ran an activity can commit the workflow's next task with the activity's outcome.
 
 DROP FUNCTION commit_workflow_tasks(json);
 DROP FUNCTION commit_workflow_task(
@@ -12,6 +12,8 @@ DROP FUNCTION commit_workflow_task(
     timestamptz[], integer[], text[], integer[], text, text, text, text, text[], integer[],
     text, interval);
 DROP FUNCTION complete_activity_tasks(json);
+
+ALTER TABLE workflow_tasks ADD COLUMN sticky_owner text;
 
 -- One workflow task's commit, as the worker sends it.
 CREATE TYPE workflow_commit AS (
@@ -99,7 +101,7 @@ BEGIN
         UPDATE workflows SET status = 'running', history_length = v_new WHERE id = c.id;
         UPDATE workflow_tasks
         SET lease_owner = NULL, lease_expires_at = NULL, failures = 0, last_error = NULL,
-            not_before = '-infinity'
+            not_before = '-infinity', sticky_owner = lease_owner
         WHERE workflow_id = c.id;
         v_wake := EXISTS (SELECT FROM inbox WHERE workflow_id = c.id);
     END IF;
@@ -174,6 +176,7 @@ BEGIN
                 lease_expires_at = now() + item.lease
             WHERE workflow_id = workflow AND not_before <= now()
               AND (lease_expires_at IS NULL OR lease_expires_at <= now())
+              AND (sticky_owner IS NULL OR sticky_owner = item.owner)
             RETURNING lease_token, failures INTO v_token, v_fails;
         END IF;
         IF v_token IS NOT NULL AND item.commit IS NOT NULL THEN
