@@ -67,6 +67,8 @@ KEY_FUNCTIONS = (
     "commit_workflow_task",
     "claim_activity_tasks",
     "complete_activity_task",
+    "continue_after_activity",
+    "_wake",
     "load_history",
     "next_due",
     "extend_leases",

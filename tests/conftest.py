@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -48,8 +49,23 @@ def backend_url(
         return
     if not postgres_reachable:
         pytest.skip(f"postgres unreachable at {POSTGRES_URL} (CI=true makes this a failure)")
+    with _fresh_schema() as schema:
+        yield f"{POSTGRES_URL}?schema={schema}"
+
+
+@pytest.fixture
+def postgres_url(postgres_reachable: bool) -> Iterator[str]:
+    """For PostgreSQL-only tests: the URL of a schema of its own, dropped afterwards."""
+    if not postgres_reachable:
+        pytest.skip(f"postgres unreachable at {POSTGRES_URL} (CI=true makes this a failure)")
+    with _fresh_schema() as schema:
+        yield f"{POSTGRES_URL}?schema={schema}"
+
+
+@contextlib.contextmanager
+def _fresh_schema() -> Iterator[str]:
     schema = f"test_{uuid.uuid4().hex[:16]}"
-    yield f"{POSTGRES_URL}?schema={schema}"
+    yield schema
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 

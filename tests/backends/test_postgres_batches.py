@@ -4,18 +4,13 @@ the commit; a start refused or a wake-up lost never loses or half-writes a workf
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 
-import psycopg
 import pytest
-from psycopg import sql
 
 import tapeflow
 from tapeflow import activity, workflow
 from tapeflow._worker import poller
 from tapeflow.backends.postgres import backend as postgres_backend
-from tests.conftest import POSTGRES_URL
 
 
 @activity.defn
@@ -28,18 +23,8 @@ async def plus_one(number: int) -> int:
     return await workflow.execute_activity(add_one, number)
 
 
-@pytest.fixture
-async def url(postgres_reachable: bool) -> AsyncIterator[str]:
-    if not postgres_reachable:
-        pytest.skip("postgres unreachable (CI=true makes this a failure)")
-    schema = f"test_{uuid.uuid4().hex[:16]}"
-    yield f"{POSTGRES_URL}?schema={schema}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-
-
-async def test_concurrent_starts_share_statements_and_refuse_taken_ids(url: str) -> None:
-    async with tapeflow.connect(url) as backend:
+async def test_concurrent_starts_share_statements_and_refuse_taken_ids(postgres_url: str) -> None:
+    async with tapeflow.connect(postgres_url) as backend:
         client = tapeflow.Client(backend)
         await client.start_workflow(plus_one, 0, id="taken")
         starts = [client.start_workflow(plus_one, n, id=f"wf-{n}") for n in range(40)]
@@ -56,13 +41,18 @@ async def test_concurrent_starts_share_statements_and_refuse_taken_ids(url: str)
         assert record.args == [0]
 
 
-async def test_lost_wake_ups_lose_no_work(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_lost_wake_ups_lose_no_work(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every NOTIFY fails: the commits still hold, and pollers and result waiters find the
     work at their fallback poll."""
     monkeypatch.setitem(postgres_backend._Q, "notify", "SELECT 1/0")
     monkeypatch.setattr(poller, "FALLBACK_POLL_SECONDS", 0.2)
     monkeypatch.setattr(tapeflow.client, "FALLBACK_POLL_SECONDS", 0.2)
-    async with tapeflow.connect(url) as worker_side, tapeflow.connect(url) as client_side:
+    async with (
+        tapeflow.connect(postgres_url) as worker_side,
+        tapeflow.connect(postgres_url) as client_side,
+    ):
         client = tapeflow.Client(client_side)
         async with tapeflow.Worker(worker_side, workflows=[plus_one], activities=[add_one]):
             handles = await asyncio.gather(*(client.start_workflow(plus_one, n) for n in range(10)))
