@@ -184,7 +184,7 @@ class WorkflowTaskRunner:
         instance, or no backend time read yet): the caller records the outcome alone. The
         backend falls back to that too if the task is held or the history moved on."""
         now = self._clock.now()
-        instance = self._cache.take_latest(activity.workflow_id) if now else None
+        instance = self._cache.take_latest(activity.workflow_id) if now is not None else None
         if instance is None or now is None:
             return None
         length = instance.history_length
@@ -196,10 +196,8 @@ class WorkflowTaskRunner:
             return None
         events = [WorkflowTaskStarted(at=instance.now), outcome, *decisions]
         # the activity's own slot frees as this returns: the next activity may have it
-        # the activity's own slot frees as this returns: the next activity may have it
         eager, held = self.eager.take(decisions, handing_over=1) if self.eager else (None, 0)
         continuation = Continuation(resume, length, events, eager)
-        done: Continued | None = None
         try:
             done = await persist(
                 lambda: self._backend.continue_after_activity(activity, outcome, continuation),

@@ -307,11 +307,10 @@ class PostgresBackend:
         stored, and pollers look again at their fallback interval."""
         if not topics:
             return
-        if self._listening:
-            try:
-                await conn.execute(_Q["notify"], {"channel": self.channel, "topics": list(topics)})
-            except psycopg.Error as exc:
-                log.warning("sending wake-ups failed (%s); pollers will find the work", exc)
+        try:  # to every process, whether or not this one is listening right now
+            await conn.execute(_Q["notify"], {"channel": self.channel, "topics": list(topics)})
+        except psycopg.Error as exc:
+            log.warning("sending wake-ups failed (%s); pollers will find the work", exc)
         self._notify_here(list(topics))
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord:

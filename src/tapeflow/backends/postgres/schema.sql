@@ -213,10 +213,16 @@ DECLARE
     results  json[] := '{}';
 BEGIN
     FOR item IN
-        SELECT * FROM json_to_recordset(p_items)
-            AS x (id bigint, token bigint, event text, owner text, lease interval, commit json)
+        SELECT * FROM json_to_recordset(p_items) AS x (
+            id bigint, workflow_id text, token bigint, event text, owner text, lease interval,
+            commit json)
     LOOP
         resumed := NULL;
+        -- Wait for a commit of the workflow's task in flight (rows locked in the order that
+        -- commit locks them: the task, then activities), so that either the commit's look
+        -- at the inbox sees this outcome or this outcome finds the task free: a wake-up sent
+        -- while the task is still held would find nothing to claim, and be lost.
+        PERFORM FROM workflow_tasks WHERE workflow_id = item.workflow_id FOR NO KEY UPDATE;
         DELETE FROM activity_tasks
         WHERE id = item.id AND lease_token = item.token AND lease_expires_at > now()
         RETURNING workflow_id INTO workflow;
