@@ -177,12 +177,31 @@ class Signature:
             _adapter(hint)
         _adapter(self.return_hint)
 
+    @cached_property
+    def _positional_counts(self) -> tuple[int, float] | None:
+        """How many positional arguments bind (fewest, most), or None if only a full bind
+        can tell (a keyword-only parameter without a default)."""
+        fewest, most = 0, 0.0
+        for p in self._inspected.parameters.values():
+            if p.kind is p.KEYWORD_ONLY and p.default is p.empty:
+                return None
+            if p.kind is p.VAR_POSITIONAL:
+                most = float("inf")
+            elif p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                most += 1
+                fewest += p.default is p.empty
+        return fewest, most
+
     def encode_args(self, args: Sequence[object]) -> list[JSONValue]:
         """Positional arguments as JSON, after checking that they bind to the function."""
-        try:
-            self._inspected.bind(*args)
-        except TypeError as exc:
-            raise PayloadError(f"bad arguments for {self.function.__qualname__}: {exc}") from exc
+        counts = self._positional_counts
+        if counts is None or not counts[0] <= len(args) <= counts[1]:
+            try:  # binding says what is wrong (and catches what the counts cannot)
+                self._inspected.bind(*args)
+            except TypeError as exc:
+                raise PayloadError(
+                    f"bad arguments for {self.function.__qualname__}: {exc}"
+                ) from exc
         hints = self._positional_hints(len(args))
         return [
             to_json(value, hint, what=f"argument {name!r} of {self.function.__qualname__}")

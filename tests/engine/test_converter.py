@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
 from pydantic import TypeAdapter
 
 from tapeflow import converter
-from tapeflow.converter import from_json, to_json
+from tapeflow.converter import Signature, from_json, to_json
 from tapeflow.errors import PayloadError
 
 
@@ -77,3 +78,35 @@ def test_the_size_limit_holds_on_the_fast_path(monkeypatch: pytest.MonkeyPatch) 
         to_json(["x" * 60, "y" * 60])
     with pytest.raises(PayloadError, match="over the 100-byte limit"):
         to_json("z" * 101, str)
+
+
+def _two(a: int, b: int = 2) -> None: ...
+
+
+def _many(a: int, *rest: int) -> None: ...
+
+
+def _keyword(a: int, *, must: int) -> None: ...
+
+
+@pytest.mark.parametrize(
+    ("function", "args", "binds"),
+    [
+        (_two, (1,), True),
+        (_two, (1, 2), True),
+        (_two, (), False),
+        (_two, (1, 2, 3), False),
+        (_many, (1, 2, 3, 4), True),
+        (_many, (), False),
+        (_keyword, (1,), False),  # the keyword-only argument cannot be given positionally
+    ],
+)
+def test_arguments_are_checked_against_the_signature(
+    function: Callable[..., None], args: tuple[int, ...], binds: bool
+) -> None:
+    signature = Signature(function)
+    if binds:
+        assert signature.encode_args(args) == list(args)
+    else:
+        with pytest.raises(PayloadError, match="bad arguments"):
+            signature.encode_args(args)
