@@ -105,7 +105,7 @@ class Poller(Generic[T]):
                 continue
             for item in claimed:
                 self._spawn(item)
-            if not claimed:
+            if len(claimed) < free:  # all there was: no second claim to find nothing
                 await self._until(watch.wait(await self._idle_wait()))
 
     async def drain(self, grace: float) -> None:
