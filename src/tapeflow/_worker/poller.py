@@ -105,7 +105,9 @@ class Poller(Generic[T]):
                 continue
             for item in claimed:
                 self._spawn(item)
-            if len(claimed) < free:  # all there was: no second claim to find nothing
+            # All there was: no second claim to find nothing, and no wait at all if work
+            # came meanwhile.
+            if len(claimed) < free and not watch.woken:
                 await self._until(watch.wait(await self._idle_wait()))
 
     async def drain(self, grace: float) -> None:

@@ -43,6 +43,11 @@ class Watch:
     def wake(self) -> None:
         self._event.set()
 
+    @property
+    def woken(self) -> bool:
+        """Whether a wake-up came since the last ``clear``."""
+        return self._event.is_set()
+
     async def wait(self, timeout: float) -> bool:
         """True if woken, False if ``timeout`` seconds passed first."""
         if timeout <= 0:
