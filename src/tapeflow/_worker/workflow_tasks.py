@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from tapeflow._definition import Definition
@@ -14,6 +12,7 @@ from tapeflow._engine.replay import replay_new
 from tapeflow._worker.cache import WorkflowCache
 from tapeflow._worker.clock import BackendClock
 from tapeflow._worker.eager import EagerDispatch
+from tapeflow._worker.engine import Engine, EngineTimeout
 from tapeflow._worker.persist import persist
 from tapeflow.backends.base import (
     ActivityTask,
@@ -44,6 +43,10 @@ TASK_RETRY = RetryPolicy(
 )
 """Backoff for a workflow task that failed (non-determinism, a bug): retried until fixed."""
 
+ENGINE_THREADS = 2
+"""Engine threads share the GIL, so more do not run more at once; two keep a long replay
+from holding up every other activation."""
+
 
 class WorkflowTaskRunner:
     """Workflow code runs on a thread of its own, so code that blocks (``time.sleep``, a busy
@@ -66,11 +69,11 @@ class WorkflowTaskRunner:
         self._cache = cache
         self._lease = lease
         self._timeout = task_timeout.total_seconds()
-        self._engine = ThreadPoolExecutor(threads, thread_name_prefix="tapeflow-workflow")
+        self._engine = Engine(min(threads, ENGINE_THREADS), task_timeout.total_seconds())
         self._clock = BackendClock()
 
     def close(self) -> None:
-        self._engine.shutdown(wait=False, cancel_futures=True)
+        self._engine.close()
 
     async def run(self, task: WorkflowTask) -> None:
         instance: WorkflowInstance | None = None
@@ -162,10 +165,9 @@ class WorkflowTaskRunner:
                 live.close()
                 raise
 
-        future = asyncio.get_running_loop().run_in_executor(self._engine, work)
         try:
-            return await asyncio.wait_for(future, self._timeout)
-        except TimeoutError:
+            return await self._engine.run(work)
+        except EngineTimeout:
             raise WorkflowSandboxError(
                 f"workflow code of {workflow_id!r} ran {self._timeout:g}s without "
                 "awaiting anything: a blocking call (time.sleep, I/O) or a busy loop? "

@@ -1,0 +1,75 @@
+"""The engine threads that run workflow code: results and errors come back to the awaiting
+task, and work that blocks past the timeout fails alone while the rest goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tapeflow._worker.engine import Engine, EngineTimeout
+
+
+async def test_results_and_errors_reach_their_own_callers() -> None:
+    engine = Engine(2, timeout=5)
+    try:
+
+        def fails() -> int:
+            raise ValueError("bad")
+
+        def square(n: int) -> Callable[[], int]:
+            return lambda: n * n
+
+        outcomes = await asyncio.gather(
+            *(engine.run(square(n)) for n in range(200)),
+            engine.run(fails),
+            return_exceptions=True,
+        )
+    finally:
+        engine.close()
+    assert outcomes[:200] == [n * n for n in range(200)]
+    assert isinstance(outcomes[200], ValueError)
+
+
+async def test_work_runs_off_the_event_loop() -> None:
+    engine = Engine(1, timeout=5)
+    try:
+        assert await engine.run(threading.get_ident) != threading.get_ident()
+    finally:
+        engine.close()
+
+
+async def test_blocking_work_times_out_and_the_rest_goes_on() -> None:
+    release = threading.Event()
+    engine = Engine(1, timeout=0.2)  # one thread: the blocker holds it until replaced
+    try:
+        blocked = asyncio.ensure_future(engine.run(lambda: release.wait(10)))
+        await asyncio.sleep(0.01)
+        started = time.monotonic()
+        after = await asyncio.wait_for(engine.run(lambda: "next"), 5)
+        with pytest.raises(EngineTimeout):
+            await blocked
+        assert after == "next"
+        assert time.monotonic() - started < 2
+        assert await engine.run(lambda: "again") == "again"  # the replacement thread stays
+    finally:
+        release.set()
+        engine.close()
+
+
+async def test_a_cancelled_caller_drops_the_result() -> None:
+    engine = Engine(1, timeout=5)
+    gate = threading.Event()
+    try:
+        waiting = asyncio.ensure_future(engine.run(lambda: gate.wait(5)))
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert await engine.run(lambda: 7) == 7  # the engine goes on
+    finally:
+        engine.close()
