@@ -336,20 +336,15 @@ class PostgresBackend:
         event = EventReceived(name=name, payload=payload)
         async with self._connection() as conn:
             cursor = await conn.execute(
-                _Q["send_event"],
-                {
-                    "id": workflow_id,
-                    "event": encode_event(event),
-                    "channel": self.channel,
-                    "topic_prefix": work_topic(TaskKind.WORKFLOW, ""),
-                },
+                _Q["send_event"], {"id": workflow_id, "event": encode_event(event)}
             )
             row = await cursor.fetchone()
+            if row is not None and row[2]:
+                await self._wake(conn, {work_topic(TaskKind.WORKFLOW, row[1])})
         if row is None:
             raise WorkflowNotFound(workflow_id)
         if WorkflowStatus(row[0]).finished:
             raise WorkflowAlreadyCompleted(workflow_id)
-        self._notify_here([work_topic(TaskKind.WORKFLOW, row[1])])
 
     def watch(self, topics: Iterable[str]) -> Watch:
         return self._wakeups.watch(topics)

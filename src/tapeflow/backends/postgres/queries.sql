@@ -29,7 +29,7 @@ SELECT pg_notify(%(channel)s, topic) FROM unnest(%(topics)s::text[]) AS topic;
 
 -- name: send_event
 -- One statement: the event is appended only to a workflow still running; the status comes
--- back either way, no row meaning no such workflow.
+-- back either way (and whether it was delivered), no row meaning no such workflow.
 WITH target AS (
     SELECT id, name, status FROM workflows WHERE id = %(id)s FOR SHARE
 ), delivered AS (
@@ -38,9 +38,7 @@ WITH target AS (
     WHERE status IN ('pending', 'running')
     RETURNING workflow_id
 )
-SELECT t.status, t.name,
-       (SELECT pg_notify(%(channel)s, %(topic_prefix)s || t.name) FROM delivered)
-FROM target t;
+SELECT t.status, t.name, EXISTS (SELECT FROM delivered) FROM target t;
 
 -- name: get_workflow
 SELECT w.id, w.name, w.version, w.status, w.args::text, w.created_at, w.start_at,
