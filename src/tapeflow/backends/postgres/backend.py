@@ -86,51 +86,73 @@ class _Write:
     wake: Callable[[dict[str, Any]], Iterable[str]]
 
 
-def _commit_params(
-    workflow_id: str,
-    token: int,
-    history_length: int,
-    consumed: Sequence[int],
-    events: Sequence[HistoryEvent],
-    plan: CommitPlan,
-    eager: EagerActivities | None,
-) -> dict[str, Any]:
-    """A workflow task's commit as a ``workflow_commit`` row (see schema.sql)."""
-    ending = plan.ending
-    failure = ending.failure if ending else None
-    return {
-        "id": workflow_id,
-        "token": token,
-        "history_length": history_length,
-        "consumed": list(consumed),
-        "events": [encode_event(e) for e in events],
-        "activity_seqs": [a.seq for a in plan.activities],
-        "activity_names": [a.name for a in plan.activities],
-        "activity_args": [json_text(a.args) for a in plan.activities],
-        "activity_retries": [
-            None if a.retry is None else json_text(a.retry) for a in plan.activities
-        ],
-        "timer_dues": [due.isoformat() for _, due, _ in plan.timers],
-        "timer_seqs": [seq for seq, _, _ in plan.timers],
-        "timer_events": [encode_event(fired) for _, _, fired in plan.timers],
-        "cancelled_timers": plan.cancelled_timers,
-        "status": None if ending is None else "completed" if ending.completed else "failed",
-        "result": json_text(ending.result) if ending and ending.completed else None,
-        "failure": None if failure is None else FAILURE.dump_json(failure).decode(),
-        "eager_seqs": sorted(eager.seqs) if eager else [],
-        "owner": eager.owner if eager else None,
-        "lease": f"{eager.lease.total_seconds()} seconds" if eager else None,
-    }
+@dataclass(frozen=True)
+class _Commit:
+    """A workflow task's commit: its ``workflow_commit`` row (see schema.sql), and what the
+    batch function's outcome for it means: whom to wake, which activities it leased."""
 
+    workflow_id: str
+    workflow_name: str
+    plan: CommitPlan
+    eager: EagerActivities | None
+    params: dict[str, Any]
 
-def _eager_tasks(
-    workflow_id: str, workflow_name: str, plan: CommitPlan, outcome: dict[str, Any]
-) -> list[ActivityTask]:
-    by_seq = {a.seq: a for a in plan.activities}
-    return [
-        eager_task(workflow_id, workflow_name, by_seq[seq], task_id)
-        for task_id, seq in outcome["eager"]
-    ]
+    @classmethod
+    def of(
+        cls,
+        workflow_id: str,
+        workflow_name: str,
+        token: int,
+        history_length: int,
+        consumed: Sequence[int],
+        events: Sequence[HistoryEvent],
+        eager: EagerActivities | None,
+    ) -> _Commit:
+        plan = plan_commit(events)
+        ending = plan.ending
+        failure = ending.failure if ending else None
+        params = {
+            "id": workflow_id,
+            "token": token,
+            "history_length": history_length,
+            "consumed": list(consumed),
+            "events": [encode_event(e) for e in events],
+            "activity_seqs": [a.seq for a in plan.activities],
+            "activity_names": [a.name for a in plan.activities],
+            "activity_args": [json_text(a.args) for a in plan.activities],
+            "activity_retries": [
+                None if a.retry is None else json_text(a.retry) for a in plan.activities
+            ],
+            "timer_dues": [due.isoformat() for _, due, _ in plan.timers],
+            "timer_seqs": [seq for seq, _, _ in plan.timers],
+            "timer_events": [encode_event(fired) for _, _, fired in plan.timers],
+            "cancelled_timers": plan.cancelled_timers,
+            "status": None if ending is None else "completed" if ending.completed else "failed",
+            "result": json_text(ending.result) if ending and ending.completed else None,
+            "failure": None if failure is None else FAILURE.dump_json(failure).decode(),
+            "eager_seqs": sorted(eager.seqs) if eager else [],
+            "owner": eager.owner if eager else None,
+            "lease": f"{eager.lease.total_seconds()} seconds" if eager else None,
+        }
+        return cls(workflow_id, workflow_name, plan, eager, params)
+
+    def wake(self, outcome: dict[str, Any]) -> list[str]:
+        if outcome["error"] is not None:
+            return []
+        return commit_topics(
+            self.workflow_id,
+            self.workflow_name,
+            self.plan,
+            self.eager,
+            wake_workflow=outcome["wake"],
+        )
+
+    def eager_tasks(self, outcome: dict[str, Any]) -> list[ActivityTask]:
+        by_seq = {a.seq: a for a in self.plan.activities}
+        return [
+            eager_task(self.workflow_id, self.workflow_name, by_seq[seq], task_id)
+            for task_id, seq in outcome["eager"]
+        ]
 
 
 class PostgresBackend:
@@ -390,25 +412,22 @@ class PostgresBackend:
         events: Sequence[HistoryEvent],
         eager: EagerActivities | None = None,
     ) -> list[ActivityTask]:
-        plan = plan_commit(events)
-        params = _commit_params(
-            task.workflow_id, task.lease_token, task.history_length, consumed, events, plan, eager
+        commit = _Commit.of(
+            task.workflow_id,
+            task.workflow_name,
+            task.lease_token,
+            task.history_length,
+            consumed,
+            events,
+            eager,
         )
-
-        def wake(outcome: dict[str, Any]) -> list[str]:
-            if outcome["error"] is not None:
-                return []
-            return commit_topics(
-                task.workflow_id, task.workflow_name, plan, eager, wake_workflow=outcome["wake"]
-            )
-
-        outcome = await self._commits.submit(_Write(params, wake))
+        outcome = await self._commits.submit(_Write(commit.params, commit.wake))
         error = outcome["error"]
         if error is not None:
             if error.startswith("failed:"):
                 raise TapeflowError(f"committing the task of {task.workflow_id!r} {error}")
             raise LeaseLost(f"workflow task {task.workflow_id!r}: {error}")
-        return _eager_tasks(task.workflow_id, task.workflow_name, plan, outcome)
+        return commit.eager_tasks(outcome)
 
     async def _flush_commits(self, writes: list[_Write]) -> list[dict[str, Any]]:
         return await self._in_workflow_order(writes, "commit_workflow_tasks", "tasks", "id")
@@ -505,7 +524,6 @@ class PostgresBackend:
         continuation: Continuation | None,
     ) -> Continued:
         topic = work_topic(TaskKind.WORKFLOW, task.workflow_name)
-        plan = plan_commit(continuation.events) if continuation else None
         params: dict[str, Any] = {
             "id": task.id,
             "workflow_id": task.workflow_id,
@@ -514,39 +532,31 @@ class PostgresBackend:
             "owner": resume.owner if resume else None,
             "lease": f"{resume.lease.total_seconds()} seconds" if resume else None,
         }
-        if continuation is not None and plan is not None:
-            params["commit"] = _commit_params(
+        commit = None
+        if continuation is not None:  # the task's token is the one leased in the same call
+            commit = _Commit.of(
                 task.workflow_id,
+                task.workflow_name,
                 0,
                 continuation.history_length,
                 [],
                 continuation.events,
-                plan,
                 continuation.eager,
             )
+            params["commit"] = commit.params
 
         def wake(result: dict[str, Any]) -> list[str]:
             if not result["recorded"]:
                 return []
-            continued = result.get("continued")
-            if continued is not None and plan is not None:
-                return commit_topics(
-                    task.workflow_id,
-                    task.workflow_name,
-                    plan,
-                    continuation.eager if continuation else None,
-                    wake_workflow=continued["wake"],
-                )
+            if commit is not None and result.get("continued") is not None:
+                return commit.wake(result["continued"])
             return [topic] if result["resumed"] is None else []
 
         result = await self._completions.submit(_Write(params, wake))
         if not result["recorded"]:
             raise LeaseLost(f"activity task {task.id} ({task.name!r}): lease lost")
-        continued = result.get("continued")
-        if continued is not None and plan is not None:
-            return Continued(
-                True, _eager_tasks(task.workflow_id, task.workflow_name, plan, continued), None
-            )
+        if commit is not None and result.get("continued") is not None:
+            return Continued(True, commit.eager_tasks(result["continued"]), None)
         resumed = result["resumed"]
         if resumed is None:
             return Continued(False, [], None)
@@ -592,15 +602,13 @@ class PostgresBackend:
     async def _fenced(
         self, query: str, params: dict[str, Any], what: str, topics: list[str]
     ) -> None:
-        """One statement that writes only while our lease holds and then wakes ``topics``:
-        it returns a row per topic, or none when the lease was lost."""
+        """One statement that writes only while our lease holds, then wakes ``topics``;
+        no row changed means the lease was lost."""
         async with self._connection() as conn:
-            cursor = await conn.execute(
-                _Q[query], {**params, "channel": self.channel, "topics": topics}
-            )
+            cursor = await conn.execute(_Q[query], params)
             if cursor.rowcount == 0:
                 raise LeaseLost(f"{what}: lease lost")
-        self._notify_here(topics)
+            await self._wake(conn, set(topics))
 
     # -- both ------------------------------------------------------------------------------
 

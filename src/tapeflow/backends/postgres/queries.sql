@@ -84,18 +84,13 @@ RETURNING t.workflow_id, t.name, t.lease_token, t.failures, now(),
           WHERE e.workflow_id = t.workflow_id AND e.visible_at <= now() ORDER BY e.id);
 
 -- name: abandon_workflow_task
--- Fenced: touches the row only while the caller's lease holds, and wakes the topics only
--- if it did; no row back means the lease was lost (so for retry_activity_task).
-WITH done AS (
-    UPDATE workflow_tasks
-    SET lease_owner = NULL, lease_expires_at = NULL, not_before = now() + %(delay)s,
-        failures = failures + (%(error)s::text IS NOT NULL)::integer,
-        last_error = coalesce(%(error)s, last_error)
-    WHERE workflow_id = %(id)s AND lease_token = %(token)s AND lease_expires_at > now()
-    RETURNING 1
-)
-SELECT pg_notify(%(channel)s, topic) FROM unnest(%(topics)s::text[]) AS topic
-WHERE EXISTS (SELECT FROM done);
+-- Fenced: touches the row only while the caller's lease holds; no row changed means the
+-- lease was lost (so for retry_activity_task).
+UPDATE workflow_tasks
+SET lease_owner = NULL, lease_expires_at = NULL, not_before = now() + %(delay)s,
+    failures = failures + (%(error)s::text IS NOT NULL)::integer,
+    last_error = coalesce(%(error)s, last_error)
+WHERE workflow_id = %(id)s AND lease_token = %(token)s AND lease_expires_at > now();
 
 -- name: claim_activity_tasks
 WITH ready AS (
@@ -143,16 +138,11 @@ SELECT commit_workflow_tasks(%(tasks)s::json);
 SELECT complete_activity_tasks(%(items)s::json);
 
 -- name: retry_activity_task
-WITH done AS (
-    UPDATE activity_tasks
-    SET lease_owner = NULL, lease_expires_at = NULL, visible_at = now() + %(delay)s,
-        last_failure = %(failure)s::json,
-        heartbeat_details = coalesce(%(details)s::json, heartbeat_details)
-    WHERE id = %(id)s AND lease_token = %(token)s AND lease_expires_at > now()
-    RETURNING 1
-)
-SELECT pg_notify(%(channel)s, topic) FROM unnest(%(topics)s::text[]) AS topic
-WHERE EXISTS (SELECT FROM done);
+UPDATE activity_tasks
+SET lease_owner = NULL, lease_expires_at = NULL, visible_at = now() + %(delay)s,
+    last_failure = %(failure)s::json,
+    heartbeat_details = coalesce(%(details)s::json, heartbeat_details)
+WHERE id = %(id)s AND lease_token = %(token)s AND lease_expires_at > now();
 
 -- name: extend_workflow_leases
 -- Rows are locked in id order, as the batched writes lock them, so the two never deadlock.
