@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from tapeflow._definition import Definition
 from tapeflow._engine.instance import TASK_FAILURES, Activation, WorkflowInstance
@@ -35,6 +36,7 @@ from tapeflow.history import (
 from tapeflow.options import RetryPolicy
 
 log = logging.getLogger("tapeflow.worker")
+W = TypeVar("W")
 
 TASK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -110,17 +112,34 @@ class WorkflowTaskRunner:
         events: list[HistoryEvent],
         decisions: list[Decision],
     ) -> None:
-        eager, held = self.eager.take(decisions) if self.eager else (None, 0)
+        await self._write_with_eager(
+            task.workflow_id,
+            decisions,
+            lambda eager: self._backend.commit_workflow_task(task, consumed, events, eager),
+            lambda taken: taken,
+            f"committing the workflow task of {task.workflow_id!r}",
+        )
+
+    async def _write_with_eager(
+        self,
+        workflow_id: str,
+        decisions: list[Decision],
+        write: Callable[[EagerActivities | None], Awaitable[W]],
+        leased: Callable[[W], list[ActivityTask]],
+        what: str,
+        handing_over: int = 0,
+    ) -> W:
+        """Persist a write that may lease the new activities to this worker (``leased`` says
+        which it did), then run them; if its answer is lost, take them back by owner."""
+        eager, held = self.eager.take(decisions, handing_over) if self.eager else (None, 0)
         taken: list[ActivityTask] = []
         try:
-            taken = await persist(
-                lambda: self._backend.commit_workflow_task(task, consumed, events, eager),
-                f"committing the workflow task of {task.workflow_id!r}",
-                self._lease,
-            )
+            written = await persist(lambda: write(eager), what, self._lease)
+            taken = leased(written)
+            return written
         except Exception:
             if eager is not None:  # the commit may have happened, its answer lost
-                taken = await self._reclaim(task.workflow_id, eager)
+                taken = await self._reclaim(workflow_id, eager)
             raise
         finally:
             if self.eager is not None:
@@ -197,24 +216,20 @@ class WorkflowTaskRunner:
         except Exception:  # the task, run as usual, fails visibly (closed by _activate)
             return None
         events = [WorkflowTaskStarted(at=instance.now), outcome, *decisions]
-        # the activity's own slot frees as this returns: the next activity may have it
-        eager, held = self.eager.take(decisions, handing_over=1) if self.eager else (None, 0)
-        continuation = Continuation(resume, length, events, eager)
         try:
-            done = await persist(
-                lambda: self._backend.continue_after_activity(activity, outcome, continuation),
+            done = await self._write_with_eager(
+                activity.workflow_id,
+                decisions,
+                lambda eager: self._backend.continue_after_activity(
+                    activity, outcome, Continuation(resume, length, events, eager)
+                ),
+                lambda done: done.eager,
                 f"recording the outcome of activity task {activity.id}",
-                self._lease,
+                handing_over=1,  # the activity's slot frees as this returns: the next may have it
             )
         except Exception:
             instance.close()
-            if eager is not None:  # the commit may have happened, its answer lost
-                taken = await self._reclaim(activity.workflow_id, eager)
-                if self.eager is not None:
-                    self.eager.run(taken, held)
             raise
-        if self.eager is not None:
-            self.eager.run(done.eager, held)
         if done.committed:
             instance.history_length = length + len(events)
             self._cache.put(instance)
