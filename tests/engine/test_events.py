@@ -223,3 +223,32 @@ def test_a_sandbox_violation_in_an_on_event_callback_fails_the_task_not_the_work
     wf.start()
     with pytest.raises(WorkflowSandboxError, match="run_in_executor"):
         wf.later(1, EventReceived("ping", 1))
+
+
+@workflow.defn
+async def count_with_callback(count: int) -> list[int]:
+    """What the callback had seen as each wait_event returned."""
+    seen: list[Any] = []
+    workflow.on_event("item", seen.append)
+    observed = []
+    for _ in range(count):
+        await workflow.wait_event("item")
+        observed.append(len(seen))
+    return observed
+
+
+def test_a_callback_sees_each_event_no_later_than_wait_event_returns_it(
+    run: RunFactory,
+) -> None:
+    wf = run(count_with_callback)
+    events = [EventReceived("item", n) for n in (1, 2, 3)]
+    assert wf.step(T0, started(count_with_callback, 3), *events) == [
+        WorkflowExecutionCompleted(result=[3, 3, 3])
+    ]
+
+
+def test_a_callback_keeps_up_with_events_that_arrive_one_by_one(run: RunFactory) -> None:
+    wf = run(count_with_callback)
+    wf.start(2)
+    assert wf.later(1, EventReceived("item", 1)) == []
+    assert wf.later(1, EventReceived("item", 2)) == [WorkflowExecutionCompleted(result=[1, 2])]

@@ -2,7 +2,8 @@
 
 An event that arrives before anyone waits for it is kept. ``wait`` returns the oldest
 payload of that name not yet returned by ``wait``; every ``on`` callback sees every payload
-of its name, the earlier ones included, in history order.
+of its name, the earlier ones included, in history order, and no later than ``wait``
+returns it: callbacks due run first, so code after a ``wait`` sees their effects.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import contextlib
 import inspect
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tapeflow.converter import from_json
@@ -28,11 +29,13 @@ class EventChannels:
         self._taken: defaultdict[str, int] = defaultdict(int)
         self._waiters: defaultdict[str, deque[asyncio.Future[None]]] = defaultdict(deque)
         self._callbacks: defaultdict[str, list[tuple[Callback, object]]] = defaultdict(list)
+        self._due: deque[tuple[Callback, object, JSONValue]] = deque()
+        """Callback calls not made yet, in history order."""
+        self._flush_scheduled = False
 
     def deliver(self, name: str, payload: JSONValue) -> None:
         self._log[name].append(payload)
-        for callback, hint in self._callbacks[name]:
-            self._loop.call_soon(self._invoke, callback, hint, payload)
+        self._call_later((callback, hint, payload) for callback, hint in self._callbacks[name])
         self._wake_next(name)
 
     async def wait(self, name: str, hint: object) -> Any:
@@ -52,12 +55,24 @@ class EventChannels:
                 raise
         payload = self._log[name][self._taken[name]]
         self._taken[name] += 1
+        self._flush()
         return from_json(payload, hint, what=f"event {name!r}")
 
     def on(self, name: str, callback: Callback, hint: object) -> None:
         self._callbacks[name].append((callback, hint))
-        for payload in self._log[name]:
-            self._loop.call_soon(self._invoke, callback, hint, payload)
+        self._call_later((callback, hint, payload) for payload in self._log[name])
+
+    def _call_later(self, calls: Iterable[tuple[Callback, object, JSONValue]]) -> None:
+        self._due.extend(calls)
+        if self._due and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Make the callback calls due, oldest first (a callback may register another)."""
+        self._flush_scheduled = False
+        while self._due:
+            self._invoke(*self._due.popleft())
 
     def _wake_next(self, name: str) -> None:
         waiters = self._waiters[name]
