@@ -101,6 +101,12 @@ class LeaseLost(TapeflowError):
     """
 
 
+class UnseenEvents(TapeflowError):
+    """A workflow task would have ended its workflow while its inbox held events the task
+    had not seen (an event sent while the task ran): ending would drop them. Nothing of
+    the task was written and its lease was released: it runs again with them in view."""
+
+
 class BackendUnavailable(TapeflowError):
     """The database could not be reached or dropped the connection; the operation may or
     may not have been committed. Workers retry with backoff; fenced writes make a retry of

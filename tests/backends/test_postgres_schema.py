@@ -84,12 +84,77 @@ def test_migrations_add_up_to_the_schema(schemas: list[str]) -> None:
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
         conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(from_schema)))
         conn.execute(read_sql(PACKAGE, "schema.sql").encode())
+        conn.execute(read_sql(PACKAGE, "functions.sql").encode())
         conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(migrated)))
         for _, script in migrations(PACKAGE):
             conn.execute(script.encode())
+        conn.execute(read_sql(PACKAGE, "functions.sql").encode())
         expected, actual = _shape(conn, from_schema), _shape(conn, migrated)
     assert expected["columns"]  # not vacuously equal
     assert actual == expected
+
+
+def test_migrations_hold_no_functions() -> None:
+    for version, script in migrations(PACKAGE):
+        assert "CREATE FUNCTION" not in script.upper(), f"migration {version}: see functions.sql"
+        assert "PLPGSQL" not in script.upper(), f"migration {version}: see functions.sql"
+
+
+def _function_source(url: str, schema: str) -> str:
+    with psycopg.connect(url.partition("?")[0]) as conn:
+        row = conn.execute(
+            "SELECT prosrc FROM pg_proc WHERE proname = 'commit_workflow_task' "
+            "AND pronamespace = %s::regnamespace",
+            (schema,),
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+async def test_a_changed_functions_file_is_applied_on_the_next_start(
+    schemas: list[str],
+) -> None:
+    schema = _new(schemas)
+    url = f"{POSTGRES_URL}?schema={schema}"
+    async with tapeflow.connect(url):
+        pass
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:  # as an older copy left it
+        conn.execute(
+            sql.SQL(
+                "CREATE OR REPLACE FUNCTION {}.commit_workflow_task(c {}.workflow_commit) "
+                "RETURNS json LANGUAGE sql AS $$ SELECT NULL::json $$"
+            ).format(sql.Identifier(schema), sql.Identifier(schema))
+        )
+        conn.execute(
+            sql.SQL("UPDATE {}.schema_functions SET checksum = 'older'").format(
+                sql.Identifier(schema)
+            )
+        )
+    async with tapeflow.connect(url):
+        pass
+    assert "unseen events" in _function_source(url, schema)
+
+
+async def test_functions_of_a_newer_revision_are_left_in_place(schemas: list[str]) -> None:
+    schema = _new(schemas)
+    url = f"{POSTGRES_URL}?schema={schema}"
+    async with tapeflow.connect(url):
+        pass
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:  # as a newer tapeflow left it
+        conn.execute(
+            sql.SQL("UPDATE {}.schema_functions SET revision = 1000, checksum = 'newer'").format(
+                sql.Identifier(schema)
+            )
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE OR REPLACE FUNCTION {}.commit_workflow_task(c {}.workflow_commit) "
+                "RETURNS json LANGUAGE sql AS $$ SELECT '{{\"newer\": true}}'::json $$"
+            ).format(sql.Identifier(schema), sql.Identifier(schema))
+        )
+    async with tapeflow.connect(url):
+        pass
+    assert "newer" in _function_source(url, schema)
 
 
 async def test_many_processes_starting_at_once_migrate_once(schemas: list[str]) -> None:

@@ -24,7 +24,7 @@ from tapeflow.backends.base import (
     ResumeWorkflow,
     WorkflowTask,
 )
-from tapeflow.errors import LeaseLost, PayloadError, WorkflowSandboxError
+from tapeflow.errors import LeaseLost, PayloadError, UnseenEvents, WorkflowSandboxError
 from tapeflow.history import (
     ActivityCompleted,
     ActivityFailed,
@@ -95,6 +95,10 @@ class WorkflowTaskRunner:
             await self._commit(task, consumed, events, decisions)
         except LeaseLost as exc:
             log.warning("%s; the new holder goes on", exc)
+            if instance is not None:
+                instance.close()
+        except UnseenEvents as exc:  # its instance ended without them: replay with them
+            log.debug("%s; running it again with them", exc)
             if instance is not None:
                 instance.close()
         except Exception as exc:

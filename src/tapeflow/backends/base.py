@@ -237,7 +237,11 @@ class Backend(Protocol):
         """Append ``events`` to history, delete the ``consumed`` inbox events, carry out the
         decisions among the events (activity tasks, timers, completion) and release the lease.
         Returns the ``eager`` activity tasks, leased to their owner (attempt 1).
-        Raises LeaseLost."""
+
+        A commit that ends the workflow while the inbox holds events other than timers that
+        are not among ``consumed`` would drop them: it writes nothing, releases the lease
+        (sticky to the task's worker) and raises UnseenEvents, so that every event accepted
+        by ``send_event`` reaches history. Raises LeaseLost."""
         ...
 
     async def abandon_workflow_task(
@@ -289,7 +293,8 @@ class Backend(Protocol):
         continuation: Continuation,
     ) -> Continued:
         """``complete_activity_task`` and, in the same transaction, the workflow's next task
-        when the worker could run it ahead (see Continuation). Raises LeaseLost if the
+        when the worker could run it ahead (see Continuation), unless it would end the
+        workflow past unseen events (see ``commit_workflow_task``). Raises LeaseLost if the
         activity's lease was lost (then nothing is written)."""
         ...
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -31,7 +32,7 @@ from tapeflow.backends._rows import (
     workflow_record,
     workflow_task,
 )
-from tapeflow.backends._sql_files import load_queries, migrations
+from tapeflow.backends._sql_files import load_queries, migrations, read_sql
 from tapeflow.backends._wakeups import Wakeups, Watch, work_topic
 from tapeflow.backends.base import (
     STICKY_FOR,
@@ -53,6 +54,7 @@ from tapeflow.errors import (
     LeaseLost,
     SchemaVersionError,
     TapeflowError,
+    UnseenEvents,
     WorkflowAlreadyCompleted,
     WorkflowAlreadyExists,
     WorkflowNotFound,
@@ -71,6 +73,9 @@ log = logging.getLogger("tapeflow.postgres")
 _PACKAGE = __package__ or "tapeflow.backends.postgres"
 _Q = load_queries(_PACKAGE)
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,50}")
+_UNSEEN = "unseen events"
+"""The commit function's refusal to end a workflow past events its task did not see."""
+_REVISION = re.compile(r"^-- revision: (\d+)$", re.MULTILINE)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -137,6 +142,8 @@ class _Commit:
         return cls(workflow_id, workflow_name, plan, eager, params)
 
     def wake(self, outcome: dict[str, Any]) -> list[str]:
+        if outcome["error"] == _UNSEEN:  # released, to be claimed again with them
+            return [work_topic(TaskKind.WORKFLOW, self.workflow_name)]
         if outcome["error"] is not None:
             return []
         return commit_topics(
@@ -153,6 +160,22 @@ class _Commit:
             eager_task(self.workflow_id, self.workflow_name, by_seq[seq], task_id)
             for task_id, seq in outcome["eager"]
         ]
+
+
+async def _apply_functions(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Apply functions.sql when it differs from the copy in place, unless that copy has a
+    higher revision (a newer tapeflow applied it): run under the migration lock."""
+    text = read_sql(_PACKAGE, "functions.sql")
+    found = _REVISION.search(text)
+    assert found is not None, "functions.sql names its revision"
+    revision, checksum = int(found.group(1)), hashlib.sha256(text.encode()).hexdigest()
+    cursor = await conn.execute("SELECT revision, checksum FROM schema_functions")
+    applied = await cursor.fetchone()
+    if applied is not None and (applied[0] > revision or applied[1] == checksum):
+        return
+    await conn.execute(text.encode())
+    await conn.execute("DELETE FROM schema_functions")
+    await conn.execute("INSERT INTO schema_functions VALUES (%s, %s)", (revision, checksum))
 
 
 class PostgresBackend:
@@ -261,6 +284,7 @@ class PostgresBackend:
             for version, script in steps[current:]:
                 await conn.execute(script.encode())
                 await conn.execute("INSERT INTO schema_version VALUES (%s)", (version,))
+            await _apply_functions(conn)
 
     async def _listen(self) -> None:
         """Turn NOTIFYs from every process into in-process wake-ups; reconnect if dropped."""
@@ -423,6 +447,8 @@ class PostgresBackend:
         )
         outcome = await self._commits.submit(_Write(commit.params, commit.wake))
         error = outcome["error"]
+        if error == _UNSEEN:
+            raise UnseenEvents(f"workflow task {task.workflow_id!r}: events came while it ran")
         if error is not None:
             if error.startswith("failed:"):
                 raise TapeflowError(f"committing the task of {task.workflow_id!r} {error}")

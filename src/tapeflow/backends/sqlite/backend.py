@@ -9,6 +9,7 @@ the database lock up front (``BEGIN IMMEDIATE``); several processes may share on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -47,6 +48,7 @@ from tapeflow.errors import (
     BackendUnavailable,
     LeaseLost,
     SchemaVersionError,
+    UnseenEvents,
     WorkflowAlreadyCompleted,
     WorkflowAlreadyExists,
     WorkflowNotFound,
@@ -304,14 +306,22 @@ class SQLiteBackend:
         plan = plan_commit(events)
         topics = commit_topics(task.workflow_id, task.workflow_name, plan, eager)
         taken: list[ActivityTask] = []
+        refused: list[UnseenEvents] = []
 
         def write(conn: sqlite3.Connection) -> list[str]:
             now = _now_us()
             _check_workflow_lease(conn, task, now)
-            taken.extend(_apply_commit(conn, task, consumed, events, plan, eager, now))
+            try:
+                taken.extend(_apply_commit(conn, task, consumed, events, plan, eager, now))
+            except UnseenEvents as exc:  # nothing written: released, to run again at once
+                conn.execute(_Q["release_workflow_task"], {"id": task.workflow_id})
+                refused.append(exc)
+                return [work_topic(TaskKind.WORKFLOW, task.workflow_name)]
             return topics
 
         await self._write(write)
+        if refused:
+            raise refused[0]
         return taken
 
     async def abandon_workflow_task(
@@ -443,9 +453,12 @@ class SQLiteBackend:
                 if held and held[0].history_length == continuation.history_length:
                     plan = plan_commit(continuation.events)
                     eager = continuation.eager
-                    taken = _apply_commit(conn, held[0], [], continuation.events, plan, eager, now)
-                    done.append(Continued(True, taken, None))
-                    return commit_topics(wid, task.workflow_name, plan, eager)
+                    with contextlib.suppress(UnseenEvents):  # then recorded as without it
+                        taken = _apply_commit(
+                            conn, held[0], [], continuation.events, plan, eager, now
+                        )
+                        done.append(Continued(True, taken, None))
+                        return commit_topics(wid, task.workflow_name, plan, eager)
             _insert_inbox(conn, wid, outcome, now)
             resumed: list[WorkflowTask] = []
             if resume is not None:  # leased now, or read again with the outcome in its inbox
@@ -614,9 +627,16 @@ def _apply_commit(
     now: int,
 ) -> list[ActivityTask]:
     """Write a workflow task's outcome, its lease already checked; the activity tasks it
-    leased to ``eager.owner`` come back."""
+    leased to ``eager.owner`` come back. Raises UnseenEvents, having written nothing, if it
+    would end the workflow while the inbox holds events (not timers) it did not consume."""
     wid = task.workflow_id
     taken: list[ActivityTask] = []
+    if plan.ending is not None:
+        (unseen,) = conn.execute(
+            _Q["unseen_inbox"], {"id": wid, "consumed": json_text(list(consumed))}
+        ).fetchone()
+        if unseen:
+            raise UnseenEvents(f"workflow task {wid!r}: events came while it ran")
     for inbox_id in consumed:
         conn.execute(_Q["delete_inbox_event"], {"id": inbox_id, "workflow_id": wid})
     conn.executemany(

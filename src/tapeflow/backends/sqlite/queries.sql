@@ -85,6 +85,14 @@ DELETE FROM workflow_tasks WHERE workflow_id = :id;
 -- name: drop_activity_tasks
 DELETE FROM activity_tasks WHERE workflow_id = :id;
 
+-- name: unseen_inbox
+-- Events (not timers) in the inbox that a committing task did not consume.
+SELECT EXISTS (
+    SELECT 1 FROM inbox
+    WHERE workflow_id = :id AND timer_seq IS NULL
+      AND id NOT IN (SELECT value FROM json_each(:consumed))
+);
+
 -- name: drop_inbox
 DELETE FROM inbox WHERE workflow_id = :id;
 
