@@ -7,6 +7,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import tapeflow
+from tapeflow import workflow
+from tapeflow.history import EventReceived, WorkflowExecutionStarted, WorkflowTaskStarted
 from tests.conftest import WorkerFactory
 from tests.scenarios.start_at import report_start
 
@@ -66,3 +68,30 @@ async def test_a_start_time_in_the_past_runs_at_once_with_that_started_at(
         report = await handle.result(timeout=10)
     assert report.started_at == start_at
     assert report.first_ran_at > start_at
+
+
+@workflow.defn
+async def greet_when_told() -> str:
+    return f"{await workflow.wait_event('name')} at {workflow.now().isoformat()}"
+
+
+async def test_an_event_sent_before_the_start_time_waits_for_it(
+    client: tapeflow.Client, worker: WorkerFactory
+) -> None:
+    async with worker(workflows=[greet_when_told]):
+        start_at = datetime.now(UTC) + DELAY
+        handle = await client.start_workflow(greet_when_told, id="early", start_at=start_at)
+        await client.send_event("early", "name", "ada")
+        while datetime.now(UTC) < start_at - MARGIN:
+            assert (await handle.describe()).status == tapeflow.WorkflowStatus.PENDING
+            await asyncio.sleep(0.05)
+        greeting = await handle.result(timeout=10)
+    name, _, ran_at = greeting.partition(" at ")
+    assert name == "ada"
+    assert datetime.fromisoformat(ran_at) >= start_at
+    events = await tapeflow.WorkflowDebugger(client.backend).history("early")
+    assert [type(e) for e in events[:3]] == [
+        WorkflowTaskStarted,
+        WorkflowExecutionStarted,
+        EventReceived,
+    ]

@@ -29,12 +29,13 @@ SELECT pg_notify(%(channel)s, topic) FROM unnest(%(topics)s::text[]) AS topic;
 
 -- name: send_event
 -- One statement: the event is appended only to a workflow still running; the status comes
--- back either way (and whether it was delivered), no row meaning no such workflow.
+-- back either way (and whether it was delivered), no row meaning no such workflow. It is
+-- not seen before the workflow starts: its history begins with its start.
 WITH target AS (
-    SELECT id, name, status FROM workflows WHERE id = %(id)s FOR SHARE
+    SELECT id, name, status, start_at FROM workflows WHERE id = %(id)s FOR SHARE
 ), delivered AS (
     INSERT INTO inbox (workflow_id, visible_at, event)
-    SELECT id, now(), %(event)s::json FROM target
+    SELECT id, greatest(now(), start_at), %(event)s::json FROM target
     WHERE status IN ('pending', 'running')
     RETURNING workflow_id
 )

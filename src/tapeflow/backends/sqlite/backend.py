@@ -252,7 +252,8 @@ class SQLiteBackend:
             if WorkflowStatus(row[0]).finished:
                 raise WorkflowAlreadyCompleted(workflow_id)
             event = EventReceived(name=name, payload=payload)
-            _insert_inbox(conn, workflow_id, event, _now_us())
+            # Not seen before the workflow starts: its history begins with its start.
+            _insert_inbox(conn, workflow_id, event, max(_now_us(), row[2]))
             return [work_topic(TaskKind.WORKFLOW, row[1])]
 
         await self._write(write)

@@ -16,7 +16,7 @@ FROM workflows w LEFT JOIN workflow_tasks t ON t.workflow_id = w.id
 WHERE w.id = :id;
 
 -- name: workflow_status
-SELECT status, name FROM workflows WHERE id = :id;
+SELECT status, name, start_at FROM workflows WHERE id = :id;
 
 -- name: load_history
 SELECT event FROM history WHERE workflow_id = :id ORDER BY seq;
