@@ -32,7 +32,16 @@ from tapeflow.history import (
 )
 from tests.chaos.inspector import WorkflowRow
 from tests.chaos.ledger import Attempt
-from tests.chaos.workload import ACTIVITIES, WORK_SECONDS, chaos_flow
+from tests.chaos.workload import (
+    ACTIVITIES,
+    EVENT_NAME,
+    LATE_EVENT_NAME,
+    POISON_ATTEMPTS,
+    POISONED_PREFIX,
+    WORK_SECONDS,
+    chaos_flow,
+    chaos_poisoned,
+)
 
 TERMINAL = (WorkflowExecutionCompleted, WorkflowExecutionFailed)
 
@@ -60,11 +69,16 @@ def check_run(
     attempts: list[Attempt],
     sends: Mapping[str, set[str]],
     leftovers: Mapping[str, int],
+    late: Mapping[str, set[str]] | None = None,
 ) -> Outcome:
     """Every invariant of a finished run. ``expected`` maps each workflow id to its result,
-    ``sends`` to the send ids of the events the client sent it (at least one)."""
+    ``sends`` to the send ids of the events the client sent it (at least one), ``late`` to
+    the send ids of the late events ``send_event`` accepted: each is in history exactly once,
+    and no other late event is."""
     out = Outcome()
-    definition = definition_of(chaos_flow, "workflow")
+    accepted_late = late or {}
+    late_received = 0
+    poisoned_attempts = 0
     ledger_rows: dict[tuple[str, int, int], list[Attempt]] = {}
     for attempt in attempts:
         ledger_rows.setdefault((attempt.workflow_id, attempt.seq, attempt.attempt), []).append(
@@ -110,10 +124,36 @@ def check_run(
         if starts != 1:
             out.violate(f"{workflow_id}: {starts} start events")
 
+        received = [e for e in events if isinstance(e, EventReceived) and e.name == EVENT_NAME]
+        sent = sends.get(workflow_id, set())
+        if len(received) != 1:
+            out.violate(f"{workflow_id}: {len(received)} events received (sends {sorted(sent)})")
+        for go in received:
+            if not isinstance(go.payload, dict) or go.payload.get("send_id") not in sent:
+                out.violate(f"{workflow_id}: received an event nobody sent: {go.payload}")
+
+        late_ids = [
+            e.payload.get("send_id") if isinstance(e.payload, dict) else e.payload
+            for e in events
+            if isinstance(e, EventReceived) and e.name == LATE_EVENT_NAME
+        ]
+        late_received += len(late_ids)
+        wanted = accepted_late.get(workflow_id, set())
+        if len(late_ids) != len(set(late_ids)) or set(late_ids) != wanted:
+            out.violate(
+                f"{workflow_id}: late events in history {sorted(map(str, late_ids))}, "
+                f"accepted {sorted(wanted)}"
+            )
+
         scheduled = Counter(e.seq for e in events if isinstance(e, ActivityScheduled))
         outcomes = Counter(
             e.seq for e in events if isinstance(e, ActivityCompleted | ActivityFailed)
         )
+        if workflow_id.startswith(POISONED_PREFIX):
+            poisoned_attempts += _check_poisoned(out, workflow_id, events, ledger_rows)
+            scheduled_all.update((workflow_id, seq) for seq in scheduled)
+            _check_replay(out, chaos_poisoned, workflow_id, events)
+            continue
         if len(scheduled) != ACTIVITIES or any(n != 1 for n in scheduled.values()):
             out.violate(f"{workflow_id}: activities scheduled {dict(scheduled)}")
         if outcomes != scheduled:
@@ -128,14 +168,6 @@ def check_run(
         fired = Counter(e.seq for e in events if isinstance(e, TimerFired))
         if set(fired) != set(timers) or any(n != 1 for n in fired.values()):
             out.violate(f"{workflow_id}: timers started {sorted(timers)}, fired {dict(fired)}")
-
-        received = [e for e in events if isinstance(e, EventReceived)]
-        sent = sends.get(workflow_id, set())
-        if len(received) != 1:
-            out.violate(f"{workflow_id}: {len(received)} events received (sends {sorted(sent)})")
-        for event in received:
-            if not isinstance(event.payload, dict) or event.payload.get("send_id") not in sent:
-                out.violate(f"{workflow_id}: received an event nobody sent: {event.payload}")
 
         # Side effects: every recorded completion came from an attempt that really ran.
         activation_at = None
@@ -156,10 +188,7 @@ def check_run(
             elif isinstance(event, TimerFired) and activation_at is not None:
                 timer_late.append((activation_at - timers[event.seq]).total_seconds())
 
-        try:
-            replay_new(definition, workflow_id, events).close()
-        except Exception as exc:
-            out.violate(f"{workflow_id}: replaying its history failed: {type(exc).__name__}: {exc}")
+        _check_replay(out, chaos_flow, workflow_id, events)
 
     for attempt in attempts:
         if (attempt.workflow_id, attempt.seq) not in scheduled_all:
@@ -173,6 +202,10 @@ def check_run(
     duplicates = sum(runs.values()) - len(runs)
     out.figures.update(
         workflows=len(expected),
+        poisoned_workflows=sum(w.startswith(POISONED_PREFIX) for w in expected),
+        poisoned_attempts=poisoned_attempts,
+        late_events_accepted=sum(len(ids) for ids in accepted_late.values()),
+        late_events_in_history=late_received,
         activities=activities,
         activity_executions=sum(runs.values()),
         duplicate_executions=duplicates,
@@ -187,3 +220,30 @@ def check_run(
         completion_to_next_task_max_s=max(wake_late, default=0.0),
     )
     return out
+
+
+def _check_poisoned(
+    out: Outcome,
+    workflow_id: str,
+    events: list[HistoryEvent],
+    ledger_rows: Mapping[tuple[str, int, int], list[Attempt]],
+) -> int:
+    """A poisoned workflow's activity failed for good after its attempts, each of which ran
+    (and ended in ``sys.exit``) without taking its worker down. Returns the attempts run."""
+    failed = [e for e in events if isinstance(e, ActivityFailed)]
+    if len(failed) != 1 or failed[0].attempt != POISON_ATTEMPTS:
+        out.violate(f"{workflow_id}: the poisoned activity ended with {failed!r}")
+        return 0
+    ran = [a for (wid, seq, _), rows in ledger_rows.items() if wid == workflow_id for a in rows]
+    if len({a.attempt for a in ran}) != POISON_ATTEMPTS:
+        out.violate(f"{workflow_id}: the ledger saw attempts {sorted(a.attempt for a in ran)}")
+    return len(ran)
+
+
+def _check_replay(
+    out: Outcome, function: Any, workflow_id: str, events: list[HistoryEvent]
+) -> None:
+    try:
+        replay_new(definition_of(function, "workflow"), workflow_id, events).close()
+    except Exception as exc:
+        out.violate(f"{workflow_id}: replaying its history failed: {type(exc).__name__}: {exc}")

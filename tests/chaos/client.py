@@ -5,7 +5,9 @@
 - ``start INDEX`` starts workflow ``chaos-INDEX``: ``ok``, ``exists`` (already started: a
   resend after a crash), ``unavailable ...`` or ``error ...``;
 - ``event INDEX SEND_ID`` sends its event: ``ok``, ``finished`` (the workflow has ended),
-  ``unavailable ...`` or ``error ...``.
+  ``unavailable ...`` or ``error ...``;
+- ``late INDEX SEND_ID`` sends a "late" event (one the workflow does not wait for), with the
+  same answers.
 
 It runs in a process of its own so that the client-side failpoints (``start_workflow``,
 ``send_event``) can kill it with a hard exit, as they do a worker.
@@ -17,7 +19,15 @@ import asyncio
 import sys
 
 import tapeflow
-from tests.chaos.workload import EVENT_NAME, Go, chaos_flow, event_value, timer_ms, workflow_id
+from tests.chaos.workload import (
+    EVENT_NAME,
+    LATE_EVENT_NAME,
+    Go,
+    event_value,
+    timer_ms,
+    workflow_for,
+    workflow_id,
+)
 
 
 async def answer(client: tapeflow.Client, line: str) -> str:
@@ -27,16 +37,17 @@ async def answer(client: tapeflow.Client, line: str) -> str:
             index = int(args[0])
             try:
                 await client.start_workflow(
-                    chaos_flow, index, timer_ms(index), id=workflow_id(index)
+                    workflow_for(index), index, timer_ms(index), id=workflow_id(index)
                 )
             except tapeflow.WorkflowAlreadyExists:
                 return "exists"
             return "ok"
-        if command == "event":
+        if command in ("event", "late"):
             index, send_id = int(args[0]), args[1]
+            name = EVENT_NAME if command == "event" else LATE_EVENT_NAME
             try:
                 await client.send_event(
-                    workflow_id(index), EVENT_NAME, Go(send_id=send_id, value=event_value(index))
+                    workflow_id(index), name, Go(send_id=send_id, value=event_value(index))
                 )
             except tapeflow.WorkflowAlreadyCompleted:
                 return "finished"

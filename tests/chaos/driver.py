@@ -12,6 +12,9 @@ and meanwhile:
   ``chaos-<pid>``) and times how long until another worker takes each over;
 - four times a second lists the tasks ready to be claimed and unclaimed, and keeps the
   longest any of them has waited (``inspector.ReadyWatch``);
+- sends each workflow's "late" events around the time it completes, each of which, if
+  accepted, must be in its history; one workflow in 50 is poisoned (its activity calls
+  ``sys.exit``), and no worker may die of it;
 - runs the outages it is given (a PostgreSQL restart, killed connections) and times how long
   the workers take to commit again once the database is back.
 
@@ -43,7 +46,7 @@ from tests.chaos.checks import Outcome, check_run, percentile
 from tests.chaos.inspector import Held, Inspector, ReadyWatch, Waiting, owned_by
 from tests.chaos.ledger import Ledger
 from tests.chaos.worker import owner_name
-from tests.chaos.workload import expected, workflow_id
+from tests.chaos.workload import LATE_EVENTS, expected, workflow_id
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -83,6 +86,8 @@ class Plan:
     worker_failpoints: Sequence[str] = WORKER_FAILPOINTS
     client_failpoints: Sequence[str] = CLIENT_FAILPOINTS
     event_delay: tuple[float, float] = (0.3, 3.0)
+    late_delay: tuple[float, float] = (0.0, 1.0)
+    """After its event, when each late event is sent: while the workflow completes."""
     lease: float = 2.0
     poll: float = 0.15
     finish_timeout: float = 300.0
@@ -372,7 +377,10 @@ class ClientProcess:
 class Command:
     due: float
     kind: str
+    """``start``, ``event`` or ``late``."""
     index: int
+    number: int = 0
+    """Which of the workflow's late events."""
 
 
 class Feeder:
@@ -386,6 +394,9 @@ class Feeder:
         self.client = client
         self.probe = probe
         self.sends: dict[str, set[str]] = {}
+        self.late: dict[str, set[str]] = {}
+        """The late events accepted (confirmed, or found delivered), by workflow."""
+        self.late_refused = 0
         self.errors: list[str] = []
         self.resends = 0
         self.started = 0
@@ -394,7 +405,11 @@ class Feeder:
         for index in range(plan.workflows):
             due = index / plan.rate
             self.commands.append(Command(due, "start", index))
-            self.commands.append(Command(due + chance.uniform(*plan.event_delay), "event", index))
+            event_due = due + chance.uniform(*plan.event_delay)
+            self.commands.append(Command(event_due, "event", index))
+            for number in range(LATE_EVENTS):  # around the time the workflow completes
+                late_due = event_due + chance.uniform(*plan.late_delay)
+                self.commands.append(Command(late_due, "late", index, number))
         self.commands.sort(key=lambda c: (c.due, c.kind != "start"))
 
     async def run(self) -> None:
@@ -419,7 +434,7 @@ class Feeder:
                 if answer in ("ok", "exists"):
                     self.started += 1
                     return
-            else:
+            elif command.kind == "event":
                 send_id = f"s{command.index}x{attempt}e"
                 self.sends.setdefault(wid, set()).add(send_id)
                 answer = await self.client.call(f"event {command.index} {send_id}")
@@ -431,6 +446,15 @@ class Feeder:
                 # Unconfirmed: did it arrive all the same (committed, then the sender died or
                 # the connection dropped)? Then it must not be sent again.
                 if await self._delivered(wid, send_id):
+                    return
+            else:
+                send_id = f"s{command.index}x{attempt}l{command.number}"
+                answer = await self.client.call(f"late {command.index} {send_id}")
+                if answer == "finished":
+                    self.late_refused += 1
+                    return
+                if answer == "ok" or await self._delivered(wid, send_id):
+                    self.late.setdefault(wid, set()).add(send_id)
                     return
             if answer is not None and answer.startswith("error"):
                 self.errors.append(f"{command.kind} {wid}: {answer}")
@@ -676,7 +700,14 @@ class ChaosRun:
         workflows, history_rows, leftovers = await self.probe.run(read)
         attempts = await asyncio.to_thread(self.ledger.attempts)
         outcome: Outcome = await asyncio.to_thread(
-            check_run, ids, workflows, history_rows, attempts, self.feeder.sends, leftovers
+            check_run,
+            ids,
+            workflows,
+            history_rows,
+            attempts,
+            self.feeder.sends,
+            leftovers,
+            self.feeder.late,
         )
         self.violations.extend(self.feeder.errors)
         self.violations.extend(outcome.violations)
@@ -742,6 +773,7 @@ class ChaosRun:
             ready_wait_bound_s=plan.stuck_bound,
             ready_wait_samples=len(counted),
             client_resends=self.feeder.resends,
+            late_events_refused_as_finished=self.feeder.late_refused,
             load_average_mean=sum(self.load) / len(self.load) if self.load else 0.0,
             load_average_max=max(self.load, default=0.0),
             cpus=os.cpu_count(),

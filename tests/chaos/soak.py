@@ -28,10 +28,10 @@ from tests.chaos.location import locate, with_application_name
 from tests.chaos.workload import (
     EVENT_NAME,
     Go,
-    chaos_flow,
     event_value,
     expected,
     timer_ms,
+    workflow_for,
     workflow_id,
 )
 
@@ -127,7 +127,7 @@ class Soak:
         index = self.next_index
         self.next_index += 1
         wid = workflow_id(index)
-        await client.start_workflow(chaos_flow, index, timer_ms(index), id=wid)
+        await client.start_workflow(workflow_for(index), index, timer_ms(index), id=wid)
         send_id = f"s{index}x1e"
         self.sends[wid] = {send_id}
         await client.send_event(wid, EVENT_NAME, Go(send_id=send_id, value=event_value(index)))

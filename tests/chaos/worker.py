@@ -19,7 +19,7 @@ from pathlib import Path
 
 import tapeflow
 from tests.chaos import ledger
-from tests.chaos.workload import chaos_flow, chaos_step
+from tests.chaos.workload import chaos_exit, chaos_flow, chaos_poisoned, chaos_step
 
 ACTIVITY_RETRY = tapeflow.RetryPolicy(
     initial_interval=timedelta(milliseconds=100),
@@ -39,8 +39,8 @@ async def serve(args: argparse.Namespace) -> None:
     async with tapeflow.connect(args.url) as backend:
         worker = tapeflow.Worker(
             backend,
-            workflows=[chaos_flow],
-            activities=[chaos_step],
+            workflows=[chaos_flow, chaos_poisoned],
+            activities=[chaos_step, chaos_exit],
             name=owner_name(os.getpid()),
             workflow_cache_size=args.cache,
             max_concurrent_activities=args.activities,

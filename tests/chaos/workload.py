@@ -1,4 +1,6 @@
-"""The chaos workload: ten activities per workflow, a durable timer and an external event.
+"""The chaos workload: ten activities per workflow, a durable timer and an external event,
+then "late" events sent while the workflow completes; and, one workflow in POISON_EVERY, a
+poisoned one, whose activity ends its process with ``sys.exit`` (the fleet must stay up).
 
 Every activity writes its attempt to the side-effect ledger before it returns. The result of
 each workflow is known in advance (``expected``), so a lost, repeated or reordered step shows.
@@ -6,11 +8,14 @@ each workflow is known in advance (``expected``), so a lost, repeated or reorder
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from tapeflow import activity, workflow
+from tapeflow import ActivityError, RetryPolicy, activity, workflow
 from tests.chaos import ledger
 
 ACTIVITIES = 10
@@ -19,6 +24,15 @@ TIMER_BEFORE = 3
 EVENT_BEFORE = 6
 """The workflow waits for its external event just before this activity."""
 EVENT_NAME = "go"
+LATE_EVENT_NAME = "late"
+"""Events the workflow never waits for, sent around the time it completes: each one that
+``send_event`` accepted must be in its history all the same."""
+LATE_EVENTS = 2
+POISON_EVERY = 50
+"""One workflow in this many is ``chaos_poisoned``."""
+POISON_ATTEMPTS = 2
+POISONED_PREFIX = "chaos-poison-"
+POISON_BASE = 1_000_000
 WORK_SECONDS = 0.02
 """What an activity spends after its side effect: a kill may land in between."""
 
@@ -31,8 +45,12 @@ class Go:
     value: int
 
 
+def poisoned(index: int) -> bool:
+    return index % POISON_EVERY == POISON_EVERY // 2
+
+
 def workflow_id(index: int) -> str:
-    return f"chaos-{index}"
+    return f"{POISONED_PREFIX}{index}" if poisoned(index) else f"chaos-{index}"
 
 
 def timer_ms(index: int) -> int:
@@ -49,6 +67,8 @@ def step_value(index: int, number: int) -> int:
 
 
 def expected(index: int) -> int:
+    if poisoned(index):
+        return POISON_BASE + event_value(index)
     return sum(step_value(index, n) for n in range(ACTIVITIES)) + event_value(index)
 
 
@@ -71,3 +91,30 @@ async def chaos_flow(index: int, timer: int) -> int:
             total += go.value
         total += await workflow.execute_activity(chaos_step, index, number)
     return total
+
+
+@activity.defn
+def chaos_exit() -> None:
+    """A poisoned activity: it ends the process it runs in, or would, were it not caught."""
+    info = activity.info()
+    ledger.active().record(info.workflow_id, info.seq, info.attempt)
+    sys.exit(3)
+
+
+@workflow.defn
+async def chaos_poisoned(index: int, timer: int) -> int:
+    """Its activity fails every attempt by ``sys.exit``; the workflow sees it fail for good,
+    then waits for its event like the others."""
+    with contextlib.suppress(ActivityError):
+        await workflow.execute_activity(
+            chaos_exit,
+            retry=RetryPolicy(
+                initial_interval=timedelta(milliseconds=timer), maximum_attempts=POISON_ATTEMPTS
+            ),
+        )
+    go: Go = await workflow.wait_event(EVENT_NAME, type=Go)
+    return POISON_BASE + go.value
+
+
+def workflow_for(index: int) -> Callable[[int, int], Awaitable[int]]:
+    return chaos_poisoned if poisoned(index) else chaos_flow
