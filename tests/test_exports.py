@@ -28,6 +28,7 @@ def test_package_exports() -> None:
         "WorkflowDebugger",
         "WorkflowFailed",
         "WorkflowHandle",
+        "WorkflowInterrupted",
         "WorkflowNotFound",
         "WorkflowRecord",
         "WorkflowSandboxError",

@@ -22,6 +22,7 @@ from tapeflow.errors import (
     WorkflowAlreadyCompleted,
     WorkflowAlreadyExists,
     WorkflowFailed,
+    WorkflowInterrupted,
     WorkflowNotFound,
     WorkflowSandboxError,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "WorkflowDebugger",
     "WorkflowFailed",
     "WorkflowHandle",
+    "WorkflowInterrupted",
     "WorkflowNotFound",
     "WorkflowRecord",
     "WorkflowSandboxError",

@@ -239,7 +239,11 @@ class Worker:
     def _leased(
         self, run: Callable[[Any], Any], ref_of: Callable[[Any], LeaseRef]
     ) -> Callable[[Any], Any]:
-        """Wrap a task runner so the task's lease is renewed while it runs."""
+        """Wrap a task runner so the task's lease is renewed while it runs.
+
+        Only Exceptions are caught: the runners turn whatever user code raises, SystemExit
+        included, into a failed task or attempt where they call it, so a BaseException
+        here is the worker's own cancellation or a real interrupt, which must go on."""
 
         async def run_leased(task: Any) -> None:
             ref = ref_of(task)
