@@ -22,6 +22,7 @@ def test_package_exports() -> None:
         "SchemaVersionError",
         "TapeflowError",
         "Worker",
+        "WorkerHealth",
         "WorkerOptions",
         "WorkflowAlreadyCompleted",
         "WorkflowAlreadyExists",

@@ -27,7 +27,7 @@ from tapeflow.errors import (
     WorkflowSandboxError,
 )
 from tapeflow.options import RetryPolicy, WorkerOptions
-from tapeflow.worker import Worker
+from tapeflow.worker import Worker, WorkerHealth
 
 __all__ = [
     "ActivityError",
@@ -44,6 +44,7 @@ __all__ = [
     "SchemaVersionError",
     "TapeflowError",
     "Worker",
+    "WorkerHealth",
     "WorkerOptions",
     "WorkflowAlreadyCompleted",
     "WorkflowAlreadyExists",
