@@ -22,11 +22,12 @@ from tapeflow.errors import (
     WorkflowAlreadyCompleted,
     WorkflowAlreadyExists,
     WorkflowFailed,
+    WorkflowInterrupted,
     WorkflowNotFound,
     WorkflowSandboxError,
 )
 from tapeflow.options import RetryPolicy, WorkerOptions
-from tapeflow.worker import Worker
+from tapeflow.worker import Worker, WorkerHealth
 
 __all__ = [
     "ActivityError",
@@ -43,12 +44,14 @@ __all__ = [
     "SchemaVersionError",
     "TapeflowError",
     "Worker",
+    "WorkerHealth",
     "WorkerOptions",
     "WorkflowAlreadyCompleted",
     "WorkflowAlreadyExists",
     "WorkflowDebugger",
     "WorkflowFailed",
     "WorkflowHandle",
+    "WorkflowInterrupted",
     "WorkflowNotFound",
     "WorkflowRecord",
     "WorkflowSandboxError",

@@ -94,6 +94,19 @@ class WorkflowSandboxError(TapeflowError):
     """Workflow code tried something that would break replay (real I/O, threads, executors)."""
 
 
+class WorkflowInterrupted(TapeflowError):
+    """Workflow code raised a BaseException outside Exception (SystemExit, KeyboardInterrupt,
+    a subclass of the user's own); the original is its ``__cause__``.
+
+    Such an exception stops a process, not a workflow: recording it as the workflow's
+    failed result would end the workflow for good over a stray ``sys.exit()`` or a Ctrl-C
+    handler. So the workflow task fails instead, like a non-determinism error: nothing is
+    written to history, the task is retried with backoff (its error shown by ``describe()``),
+    and the workflow resumes once the code stops raising. ``asyncio.CancelledError`` is not
+    one of them: cancelling is the workflow's own business, and fails the workflow.
+    """
+
+
 class LeaseLost(TapeflowError):
     """This worker no longer holds the task's lease: another worker took it over.
 

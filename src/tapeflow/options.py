@@ -94,6 +94,12 @@ class WorkerOptions:
     workflow_task_timeout: timedelta = timedelta(seconds=10)
     """Longest a workflow task may run workflow code (replay included) without awaiting;
     past it the task fails as blocked, its lease is released and the worker goes on."""
+    max_abandoned_workflow_threads: int = 4
+    """Threads left stuck in workflow code past ``workflow_task_timeout`` (Python cannot
+    stop a thread) that a worker tolerates: each spins on, slowing every other task by its
+    share of the GIL. At this many the worker claims no more workflow tasks (activities go
+    on), logs an error and says so in ``Worker.health()``, until one of them returns. A
+    workflow whose code is stuck is never run a second time on the same worker."""
     eager_activities: bool = True
     """A worker that runs both a workflow and its activities takes the activities it has
     room for in the very commit that scheduled them, and starts them at once."""
@@ -111,6 +117,8 @@ class WorkerOptions:
             raise InvalidArgument("lease_duration must be positive")
         if self.workflow_task_timeout <= timedelta(0):
             raise InvalidArgument("workflow_task_timeout must be positive")
+        if self.max_abandoned_workflow_threads < 1:
+            raise InvalidArgument("max_abandoned_workflow_threads must be at least 1")
         if self.poll_interval <= timedelta(0):
             raise InvalidArgument("poll_interval must be positive")
         if self.workflow_cache_size < 0:

@@ -16,6 +16,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -31,6 +32,19 @@ from tapeflow.errors import BackendUnavailable, InvalidArgument
 from tapeflow.options import WorkerOptions
 
 log = logging.getLogger("tapeflow.worker")
+
+
+@dataclass(frozen=True)
+class WorkerHealth:
+    """A worker's state as a probe sees it: what user code has done to it, not the backend."""
+
+    accepting_workflow_tasks: bool
+    """False while stopped, without workflows, or with too many threads stuck in workflow
+    code (``WorkerOptions.max_abandoned_workflow_threads``)."""
+    abandoned_threads: int
+    """Threads still stuck in workflow code that ran past ``workflow_task_timeout``."""
+    reason: str | None
+    """Why workflow tasks are not taken; None while they are."""
 
 
 class Worker:
@@ -110,6 +124,7 @@ class Worker:
             options.lease_duration,
             options.workflow_task_timeout,
             options.max_concurrent_workflow_tasks,
+            options.max_abandoned_workflow_threads,
         )
         self._workflow_runner = runner
         poller = Poller(
@@ -122,6 +137,7 @@ class Worker:
             self._leased(runner.run, _workflow_ref),
             self.lease_owner,
         )
+        runner.poller = poller
         self._pollers.append(poller)
         return runner, poller
 
@@ -224,6 +240,16 @@ class Worker:
                 loop.remove_signal_handler(sig)
             await self.stop()
 
+    def health(self) -> WorkerHealth:
+        """Whether this worker takes workflow tasks now, for a liveness or readiness probe."""
+        runner = self._workflow_runner
+        if not self.workflows:
+            return WorkerHealth(False, 0, "this worker runs no workflows")
+        if runner is None:
+            return WorkerHealth(False, 0, "this worker is not running")
+        reason = runner.refusal
+        return WorkerHealth(reason is None, runner.abandoned_threads, reason)
+
     # -- plumbing --------------------------------------------------------------------------
 
     async def _claim_workflow_tasks(self, limit: int) -> list[WorkflowTask]:
@@ -239,7 +265,11 @@ class Worker:
     def _leased(
         self, run: Callable[[Any], Any], ref_of: Callable[[Any], LeaseRef]
     ) -> Callable[[Any], Any]:
-        """Wrap a task runner so the task's lease is renewed while it runs."""
+        """Wrap a task runner so the task's lease is renewed while it runs.
+
+        Only Exceptions are caught: the runners turn whatever user code raises, SystemExit
+        included, into a failed task or attempt where they call it, so a BaseException
+        here is the worker's own cancellation or a real interrupt, which must go on."""
 
         async def run_leased(task: Any) -> None:
             ref = ref_of(task)

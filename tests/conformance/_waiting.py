@@ -41,3 +41,15 @@ async def has_run(client: tapeflow.Client, workflow_id: str) -> None:
         return (await client.describe(workflow_id)).history_length > 0
 
     await eventually(check, f"{workflow_id!r} has run its first task")
+
+
+async def task_error_of(client: tapeflow.Client, workflow_id: str, timeout: float = 8) -> str:
+    """Wait until the workflow's task has failed; its error as ``describe()`` shows it."""
+
+    async def failed() -> bool:
+        return (await client.describe(workflow_id)).task_error is not None
+
+    await eventually(failed, f"the task of {workflow_id!r} reports an error", timeout)
+    error = (await client.describe(workflow_id)).task_error
+    assert error is not None
+    return error

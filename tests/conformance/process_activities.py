@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from datetime import timedelta
 
 from tapeflow import activity
@@ -17,3 +18,9 @@ def whereabouts(label: str) -> dict[str, int | str]:
         activity.retry_after(timedelta(milliseconds=10))
         raise RuntimeError("first attempt fails")
     return {"label": label, "pid": os.getpid(), "attempt": info.attempt}
+
+
+@activity.defn
+def exits_in_child(label: str) -> str:
+    """Ends its pool process's call with SystemExit: a failed attempt, like any other."""
+    sys.exit(f"{label}: sys.exit on attempt {activity.info().attempt}")

@@ -34,7 +34,8 @@ from tapeflow.history import (
     TimerStarted,
     WorkflowExecutionStarted,
 )
-from tests.conformance._waiting import eventually
+from tests.conformance._bystanders import bystanders_finish, start_bystanders
+from tests.conformance._waiting import eventually, task_error_of
 from tests.conftest import WorkerFactory
 from tests.scenarios.hostile import (
     BAD_ACTIVITY_NAMES,
@@ -97,22 +98,6 @@ BOUND = 64 * 1024
 # -- helpers -----------------------------------------------------------------------------------
 
 
-async def start_bystanders(
-    client: tapeflow.Client, tag: str, count: int = 3
-) -> list[tapeflow.WorkflowHandle[int]]:
-    return [await client.start_workflow(steady, n, id=f"{tag}-bystander-{n}") for n in range(count)]
-
-
-async def bystanders_finish(
-    handles: list[tapeflow.WorkflowHandle[int]], timeout: float = 8
-) -> None:
-    """Every bystander completes with its own result: nothing lost or stuck beside the case."""
-    results = await asyncio.gather(
-        *(handle.result(timeout=timeout) for handle in handles), return_exceptions=True
-    )
-    assert results == [2 * n for n in range(len(handles))], "bystanders did not all finish"
-
-
 async def raw(backend: tapeflow.Backend, query: str, *params: object) -> list[tuple[Any, ...]]:
     """Run SQL on the backend's own tables behind its back (``?`` placeholders)."""
     if isinstance(backend, SQLiteBackend):
@@ -154,16 +139,6 @@ async def inbox_rows(backend: tapeflow.Backend, workflow_id: str) -> int:
         backend, "SELECT count(*) FROM inbox WHERE workflow_id = ?", workflow_id
     )
     return int(count)
-
-
-async def task_error_of(client: tapeflow.Client, workflow_id: str, timeout: float = 8) -> str:
-    async def failed() -> bool:
-        return (await client.describe(workflow_id)).task_error is not None
-
-    await eventually(failed, f"the task of {workflow_id!r} reports an error", timeout)
-    error = (await client.describe(workflow_id)).task_error
-    assert error is not None
-    return error
 
 
 async def waits_after(client: tapeflow.Client, workflow_id: str, length: int) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tapeflow._worker.engine import Engine, EngineTimeout
+from tapeflow._worker.engine import Engine, EngineRefused, EngineTimeout
 
 
 async def test_results_and_errors_reach_their_own_callers() -> None:
@@ -72,4 +72,53 @@ async def test_a_cancelled_caller_drops_the_result() -> None:
             await waiting
         assert await engine.run(lambda: 7) == 7  # the engine goes on
     finally:
+        engine.close()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_key_stuck_on_a_thread_is_refused_until_that_thread_returns() -> None:
+    release = threading.Event()
+    changes: list[int] = []
+    engine = Engine(1, timeout=0.1)
+    engine.on_abandoned = lambda: changes.append(engine.abandoned)
+    try:
+        with pytest.raises(EngineTimeout):
+            await engine.run(lambda: release.wait(10), key="spinner")
+        assert engine.abandoned == 1
+        with pytest.raises(EngineRefused, match="still runs"):
+            await engine.run(lambda: "again", key="spinner")
+        assert await engine.run(lambda: "other", key="bystander") == "other"
+        release.set()
+        await until(lambda: engine.abandoned == 0)
+        assert await engine.run(lambda: "again", key="spinner") == "again"
+        await until(lambda: changes == [1, 0])
+    finally:
+        release.set()
+        engine.close()
+
+
+async def test_with_max_abandoned_threads_stuck_nothing_runs_until_one_returns() -> None:
+    release = threading.Event()
+    engine = Engine(1, timeout=0.1, max_abandoned=1)
+    try:
+        blocked = asyncio.ensure_future(engine.run(lambda: release.wait(10), key="a"))
+        queued = asyncio.ensure_future(engine.run(lambda: "queued before", key="b"))
+        with pytest.raises(EngineTimeout):
+            await blocked
+        with pytest.raises(EngineRefused, match="1 threads"):
+            await queued  # it waited behind the blocker: the replacement thread refuses it
+        assert engine.full
+        with pytest.raises(EngineRefused, match="the most it allows"):
+            await engine.run(lambda: "after", key="c")
+        release.set()
+        await until(lambda: not engine.full)
+        assert await engine.run(lambda: "after", key="c") == "after"
+    finally:
+        release.set()
         engine.close()

@@ -88,7 +88,7 @@ class EventChannels:
             if inspect.isawaitable(outcome):
                 task = asyncio.ensure_future(outcome, loop=self._loop)
                 task.add_done_callback(self._check_task)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too: the instance decides what it fails
             self._on_error(exc)
 
     def _check_task(self, task: asyncio.Future[Any]) -> None:

@@ -22,6 +22,7 @@ from tapeflow.errors import (
     ActivityError,
     NonDeterminismError,
     PayloadError,
+    WorkflowInterrupted,
     WorkflowSandboxError,
 )
 from tapeflow.history import (
@@ -37,8 +38,16 @@ from tapeflow.history import (
     WorkflowExecutionStarted,
 )
 
-TASK_FAILURES = (NonDeterminismError, WorkflowSandboxError)
+TASK_FAILURES = (NonDeterminismError, WorkflowSandboxError, WorkflowInterrupted)
 """Errors that fail the workflow task (retried later) instead of the workflow itself."""
+
+
+def _fails_the_task(exc: BaseException) -> bool:
+    """Whether ``exc`` fails the task rather than the workflow: a task failure, or a
+    BaseException outside Exception other than a cancellation (see WorkflowInterrupted)."""
+    return isinstance(exc, TASK_FAILURES) or not isinstance(
+        exc, (Exception, asyncio.CancelledError)
+    )
 
 
 @dataclass(frozen=True)
@@ -110,7 +119,19 @@ class WorkflowInstance:
     # -- driving ---------------------------------------------------------------------------
 
     def activate(self, activation: Activation) -> list[Decision]:
-        """Apply the events, run the workflow until it waits again, return its decisions."""
+        """Apply the events, run the workflow until it waits again, return its decisions.
+
+        Raises what fails the task (TASK_FAILURES) and, from workflow code, only Exceptions:
+        SystemExit and the like become WorkflowInterrupted, so that no caller (worker,
+        debugger, replay test) is stopped by what the workflow raised."""
+        try:
+            return self._activate(activation)
+        except (Exception, asyncio.CancelledError):
+            raise
+        except BaseException as exc:  # asyncio lets SystemExit, KeyboardInterrupt out of tasks
+            raise WorkflowInterrupted(f"workflow code raised {_described(exc)}") from exc
+
+    def _activate(self, activation: Activation) -> list[Decision]:
         if self.finished:
             where = (
                 "a new task"
@@ -188,7 +209,7 @@ class WorkflowInstance:
 
     def _conclude(self) -> None:
         main = self._main
-        if isinstance(self._callback_error, TASK_FAILURES):
+        if self._callback_error is not None and _fails_the_task(self._callback_error):
             raise self._callback_error
         if main is None:
             return
@@ -200,7 +221,7 @@ class WorkflowInstance:
             self._fail(asyncio.CancelledError("the workflow's main task was cancelled"))
             return
         exc = main.exception()
-        if isinstance(exc, TASK_FAILURES):
+        if exc is not None and _fails_the_task(exc):
             raise exc
         if exc is not None:
             self._fail(exc)
@@ -216,3 +237,7 @@ class WorkflowInstance:
     def _fail(self, exc: BaseException) -> None:
         self.finished = True
         self.commands.decide(WorkflowExecutionFailed(failure=Failure.from_exception(exc)))
+
+
+def _described(exc: BaseException) -> str:
+    return f"{type(exc).__qualname__}: {exc}" if str(exc) else type(exc).__qualname__

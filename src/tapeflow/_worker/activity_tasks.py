@@ -27,6 +27,10 @@ FINAL_ERRORS = (NonRetryableError, PayloadError)
 
 
 class ActivityTaskRunner:
+    """Whatever an activity raises, SystemExit and KeyboardInterrupt included, is a failed
+    attempt under its retry policy: user code never stops the worker. Only a cancellation
+    of the worker's own task (``stop()`` past its grace period) goes on up."""
+
     def __init__(
         self,
         backend: Backend,
@@ -72,7 +76,9 @@ class ActivityTaskRunner:
                 outcome = ActivityCompleted(seq=task.seq, result=result, attempt=task.attempt)
             except FINAL_ERRORS as exc:
                 outcome = self._failed(task, exc)
-            except Exception as exc:
+            except BaseException as exc:  # SystemExit, a stray CancelledError: an attempt failed
+                if _cancelled(exc):
+                    raise
                 policy = RetryPolicy.from_json(task.retry) if task.retry else self._default_retry
                 if not policy.allows_another(task.attempt):
                     outcome = self._failed(task, exc)
@@ -163,7 +169,7 @@ class ActivityTaskRunner:
         return definition.signature.encode_result(value)
 
     @staticmethod
-    def _failed(task: ActivityTask, exc: Exception) -> ActivityFailed:
+    def _failed(task: ActivityTask, exc: BaseException) -> ActivityFailed:
         return ActivityFailed(
             seq=task.seq, failure=Failure.from_exception(exc), attempt=task.attempt
         )
@@ -178,5 +184,12 @@ def _call_in_process(
     _activity_context.current.set(context)
     try:
         return True, function(*args), context
-    except Exception as exc:
+    except BaseException as exc:  # sys.exit() too: a failed attempt, not a dead pool process
         return False, exc, context
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """Whether ``exc`` is this task being cancelled (the worker stopping), which must go on
+    up, rather than a CancelledError the activity raised or let out on its own."""
+    task = asyncio.current_task()
+    return isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling() > 0

@@ -45,11 +45,17 @@ class Poller(Generic[T]):
         self._owner = owner
         self._running: set[asyncio.Task[None]] = set()
         self._reserved = 0
+        self._held = False
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def hold(self, held: bool) -> None:
+        """Claim and reserve nothing while held (running tasks go on); resume on release."""
+        self._held = held
+        self._slot_freed.set()
 
     def reserve(self, wanted: int, handing_over: int = 0) -> int:
         """Hold up to ``wanted`` free slots for tasks claimed elsewhere (eagerly, in the same
@@ -70,6 +76,8 @@ class Poller(Generic[T]):
             self._slot_freed.set()
 
     def _free(self) -> int:
+        if self._held:
+            return 0
         return self._capacity - len(self._running) - self._reserved
 
     def _spawn(self, item: T) -> None:

@@ -13,8 +13,9 @@ from tapeflow._engine.replay import replay_new
 from tapeflow._worker.cache import WorkflowCache
 from tapeflow._worker.clock import BackendClock
 from tapeflow._worker.eager import EagerDispatch
-from tapeflow._worker.engine import Engine, EngineTimeout
+from tapeflow._worker.engine import Engine, EngineRefused, EngineTimeout
 from tapeflow._worker.persist import persist
+from tapeflow._worker.poller import Poller
 from tapeflow.backends.base import (
     ActivityTask,
     Backend,
@@ -53,7 +54,12 @@ from holding up every other activation."""
 class WorkflowTaskRunner:
     """Workflow code runs on a thread of its own, so code that blocks (``time.sleep``, a busy
     loop) is caught by ``task_timeout`` instead of freezing the worker: the task fails
-    visibly and its lease is released while the worker goes on."""
+    visibly and its lease is released while the worker goes on.
+
+    The thread stays stuck, though, taking its share of the GIL. So a workflow whose
+    earlier code is still stuck here is not run again here (its task fails and backs off
+    as any other), and with ``max_abandoned`` threads stuck this worker claims no workflow
+    tasks at all until one returns: its poller is held, and ``refusal`` says why."""
 
     def __init__(
         self,
@@ -63,19 +69,53 @@ class WorkflowTaskRunner:
         lease: timedelta,
         task_timeout: timedelta,
         threads: int,
+        max_abandoned: int,
     ) -> None:
         self.eager: EagerDispatch | None = None
         """Set when this worker also runs activities: it then takes its own at once."""
+        self.poller: Poller[WorkflowTask] | None = None
+        """The poller claiming this runner's tasks, held while too many threads are stuck."""
         self._backend = backend
         self._workflows = workflows
         self._cache = cache
         self._lease = lease
         self._timeout = task_timeout.total_seconds()
-        self._engine = Engine(min(threads, ENGINE_THREADS), task_timeout.total_seconds())
+        self._max_abandoned = max_abandoned
+        self._engine = Engine(min(threads, ENGINE_THREADS), self._timeout, max_abandoned)
+        self._engine.on_abandoned = self._abandoned_changed
+        self._held = False
         self._clock = BackendClock()
 
     def close(self) -> None:
         self._engine.close()
+
+    @property
+    def abandoned_threads(self) -> int:
+        """Threads still stuck in workflow code that ran past the task timeout."""
+        return self._engine.abandoned
+
+    @property
+    def refusal(self) -> str | None:
+        """Why this worker takes no workflow tasks now; None while it takes them."""
+        if not self._engine.full:
+            return None
+        return (
+            f"{self._engine.abandoned} threads are stuck in workflow code that ran past "
+            f"{self._timeout:g}s without awaiting (max_abandoned_workflow_threads="
+            f"{self._max_abandoned}); workflow tasks are taken again once one returns"
+        )
+
+    def _abandoned_changed(self) -> None:
+        reason = self.refusal
+        if (reason is not None) == self._held:
+            return
+        self._held = reason is not None
+        if reason is not None:
+            log.error("this worker takes no workflow tasks: %s", reason)
+        else:
+            log.warning("a stuck workflow thread returned: this worker takes workflow tasks again")
+        if self.poller is not None:
+            self.poller.hold(self._held)
 
     async def run(self, task: WorkflowTask) -> None:
         instance: WorkflowInstance | None = None
@@ -189,13 +229,15 @@ class WorkflowTaskRunner:
                 raise
 
         try:
-            return await self._engine.run(work)
+            return await self._engine.run(work, workflow_id)
         except EngineTimeout:
             raise WorkflowSandboxError(
                 f"workflow code of {workflow_id!r} ran {self._timeout:g}s without "
                 "awaiting anything: a blocking call (time.sleep, I/O) or a busy loop? "
                 "Blocking work belongs in an activity"
             ) from None
+        except EngineRefused as exc:
+            raise WorkflowSandboxError(f"workflow task of {workflow_id!r} not run: {exc}") from None
 
     async def continue_after(
         self,
