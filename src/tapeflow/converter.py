@@ -228,6 +228,14 @@ def _short(value: object) -> str:
     return _REPR.repr(value)
 
 
-_REPR = reprlib.Repr()
+class _ShortRepr(reprlib.Repr):
+    def repr_int(self, x: int, level: int) -> str:
+        try:
+            return super().repr_int(x, level)
+        except ValueError:  # over Python's int-to-str limit: repr() itself refuses it
+            return f"<an integer of {x.bit_length():,} bits>"
+
+
+_REPR = _ShortRepr()
 _REPR.maxstring = _REPR.maxother = 60
 _REPR.maxlevel = 3
