@@ -29,7 +29,9 @@ class Definition:
     signature: Signature = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "signature", Signature(self.function))
+        object.__setattr__(
+            self, "signature", Signature(self.function, f"{self.kind} {self.name!r}")
+        )
 
     @property
     def is_async(self) -> bool:

@@ -9,14 +9,11 @@ Nothing is ever pickled.
 from __future__ import annotations
 
 import inspect
-import json
-import math
-import os
 import reprlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, cast, get_type_hints
+from typing import Any, cast, get_args, get_type_hints
 
 from pydantic import (
     ConfigDict,
@@ -27,15 +24,19 @@ from pydantic import (
 )
 from pydantic_core import PydanticSerializationError
 
+from tapeflow._json_values import (
+    SCALARS,
+    check_iterator,
+    check_json,
+    check_untyped,
+)
 from tapeflow.errors import PayloadError
 from tapeflow.history import JSONValue
 
 _adapters: dict[object, TypeAdapter[Any]] = {}
 
-MAX_PAYLOAD_BYTES = int(os.environ.get("TAPEFLOW_MAX_PAYLOAD_BYTES", 2 * 1024 * 1024))
-"""Largest JSON form of one value (argument, result, event payload, heartbeat), checked
-before anything is written. Set $TAPEFLOW_MAX_PAYLOAD_BYTES to change it."""
-
+_UNTYPED = (Any, object)
+"""Annotations that say nothing about a value: it is stored as the JSON it already is."""
 
 _STRICT_FLOATS = ConfigDict(ser_json_inf_nan="constants")
 """NaN and infinities stay floats when dumped, so the JSON check below refuses them
@@ -64,83 +65,62 @@ def _build_adapter(hint: object) -> TypeAdapter[Any]:
         raise PayloadError(f"tapeflow cannot store values of type {_name(hint)}: {exc}") from None
 
 
-_SCALARS = frozenset({int, float, str, bool, type(None)})
-"""Types that are JSON as they are: exactly these, not subclasses (enums, say)."""
-
-
-def _plain(value: object) -> bool:
-    """True if ``value`` is already JSON: scalars, lists, and dicts with string keys."""
-    kind = type(value)
-    if kind in _SCALARS:
-        return True
-    if kind is list:
-        return all(_plain(item) for item in cast(list[object], value))
-    if kind is dict:
-        items = cast(dict[object, object], value).items()
-        return all(type(key) is str and _plain(item) for key, item in items)
-    return False
-
-
-def _is_plain(value: object) -> bool:
-    try:
-        return _plain(value)
-    except RecursionError:  # too deep: the full path below refuses it with a clear error
-        return False
-
-
 def to_json(value: object, hint: object = Any, *, what: str = "value") -> JSONValue:
     """``value`` as JSON, checked against ``hint`` both ways so that it will decode again,
-    and refused if JSON cannot hold it (NaN, infinities, lone surrogates) or if it is over
-    the size limit."""
-    if (hint is type(value) and hint in _SCALARS) or (hint is Any and _is_plain(value)):
-        _check_json(cast(JSONValue, value), what)  # already JSON: no conversion to check
-        return cast(JSONValue, value)
+    and refused if JSON cannot hold it (NaN, infinities, lone surrogates, integers too
+    long to read back), would change it (an untyped tuple, Decimal, bytes...), or if it is
+    over the size limit. Iterators are refused, never exhausted."""
+    check_iterator(value, what)
+    if hint in _UNTYPED:
+        if check_untyped(value, what):
+            check_json(value, what)  # already JSON: no conversion to check
+            return value
+        hint = Any
+    elif hint is type(value) and hint in SCALARS:
+        check_json(value, what)
+        return value
     adapter = _adapter(hint)
     try:
         data = adapter.dump_python(value, mode="json", warnings="error")
         adapter.validate_python(data)
     except (PydanticSerializationError, ValidationError, TypeError, ValueError) as exc:
-        raise PayloadError(
-            f"{what} {_short(value)} cannot be stored as {_name(hint)}: {exc}"
-        ) from exc
-    _check_json(data, what)
+        raise PayloadError(_mismatch(what, hint, value, exc)) from exc
+    check_json(data, what)
     return data
 
 
 def from_json(data: JSONValue, hint: object = Any, *, what: str = "value") -> Any:
     """JSON back into the annotated type."""
-    if hint is Any or (hint is type(data) and hint in _SCALARS):
+    if hint in _UNTYPED or (hint is type(data) and hint in SCALARS):
         return data
     try:
         return _adapter(hint).validate_python(data)
     except ValidationError as exc:
-        raise PayloadError(f"{what} does not match {_name(hint)}: {exc}") from exc
+        raise PayloadError(_mismatch(what, hint, data, exc)) from exc
 
 
-def _check_json(data: JSONValue, what: str) -> None:
-    """Strict JSON (no NaN, valid UTF-8) of at most MAX_PAYLOAD_BYTES."""
-    if isinstance(data, bool | int) or data is None:
-        return
-    if isinstance(data, float):
-        if not math.isfinite(data):
-            raise PayloadError(f"{what} is {data}, which JSON cannot hold")
-        return
-    try:
-        if isinstance(data, str):
-            size = len(data.encode())
-        else:
-            size = len(
-                json.dumps(
-                    data, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-                ).encode()
-            )
-    except (ValueError, RecursionError) as exc:  # NaN/inf, lone surrogates, too deep
-        raise PayloadError(f"{what} cannot be stored as JSON: {exc}") from None
-    if size > MAX_PAYLOAD_BYTES:
-        raise PayloadError(
-            f"{what} is {size:,} bytes as JSON, over the {MAX_PAYLOAD_BYTES:,}-byte limit "
-            "($TAPEFLOW_MAX_PAYLOAD_BYTES): store large data elsewhere and pass a reference"
+def _mismatch(what: str, hint: object, value: object, exc: Exception) -> str:
+    """Which value, the type it should be and the type it is, and where inside it pydantic
+    found the fault: pydantic's own report is pages of text and links."""
+    if hint is Any:  # no annotation to miss: the value is of a kind nobody can store
+        return (
+            f"{what} is a {type(value).__qualname__} ({_short(value)}), which tapeflow cannot "
+            "store: annotate it with a type it can (a dataclass, a pydantic model, ...)"
         )
+    if not isinstance(exc, ValidationError):  # a dump refused: validating says where
+        try:
+            _adapter(hint).validate_python(value)
+        except ValidationError as found:
+            exc = found
+        except Exception:  # only looking for a location: none is fine
+            pass
+    where = ""
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        if first["loc"]:
+            steps = "".join(f"[{step!r}]" for step in first["loc"])
+            where = f" (at {steps}: {first['msg']})"
+    return f"{what} must be {_name(hint)}, not {type(value).__qualname__}: {_short(value)}{where}"
 
 
 @dataclass(frozen=True)
@@ -148,6 +128,12 @@ class Signature:
     """The parameter and return types of a workflow or activity function, read once."""
 
     function: Callable[..., Any]
+    label: str = ""
+    """How messages name the function ("activity 'charge'"); its qualified name if empty."""
+
+    @property
+    def _label(self) -> str:
+        return self.label or self.function.__qualname__
 
     @cached_property
     def _inspected(self) -> inspect.Signature:
@@ -199,27 +185,25 @@ class Signature:
             try:  # binding says what is wrong (and catches what the counts cannot)
                 self._inspected.bind(*args)
             except TypeError as exc:
-                raise PayloadError(
-                    f"bad arguments for {self.function.__qualname__}: {exc}"
-                ) from exc
+                raise PayloadError(f"bad arguments for {self._label}: {exc}") from exc
         hints = self._positional_hints(len(args))
         return [
-            to_json(value, hint, what=f"argument {name!r} of {self.function.__qualname__}")
+            to_json(value, hint, what=f"argument {name!r} of {self._label}")
             for value, (name, hint) in zip(args, hints, strict=True)
         ]
 
     def decode_args(self, data: Sequence[JSONValue]) -> list[Any]:
         hints = self._positional_hints(len(data))
         return [
-            from_json(value, hint, what=f"argument {name!r} of {self.function.__qualname__}")
+            from_json(value, hint, what=f"argument {name!r} of {self._label}")
             for value, (name, hint) in zip(data, hints, strict=True)
         ]
 
     def encode_result(self, value: object) -> JSONValue:
-        return to_json(value, self.return_hint, what=f"result of {self.function.__qualname__}")
+        return to_json(value, self.return_hint, what=f"result of {self._label}")
 
     def decode_result(self, data: JSONValue) -> Any:
-        return from_json(data, self.return_hint, what=f"result of {self.function.__qualname__}")
+        return from_json(data, self.return_hint, what=f"result of {self._label}")
 
     def _positional_hints(self, count: int) -> list[tuple[str, object]]:
         params = list(self._inspected.parameters.values())
@@ -234,13 +218,24 @@ class Signature:
 
 
 def _name(hint: object) -> str:
-    return getattr(hint, "__qualname__", None) or repr(hint)
+    """``int``, ``list[int]``, ``Point``: a type as it is written in an annotation."""
+    if isinstance(hint, type) and not get_args(hint):
+        return hint.__qualname__
+    return repr(hint).replace("typing.", "")
 
 
 def _short(value: object) -> str:
     return _REPR.repr(value)
 
 
-_REPR = reprlib.Repr()
+class _ShortRepr(reprlib.Repr):
+    def repr_int(self, x: int, level: int) -> str:
+        try:
+            return super().repr_int(x, level)
+        except ValueError:  # over Python's int-to-str limit: repr() itself refuses it
+            return f"<an integer of {x.bit_length():,} bits>"
+
+
+_REPR = _ShortRepr()
 _REPR.maxstring = _REPR.maxother = 60
 _REPR.maxlevel = 3

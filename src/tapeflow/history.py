@@ -40,13 +40,16 @@ class Failure:
         else:
             kind, message = type(exc).__qualname__, str(exc)
         return cls(
-            type=kind,
+            type=_cut(kind),
             message=_cut(message),
             traceback=_cut("".join(format_exception(exc))),
         )
 
 
 def _cut(text: str) -> str:
+    """At most MAX_FAILURE_TEXT characters, lone surrogates spelled out (``\\ud800``):
+    UTF-8 cannot hold them, and a failure that cannot be stored would wedge the workflow."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if len(text) <= MAX_FAILURE_TEXT:
         return text
     return text[:MAX_FAILURE_TEXT] + f"... [{len(text) - MAX_FAILURE_TEXT} characters cut]"

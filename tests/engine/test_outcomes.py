@@ -103,7 +103,8 @@ def test_a_result_that_does_not_match_the_annotation_fails_with_payload_error(
     [decision] = wf.start()
     assert isinstance(decision, WorkflowExecutionFailed)
     assert decision.failure.type == "PayloadError"
-    assert "result of lies_about_its_result" in decision.failure.message
+    message = "result of workflow 'lies_about_its_result' must be int, not str: 'not an int'"
+    assert decision.failure.message == message
 
 
 @workflow.defn

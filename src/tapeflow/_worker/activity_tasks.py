@@ -16,6 +16,7 @@ from tapeflow._definition import Definition
 from tapeflow._worker.eager import ResumeDispatch
 from tapeflow._worker.persist import persist
 from tapeflow.backends.base import ActivityTask, Backend, ResumeWorkflow, WorkflowTask
+from tapeflow.converter import Signature
 from tapeflow.errors import LeaseLost, NonRetryableError, PayloadError
 from tapeflow.history import ActivityCompleted, ActivityFailed, Failure
 from tapeflow.options import RetryPolicy
@@ -147,26 +148,30 @@ class ActivityTaskRunner:
     async def _invoke(
         self, definition: Definition, task: ActivityTask, context: ActivityContext
     ) -> Any:
+        """Run the attempt and encode its result as JSON. A sync activity's result is encoded
+        where it ran (its thread or process), off the worker's loop; an async one's on the
+        loop, where it was built, so encoding takes no longer than building it did."""
         if task.poison is not None:
             raise PayloadError(task.poison)
         args = definition.signature.decode_args(task.args)
         _activity_context.current.set(context)
         loop = asyncio.get_running_loop()
         if definition.is_async:
-            value = await definition.function(*args)
-        elif isinstance(self._executor, ProcessPoolExecutor):
+            return definition.signature.encode_result(await definition.function(*args))
+        if isinstance(self._executor, ProcessPoolExecutor):
             ok, value, child = await loop.run_in_executor(
-                self._executor, _call_in_process, definition.function, args, context.info
+                self._executor, _call_in_process, definition.signature, args, context.info
             )
             context.next_attempt_at = child.next_attempt_at
             if child.heartbeat_pending:
                 context.record_heartbeat(child.heartbeat)
             if not ok:
                 raise value
-        else:
-            run = contextvars.copy_context().run
-            value = await loop.run_in_executor(self._executor, run, definition.function, *args)
-        return definition.signature.encode_result(value)
+            return value
+        run = contextvars.copy_context().run
+        return await loop.run_in_executor(
+            self._executor, run, _call_and_encode, definition.signature, args
+        )
 
     @staticmethod
     def _failed(task: ActivityTask, exc: BaseException) -> ActivityFailed:
@@ -175,15 +180,20 @@ class ActivityTaskRunner:
         )
 
 
+def _call_and_encode(signature: Signature, args: list[Any]) -> Any:
+    return signature.encode_result(signature.function(*args))
+
+
 def _call_in_process(
-    function: Any, args: list[Any], info: ActivityInfo
+    signature: Signature, args: list[Any], info: ActivityInfo
 ) -> tuple[bool, Any, ActivityContext]:
     """Runs in a pool process: the activity context is rebuilt there and carried back (retry
-    override, heartbeat), since context variables do not cross processes."""
+    override, heartbeat), since context variables do not cross processes. The result comes
+    back as JSON, so a value that cannot be stored fails here, not in pickling."""
     context = ActivityContext(info)
     _activity_context.current.set(context)
     try:
-        return True, function(*args), context
+        return True, _call_and_encode(signature, args), context
     except BaseException as exc:  # sys.exit() too: a failed attempt, not a dead pool process
         return False, exc, context
 
