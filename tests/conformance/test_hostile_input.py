@@ -303,6 +303,8 @@ async def test_values_json_cannot_hold_are_refused_before_any_write(
 async def test_a_malformed_inbox_row_fails_only_its_workflow(
     client: tapeflow.Client, worker: WorkerFactory
 ) -> None:
+    """Its data cannot be read, so no task of it can run: the workflow fails, once, naming
+    the row, instead of failing its task over and over."""
     backend = client.backend
     workflows, activities = [waits_for_go, steady], [double]
     async with worker(workflows=workflows, activities=activities):
@@ -310,31 +312,30 @@ async def test_a_malformed_inbox_row_fails_only_its_workflow(
         await waits_after(client, victim.id, 2)
     before = await backend.load_history(victim.id)
     await client.send_event(victim.id, "go", "ahead")
-    ((good,),) = await raw(
-        backend, "SELECT CAST(event AS TEXT) FROM inbox WHERE workflow_id = ?", victim.id
-    )
     await raw(
         backend, "UPDATE inbox SET event = ? WHERE workflow_id = ?", malformed(backend), victim.id
     )
 
     async with worker(workflows=workflows, activities=activities):
         bystanders = await start_bystanders(client, "inbox")
+        with pytest.raises(tapeflow.WorkflowFailed) as failed:
+            await victim.result(timeout=10)
         await bystanders_finish(bystanders)
-        error = await task_error_of(client, victim.id)
-        assert "PayloadError" in error, error
-        assert "inbox" in error.lower(), error
-        record = await victim.describe()
-        assert record.status is Status.RUNNING
-        assert await backend.load_history(victim.id) == before
-
-        # Repaired, the workflow goes on with the event it was sent: nothing was lost.
-        await raw(backend, "UPDATE inbox SET event = ? WHERE workflow_id = ?", good, victim.id)
-        assert await victim.result(timeout=10) == "victim:ahead"
+    assert failed.value.type == "PayloadError"
+    assert "inbox event" in failed.value.message, failed.value.message
+    record = await victim.describe()
+    assert (record.status, record.task_error) == (Status.FAILED, None)  # no task failed
+    after = await backend.load_history(victim.id)
+    assert after[: len(before)] == before
+    assert [e.kind for e in after[len(before) :]] == ["workflow_task_started", "workflow_failed"]
+    assert await inbox_rows(backend, victim.id) == 0
 
 
 async def test_a_malformed_history_row_fails_only_its_workflow(
     client: tapeflow.Client, worker: WorkerFactory
 ) -> None:
+    """A worker with nothing cached must read the damaged history to go on: the workflow
+    fails, once; the event it was sent meanwhile is recorded before its end, not lost."""
     backend = client.backend
     workflows, activities = [waits_for_go, steady], [double]
     async with worker(workflows=workflows, activities=activities):
@@ -347,21 +348,26 @@ async def test_a_malformed_history_row_fails_only_its_workflow(
     await raw(backend, update, malformed(backend), victim.id)
     damaged = await raw(backend, query, victim.id)
 
-    # A new worker has nothing cached: it must read the damaged history to go on.
     async with worker(workflows=workflows, activities=activities):
         await client.send_event(victim.id, "go", "ahead")
         bystanders = await start_bystanders(client, "history")
+        with pytest.raises(tapeflow.WorkflowFailed) as failed:
+            await victim.result(timeout=10)
         await bystanders_finish(bystanders)
-        error = await task_error_of(client, victim.id)
-        assert "PayloadError" in error, error
-        assert "history" in error.lower(), error
-        record = await victim.describe()
-        assert (record.status, record.history_length) == (Status.RUNNING, 2)
-        assert await raw(backend, query, victim.id) == damaged  # nothing written over it
-        assert await inbox_rows(backend, victim.id) == 1  # the event waits, not lost
-
-        await raw(backend, update, rows[1][1], victim.id)
-        assert await victim.result(timeout=10) == "victim:ahead"
+    assert failed.value.type == "PayloadError"
+    assert "history event #2" in failed.value.message, failed.value.message
+    record = await victim.describe()
+    assert (record.status, record.task_error) == (Status.FAILED, None)
+    now = await raw(backend, query, victim.id)
+    assert now[:2] == damaged  # nothing written over it
+    events = [TypeAdapter(Any).validate_json(text) for _, text in now[2:]]
+    assert [e["kind"] for e in events] == [
+        "workflow_task_started",
+        "event_received",
+        "workflow_failed",
+    ]
+    assert events[1]["payload"] == "ahead"  # recorded, not lost
+    assert await inbox_rows(backend, victim.id) == 0
 
 
 async def test_a_malformed_activity_task_row_fails_only_that_activity(

@@ -30,8 +30,10 @@ from tapeflow.history import (
     ActivityCompleted,
     ActivityFailed,
     Decision,
+    Failure,
     HistoryEvent,
     Incoming,
+    WorkflowExecutionFailed,
     WorkflowTaskStarted,
 )
 from tapeflow.options import RetryPolicy
@@ -122,9 +124,14 @@ class WorkflowTaskRunner:
         self._clock.observe(task.claimed_at)
         try:
             if task.poison is not None:
-                raise PayloadError(task.poison)
+                await self._fail_unreadable(task, task.poison)
+                return
             instance = self._cache.take(task.workflow_id, task.history_length)
-            history = [] if instance is not None else await self._history(task)
+            try:
+                history = [] if instance is not None else await self._history(task)
+            except PayloadError as exc:  # a stored event cannot be read
+                await self._fail_unreadable(task, str(exc))
+                return
             incoming = [item.event for item in task.inbox]
             instance, decisions = await self._activate(
                 task.workflow_id, task.workflow_name, instance, history, task.claimed_at, incoming
@@ -199,6 +206,22 @@ class WorkflowTaskRunner:
         except Exception:
             log.exception("reclaiming the eager activities of %r failed", workflow_id)
             return []  # they run elsewhere once their lease runs out
+
+    async def _fail_unreadable(self, task: WorkflowTask, why: str) -> None:
+        """Stored data of the workflow cannot be read (a corrupt row): no task of it can
+        ever run, so the workflow fails, visibly, once, instead of failing its task in a
+        retry loop. The events of its inbox that can be read go into its history first, so
+        none is lost; the unreadable ones are named in the failure."""
+        log.error("workflow %r fails: %s", task.workflow_id, why)
+        incoming = [item.event for item in task.inbox]
+        failure = Failure(type=PayloadError.__name__, message=why)
+        events: list[HistoryEvent] = [
+            WorkflowTaskStarted(at=task.claimed_at),
+            *incoming,
+            WorkflowExecutionFailed(failure=failure),
+        ]
+        consumed = [item.id for item in task.inbox] + list(task.unreadable)
+        await self._commit(task, consumed, events, [])
 
     async def _history(self, task: WorkflowTask) -> list[HistoryEvent]:
         if not task.history_length:

@@ -72,12 +72,23 @@ def workflow_task(
     failures: int,
 ) -> WorkflowTask:
     """A claimed workflow task; unreadable inbox rows poison only this task."""
-    try:
-        events, poison = [InboxEvent(i, decode_incoming(raw)) for i, raw in inbox], None
-    except ValueError as exc:
-        events, poison = [], f"an inbox event of {workflow_id!r} cannot be read: {exc}"
+    events, unreadable, errors = [], [], []
+    for inbox_id, raw in inbox:
+        try:
+            events.append(InboxEvent(inbox_id, decode_incoming(raw)))
+        except ValueError as exc:
+            unreadable.append(inbox_id)
+            errors.append(f"inbox event {inbox_id} of {workflow_id!r} cannot be read: {exc}")
     return WorkflowTask(
-        workflow_id, name, history_length, events, lease_token, claimed_at, failures, poison
+        workflow_id,
+        name,
+        history_length,
+        events,
+        lease_token,
+        claimed_at,
+        failures,
+        "; ".join(errors) or None,
+        tuple(unreadable),
     )
 
 

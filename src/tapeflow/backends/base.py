@@ -85,8 +85,10 @@ class WorkflowTask:
     failures: int = 0
     """Times this task failed in a row (non-determinism, say): drives its retry backoff."""
     poison: str | None = None
-    """Why the task's stored events cannot be read (corrupt data): then the task fails,
-    visibly, and only this workflow waits; the inbox is left empty."""
+    """Why some of the inbox's stored events cannot be read (corrupt data): then the
+    workflow fails, visibly, and only it; ``inbox`` holds the events that can be read."""
+    unreadable: tuple[int, ...] = ()
+    """The ids of the inbox events that cannot be read."""
 
 
 @dataclass(frozen=True)
