@@ -37,6 +37,7 @@ from tests.chaos.workload import (
     EVENT_NAME,
     LATE_EVENT_NAME,
     POISON_ATTEMPTS,
+    POISON_SECONDS,
     POISONED_PREFIX,
     WORK_SECONDS,
     chaos_flow,
@@ -228,8 +229,14 @@ def _check_poisoned(
     events: list[HistoryEvent],
     ledger_rows: Mapping[tuple[str, int, int], list[Attempt]],
 ) -> int:
-    """A poisoned workflow's activity failed for good after its attempts, each of which ran
-    (and ended in ``sys.exit``) without taking its worker down. Returns the attempts run."""
+    """A poisoned workflow's first task to commit came once its poisoned time was over (the
+    earlier ones failed, without taking their worker down), and its activity failed for good
+    after its attempts, each of which ran (and ended in ``sys.exit``). Returns the attempts
+    run."""
+    first = next((e for e in events if isinstance(e, WorkflowTaskStarted)), None)
+    start = next((e for e in events if isinstance(e, WorkflowExecutionStarted)), None)
+    if first is None or start is None or first.at < start.started_at + POISON_SECONDS:
+        out.violate(f"{workflow_id}: a task committed while its code was poisoned")
     failed = [e for e in events if isinstance(e, ActivityFailed)]
     if len(failed) != 1 or failed[0].attempt != POISON_ATTEMPTS:
         out.violate(f"{workflow_id}: the poisoned activity ended with {failed!r}")

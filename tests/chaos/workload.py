@@ -1,6 +1,7 @@
 """The chaos workload: ten activities per workflow, a durable timer and an external event,
 then "late" events sent while the workflow completes; and, one workflow in POISON_EVERY, a
-poisoned one, whose activity ends its process with ``sys.exit`` (the fleet must stay up).
+poisoned one, whose code raises SystemExit for a while and whose activity ends its process
+with ``sys.exit``: the fleet must stay up.
 
 Every activity writes its attempt to the side-effect ledger before it returns. The result of
 each workflow is known in advance (``expected``), so a lost, repeated or reordered step shows.
@@ -31,6 +32,7 @@ LATE_EVENTS = 2
 POISON_EVERY = 50
 """One workflow in this many is ``chaos_poisoned``."""
 POISON_ATTEMPTS = 2
+POISON_SECONDS = timedelta(seconds=2.5)
 POISONED_PREFIX = "chaos-poison-"
 POISON_BASE = 1_000_000
 WORK_SECONDS = 0.02
@@ -103,8 +105,13 @@ def chaos_exit() -> None:
 
 @workflow.defn
 async def chaos_poisoned(index: int, timer: int) -> int:
-    """Its activity fails every attempt by ``sys.exit``; the workflow sees it fail for good,
-    then waits for its event like the others."""
+    """Poisoned twice over. Its code raises SystemExit in every workflow task of its first
+    POISON_SECONDS (deterministic all the same: no task that ran then was committed), so its
+    task fails and is retried with backoff until then. Then its activity fails every attempt
+    by ``sys.exit``, and the workflow sees it fail for good and waits for its event like the
+    others."""
+    if workflow.now() < workflow.info().started_at + POISON_SECONDS:
+        raise SystemExit("poisoned workflow code")
     with contextlib.suppress(ActivityError):
         await workflow.execute_activity(
             chaos_exit,
