@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from tapeflow._definition import Definition, definition_of
+from tapeflow._validate import fail
 from tapeflow._worker.activity_tasks import ActivityTaskRunner
 from tapeflow._worker.cache import WorkflowCache
 from tapeflow._worker.eager import EagerDispatch, ResumeDispatch
@@ -49,6 +50,8 @@ class Worker:
         options: WorkerOptions | None = None,
         **option_fields: Any,
     ) -> None:
+        if options is not None and not isinstance(options, WorkerOptions):
+            fail("Worker options", options, "a WorkerOptions or None")
         try:
             self.options = dataclasses.replace(options or WorkerOptions(), **option_fields)
         except TypeError as exc:

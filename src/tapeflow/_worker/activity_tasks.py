@@ -18,7 +18,7 @@ from tapeflow._worker.persist import persist
 from tapeflow.backends.base import ActivityTask, Backend, ResumeWorkflow, WorkflowTask
 from tapeflow.errors import LeaseLost, NonRetryableError, PayloadError
 from tapeflow.history import ActivityCompleted, ActivityFailed, Failure
-from tapeflow.options import RetryPolicy
+from tapeflow.options import RetryPolicy, clamp_delay
 
 log = logging.getLogger("tapeflow.worker")
 
@@ -79,7 +79,7 @@ class ActivityTaskRunner:
                 else:
                     delay = policy.delay_after(task.attempt)
                     if context.next_attempt_at is not None:  # the activity's own override
-                        delay = max(context.next_attempt_at - datetime.now(UTC), timedelta(0))
+                        delay = clamp_delay(context.next_attempt_at - datetime.now(UTC))
                     log.info(
                         "activity %r of %r failed on attempt %d, retrying in %.3fs: %s",
                         task.name,
