@@ -7,18 +7,17 @@ register nothing globally. A Worker is given the functions explicitly.
 from __future__ import annotations
 
 import inspect
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from tapeflow._validate import check_name
 from tapeflow.converter import Signature
-from tapeflow.errors import InvalidArgument, NotADefinition
+from tapeflow.errors import NotADefinition
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ATTR = "__tapeflow_definition__"
-MAX_NAME_LENGTH = 255
 
 
 @dataclass(frozen=True)
@@ -36,19 +35,6 @@ class Definition:
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.function)
-
-
-def check_name(value: object, what: str, *, allow_empty: bool = False) -> str:
-    """Ids, names and versions: at most 255 characters, none of them a control character
-    or a lone surrogate (databases refuse those); anything else round-trips exactly."""
-    if not isinstance(value, str):
-        raise InvalidArgument(f"{what} must be a string, not {type(value).__name__}")
-    if len(value) > MAX_NAME_LENGTH or not (value.strip() or (allow_empty and not value)):
-        limits = "at most" if allow_empty else "1 to"
-        raise InvalidArgument(f"{what} must be {limits} {MAX_NAME_LENGTH} characters: {value!r}")
-    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
-        raise InvalidArgument(f"{what} must not contain control characters: {value!r}")
-    return value
 
 
 def _mark(function: Any, kind: Literal["workflow", "activity"], name: str | None) -> None:

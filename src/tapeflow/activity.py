@@ -8,8 +8,10 @@ from typing import Any, TypeVar, overload
 
 from tapeflow._activity_context import ActivityContext, ActivityInfo, current
 from tapeflow._definition import defn_decorator
+from tapeflow._validate import check_moment, check_timedelta
 from tapeflow.converter import to_json
-from tapeflow.errors import InvalidArgument, TapeflowError
+from tapeflow.errors import TapeflowError
+from tapeflow.options import clamp_delay
 
 __all__ = ["ActivityInfo", "defn", "heartbeat", "info", "retry_after", "retry_at"]
 
@@ -44,14 +46,13 @@ def heartbeat(details: Any = None) -> None:
 
 
 def retry_after(delay: timedelta) -> None:
-    """If this attempt fails, run the next one after ``delay`` instead of the policy's backoff."""
-    if delay < timedelta(0):
-        raise InvalidArgument(f"retry_after needs a non-negative delay, got {delay!r}")
-    _context().next_attempt_at = datetime.now(UTC) + delay
+    """If this attempt fails, run the next one after ``delay`` instead of the policy's backoff
+    (at most ``MAX_DELAY`` later)."""
+    check_timedelta(delay, "retry_after delay")
+    _context().next_attempt_at = datetime.now(UTC) + clamp_delay(delay)
 
 
 def retry_at(when: datetime) -> None:
-    """If this attempt fails, run the next one at ``when`` (tz-aware)."""
-    if when.tzinfo is None:
-        raise InvalidArgument("retry_at needs a tz-aware datetime")
-    _context().next_attempt_at = when
+    """If this attempt fails, run the next one at ``when`` (tz-aware; at most ``MAX_DELAY``
+    from now)."""
+    _context().next_attempt_at = check_moment(when, "retry_at when")

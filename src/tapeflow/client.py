@@ -8,11 +8,12 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, cast, overload
 
-from tapeflow._definition import check_name, definition_of
+from tapeflow._definition import definition_of
+from tapeflow._validate import check_moment, check_name, check_seconds
 from tapeflow.backends._wakeups import FALLBACK_POLL_SECONDS, finished_topic
 from tapeflow.backends.base import Backend, NewWorkflow, WorkflowRecord
 from tapeflow.converter import from_json, to_json
-from tapeflow.errors import BackendUnavailable, InvalidArgument, WorkflowFailed
+from tapeflow.errors import BackendUnavailable, WorkflowFailed
 
 R = TypeVar("R")
 
@@ -38,7 +39,7 @@ class WorkflowHandle(Generic[R]):
         Raises WorkflowFailed if it failed, WorkflowNotFound at once for an unknown id, and
         TimeoutError if ``timeout`` passes first.
         """
-        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        seconds = None if timeout is None else check_seconds(timeout, "result timeout")
         deadline = None if seconds is None else time.monotonic() + seconds
         # Waking on the workflow's end is the rule; polling covers wake-ups that cannot
         # arrive (another process's commit on SQLite) or were lost (a dropped connection).
@@ -117,8 +118,8 @@ class Client:
         """
         workflow_id = check_name(id if id is not None else str(uuid.uuid4()), "workflow id")
         check_name(version, "version", allow_empty=True)
-        if start_at is not None and start_at.tzinfo is None:
-            raise InvalidArgument("start_at must be a tz-aware datetime")
+        if start_at is not None:
+            check_moment(start_at, "start_at")
         if isinstance(workflow, str):
             name = check_name(workflow, "workflow name")
             encoded, hint = [to_json(a) for a in args], cast(object, Any)

@@ -5,9 +5,32 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, get_args
 
-from tapeflow.errors import InvalidArgument
+from tapeflow._validate import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_label,
+    check_number,
+    check_timedelta,
+    fail,
+)
+
+MAX_DELAY = timedelta(days=365)
+"""The longest tapeflow waits before a retry: a policy's backoff (however large its
+intervals or coefficient), an activity's ``retry_after``/``retry_at``, are cut to this. Both
+backends can hold ``now + MAX_DELAY``; an unbounded delay overflowed them (SQLite keeps
+int64 microseconds), so the retry was never recorded and the attempt reran at every lease
+expiry. Leases and worker intervals are bounded by it too."""
+
+Executor = Literal["thread", "process"]
+EXECUTORS: tuple[Executor, ...] = get_args(Executor)
+
+
+def clamp_delay(delay: timedelta) -> timedelta:
+    """``delay``, kept within 0 to ``MAX_DELAY``."""
+    return min(max(delay, timedelta(0)), MAX_DELAY)
 
 
 @dataclass(frozen=True)
@@ -15,28 +38,32 @@ class RetryPolicy:
     """How an activity is retried after an unexpected exception.
 
     The delay before attempt ``n + 1`` is ``initial_interval * backoff_coefficient ** (n - 1)``,
-    capped at ``maximum_interval``. The defaults are the seed's: 15 s, x1.2, at most 5 min,
-    retried forever.
+    capped at ``maximum_interval`` and always at ``MAX_DELAY``. The defaults are the seed's:
+    15 s, x1.2, at most 5 min, retried forever.
     """
 
     initial_interval: timedelta = timedelta(seconds=15)
-    """Delay before the first retry."""
+    """Delay before the first retry (zero retries at once)."""
     backoff_coefficient: float = 1.2
     """Factor applied to the delay after every failed attempt (at least 1)."""
     maximum_interval: timedelta | None = timedelta(minutes=5)
-    """Cap on the delay; ``None`` lets it grow without bound."""
+    """Cap on the delay; ``None`` lets it grow up to ``MAX_DELAY``."""
     maximum_attempts: int | None = None
     """Attempts in all, the first included; ``None`` retries forever."""
 
     def __post_init__(self) -> None:
-        if self.initial_interval < timedelta(0):
-            raise InvalidArgument("RetryPolicy.initial_interval must not be negative")
-        if not (self.backoff_coefficient >= 1 and math.isfinite(self.backoff_coefficient)):
-            raise InvalidArgument("RetryPolicy.backoff_coefficient must be a finite number >= 1")
-        if self.maximum_interval is not None and self.maximum_interval < self.initial_interval:
-            raise InvalidArgument("RetryPolicy.maximum_interval must be >= initial_interval")
-        if self.maximum_attempts is not None and self.maximum_attempts < 1:
-            raise InvalidArgument("RetryPolicy.maximum_attempts must be >= 1 or None")
+        check_timedelta(self.initial_interval, "RetryPolicy.initial_interval")
+        check_number(self.backoff_coefficient, "RetryPolicy.backoff_coefficient", minimum=1)
+        if self.maximum_interval is not None:
+            check_timedelta(self.maximum_interval, "RetryPolicy.maximum_interval")
+            if self.maximum_interval < self.initial_interval:
+                fail(
+                    "RetryPolicy.maximum_interval",
+                    self.maximum_interval,
+                    f">= initial_interval ({self.initial_interval}) or None",
+                )
+        if self.maximum_attempts is not None:
+            check_int(self.maximum_attempts, "RetryPolicy.maximum_attempts", minimum=1)
 
     def delay_after(self, attempt: int) -> timedelta:
         """The wait before the next attempt, once attempt number ``attempt`` has failed."""
@@ -44,9 +71,9 @@ class RetryPolicy:
         cap = self.maximum_interval.total_seconds() if self.maximum_interval else math.inf
         try:
             seconds *= self.backoff_coefficient ** max(attempt - 1, 0)
-        except OverflowError:
-            seconds = math.inf
-        return timedelta(seconds=min(seconds, cap, timedelta.max.total_seconds() / 2))
+        except OverflowError:  # only a non-zero delay grows
+            seconds = math.inf if seconds else 0.0
+        return timedelta(seconds=min(seconds, cap, MAX_DELAY.total_seconds()))
 
     def allows_another(self, attempt: int) -> bool:
         """Whether attempt number ``attempt`` may be followed by one more."""
@@ -105,21 +132,28 @@ class WorkerOptions:
     room for in the very commit that scheduled them, and starts them at once."""
     workflow_cache_size: int = 1000
     """Live workflow instances kept so a task feeds only new events; 0 turns the cache off."""
-    activity_executor: Literal["thread", "process"] = "thread"
+    activity_executor: Executor = "thread"
     """Where sync activities run: the worker's own thread pool, or a process pool."""
     shutdown_grace: timedelta = timedelta(seconds=10)
     """How long stopping waits for running tasks before abandoning them to other workers."""
 
     def __post_init__(self) -> None:
-        if self.max_concurrent_workflow_tasks < 1 or self.max_concurrent_activities < 1:
-            raise InvalidArgument("worker concurrency must be at least 1")
-        if self.lease_duration <= timedelta(0):
-            raise InvalidArgument("lease_duration must be positive")
-        if self.workflow_task_timeout <= timedelta(0):
-            raise InvalidArgument("workflow_task_timeout must be positive")
-        if self.max_abandoned_workflow_threads < 1:
-            raise InvalidArgument("max_abandoned_workflow_threads must be at least 1")
-        if self.poll_interval <= timedelta(0):
-            raise InvalidArgument("poll_interval must be positive")
-        if self.workflow_cache_size < 0:
-            raise InvalidArgument("workflow_cache_size must be >= 0")
+        if self.name is not None:
+            check_label(self.name, "WorkerOptions.name")
+        for count in ("max_concurrent_workflow_tasks", "max_concurrent_activities"):
+            check_int(getattr(self, count), f"WorkerOptions.{count}", minimum=1)
+        check_int(self.workflow_cache_size, "WorkerOptions.workflow_cache_size", minimum=0)
+        check_int(
+            self.max_abandoned_workflow_threads,
+            "WorkerOptions.max_abandoned_workflow_threads",
+            minimum=1,
+        )
+        for span in ("lease_duration", "poll_interval", "workflow_task_timeout"):
+            check_timedelta(
+                getattr(self, span), f"WorkerOptions.{span}", positive=True, maximum=MAX_DELAY
+            )
+        check_timedelta(self.shutdown_grace, "WorkerOptions.shutdown_grace", maximum=MAX_DELAY)
+        if not isinstance(self.retry_policy, RetryPolicy):
+            fail("WorkerOptions.retry_policy", self.retry_policy, "a RetryPolicy")
+        check_bool(self.eager_activities, "WorkerOptions.eager_activities")
+        check_choice(self.activity_executor, "WorkerOptions.activity_executor", EXECUTORS)

@@ -15,17 +15,19 @@ import signal
 import socket
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 from tapeflow._definition import Definition, definition_of
+from tapeflow._validate import fail
 from tapeflow._worker.activity_tasks import ActivityTaskRunner
 from tapeflow._worker.cache import WorkflowCache
 from tapeflow._worker.eager import EagerDispatch, ResumeDispatch
 from tapeflow._worker.leases import LeaseKeeper
 from tapeflow._worker.poller import Poller
+from tapeflow._worker.process_pool import process_pool
 from tapeflow._worker.workflow_tasks import WorkflowTaskRunner
 from tapeflow.backends.base import ActivityTask, Backend, LeaseRef, TaskKind, WorkflowTask
 from tapeflow.errors import BackendUnavailable, InvalidArgument
@@ -63,6 +65,8 @@ class Worker:
         options: WorkerOptions | None = None,
         **option_fields: Any,
     ) -> None:
+        if options is not None and not isinstance(options, WorkerOptions):
+            fail("Worker options", options, "a WorkerOptions or None")
         try:
             self.options = dataclasses.replace(options or WorkerOptions(), **option_fields)
         except TypeError as exc:
@@ -144,7 +148,7 @@ class Worker:
     def _activity_side(self) -> tuple[ActivityTaskRunner, Poller[ActivityTask]]:
         options = self.options
         self._executor = (
-            ProcessPoolExecutor(options.max_concurrent_activities)
+            process_pool(options.max_concurrent_activities)
             if options.activity_executor == "process"
             else ThreadPoolExecutor(
                 options.max_concurrent_activities, thread_name_prefix="tapeflow-activity"

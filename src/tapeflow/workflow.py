@@ -8,18 +8,18 @@ or randomness of its own. Use ``now()``, ``random()`` and activities instead.
 from __future__ import annotations
 
 import asyncio
-import math
 import random as _random
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast, overload
 
-from tapeflow._definition import check_name, definition_of, defn_decorator
+from tapeflow._definition import definition_of, defn_decorator
 from tapeflow._engine.instance import WorkflowInfo, WorkflowInstance
 from tapeflow._engine.loop import WorkflowEventLoop
+from tapeflow._validate import check_moment, check_name, check_seconds, fail
 from tapeflow.converter import to_json
-from tapeflow.errors import InvalidArgument, TapeflowError
+from tapeflow.errors import TapeflowError
 from tapeflow.options import RetryPolicy
 
 __all__ = [
@@ -93,16 +93,12 @@ def uuid4() -> uuid.UUID:
 
 async def sleep(duration: timedelta | float) -> None:
     """A durable timer: survives restarts, fires after ``duration`` of workflow time."""
-    seconds = duration.total_seconds() if isinstance(duration, timedelta) else float(duration)
-    if math.isnan(seconds) or seconds < 0:
-        raise InvalidArgument(f"a workflow cannot sleep for {duration!r}")
-    await asyncio.sleep(seconds)
+    await asyncio.sleep(check_seconds(duration, "sleep duration"))
 
 
 async def sleep_until(when: datetime) -> None:
     """A durable timer due at ``when`` (tz-aware); returns at once if that has passed."""
-    if when.tzinfo is None:
-        raise InvalidArgument("sleep_until needs a tz-aware datetime")
+    check_moment(when, "sleep_until when")
     loop = asyncio.get_running_loop()
     future: asyncio.Future[None] = loop.create_future()
     handle = loop.call_at(when.timestamp(), _resolve, future)
@@ -139,6 +135,8 @@ def execute_activity(
     the name of an activity registered on some worker, its result then left as plain JSON.
     """
     instance = _instance()
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        fail("execute_activity retry", retry, "a RetryPolicy or None")
     if isinstance(activity, str):
         name = check_name(activity, "an activity name")
         encoded, hint = [to_json(a) for a in args], cast(object, Any)
@@ -156,9 +154,9 @@ def execute_activity(
 
 def on_event(name: str, callback: Callable[[Any], object], *, type: object = Any) -> None:
     """Call ``callback(payload)`` for every external event ``name``, past ones included."""
-    _instance().channels.on(name, callback, type)
+    _instance().channels.on(check_name(name, "event name"), callback, type)
 
 
 async def wait_event(name: str, *, type: object = Any) -> Any:
     """The oldest external event ``name`` not yet returned here, waiting if there is none."""
-    return await _instance().channels.wait(name, type)
+    return await _instance().channels.wait(check_name(name, "event name"), type)

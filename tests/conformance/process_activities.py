@@ -1,12 +1,22 @@
-"""Activities for the process-pool test: module-level, so a pool process can import them."""
+"""Activities for the process-pool tests: module-level, so a pool process can import them.
+
+``python -m tests.conformance.process_activities URL`` runs a worker of them with a process
+pool, for a test to kill.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+import time
 from datetime import timedelta
+from pathlib import Path
 
-from tapeflow import activity
+import tapeflow
+from tapeflow import activity, workflow
+
+POOL_SIZE = 2
 
 
 @activity.defn
@@ -24,3 +34,34 @@ def whereabouts(label: str) -> dict[str, int | str]:
 def exits_in_child(label: str) -> str:
     """Ends its pool process's call with SystemExit: a failed attempt, like any other."""
     sys.exit(f"{label}: sys.exit on attempt {activity.info().attempt}")
+
+
+@activity.defn
+def naps_for_a_minute(marker_dir: str, index: int) -> None:
+    """Leaves its pid in ``marker_dir``, then outlasts any test that waits for it."""
+    (Path(marker_dir) / str(os.getpid())).touch()
+    time.sleep(60)
+
+
+@workflow.defn
+async def naps_in_parallel(marker_dir: str) -> None:
+    await asyncio.gather(
+        *(workflow.execute_activity(naps_for_a_minute, marker_dir, i) for i in range(POOL_SIZE))
+    )
+
+
+async def _serve(url: str) -> None:
+    async with tapeflow.connect(url) as backend:
+        worker = tapeflow.Worker(
+            backend,
+            workflows=[naps_in_parallel],
+            activities=[naps_for_a_minute],
+            activity_executor="process",
+            max_concurrent_activities=POOL_SIZE,
+            poll_interval=timedelta(milliseconds=100),
+        )
+        await worker.run()
+
+
+if __name__ == "__main__":
+    asyncio.run(_serve(sys.argv[1]))

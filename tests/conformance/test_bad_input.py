@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
 import tapeflow
 from tapeflow import activity, workflow
+from tapeflow.backends.base import TaskKind
 from tests.conftest import WorkerFactory
 
 
@@ -192,3 +196,220 @@ async def test_start_at_in_the_past_runs_at_once(
             place, Order(7, "cup"), id="past", start_at=datetime(2001, 1, 1, tzinfo=UTC)
         )
         assert await handle.result(timeout=10) == "7:cup"
+
+
+def _assert_names(caught: pytest.ExceptionInfo[tapeflow.InvalidArgument], *names: str) -> None:
+    """The message says which argument was wrong and what it was given."""
+    for name in names:
+        assert name in str(caught.value), f"{name!r} not in {str(caught.value)!r}"
+
+
+BAD_WORKER_OPTIONS: list[tuple[str, object]] = [
+    ("name", ""),
+    ("name", "line\nbreak"),
+    ("name", "paragraph\u2029separator"),
+    ("name", 7),
+    ("max_concurrent_workflow_tasks", 0),
+    ("max_concurrent_workflow_tasks", 2.0),
+    ("max_concurrent_workflow_tasks", True),
+    ("max_concurrent_activities", 1.5),
+    ("max_concurrent_activities", "4"),
+    ("max_concurrent_activities", None),
+    ("lease_duration", timedelta(0)),
+    ("lease_duration", timedelta(seconds=-1)),
+    ("lease_duration", 30),
+    ("lease_duration", timedelta(days=366)),
+    ("poll_interval", timedelta(0)),
+    ("poll_interval", 0.5),
+    ("workflow_task_timeout", None),
+    ("workflow_task_timeout", timedelta(milliseconds=-1)),
+    ("retry_policy", None),
+    ("retry_policy", {"maximum_attempts": 3}),
+    ("eager_activities", "no"),
+    ("eager_activities", 0),
+    ("eager_activities", None),
+    ("workflow_cache_size", -1),
+    ("workflow_cache_size", 1.5),
+    ("workflow_cache_size", "10"),
+    ("activity_executor", "bogus"),
+    ("activity_executor", "Process"),
+    ("activity_executor", None),
+    ("shutdown_grace", timedelta(seconds=-1)),
+    ("shutdown_grace", 10),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [pytest.param(f, v, id=f"{f}={v!r}") for f, v in BAD_WORKER_OPTIONS]
+)
+def test_bad_worker_options(field: str, value: object) -> None:
+    with pytest.raises(tapeflow.InvalidArgument) as caught:
+        tapeflow.WorkerOptions(**{field: value})  # type: ignore[arg-type]
+    _assert_names(caught, f"WorkerOptions.{field}", repr(value))
+
+
+async def test_bad_worker_options_given_to_the_worker(backend: tapeflow.Backend) -> None:
+    with pytest.raises(tapeflow.InvalidArgument) as caught:
+        tapeflow.Worker(backend, workflows=[place], max_concurrent_activities=1.5)
+    _assert_names(caught, "WorkerOptions.max_concurrent_activities", "1.5")
+    with pytest.raises(tapeflow.InvalidArgument) as caught:
+        tapeflow.Worker(backend, workflows=[place], options={"name": "x"})  # type: ignore[arg-type]
+    _assert_names(caught, "Worker options", "{'name': 'x'}")
+
+
+BAD_RETRY_POLICIES: list[tuple[str, dict[str, Any]]] = [
+    ("initial_interval", {"initial_interval": timedelta(seconds=-1)}),
+    ("initial_interval", {"initial_interval": 1.0}),
+    ("initial_interval", {"initial_interval": None}),
+    ("backoff_coefficient", {"backoff_coefficient": 0.5}),
+    ("backoff_coefficient", {"backoff_coefficient": math.nan}),
+    ("backoff_coefficient", {"backoff_coefficient": math.inf}),
+    ("backoff_coefficient", {"backoff_coefficient": "2"}),
+    ("backoff_coefficient", {"backoff_coefficient": True}),
+    (
+        "maximum_interval",
+        {"initial_interval": timedelta(seconds=10), "maximum_interval": timedelta(seconds=1)},
+    ),
+    ("maximum_interval", {"maximum_interval": 60.0}),
+    ("maximum_attempts", {"maximum_attempts": 0}),
+    ("maximum_attempts", {"maximum_attempts": 1.5}),
+    ("maximum_attempts", {"maximum_attempts": "3"}),
+    ("maximum_attempts", {"maximum_attempts": True}),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "fields"),
+    [pytest.param(f, kw, id=f"{f}={kw[f]!r}") for f, kw in BAD_RETRY_POLICIES],
+)
+def test_bad_retry_policies(field: str, fields: dict[str, Any]) -> None:
+    with pytest.raises(tapeflow.InvalidArgument) as caught:
+        tapeflow.RetryPolicy(**fields)
+    _assert_names(caught, f"RetryPolicy.{field}", repr(fields[field]))
+
+
+BAD_STARTS: list[tuple[str, dict[str, Any]]] = [
+    ("workflow id", {"id": 7}),
+    ("workflow id", {"id": "line\nbreak"}),
+    ("version", {"version": 2}),
+    ("start_at", {"start_at": "2030-01-01T00:00:00+00:00"}),
+    ("start_at", {"start_at": 1893456000}),
+    ("start_at", {"start_at": date(2030, 1, 1)}),
+    ("start_at", {"start_at": datetime(2030, 1, 1)}),
+    ("start_at", {"start_at": datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))}),
+]
+
+
+@pytest.mark.parametrize(
+    ("argument", "options"),
+    [pytest.param(a, kw, id=f"{a}={next(iter(kw.values()))!r}") for a, kw in BAD_STARTS],
+)
+async def test_bad_start_options(
+    client: tapeflow.Client, argument: str, options: dict[str, Any]
+) -> None:
+    with pytest.raises(tapeflow.InvalidArgument) as caught:
+        await client.start_workflow(place, Order(1, "x"), **options)
+    _assert_names(caught, argument)
+    assert await client.backend.next_due(TaskKind.WORKFLOW, ["place"]) is None
+
+
+BAD_TIMEOUTS: list[object] = [
+    "1",
+    math.nan,
+    math.inf,
+    -1,
+    timedelta(seconds=-1),
+    True,
+]
+
+
+@pytest.mark.parametrize("timeout", [pytest.param(t, id=repr(t)) for t in BAD_TIMEOUTS])
+async def test_bad_result_timeouts(client: tapeflow.Client, timeout: object) -> None:
+    await client.start_workflow(greet, "ann", id="waits")
+    with pytest.raises(tapeflow.InvalidArgument) as caught:
+        await client.get_handle("waits").result(timeout=timeout)  # type: ignore[arg-type]
+    _assert_names(caught, "timeout", repr(timeout))
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, id=repr(n)) for n in ["", " ", 3, "nul\x00"]])
+async def test_bad_event_names(client: tapeflow.Client, name: object) -> None:
+    handle = await client.start_workflow(greet, "ann", id="greet-bad-event")
+    history = await client.backend.load_history(handle.id)
+    with pytest.raises(tapeflow.InvalidArgument) as caught:
+        await handle.send_event(name, 1)  # type: ignore[arg-type]
+    _assert_names(caught, "event name")
+    assert await client.backend.load_history(handle.id) == history
+
+
+MISUSES: dict[str, Callable[[], Awaitable[object]]] = {
+    "wait_event('')": lambda: workflow.wait_event(""),
+    "wait_event(None)": lambda: workflow.wait_event(None),  # type: ignore[arg-type]
+    "on_event('')": lambda: _on_event(""),
+    "sleep('1')": lambda: workflow.sleep("1"),  # type: ignore[arg-type]
+    "sleep(None)": lambda: workflow.sleep(None),  # type: ignore[arg-type]
+    "sleep(inf)": lambda: workflow.sleep(math.inf),
+    "sleep(nan)": lambda: workflow.sleep(math.nan),
+    "sleep(-1)": lambda: workflow.sleep(-1),
+    "sleep_until('2030')": lambda: workflow.sleep_until("2030-01-01"),  # type: ignore[arg-type]
+    "sleep_until(naive)": lambda: workflow.sleep_until(datetime(2030, 1, 1)),
+    "execute_activity(retry={})": lambda: _with_retry({"maximum_attempts": 1}),
+}
+"""Calls inside a workflow, each with the argument its message must name."""
+
+MISUSE_NAMES = {
+    "wait_event": "event name",
+    "on_event": "event name",
+    "sleep_until": "sleep_until when",
+    "sleep": "sleep duration",
+    "execute_activity": "execute_activity retry",
+}
+
+
+async def _on_event(name: str) -> None:
+    workflow.on_event(name, print)
+
+
+async def _with_retry(retry: object) -> object:
+    return await workflow.execute_activity(echo, "x", retry=retry)  # type: ignore[call-overload]
+
+
+@workflow.defn
+async def misuse(case: str) -> str:
+    """Makes the bad call named ``case`` and reports the error it raised."""
+    try:
+        await MISUSES[case]()
+    except tapeflow.InvalidArgument as exc:
+        return f"InvalidArgument: {exc}"
+    return "accepted"
+
+
+@pytest.mark.parametrize("case", list(MISUSES))
+async def test_bad_arguments_inside_a_workflow(
+    client: tapeflow.Client, backend: tapeflow.Backend, case: str
+) -> None:
+    async with tapeflow.Worker(
+        backend, workflows=[misuse], activities=[echo], poll_interval=timedelta(milliseconds=50)
+    ):
+        report = await client.start_workflow(misuse, case)
+        outcome = await report.result(timeout=10)
+    assert outcome.startswith("InvalidArgument: ")
+    assert MISUSE_NAMES[case.partition("(")[0]] in outcome
+
+
+BAD_URLS: list[object] = [
+    7,
+    b"sqlite:///tapeflow.db",
+    "",
+    "tapeflow.db",
+    "mysql://localhost/db",
+    "sqlite://relative.db",
+    "postgresql://localhost:99999/db",
+    "postgresql://localhost:port/db",
+]
+
+
+@pytest.mark.parametrize("url", [pytest.param(u, id=repr(u)) for u in BAD_URLS])
+def test_bad_database_urls(url: object) -> None:
+    with pytest.raises(tapeflow.InvalidArgument) as caught:
+        tapeflow.connect(url)  # type: ignore[arg-type]
+    _assert_names(caught, "database URL", repr(url))

@@ -3,9 +3,16 @@ final error, and at the time an attempt asked for (retry_after / retry_at)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
 
 import tapeflow
+from tapeflow.backends.base import TaskKind
+from tapeflow.options import MAX_DELAY
+from tests.conformance._waiting import eventually
 from tests.conftest import WorkerFactory
 from tests.scenarios.journal import new_journal
 from tests.scenarios.retries import (
@@ -14,15 +21,19 @@ from tests.scenarios.retries import (
     Outcome,
     Override,
     always_fails,
+    asks_for_year_9999,
     busy_then_ok_after,
     busy_then_ok_at,
     declined,
+    fails_with_huge_backoff,
     flaky,
     non_retryable,
     retry_after_override,
     retry_at_override,
     retry_exhausted,
+    retry_in_year_9999,
     retry_until_success,
+    retry_with_huge_backoff,
     retry_with_worker_default,
 )
 
@@ -112,3 +123,36 @@ async def test_retry_at_sets_the_time_of_the_next_attempt(
         retry_at = datetime.fromisoformat(requested.note)
         assert retry_at == first.at + delay
         assert second.at >= retry_at
+
+
+@pytest.mark.parametrize(
+    ("scenario", "name", "attempts"),
+    [
+        pytest.param(
+            retry_with_huge_backoff, fails_with_huge_backoff.__name__, [1, 2], id="backoff"
+        ),
+        pytest.param(retry_in_year_9999, "asks_for_year_9999", [1], id="retry_at"),
+    ],
+)
+async def test_a_delay_past_what_the_database_holds_is_cut_to_max_delay(
+    client: tapeflow.Client, worker: WorkerFactory, scenario: Any, name: str, attempts: list[int]
+) -> None:
+    lease = timedelta(seconds=1)
+    with new_journal() as log:
+        async with worker(
+            workflows=[scenario],
+            activities=[fails_with_huge_backoff, asks_for_year_9999],
+            lease_duration=lease,
+        ):
+            await client.start_workflow(scenario, log.id)
+
+            async def retry_scheduled() -> bool:
+                due = await client.backend.next_due(TaskKind.ACTIVITY, [name])
+                return due is not None and due > MAX_DELAY - timedelta(minutes=1)
+
+            await eventually(retry_scheduled, "the retry is scheduled MAX_DELAY ahead")
+            await asyncio.sleep(2 * lease.total_seconds())  # its old lease has run out
+            assert log.attempts(name) == attempts
+        due = await client.backend.next_due(TaskKind.ACTIVITY, [name])
+        assert due is not None
+        assert MAX_DELAY - timedelta(minutes=1) < due <= MAX_DELAY

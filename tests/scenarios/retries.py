@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import tapeflow
 from tapeflow import activity, workflow
@@ -137,3 +137,34 @@ async def retry_after_override(spec: Override) -> Outcome:
 @workflow.defn
 async def retry_at_override(spec: Override) -> Outcome:
     return await outcome_of(workflow.execute_activity(busy_then_ok_at, spec, retry=SLOW))
+
+
+HUGE_BACKOFF = tapeflow.RetryPolicy(
+    initial_interval=timedelta(milliseconds=10), backoff_coefficient=1e300, maximum_interval=None
+)
+"""The second retry's delay, 1e298 s, is far past what either database can store."""
+
+
+@activity.defn
+def fails_with_huge_backoff(journal_id: str) -> str:
+    attempt = journal(journal_id).record("fails_with_huge_backoff").attempt
+    raise ConnectionError(f"attempt {attempt} could not connect")
+
+
+@activity.defn
+def asks_for_year_9999(journal_id: str) -> str:
+    journal(journal_id).record("asks_for_year_9999")
+    activity.retry_at(datetime(9999, 1, 1, tzinfo=UTC))
+    raise TimeoutError("come back much later")
+
+
+@workflow.defn
+async def retry_with_huge_backoff(journal_id: str) -> Outcome:
+    return await outcome_of(
+        workflow.execute_activity(fails_with_huge_backoff, journal_id, retry=HUGE_BACKOFF)
+    )
+
+
+@workflow.defn
+async def retry_in_year_9999(journal_id: str) -> Outcome:
+    return await outcome_of(workflow.execute_activity(asks_for_year_9999, journal_id, retry=SLOW))

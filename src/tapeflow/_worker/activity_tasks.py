@@ -19,7 +19,7 @@ from tapeflow.backends.base import ActivityTask, Backend, ResumeWorkflow, Workfl
 from tapeflow.converter import Signature
 from tapeflow.errors import LeaseLost, NonRetryableError, PayloadError
 from tapeflow.history import ActivityCompleted, ActivityFailed, Failure
-from tapeflow.options import RetryPolicy
+from tapeflow.options import RetryPolicy, clamp_delay
 
 log = logging.getLogger("tapeflow.worker")
 
@@ -86,7 +86,7 @@ class ActivityTaskRunner:
                 else:
                     delay = policy.delay_after(task.attempt)
                     if context.next_attempt_at is not None:  # the activity's own override
-                        delay = max(context.next_attempt_at - datetime.now(UTC), timedelta(0))
+                        delay = clamp_delay(context.next_attempt_at - datetime.now(UTC))
                     log.info(
                         "activity %r of %r failed on attempt %d, retrying in %.3fs: %s",
                         task.name,

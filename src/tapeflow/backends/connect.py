@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from tapeflow._validate import fail
 from tapeflow.backends import failpoints
 from tapeflow.backends.base import Backend
 from tapeflow.errors import InvalidArgument
@@ -20,20 +21,20 @@ def backend_for(url: str) -> Backend:
     """The (not yet opened) backend for ``url``, which follows SQLAlchemy's convention:
     ``sqlite:///relative.db``, ``sqlite:////absolute/path.db``, ``sqlite://`` (in memory),
     ``postgresql://user:password@host:5432/db`` (add ``?schema=name`` to pick the schema)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise InvalidArgument(f"not a database URL: {url!r} (try 'sqlite:///tapeflow.db')")
+    if not isinstance(url, str) or "://" not in url:
+        fail("database URL", url, "a URL string such as 'sqlite:///tapeflow.db'")
+    scheme, _, rest = url.partition("://")
     if scheme == "sqlite":
         from tapeflow.backends.sqlite import SQLiteBackend
 
         if rest in ("", "/", "/:memory:"):
             return SQLiteBackend(":memory:")
         if not rest.startswith("/"):
-            raise InvalidArgument(f"a SQLite URL looks like 'sqlite:///path.db', not {url!r}")
+            fail("database URL", url, "'sqlite:///path.db' (three slashes) for SQLite")
         return SQLiteBackend(rest[1:].partition("?")[0])
     if scheme in ("postgresql", "postgres"):
         return _postgres(url)
-    raise InvalidArgument(f"no tapeflow backend for URL scheme {scheme!r} in {url!r}")
+    fail("database URL", url, "a sqlite:// or postgresql:// URL")
 
 
 def _postgres(url: str) -> Backend:
@@ -46,6 +47,10 @@ def _postgres(url: str) -> Backend:
             f"PostgreSQL needs psycopg: pip install 'tapeflow[postgres]' ({exc})"
         ) from None
     parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (it raises for a port that is not a number)
+    except ValueError:
+        fail("database URL", url, "a URL whose port is a number from 0 to 65535")
     query = parse_qsl(parts.query, keep_blank_values=True)
     schema = next((value for key, value in query if key == "schema"), "tapeflow")
     rest = urlencode([(key, value) for key, value in query if key != "schema"])
@@ -57,7 +62,7 @@ class Connection:
     """Use as ``async with tapeflow.connect(url) as backend`` or ``backend = await ...``."""
 
     def __init__(self, url: str | None) -> None:
-        self.url = url or os.environ.get(URL_VARIABLE) or DEFAULT_URL
+        self.url = os.environ.get(URL_VARIABLE) or DEFAULT_URL if url is None else url
         self.backend = failpoints.from_environment(backend_for(self.url))
 
     def __await__(self) -> Generator[Any, None, Backend]:

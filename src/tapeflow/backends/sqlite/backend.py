@@ -126,6 +126,10 @@ class SQLiteBackend:
     def _connect(self) -> None:
         if self.path not in ("", ":memory:"):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # Owner-only from its creation on; SQLite gives the WAL and SHM files the mode of
+            # the database file.
+            with contextlib.suppress(FileExistsError):  # it keeps the mode its owner chose
+                Path(self.path).touch(mode=0o600, exist_ok=False)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 30000")
         _retry_while_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
