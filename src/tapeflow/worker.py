@@ -27,7 +27,7 @@ from tapeflow._worker.cache import WorkflowCache
 from tapeflow._worker.eager import EagerDispatch, ResumeDispatch
 from tapeflow._worker.leases import LeaseKeeper
 from tapeflow._worker.poller import Poller
-from tapeflow._worker.process_pool import process_pool
+from tapeflow._worker.process_pool import ProcessPool
 from tapeflow._worker.workflow_tasks import WorkflowTaskRunner
 from tapeflow.backends.base import ActivityTask, Backend, LeaseRef, TaskKind, WorkflowTask
 from tapeflow.errors import BackendUnavailable, InvalidArgument
@@ -148,7 +148,7 @@ class Worker:
     def _activity_side(self) -> tuple[ActivityTaskRunner, Poller[ActivityTask]]:
         options = self.options
         self._executor = (
-            process_pool(options.max_concurrent_activities)
+            ProcessPool(options.max_concurrent_activities)
             if options.activity_executor == "process"
             else ThreadPoolExecutor(
                 options.max_concurrent_activities, thread_name_prefix="tapeflow-activity"

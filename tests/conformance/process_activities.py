@@ -37,6 +37,14 @@ def exits_in_child(label: str) -> str:
 
 
 @activity.defn
+def dies_on_first_attempt(label: str) -> str:
+    """Kills its pool process outright on the first attempt (no exception to catch)."""
+    if activity.info().attempt == 1:
+        os._exit(1)
+    return f"{label}: done on attempt {activity.info().attempt}"
+
+
+@activity.defn
 def naps_for_a_minute(marker_dir: str, index: int) -> None:
     """Leaves its pid in ``marker_dir``, then outlasts any test that waits for it."""
     (Path(marker_dir) / str(os.getpid())).touch()

@@ -16,7 +16,7 @@ import pytest
 import tapeflow
 from tests.conformance._bystanders import bystanders_finish, start_bystanders
 from tests.conformance._waiting import task_error_of
-from tests.conformance.process_activities import exits_in_child
+from tests.conformance.process_activities import dies_on_first_attempt, exits_in_child
 from tests.conftest import WorkerFactory
 from tests.scenarios.hostile import double, steady
 from tests.scenarios.journal import new_journal
@@ -97,3 +97,19 @@ async def test_sys_exit_in_a_process_pool_activity_is_a_failed_attempt(
         error_message="child: sys.exit on attempt 3",
         attempt=3,
     )
+
+
+async def test_a_pool_process_that_dies_fails_its_attempt_and_the_pool_goes_on(
+    client: tapeflow.Client, worker: WorkerFactory
+) -> None:
+    """``os._exit`` in a process-pool activity breaks a plain pool for good; here the attempt
+    fails, the next one runs in a fresh pool, and so do other activities after it."""
+    async with worker(
+        workflows=[runs_poisoned_activity],
+        activities=[dies_on_first_attempt, exits_in_child],
+        activity_executor="process",
+    ):
+        dying = await client.start_workflow(runs_poisoned_activity, "dies_on_first_attempt", "d")
+        assert await dying.result(timeout=30) == Outcome(result="d: done on attempt 2")
+        after = await client.start_workflow(runs_poisoned_activity, "exits_in_child", "after")
+        assert (await after.result(timeout=30)).attempt == 3  # ran, in the fresh pool

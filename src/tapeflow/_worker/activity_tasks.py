@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import Mapping
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +15,7 @@ from tapeflow._activity_context import ActivityContext, ActivityInfo
 from tapeflow._definition import Definition
 from tapeflow._worker.eager import ResumeDispatch
 from tapeflow._worker.persist import persist
+from tapeflow._worker.process_pool import ProcessPool
 from tapeflow.backends.base import ActivityTask, Backend, ResumeWorkflow, WorkflowTask
 from tapeflow.converter import Signature
 from tapeflow.errors import LeaseLost, NonRetryableError, PayloadError
@@ -158,7 +159,7 @@ class ActivityTaskRunner:
         loop = asyncio.get_running_loop()
         if definition.is_async:
             return definition.signature.encode_result(await definition.function(*args))
-        if isinstance(self._executor, ProcessPoolExecutor):
+        if isinstance(self._executor, ProcessPool):
             ok, value, child = await loop.run_in_executor(
                 self._executor, _call_in_process, definition.signature, args, context.info
             )

@@ -1,9 +1,15 @@
-"""The process pool for sync activities, whose children die with their worker.
+"""The process pool for sync activities: its children die with their worker, and it
+outlives the death of a child.
 
 A worker killed outright (SIGKILL, the OOM killer) runs no cleanup, and its pool children
 would run on for ever, holding resources and doing work nobody records. On Linux the kernel
 kills them the moment the worker dies (``PR_SET_PDEATHSIG``); everywhere, a thread in each
 child also notices the worker is gone (the child is re-parented) and exits.
+
+The other way round, a child that dies (``os._exit`` or a crash in an activity) breaks a
+``ProcessPoolExecutor`` for good: every later call fails. The attempts it ran then fail, as
+they must, and the next call gets a fresh pool, so one poisoned activity cannot stop every
+later one of its worker.
 """
 
 from __future__ import annotations
@@ -14,16 +20,39 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import ParamSpec, TypeVar
 
 PARENT_CHECK_SECONDS = 0.5
 """How often a child looks for its worker where the kernel cannot be asked to tell it."""
 
 _PR_SET_PDEATHSIG = 1
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
-def process_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(workers, initializer=_die_with_parent)
+class ProcessPool(Executor):
+    """A ``ProcessPoolExecutor`` that a dead child does not break for good."""
+
+    def __init__(self, workers: int) -> None:
+        self._workers = workers
+        self._pool = self._new()
+
+    def _new(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self._workers, initializer=_die_with_parent)
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        try:
+            return self._pool.submit(fn, *args, **kwargs)
+        except BrokenProcessPool:  # a child died: its calls failed; start afresh
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new()
+            return self._pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
 def _die_with_parent() -> None:
