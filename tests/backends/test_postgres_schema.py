@@ -111,50 +111,40 @@ def _function_source(url: str, schema: str) -> str:
     return str(row[0])
 
 
-async def test_a_changed_functions_file_is_applied_on_the_next_start(
-    schemas: list[str],
+def _plant_functions(schema: str, body: str, record: str) -> None:
+    """Leave ``commit_workflow_task`` and the record of what was applied as another copy of
+    tapeflow would have: ``body`` is the function's SQL, ``record`` the assignments."""
+    name = sql.Identifier(schema)
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE OR REPLACE FUNCTION {}.commit_workflow_task(c {}.workflow_commit) "
+                "RETURNS json LANGUAGE sql AS $$ {} $$"
+            ).format(name, name, sql.SQL(body))
+        )
+        conn.execute(sql.SQL("UPDATE {}.schema_functions SET {}").format(name, sql.SQL(record)))
+
+
+@pytest.mark.parametrize(
+    ("record", "applied"),
+    [
+        pytest.param("checksum = 'older'", True, id="changed-file"),
+        pytest.param("revision = 1000, checksum = 'newer'", False, id="newer-revision"),
+    ],
+)
+async def test_the_functions_file_is_applied_when_changed_but_never_over_a_newer_one(
+    schemas: list[str], record: str, applied: bool
 ) -> None:
     schema = _new(schemas)
     url = f"{POSTGRES_URL}?schema={schema}"
     async with tapeflow.connect(url):
         pass
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:  # as an older copy left it
-        conn.execute(
-            sql.SQL(
-                "CREATE OR REPLACE FUNCTION {}.commit_workflow_task(c {}.workflow_commit) "
-                "RETURNS json LANGUAGE sql AS $$ SELECT NULL::json $$"
-            ).format(sql.Identifier(schema), sql.Identifier(schema))
-        )
-        conn.execute(
-            sql.SQL("UPDATE {}.schema_functions SET checksum = 'older'").format(
-                sql.Identifier(schema)
-            )
-        )
-    async with tapeflow.connect(url):
+    _plant_functions(schema, "SELECT '{\"planted\": true}'::json", record)
+    async with tapeflow.connect(url):  # a start of this tapeflow
         pass
-    assert "unseen events" in _function_source(url, schema)
-
-
-async def test_functions_of_a_newer_revision_are_left_in_place(schemas: list[str]) -> None:
-    schema = _new(schemas)
-    url = f"{POSTGRES_URL}?schema={schema}"
-    async with tapeflow.connect(url):
-        pass
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:  # as a newer tapeflow left it
-        conn.execute(
-            sql.SQL("UPDATE {}.schema_functions SET revision = 1000, checksum = 'newer'").format(
-                sql.Identifier(schema)
-            )
-        )
-        conn.execute(
-            sql.SQL(
-                "CREATE OR REPLACE FUNCTION {}.commit_workflow_task(c {}.workflow_commit) "
-                "RETURNS json LANGUAGE sql AS $$ SELECT '{{\"newer\": true}}'::json $$"
-            ).format(sql.Identifier(schema), sql.Identifier(schema))
-        )
-    async with tapeflow.connect(url):
-        pass
-    assert "newer" in _function_source(url, schema)
+    source = _function_source(url, schema)
+    assert ("unseen events" in source) is applied
+    assert ("planted" in source) is not applied
 
 
 async def test_many_processes_starting_at_once_migrate_once(schemas: list[str]) -> None:
