@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.chaos import workload
 from tests.chaos.driver import Plan, run_chaos
 
 WORKFLOWS = int(os.environ.get("TAPEFLOW_CHAOS_WORKFLOWS", "1000"))
@@ -37,7 +38,9 @@ async def test_full_chaos_on_postgres(chaos_postgres_url: str, tmp_path: Path) -
     assert not report.violations, report.summary()
     figures = report.figures
     assert figures["workflows"] == WORKFLOWS
-    assert figures["activities"] == WORKFLOWS * 10
+    poisoned = sum(map(workload.poisoned, range(WORKFLOWS)))
+    assert figures["poisoned_workflows"] == poisoned
+    assert figures["activities"] == (WORKFLOWS - poisoned) * workload.ACTIVITIES + poisoned
     assert figures["sigkills"] >= 10
     assert figures["failpoint_exits_workers"] >= 1
     assert figures["tasks_held_by_killed_workers"] >= 10  # takeovers were measured
