@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import tapeflow
 from tapeflow import activity, workflow
 
@@ -75,3 +78,11 @@ def test_every_error_has_one_root() -> None:
     errors = [getattr(tapeflow, n) for n in tapeflow.__all__ if n.endswith(("Error", "Failed"))]
     errors += [tapeflow.WorkflowNotFound, tapeflow.WorkflowAlreadyExists, tapeflow.LeaseLost]
     assert all(issubclass(e, tapeflow.TapeflowError) for e in errors)
+
+
+def test_version_is_the_one_the_package_declares() -> None:
+    """`__version__` is read from the installed metadata, so it cannot drift from pyproject."""
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    declared = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]
+    assert tapeflow.__version__ == declared
+    assert "__version__" not in tapeflow.__all__

@@ -3,6 +3,9 @@
 A workflow is a tape of history events; running it is replaying the tape.
 """
 
+import logging as _logging
+from importlib import metadata as _metadata
+
 from tapeflow import activity, workflow
 from tapeflow.backends.base import Backend, WorkflowRecord, WorkflowStatus
 from tapeflow.backends.connect import connect
@@ -28,6 +31,15 @@ from tapeflow.errors import (
 )
 from tapeflow.options import RetryPolicy, WorkerOptions
 from tapeflow.worker import Worker, WorkerHealth
+
+try:
+    __version__ = _metadata.version("tapeflow")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
+
+# A library leaves logging to the application: without this, Python's last-resort handler
+# would print tapeflow's warnings to stderr of programs that never configured logging.
+_logging.getLogger("tapeflow").addHandler(_logging.NullHandler())
 
 __all__ = [
     "ActivityError",

@@ -44,7 +44,8 @@ def _postgres(url: str) -> Backend:
         from tapeflow.backends.postgres import PostgresBackend
     except ImportError as exc:
         raise InvalidArgument(
-            f"PostgreSQL needs psycopg: pip install 'tapeflow[postgres]' ({exc})"
+            "PostgreSQL needs psycopg 3 and psycopg_pool: install tapeflow with its postgres"
+            f" extra ('path/to/tapeflow[postgres]'), or 'psycopg[pool]' yourself ({exc})"
         ) from None
     parts = urlsplit(url)
     try:
