@@ -239,5 +239,13 @@ class WorkflowInstance:
         self.commands.decide(WorkflowExecutionFailed(failure=Failure.from_exception(exc)))
 
 
+def running_instance() -> WorkflowInstance | None:
+    """The workflow instance whose code runs on this thread now, if any."""
+    loop = asyncio._get_running_loop()
+    if isinstance(loop, WorkflowEventLoop) and isinstance(loop.runtime, WorkflowInstance):
+        return loop.runtime
+    return None
+
+
 def _described(exc: BaseException) -> str:
     return f"{type(exc).__qualname__}: {exc}" if str(exc) else type(exc).__qualname__
