@@ -52,6 +52,7 @@ def test_workflow_api_exports() -> None:
         "execute_activity",
         "info",
         "is_replaying",
+        "logger",
         "now",
         "on_event",
         "random",

@@ -104,10 +104,12 @@ async def subscription_workflow(inp: SubscriptionInput) -> SubscriptionOutput:
         except tapeflow.ActivityError as err:
             overdue += amount
             workflow.set_var(f"cycle_{current_cycle}_err", err.message)
+            workflow.logger.info("cycle %d: payment of %d declined", current_cycle, amount_to_pay)
         else:
             paid += amount_to_pay
             overdue = 0
             workflow.set_var(f"cycle_{current_cycle}_paid_amount", amount_to_pay)
+            workflow.logger.info("cycle %d: paid %d", current_cycle, amount_to_pay)
         workflow.set_var("amountToPay", 0)
         workflow.set_var(f"cycle_{current_cycle}_completed_at", workflow.now().isoformat())
         current_cycle += 1

@@ -63,11 +63,17 @@ class WorkflowNotFound(TapeflowError):
 
 
 class WorkflowAlreadyCompleted(TapeflowError):
-    """The workflow has ended; it accepts no more events."""
+    """The workflow has ended, whether it completed or failed; it accepts no more events.
 
-    def __init__(self, workflow_id: str) -> None:
-        super().__init__(f"workflow {workflow_id!r} has already completed")
+    ``status`` says how it ended (a ``WorkflowStatus`` value: ``"completed"``, ``"failed"``).
+    """
+
+    def __init__(self, workflow_id: str, status: str) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r} has already {status}: it accepts no more events"
+        )
         self.workflow_id = workflow_id
+        self.status = status
 
 
 class InvalidArgument(TapeflowError, ValueError):

@@ -8,6 +8,7 @@ or randomness of its own. Use ``now()``, ``random()`` and activities instead.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random as _random
 import uuid
 from collections.abc import Awaitable, Callable
@@ -15,9 +16,9 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast, overload
 
 from tapeflow._definition import definition_of, defn_decorator
-from tapeflow._engine.instance import WorkflowInfo, WorkflowInstance
-from tapeflow._engine.loop import WorkflowEventLoop
+from tapeflow._engine.instance import WorkflowInfo, WorkflowInstance, running_instance
 from tapeflow._validate import check_moment, check_name, check_seconds, fail
+from tapeflow._workflow_logger import WorkflowLogger
 from tapeflow.converter import to_json
 from tapeflow.errors import TapeflowError
 from tapeflow.options import RetryPolicy
@@ -28,6 +29,7 @@ __all__ = [
     "execute_activity",
     "info",
     "is_replaying",
+    "logger",
     "now",
     "on_event",
     "random",
@@ -41,6 +43,12 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
 
+logger = WorkflowLogger(logging.getLogger("tapeflow.workflow"))
+"""Log from workflow code with this, not ``logging``: it is silent while the workflow
+replays (a record is written once, not once per replay) and adds ``workflow_id``, ``run``
+and ``workflow_name`` to each record. A workflow id has a single run (ids are never
+reused), so ``run`` is the workflow id."""
+
 
 @overload
 def defn(fn: F, *, name: None = None) -> F: ...
@@ -52,13 +60,10 @@ def defn(fn: F | None = None, *, name: str | None = None) -> F | Callable[[F], F
 
 
 def _instance() -> WorkflowInstance:
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
-    if not isinstance(loop, WorkflowEventLoop) or not isinstance(loop.runtime, WorkflowInstance):
+    instance = running_instance()
+    if instance is None:
         raise TapeflowError("this function can only be called from inside a running workflow")
-    return loop.runtime
+    return instance
 
 
 def info() -> WorkflowInfo:

@@ -142,8 +142,10 @@ async def test_event_for_a_finished_workflow(
         await client.send_event(handle.id, "first", "hello")
         assert await handle.result(timeout=10) == "ann/hello"
     history = await client.backend.load_history(handle.id)
-    with pytest.raises(tapeflow.WorkflowAlreadyCompleted):
+    with pytest.raises(tapeflow.WorkflowAlreadyCompleted) as ended:
         await client.send_event(handle.id, "first", "late")
+    assert ended.value.status == tapeflow.WorkflowStatus.COMPLETED
+    assert "has already completed" in str(ended.value)
     assert await client.backend.load_history(handle.id) == history
 
 

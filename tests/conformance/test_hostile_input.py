@@ -79,7 +79,6 @@ from tests.scenarios.hostile import (
     returns_over_limit,
     returns_unsupported_type,
     returns_wrong_type,
-    sleeps_in_the_loop,
     sleeps_nan,
     sleeps_negative,
     spins_in_the_loop,
@@ -87,6 +86,7 @@ from tests.scenarios.hostile import (
     takes_int,
     waits_for_go,
     waits_for_typed_events,
+    waits_in_the_loop,
     wants_a_point,
 )
 
@@ -509,14 +509,14 @@ async def test_workflow_now_and_random_replay_identically(
 async def test_a_workflow_blocking_the_loop_is_reported_and_others_go_on(
     client: tapeflow.Client, worker: WorkerFactory
 ) -> None:
-    workflows = [sleeps_in_the_loop, spins_in_the_loop, steady]
+    workflows = [waits_in_the_loop, spins_in_the_loop, steady]
     short = timedelta(seconds=0.5)
     RELEASE.clear()
     try:
         async with worker(workflows=workflows, activities=[double], workflow_task_timeout=short):
             started = time.monotonic()
             blockers = [
-                await client.start_workflow(sleeps_in_the_loop, id="time-sleep"),
+                await client.start_workflow(waits_in_the_loop, id="blocking-wait"),
                 await client.start_workflow(spins_in_the_loop, id="busy-loop"),
             ]
             bystanders = await start_bystanders(client, "blocked")

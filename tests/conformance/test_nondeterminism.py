@@ -107,3 +107,53 @@ async def test_real_io_in_a_workflow_fails_its_task_with_a_clear_error(
     assert "WorkflowSandboxError" in record.task_error
     assert "activity" in record.task_error  # the message says where I/O belongs
     assert await client.backend.load_history(handle.id) == []
+
+
+@workflow.defn(name="packing")
+async def packing(items: list[str]) -> list[str]:
+    packed: list[str] = []
+    for item in items:
+        workflow.set_var("packing", item)
+        packed.append(await workflow.execute_activity(reserve, item))
+        workflow.set_var("packed", packed)
+    await workflow.wait_event("ship")
+    return packed
+
+
+@workflow.defn(name="packing")
+async def packing_changed(items: list[str]) -> list[str]:
+    """A deploy that changed the second step: its history replays through the first only."""
+    packed: list[str] = []
+    for index, item in enumerate(items):
+        workflow.set_var("packing", item)
+        step = reserve_elsewhere if index == 1 else reserve
+        packed.append(await workflow.execute_activity(step, item))
+        workflow.set_var("packed", packed)
+    await workflow.wait_event("ship")
+    return packed
+
+
+async def test_the_debugger_shows_a_diverged_workflow_as_of_its_last_consistent_task(
+    client: tapeflow.Client, worker: WorkerFactory
+) -> None:
+    async with worker(workflows=[packing], activities=[reserve]):
+        handle = await client.start_workflow(packing, ["book", "lamp"], id="packing-1")
+
+        async def waiting_to_ship() -> bool:
+            return (await handle.describe()).history_length >= 8
+
+        await _until(waiting_to_ship)
+    debugger = tapeflow.WorkflowDebugger(client.backend)
+
+    whole = await debugger.query_vars(packing, handle.id)
+    assert whole == {"packing": "lamp", "packed": ["reserved book", "reserved lamp"]}
+    assert (whole.as_of, whole.diverged) == (8, None)
+
+    # Tasks: #1-#3 start and schedule 'book'; #4-#6 schedule 'lamp', where the new code
+    # schedules reserve_elsewhere instead. The variables are those left by the first task.
+    stuck = await debugger.query_vars(packing_changed, handle.id)
+    assert stuck == {"packing": "book"}
+    assert stuck.as_of == 3
+    assert isinstance(stuck.diverged, tapeflow.NonDeterminismError)
+    assert "history event #6" in str(stuck.diverged)
+    assert "diverged=" in repr(stuck)  # printing it shows it is not the whole story

@@ -47,8 +47,13 @@ async def test_an_exception_escaping_the_workflow_fails_it(
         "InvoiceRejected",
         "invoice 1042 is over the limit",
     )
-    with pytest.raises(tapeflow.WorkflowAlreadyCompleted):
+    # The event is refused with the status the workflow really has, not "completed".
+    with pytest.raises(tapeflow.WorkflowAlreadyCompleted) as ended:
         await client.send_event("invoice-1042", "retry")
+    assert ended.value.status == tapeflow.WorkflowStatus.FAILED
+    assert str(ended.value) == (
+        "workflow 'invoice-1042' has already failed: it accepts no more events"
+    )
 
 
 async def test_an_uncaught_activity_error_fails_the_workflow(

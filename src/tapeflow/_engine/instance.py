@@ -14,6 +14,7 @@ from random import Random
 from typing import Any
 
 from tapeflow._definition import Definition
+from tapeflow._engine import sandbox
 from tapeflow._engine.channels import EventChannels
 from tapeflow._engine.commands import Commands
 from tapeflow._engine.loop import WorkflowEventLoop
@@ -37,6 +38,8 @@ from tapeflow.history import (
     WorkflowExecutionFailed,
     WorkflowExecutionStarted,
 )
+
+sandbox.install()  # at import: before user modules bind names such as ``from time import sleep``
 
 TASK_FAILURES = (NonDeterminismError, WorkflowSandboxError, WorkflowInterrupted)
 """Errors that fail the workflow task (retried later) instead of the workflow itself."""
@@ -237,6 +240,14 @@ class WorkflowInstance:
     def _fail(self, exc: BaseException) -> None:
         self.finished = True
         self.commands.decide(WorkflowExecutionFailed(failure=Failure.from_exception(exc)))
+
+
+def running_instance() -> WorkflowInstance | None:
+    """The workflow instance whose code runs on this thread now, if any."""
+    loop = asyncio._get_running_loop()
+    if isinstance(loop, WorkflowEventLoop) and isinstance(loop.runtime, WorkflowInstance):
+        return loop.runtime
+    return None
 
 
 def _described(exc: BaseException) -> str:

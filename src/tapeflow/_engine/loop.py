@@ -130,6 +130,12 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
             self._running = False
             events._set_running_loop(previous)
 
+    def refuse(self, message: str) -> WorkflowSandboxError:
+        """The error for a forbidden call, kept as the first ``violation`` if none is yet."""
+        error = WorkflowSandboxError(message)
+        self.violation = self.violation or error
+        return error
+
     def get_debug(self) -> bool:
         return False
 
@@ -156,12 +162,10 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
 
 def _forbidden(name: str) -> Callable[..., Any]:
     def refuse(self: WorkflowEventLoop, *args: Any, **kwargs: Any) -> Any:
-        error = WorkflowSandboxError(
+        raise self.refuse(
             f"loop.{name}() is not allowed in a workflow: it would not replay the same way. "
             "Put I/O, threads and subprocesses in an activity."
         )
-        self.violation = self.violation or error
-        raise error
 
     refuse.__name__ = name
     return refuse

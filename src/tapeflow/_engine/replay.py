@@ -63,11 +63,15 @@ def split_activations(history: Sequence[HistoryEvent]) -> Iterator[RecordedActiv
 
 
 def replay(instance: WorkflowInstance, history: Sequence[HistoryEvent]) -> None:
-    """Bring a fresh instance up to the end of ``history``, checking every decision."""
+    """Bring a fresh instance up to the end of ``history``, checking every decision.
+
+    On a NonDeterminismError, ``instance.history_length`` still counts the events of the
+    tasks that replayed consistently (the debugger shows the workflow as of there)."""
     for recorded in split_activations(history):
         emitted = instance.activate(recorded.activation)
         end = recorded.position + len(recorded.activation.events) + len(recorded.decisions)
         check_decisions(recorded.decisions, emitted, instance.workflow_id, history, end)
+        instance.history_length = end
     instance.history_length = len(history)
 
 

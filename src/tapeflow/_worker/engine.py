@@ -1,6 +1,6 @@
 """Where workflow code runs: engine threads off the event loop, fed from one queue.
 
-Workflow code runs off the event loop so that code that blocks (``time.sleep``, a busy
+Workflow code runs off the event loop so that code that blocks (a wait on a lock, a busy
 loop) is caught by a timeout instead of freezing the worker. Results go back to the event
 loop in batches: one wake-up of the loop for every activation that finished since the last
 one, where a thread pool pays a wake-up (a write to the loop's self-pipe, then a wait for

@@ -54,7 +54,7 @@ from holding up every other activation."""
 
 
 class WorkflowTaskRunner:
-    """Workflow code runs on a thread of its own, so code that blocks (``time.sleep``, a busy
+    """Workflow code runs on a thread of its own, so code that blocks (a wait on a lock, a busy
     loop) is caught by ``task_timeout`` instead of freezing the worker: the task fails
     visibly and its lease is released while the worker goes on.
 
@@ -256,7 +256,7 @@ class WorkflowTaskRunner:
         except EngineTimeout:
             raise WorkflowSandboxError(
                 f"workflow code of {workflow_id!r} ran {self._timeout:g}s without "
-                "awaiting anything: a blocking call (time.sleep, I/O) or a busy loop? "
+                "awaiting anything: a blocking wait (a lock, a queue) or a busy loop? "
                 "Blocking work belongs in an activity"
             ) from None
         except EngineRefused as exc:

@@ -389,8 +389,8 @@ class PostgresBackend:
                 await self._wake(conn, {work_topic(TaskKind.WORKFLOW, row[1])})
         if row is None:
             raise WorkflowNotFound(workflow_id)
-        if WorkflowStatus(row[0]).finished:
-            raise WorkflowAlreadyCompleted(workflow_id)
+        if (status := WorkflowStatus(row[0])).finished:
+            raise WorkflowAlreadyCompleted(workflow_id, status)
 
     def watch(self, topics: Iterable[str]) -> Watch:
         return self._wakeups.watch(topics)

@@ -253,8 +253,8 @@ class SQLiteBackend:
             row = conn.execute(_Q["workflow_status"], {"id": workflow_id}).fetchone()
             if row is None:
                 raise WorkflowNotFound(workflow_id)
-            if WorkflowStatus(row[0]).finished:
-                raise WorkflowAlreadyCompleted(workflow_id)
+            if (status := WorkflowStatus(row[0])).finished:
+                raise WorkflowAlreadyCompleted(workflow_id, status)
             event = EventReceived(name=name, payload=payload)
             # Not seen before the workflow starts: its history begins with its start.
             _insert_inbox(conn, workflow_id, event, max(_now_us(), row[2]))
