@@ -38,8 +38,8 @@ class RetryPolicy:
     """How an activity is retried after an unexpected exception.
 
     The delay before attempt ``n + 1`` is ``initial_interval * backoff_coefficient ** (n - 1)``,
-    capped at ``maximum_interval`` and always at ``MAX_DELAY``. The defaults are the seed's:
-    15 s, x1.2, at most 5 min, retried forever.
+    capped at ``maximum_interval`` and always at ``MAX_DELAY``. The defaults: 15 s, x1.2, at
+    most 5 min, retried forever.
     """
 
     initial_interval: timedelta = timedelta(seconds=15)
@@ -110,7 +110,8 @@ class WorkerOptions:
     max_concurrent_workflow_tasks: int = 10
     """Workflow tasks processed at once (each is short: replay plus one commit)."""
     max_concurrent_activities: int = 1
-    """Activities run at once (the seed's default is 1)."""
+    """Activities run at once: one by default, so that a worker started without thought
+    does not flood the services its activities call."""
     lease_duration: timedelta = timedelta(minutes=5)
     """How long a claimed task stays ours without renewal; a live worker renews it every
     third of this, so only a dead worker's tasks are taken over, once this runs out."""

@@ -1,7 +1,7 @@
 """A Worker runs the workflows and activities it is given, claiming only their tasks.
 
-It may hold only workflows (the seed's workflow worker), only activities (its activity
-worker), or both. Many workers, in many processes, may share one backend.
+It may hold only workflows (a workflow worker), only activities (an activity worker), or
+both. Many workers, in many processes, may share one backend.
 """
 
 from __future__ import annotations
