@@ -104,6 +104,12 @@ def test_an_unencoded_percent_in_the_password_is_refused_without_showing_it(
     assert "off-secret" not in caplog.text
 
 
+def test_a_connection_string_where_a_url_belongs_is_refused_without_its_password() -> None:
+    with pytest.raises(tapeflow.InvalidArgument, match="database URL") as caught:
+        tapeflow.connect(f"host=127.0.0.1 password={PASSWORD}")
+    assert PASSWORD not in str(caught.value)
+
+
 @pytest.mark.parametrize("size", ["0", "ten", "-1"])
 def test_a_pool_size_that_is_not_a_positive_number_is_refused(size: str) -> None:
     with pytest.raises(tapeflow.InvalidArgument, match="pool_max_size"):

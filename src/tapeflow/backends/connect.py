@@ -26,7 +26,8 @@ def backend_for(url: str) -> Backend:
     ``sqlite:///relative.db``, ``sqlite:////absolute/path.db``, ``sqlite://`` (in memory),
     ``postgresql://user:password@host:5432/db?schema=name&pool_max_size=10``."""
     if not isinstance(url, str) or "://" not in url:
-        fail("database URL", url, "a URL string such as 'sqlite:///tapeflow.db'")
+        shown = redact(url) if isinstance(url, str) else url  # a key=value conninfo, maybe
+        fail("database URL", shown, "a URL string such as 'sqlite:///tapeflow.db'")
     scheme, _, rest = url.partition("://")
     if scheme == "sqlite":
         from tapeflow.backends.sqlite import SQLiteBackend
