@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -53,6 +54,44 @@ def test_the_demo_runs_twice_without_clashing(tmp_path: Path) -> None:
     for _ in range(2):
         out = run(SUBSCRIPTION / "demo.py", "--cycles", "1", "--duration", "0", cwd=tmp_path)
         assert "result: paid=" in out
+
+
+def test_the_demo_runs_on_the_database_the_variable_names(tmp_path: Path) -> None:
+    chosen = tmp_path / "chosen.db"
+    env = {**os.environ, "TAPEFLOW_DATABASE_URL": f"sqlite:///{chosen}"}
+    out = run(SUBSCRIPTION / "demo.py", "--cycles", "1", "--duration", "0", cwd=tmp_path, env=env)
+    assert f"SQLiteBackend({str(chosen)!r})" in out
+    assert chosen.exists()
+
+
+def test_the_demo_on_postgresql_never_prints_the_password(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    parts = urlsplit(postgres_url)
+    if parts.password is None:  # the local server trusts: any password is accepted
+        where = f"{parts.username}:demo-secret@{parts.hostname}:{parts.port or 5432}"
+        parts = parts._replace(netloc=where)
+    env = {**os.environ, "TAPEFLOW_DATABASE_URL": urlunsplit(parts)}
+    out = run(SUBSCRIPTION / "demo.py", "--cycles", "1", "--duration", "0", cwd=tmp_path, env=env)
+    assert "on PostgresBackend('postgresql://" in out
+    assert "result: paid=" in out
+    assert str(parts.password) not in out
+
+
+def test_the_demo_says_what_is_wrong_with_a_bad_url(tmp_path: Path) -> None:
+    env = {**os.environ, "TAPEFLOW_DATABASE_URL": "postgresql://u:hidden-pw@127.0.0.1:1/db"}
+    done = subprocess.run(
+        [sys.executable, str(SUBSCRIPTION / "demo.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("tapeflow demo: cannot use PostgreSQL at postgresql://u:***@")
+    assert "hidden-pw" not in done.stdout + done.stderr
 
 
 def xorshift(seed: int, rounds: int) -> int:

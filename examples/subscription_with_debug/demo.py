@@ -1,12 +1,14 @@
 """The subscription walk-through in one process: a worker, then a client watching the workflow.
 
-A fresh SQLite database is made for each run (in a temporary directory unless --url is given).
+It runs on the database that --url or $TAPEFLOW_DATABASE_URL names; without either, on a
+fresh SQLite database in a temporary directory, made for this run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 from pathlib import Path
 
@@ -18,13 +20,13 @@ import tapeflow
 
 
 async def main(args: argparse.Namespace, url: str) -> None:
-    say(f"tapeflow demo: a subscription paid in cycles, on {url}")
     async with (
         tapeflow.connect(url) as backend,
         tapeflow.Worker(
             backend, workflows=[subscription_workflow], activities=[payment_activity]
         ) as worker,
     ):
+        say(f"tapeflow demo: a subscription paid in cycles, on {backend!r}")  # no password
         rate = workflows.provider.failure_rate
         say(f"worker {worker.name} started; each payment fails with probability {rate:.0%}")
         await schedule_and_watch(backend, args)
@@ -37,11 +39,14 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, help="seed of the payment provider's randomness")
     args = parser.parse_args()
     workflows.provider = workflows.PaymentProvider.from_environment(args.failure_rate, args.seed)
+    url = args.url or os.environ.get("TAPEFLOW_DATABASE_URL")
     try:
-        if args.url:
-            asyncio.run(main(args, args.url))
+        if url:
+            asyncio.run(main(args, url))
         else:
             with tempfile.TemporaryDirectory(prefix="tapeflow-demo-") as directory:
                 asyncio.run(main(args, f"sqlite:///{Path(directory) / 'demo.db'}"))
+    except (tapeflow.BackendUnavailable, tapeflow.InvalidArgument) as exc:
+        raise SystemExit(f"tapeflow demo: {exc}") from None  # what is wrong, not a traceback
     except KeyboardInterrupt:
         raise SystemExit(130) from None

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import tapeflow
+from tapeflow.backends.failpoints import ENABLE_VARIABLE, ENV_VARIABLE
 from tests.chaos.checks import Outcome, check_run, percentile
 from tests.chaos.inspector import Held, Inspector, ReadyWatch, Waiting, owned_by
 from tests.chaos.ledger import Ledger
@@ -70,6 +71,16 @@ CLIENT_FAILPOINTS = (
     "send_event=exit@0.01",
     "send_event=exit-after@0.01",
 )
+
+
+def environment(spec: str) -> dict[str, str]:
+    """A child process's environment: with the failpoints ``spec`` (opted in), or none."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for variable in (ENV_VARIABLE, ENABLE_VARIABLE):
+        env.pop(variable, None)
+    if spec:
+        env.update({ENV_VARIABLE: spec, ENABLE_VARIABLE: "1"})
+    return env
 
 
 @dataclass
@@ -203,10 +214,7 @@ class Fleet:
 
     async def _spawn(self, slot: int) -> None:
         failpoints = next(self._failpoints) if slot % 2 and self.plan.worker_failpoints else ""
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("TAPEFLOW_FAILPOINTS", None)
-        if failpoints:
-            env["TAPEFLOW_FAILPOINTS"] = failpoints
+        env = environment(failpoints)
         log = await asyncio.to_thread((self.plan.log_dir / f"worker-slot{slot}.log").open, "ab")
         try:
             process = await asyncio.create_subprocess_exec(
@@ -313,10 +321,7 @@ class ClientProcess:
 
     async def start(self) -> None:
         self.failpoints = next(self._configs)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("TAPEFLOW_FAILPOINTS", None)
-        if self.failpoints:
-            env["TAPEFLOW_FAILPOINTS"] = self.failpoints
+        env = environment(self.failpoints)
         log = await asyncio.to_thread((self.plan.log_dir / "client.log").open, "ab")
         try:
             self.process = await asyncio.create_subprocess_exec(

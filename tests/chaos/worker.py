@@ -5,7 +5,7 @@
 
 It is named ``chaos-<pid>`` (the lease owner the driver looks for after killing it), writes
 every activity attempt to the ledger, and runs until SIGTERM. Failpoints come from
-$TAPEFLOW_FAILPOINTS, read by ``tapeflow.connect``.
+$TAPEFLOW_FAILPOINTS, read by ``tapeflow.connect`` when $TAPEFLOW_ENABLE_FAILPOINTS=1.
 """
 
 from __future__ import annotations

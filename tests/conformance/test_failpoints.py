@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 
 import tapeflow
 from tapeflow import activity, workflow
-from tapeflow.backends.failpoints import FailpointBackend, parse
+from tapeflow.backends.failpoints import ENABLE_VARIABLE, ENV_VARIABLE, FailpointBackend, parse
 from tapeflow.history import ActivityCompleted
 
 
@@ -60,3 +63,28 @@ def test_bad_failpoint_specs_are_refused() -> None:
     with pytest.raises(tapeflow.InvalidArgument, match="failpoint"):
         parse("commit=explode")
     assert parse("claim=exit@0.5#3, send_event=hang")["claim"].probability == 0.5
+
+
+def test_a_stray_failpoint_variable_is_ignored_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(ENV_VARIABLE, "claim=exit#7")  # would os._exit a worker at its first poll
+    monkeypatch.delenv(ENABLE_VARIABLE, raising=False)
+    connection = tapeflow.connect(f"sqlite:///{tmp_path / 'app.db'}")
+    assert not isinstance(connection.backend, FailpointBackend)
+    assert "'claim=exit#7' is ignored" in caplog.text
+
+
+def test_the_opt_in_enables_failpoints_with_one_loud_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(ENV_VARIABLE, "send_event=raise#5")
+    monkeypatch.setenv(ENABLE_VARIABLE, "1")
+    caplog.set_level(logging.WARNING, logger="tapeflow.failpoints")
+    for _ in range(3):
+        connection = tapeflow.connect(f"sqlite:///{tmp_path / 'app.db'}")
+        assert isinstance(connection.backend, FailpointBackend)
+    warnings = [r for r in caplog.records if r.name == "tapeflow.failpoints"]
+    assert len(warnings) == 1
+    assert warnings[0].levelno == logging.WARNING
+    assert "FAILPOINTS ENABLED" in warnings[0].getMessage()

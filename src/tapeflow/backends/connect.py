@@ -6,10 +6,10 @@ import os
 from collections.abc import Generator
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tapeflow._validate import fail
 from tapeflow.backends import failpoints
+from tapeflow.backends._redact import redact
 from tapeflow.backends.base import Backend
 from tapeflow.errors import InvalidArgument
 
@@ -17,12 +17,17 @@ DEFAULT_URL = "sqlite:///tapeflow.db"
 URL_VARIABLE = "TAPEFLOW_DATABASE_URL"
 
 
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+"""libpq's two spellings, and SQLAlchemy's for psycopg 3 (so one URL serves both)."""
+
+
 def backend_for(url: str) -> Backend:
     """The (not yet opened) backend for ``url``, which follows SQLAlchemy's convention:
     ``sqlite:///relative.db``, ``sqlite:////absolute/path.db``, ``sqlite://`` (in memory),
-    ``postgresql://user:password@host:5432/db`` (add ``?schema=name`` to pick the schema)."""
+    ``postgresql://user:password@host:5432/db?schema=name&pool_max_size=10``."""
     if not isinstance(url, str) or "://" not in url:
-        fail("database URL", url, "a URL string such as 'sqlite:///tapeflow.db'")
+        shown = redact(url) if isinstance(url, str) else url  # a key=value conninfo, maybe
+        fail("database URL", shown, "a URL string such as 'sqlite:///tapeflow.db'")
     scheme, _, rest = url.partition("://")
     if scheme == "sqlite":
         from tapeflow.backends.sqlite import SQLiteBackend
@@ -30,33 +35,27 @@ def backend_for(url: str) -> Backend:
         if rest in ("", "/", "/:memory:"):
             return SQLiteBackend(":memory:")
         if not rest.startswith("/"):
-            fail("database URL", url, "'sqlite:///path.db' (three slashes) for SQLite")
+            fail("database URL", redact(url), "'sqlite:///path.db' (three slashes) for SQLite")
         return SQLiteBackend(rest[1:].partition("?")[0])
-    if scheme in ("postgresql", "postgres"):
-        return _postgres(url)
-    fail("database URL", url, "a sqlite:// or postgresql:// URL")
+    if scheme in POSTGRES_SCHEMES:
+        return _postgres(rest)
+    fail("database URL", redact(url), "a sqlite:// or postgresql:// URL")
 
 
-def _postgres(url: str) -> Backend:
-    """``postgresql://user:pass@host:port/db?schema=name``; ``schema`` (default "tapeflow")
-    is tapeflow's own parameter, every other one goes to libpq."""
+def _postgres(rest: str) -> Backend:
     try:
         from tapeflow.backends.postgres import PostgresBackend
+        from tapeflow.backends.postgres._conninfo import split_url
     except ImportError as exc:
         raise InvalidArgument(
             "PostgreSQL needs psycopg 3 and psycopg_pool: install tapeflow with its postgres"
             f" extra ('path/to/tapeflow[postgres]'), or 'psycopg[pool]' yourself ({exc})"
         ) from None
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018 (it raises for a port that is not a number)
-    except ValueError:
-        fail("database URL", url, "a URL whose port is a number from 0 to 65535")
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((value for key, value in query if key == "schema"), "tapeflow")
-    rest = urlencode([(key, value) for key, value in query if key != "schema"])
-    conninfo = urlunsplit(parts._replace(scheme="postgresql", query=rest))
-    return PostgresBackend(conninfo, schema=schema)
+    conninfo, own = split_url(rest)
+    size = own.get("pool_max_size", "10")
+    if not size.isdecimal() or int(size) < 1:
+        fail("pool_max_size in the database URL", size, "a whole number of connections >= 1")
+    return PostgresBackend(conninfo, schema=own.get("schema", "tapeflow"), max_size=int(size))
 
 
 class Connection:

@@ -1,8 +1,11 @@
 """Failpoints: make chosen backend calls fail on purpose, to prove nothing is lost.
 
-Off unless ``TAPEFLOW_FAILPOINTS`` is set (or a test wraps a backend itself), e.g.
-``TAPEFLOW_FAILPOINTS="commit_workflow_task=raise-after@0.1,claim=exit@0.01"``. Each entry
-is ``point=mode[@probability][#count]``:
+For tests only. A test wraps a backend itself (``FailpointBackend(backend, parse(spec))``),
+or, for processes it starts, sets both ``TAPEFLOW_ENABLE_FAILPOINTS=1`` and
+``TAPEFLOW_FAILPOINTS="commit_workflow_task=raise-after@0.1,claim=exit@0.01"``, which
+``tapeflow.connect`` reads: a stray ``TAPEFLOW_FAILPOINTS`` alone (a copied test
+environment) is ignored, so it can never make a production worker exit. Each entry is
+``point=mode[@probability][#count]``:
 
 - points: ``start_workflow``, ``claim``, ``commit_workflow_task``, ``timer_fired`` (a commit
   that consumes a fired timer), ``complete_activity``, ``send_event``;
@@ -15,6 +18,8 @@ is ``point=mode[@probability][#count]``:
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import os
 import random
 import re
@@ -29,6 +34,8 @@ from tapeflow.history import TimerFired
 T = TypeVar("T")
 
 ENV_VARIABLE = "TAPEFLOW_FAILPOINTS"
+ENABLE_VARIABLE = "TAPEFLOW_ENABLE_FAILPOINTS"
+log = logging.getLogger("tapeflow.failpoints")
 POINTS = (
     "start_workflow",
     "claim",
@@ -76,9 +83,27 @@ def parse(spec: str) -> dict[str, Failpoint]:
 
 
 def from_environment(backend: Backend) -> Backend:
-    """``backend`` wrapped with the failpoints of $TAPEFLOW_FAILPOINTS, if any are set."""
-    spec = os.environ.get(ENV_VARIABLE, "")
-    return FailpointBackend(backend, parse(spec)) if spec.strip() else backend
+    """``backend`` wrapped with the failpoints of $TAPEFLOW_FAILPOINTS, if a test opted in
+    with $TAPEFLOW_ENABLE_FAILPOINTS=1; a warning says so once a process either way."""
+    spec = os.environ.get(ENV_VARIABLE, "").strip()
+    if not spec:
+        return backend
+    if os.environ.get(ENABLE_VARIABLE) != "1":
+        _warn_once(f"{ENV_VARIABLE}={spec!r} is ignored: failpoints are for tests only")
+        return backend
+    points = parse(spec)
+    _warn_once(
+        f"FAILPOINTS ENABLED ({ENV_VARIABLE}={spec!r}): backend calls will fail, hang or exit "
+        f"this process on purpose; unset {ENABLE_VARIABLE} outside tests"
+    )
+    return FailpointBackend(backend, points)
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    """Every ``connect`` of a process reads the variables: one warning per process is loud
+    enough, and a log full of them would bury the failures it is there to explain."""
+    log.warning(message)
 
 
 class FailpointBackend:

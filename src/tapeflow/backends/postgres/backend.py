@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tapeflow.backends._batcher import Batcher
 from tapeflow.backends._commit_plan import CommitPlan, commit_topics, eager_task, plan_commit
+from tapeflow.backends._redact import redact
 from tapeflow.backends._rows import (
     FAILURE,
     activity_task,
@@ -48,6 +49,7 @@ from tapeflow.backends.base import (
     WorkflowStatus,
     WorkflowTask,
 )
+from tapeflow.backends.postgres._conninfo import checked
 from tapeflow.errors import (
     BackendUnavailable,
     InvalidArgument,
@@ -186,14 +188,16 @@ class PostgresBackend:
             raise InvalidArgument(
                 f"a tapeflow schema name is lower-case letters, digits and '_': {schema!r}"
             )
-        self.conninfo = conninfo
+        self.conninfo = checked(conninfo)
         self.schema = schema
         self.channel = f"tapeflow_{schema}"
+        self._shown = redact(conninfo)
+        self._session: dict[str, Any] = {"autocommit": True, "options": f"-c search_path={schema}"}
         self._pool = AsyncConnectionPool(
-            conninfo,
+            self.conninfo,
             min_size=min_size,
             max_size=max_size,
-            kwargs={"autocommit": True, "options": f"-c search_path={schema}"},
+            kwargs=self._session,
             open=False,
             name=f"tapeflow-{schema}",
             timeout=5.0,  # a caller waits this long for a connection, then backs off
@@ -207,7 +211,7 @@ class PostgresBackend:
         self._listening = False
 
     def __repr__(self) -> str:
-        return f"PostgresBackend(schema={self.schema!r})"
+        return f"PostgresBackend({self._shown!r}, schema={self.schema!r})"
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -226,12 +230,11 @@ class PostgresBackend:
     async def open(self) -> None:
         if self._listener is not None:
             return
-        await self._pool.open(wait=True, timeout=30)
+        await self._migrate()
         try:
-            await self._migrate()
-        except BaseException:
-            await self._pool.close()
-            raise
+            await self._pool.open(wait=True, timeout=30)
+        except PoolTimeout as exc:  # the database went away since the migration
+            raise self._unavailable(exc) from exc
         self._listener = asyncio.create_task(self._listen(), name="tapeflow-listen")
 
     async def close(self) -> None:
@@ -259,32 +262,46 @@ class PostgresBackend:
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
             raise BackendUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
 
+    def _unavailable(self, exc: Exception) -> BackendUnavailable:
+        """libpq's message names the host, the port and the server's complaint (a missing
+        database, a refused password); the URL adds the database and the user."""
+        return BackendUnavailable(
+            f"cannot use PostgreSQL at {self._shown}: {' '.join(str(exc).split())}"
+        )
+
     async def _migrate(self) -> None:
-        """Create or upgrade the schema: once, however many processes start together."""
+        """Create or upgrade the schema: once, however many processes start together.
+
+        Done on a connection of its own, before the pool opens, so that a wrong URL fails
+        at once with libpq's reason instead of as a pool that retries until a timeout."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.conninfo, **self._session)
+            async with conn, conn.transaction():
+                await self._migrate_on(conn)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise self._unavailable(exc) from exc
+
+    async def _migrate_on(self, conn: psycopg.AsyncConnection[Any]) -> None:
         steps = migrations(_PACKAGE)
-        async with self._connection(transaction=True) as conn:
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext('tapeflow.migrate.' || %s))",
-                (self.schema,),
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('tapeflow.migrate.' || %s))", (self.schema,)
+        )
+        await conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+        )
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+        cursor = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+        row = await cursor.fetchone()
+        current = int(row[0]) if row else 0
+        if current > len(steps):
+            raise SchemaVersionError(
+                f"the database schema {self.schema!r} is version {current}, newer than "
+                f"this tapeflow knows ({len(steps)}): upgrade tapeflow"
             )
-            await conn.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
-            )
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)"
-            )
-            cursor = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_version")
-            row = await cursor.fetchone()
-            current = int(row[0]) if row else 0
-            if current > len(steps):
-                raise SchemaVersionError(
-                    f"the database schema {self.schema!r} is version {current}, newer than "
-                    f"this tapeflow knows ({len(steps)}): upgrade tapeflow"
-                )
-            for version, script in steps[current:]:
-                await conn.execute(script.encode())
-                await conn.execute("INSERT INTO schema_version VALUES (%s)", (version,))
-            await _apply_functions(conn)
+        for version, script in steps[current:]:
+            await conn.execute(script.encode())
+            await conn.execute("INSERT INTO schema_version VALUES (%s)", (version,))
+        await _apply_functions(conn)
 
     async def _listen(self) -> None:
         """Turn NOTIFYs from every process into in-process wake-ups; reconnect if dropped."""
