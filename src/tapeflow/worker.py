@@ -304,8 +304,14 @@ def _by_name(functions: Iterable[Callable[..., Any]], kind: Any) -> dict[str, De
     found: dict[str, Definition] = {}
     for function in functions:
         definition = definition_of(function, kind)
+        if definition.method:
+            raise InvalidArgument(
+                f"{definition.function.__qualname__} is a method: give the worker the method "
+                "of an object (activities=[service.charge]), which it is called on"
+            )
         definition.signature.check()
-        if definition.name in found and found[definition.name].function is not function:
-            raise InvalidArgument(f"two {kind}s are registered as {definition.name!r}")
+        # != and not `is not`: each `service.charge` is a new bound method, equal to the last
+        if definition.name in found and found[definition.name].function != definition.function:
+            raise InvalidArgument(f"two different {kind} functions are named {definition.name!r}")
         found[definition.name] = definition
     return found
