@@ -133,9 +133,14 @@ class WorkerOptions:
     workflow_cache_size: int = 1000
     """Live workflow instances kept so a task feeds only new events; 0 turns the cache off."""
     activity_executor: Executor = "thread"
-    """Where sync activities run: the worker's own thread pool, or a process pool."""
+    """Where sync activities run: the worker's own thread pool, or a process pool. Python
+    cannot stop a thread: a sync activity still running past ``shutdown_grace`` is given
+    up (its attempt released for another worker) but runs on in its thread until the
+    process exits. Sync activities that may hang belong in the process pool, where such a
+    call is killed with its child process."""
     shutdown_grace: timedelta = timedelta(seconds=10)
-    """How long stopping waits for running tasks before abandoning them to other workers."""
+    """How long stopping waits for running tasks before abandoning them to other workers:
+    the leases of activities given up are released, so their attempts are retried at once."""
 
     def __post_init__(self) -> None:
         if self.name is not None:

@@ -15,7 +15,7 @@ import signal
 import socket
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -27,7 +27,8 @@ from tapeflow._worker.cache import WorkflowCache
 from tapeflow._worker.eager import EagerDispatch, ResumeDispatch
 from tapeflow._worker.leases import LeaseKeeper
 from tapeflow._worker.poller import Poller
-from tapeflow._worker.process_pool import process_pool
+from tapeflow._worker.process_pool import ActivityProcessPool
+from tapeflow._worker.thread_pool import ActivityThreadPool
 from tapeflow._worker.workflow_tasks import WorkflowTaskRunner
 from tapeflow.backends.base import ActivityTask, Backend, LeaseRef, TaskKind, WorkflowTask
 from tapeflow.errors import BackendUnavailable, InvalidArgument
@@ -148,11 +149,9 @@ class Worker:
     def _activity_side(self) -> tuple[ActivityTaskRunner, Poller[ActivityTask]]:
         options = self.options
         self._executor = (
-            process_pool(options.max_concurrent_activities)
+            ActivityProcessPool(options.max_concurrent_activities)
             if options.activity_executor == "process"
-            else ThreadPoolExecutor(
-                options.max_concurrent_activities, thread_name_prefix="tapeflow-activity"
-            )
+            else ActivityThreadPool(options.max_concurrent_activities)
         )
         runner = ActivityTaskRunner(
             self.backend,
@@ -198,8 +197,11 @@ class Worker:
     async def stop(self) -> None:
         """Stop claiming, let running tasks finish (up to the grace period), then return.
 
-        Tasks still running after the grace period are cancelled; their leases lapse and
-        another worker takes them over.
+        Tasks still running after the grace period are cancelled, and the leases of their
+        activities released, so another worker retries those attempts at once. A sync
+        activity stuck in its thread is left to it (Python cannot stop a thread): it does not
+        keep the process from exiting, but it runs on until then; one in the process pool is
+        killed with its child process.
         """
         if not self._tasks:
             return

@@ -22,8 +22,19 @@ PARENT_CHECK_SECONDS = 0.5
 _PR_SET_PDEATHSIG = 1
 
 
-def process_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(workers, initializer=_die_with_parent)
+class ActivityProcessPool(ProcessPoolExecutor):
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers, initializer=_die_with_parent)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Without ``wait``, children still in a call are killed: the worker has given up on
+        their attempts (past ``shutdown_grace``), and the interpreter would otherwise wait
+        for them at exit, however long they hang."""
+        children = list((self._processes or {}).values())
+        super().shutdown(wait, cancel_futures=cancel_futures)
+        if not wait:
+            for child in children:
+                child.kill()
 
 
 def _die_with_parent() -> None:
