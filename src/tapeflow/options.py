@@ -111,9 +111,11 @@ class WorkerOptions:
     """Workflow tasks processed at once (each is short: replay plus one commit)."""
     max_concurrent_activities: int = 1
     """Activities run at once (the seed's default is 1)."""
-    lease_duration: timedelta = timedelta(minutes=5)
+    lease_duration: timedelta = timedelta(seconds=30)
     """How long a claimed task stays ours without renewal; a live worker renews it every
-    third of this, so only a dead worker's tasks are taken over, once this runs out."""
+    third of this (10 s: one statement per renewal for all its tasks, none while it holds
+    none), so only a dead worker's tasks are taken over, once this runs out. Longer rides
+    out longer database outages and event-loop stalls; shorter takes over sooner."""
     poll_interval: timedelta = timedelta(milliseconds=500)
     """Longest wait between two looks for work when no wake-up arrives (other processes)."""
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
