@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -114,7 +115,14 @@ def test_sum2rn_prints_the_sum_of_both_numbers(tmp_path: Path, seed: int) -> Non
 def test_worker_and_client_programs_share_one_database(tmp_path: Path) -> None:
     env = {**os.environ, "TAPEFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'subscription.db'}"}
     worker = subprocess.Popen(
-        [sys.executable, str(SUBSCRIPTION / "worker.py"), "--failure-rate", "0"],
+        [
+            sys.executable,
+            str(SUBSCRIPTION / "worker.py"),
+            "--failure-rate",
+            "0",
+            "--lease-seconds",
+            "5",
+        ],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -145,4 +153,5 @@ def test_worker_and_client_programs_share_one_database(tmp_path: Path) -> None:
             worker.kill()
             raise
     assert worker.returncode == 0, log
+    assert f"worker {socket.gethostname()}:{worker.pid} started" in log  # named host:pid
     assert "stopped" in log

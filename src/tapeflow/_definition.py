@@ -2,6 +2,11 @@
 
 The decorators mark a function and return it unchanged (still callable, still typed); they
 register nothing globally. A Worker is given the functions explicitly.
+
+An activity may be a method (it needs a client or a connection pool held by an object): the
+worker is given it bound (``activities=[service.charge]``) and calls it so; a workflow names
+it unbound (``execute_activity(Service.charge, ...)``), its arguments then checked without
+``self``.
 """
 
 from __future__ import annotations
@@ -25,12 +30,15 @@ class Definition:
     kind: Literal["workflow", "activity"]
     name: str
     function: Callable[..., Any]
+    """What runs: the decorated function, or a method bound to its object."""
+    method: bool = False
+    """``function`` is a method defined in a class body, unbound: it takes its object first
+    (``self``), which only its bound form supplies."""
     signature: Signature = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "signature", Signature(self.function, f"{self.kind} {self.name!r}")
-        )
+        signature = Signature(self.function, f"{self.kind} {self.name!r}", skip_first=self.method)
+        object.__setattr__(self, "signature", signature)
 
     @property
     def is_async(self) -> bool:
@@ -51,8 +59,26 @@ def _mark(function: Any, kind: Literal["workflow", "activity"], name: str | None
             "keyword-only parameters cannot be recorded"
         )
     registered = check_name(function.__name__ if name is None else name, f"a {kind} name")
-    definition = Definition(kind, registered, function)
-    setattr(function, _ATTR, definition)
+    if inspect.ismethod(function):
+        raise NotADefinition(
+            f"@{kind}.defn marks the function itself: apply it to {function.__qualname__} in "
+            "its class body, then register the bound method"
+        )
+    method = _is_method(function)
+    if method and kind == "workflow":
+        raise NotADefinition(
+            f"{function.__qualname__}: a workflow is a plain 'async def' function, not a "
+            "method: an object's state would be shared by all its runs and not replayed"
+        )
+    setattr(function, _ATTR, Definition(kind, registered, function, method))
+
+
+def _is_method(function: Callable[..., Any]) -> bool:
+    """Defined in a class body (``Service.charge``, not ``charge`` or ``f.<locals>.charge``)
+    with ``self`` first: called on an object, so its first parameter is no argument."""
+    scope = function.__qualname__.split(".")[:-1]
+    params = list(inspect.signature(function).parameters)
+    return bool(scope) and scope[-1] != "<locals>" and params[:1] == ["self"]
 
 
 def defn_decorator(
@@ -68,9 +94,12 @@ def defn_decorator(
 
 
 def definition_of(function: object, kind: Literal["workflow", "activity"]) -> Definition:
-    """The definition behind a decorated function, or a clear error if it is not one."""
+    """The definition behind a decorated function, or a clear error if it is not one; for a
+    bound method (``service.charge``), the definition of its function, bound to its object."""
     definition = getattr(function, _ATTR, None)
     if not isinstance(definition, Definition) or definition.kind != kind:
         label = getattr(function, "__qualname__", repr(function))
         raise NotADefinition(f"{label} is not a {kind} definition: decorate it with @{kind}.defn")
+    if inspect.ismethod(function) and definition.function is function.__func__:
+        return Definition(kind, definition.name, function)
     return definition

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,10 @@ from tapeflow.converter import from_json, to_json
 from tapeflow.errors import BackendUnavailable, WorkflowFailed
 
 R = TypeVar("R")
+log = logging.getLogger("tapeflow.client")
+
+HINT_AFTER = 3.0
+"""Seconds ``result()`` waits before it logs why the workflow may not be running (once)."""
 
 
 class WorkflowHandle(Generic[R]):
@@ -30,24 +35,34 @@ class WorkflowHandle(Generic[R]):
         return f"WorkflowHandle({self.id!r})"
 
     async def describe(self) -> WorkflowRecord:
-        """Status, times, result or failure, as stored now. Raises WorkflowNotFound."""
+        """Status, times, result or failure, as stored now, and a ``hint`` if no worker
+        seems to run it. Raises WorkflowNotFound."""
         return await self._backend.get_workflow(self.id)
 
     async def result(self, *, timeout: timedelta | float | None = None) -> R:
         """Wait for the workflow to end and return its result (the annotated type).
 
         Raises WorkflowFailed if it failed, WorkflowNotFound at once for an unknown id, and
-        TimeoutError if ``timeout`` passes first.
+        TimeoutError if ``timeout`` passes first. Still waiting after ``HINT_AFTER`` seconds
+        for a workflow no worker runs, it logs so (``tapeflow.client``, once).
         """
         seconds = None if timeout is None else check_seconds(timeout, "result timeout")
-        deadline = None if seconds is None else time.monotonic() + seconds
+        waiting_since = time.monotonic()
+        hint_at: float | None = waiting_since + HINT_AFTER  # None once logged
+        deadline = None if seconds is None else waiting_since + seconds
         # Waking on the workflow's end is the rule; polling covers wake-ups that cannot
         # arrive (another process's commit on SQLite) or were lost (a dropped connection).
         poll = 0.05
         with self._backend.watch([finished_topic(self.id)]) as finished:
             record = await self._look(deadline)  # WorkflowNotFound at once
             while record is None or not record.status.finished:
+                hint = None if record is None else record.hint
+                if hint is not None and hint_at is not None and time.monotonic() >= hint_at:
+                    log.warning("workflow %r is waiting: %s", self.id, hint)
+                    hint_at = None
                 wait = FALLBACK_POLL_SECONDS if self._backend.wakes_other_processes else poll
+                if hint_at is not None:  # look again when the hint is due
+                    wait = min(wait, max(hint_at - time.monotonic(), poll))
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:

@@ -13,7 +13,7 @@ import reprlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, cast, get_args, get_type_hints
+from typing import Any, Never, NoReturn, cast, get_args, get_type_hints
 
 from pydantic import (
     ConfigDict,
@@ -34,6 +34,9 @@ from tapeflow.errors import PayloadError
 from tapeflow.history import JSONValue
 
 _adapters: dict[object, TypeAdapter[Any]] = {}
+
+_BOTTOM = (NoReturn, Never)
+"""Return annotations of a function that never returns."""
 
 _UNTYPED = (Any, object)
 """Annotations that say nothing about a value: it is stored as the JSON it already is."""
@@ -130,6 +133,8 @@ class Signature:
     function: Callable[..., Any]
     label: str = ""
     """How messages name the function ("activity 'charge'"); its qualified name if empty."""
+    skip_first: bool = False
+    """Leave out the first parameter: an unbound method's ``self``, not an argument."""
 
     @property
     def _label(self) -> str:
@@ -137,7 +142,10 @@ class Signature:
 
     @cached_property
     def _inspected(self) -> inspect.Signature:
-        return inspect.signature(self.function)
+        found = inspect.signature(self.function)
+        if self.skip_first:
+            return found.replace(parameters=list(found.parameters.values())[1:])
+        return found
 
     @cached_property
     def _hints(self) -> dict[str, Any]:
@@ -156,12 +164,18 @@ class Signature:
     def return_hint(self) -> object:
         return self._hints.get("return", Any)
 
+    @property
+    def never_returns(self) -> bool:
+        """Annotated ``-> NoReturn`` (or ``Never``): it only raises, so no result is stored."""
+        return any(self.return_hint is bottom for bottom in _BOTTOM)
+
     def check(self) -> None:
         """Resolve the annotations and build their adapters now, so a type tapeflow cannot
         store is refused when the function is registered, not when it first runs."""
         for _, hint in self.parameters:
             _adapter(hint)
-        _adapter(self.return_hint)
+        if not self.never_returns:
+            _adapter(self.return_hint)
 
     @cached_property
     def _positional_counts(self) -> tuple[int, float] | None:
@@ -200,6 +214,11 @@ class Signature:
         ]
 
     def encode_result(self, value: object) -> JSONValue:
+        if self.never_returns:
+            raise PayloadError(
+                f"{self._label} is annotated -> {_name(self.return_hint)} but returned "
+                f"{_short(value)}"
+            )
         return to_json(value, self.return_hint, what=f"result of {self._label}")
 
     def decode_result(self, data: JSONValue) -> Any:

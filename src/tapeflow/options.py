@@ -112,9 +112,11 @@ class WorkerOptions:
     max_concurrent_activities: int = 1
     """Activities run at once: one by default, so that a worker started without thought
     does not flood the services its activities call."""
-    lease_duration: timedelta = timedelta(minutes=5)
+    lease_duration: timedelta = timedelta(seconds=30)
     """How long a claimed task stays ours without renewal; a live worker renews it every
-    third of this, so only a dead worker's tasks are taken over, once this runs out."""
+    third of this (10 s: one statement per renewal for all its tasks, none while it holds
+    none), so only a dead worker's tasks are taken over, once this runs out. Longer rides
+    out longer database outages and event-loop stalls; shorter takes over sooner."""
     poll_interval: timedelta = timedelta(milliseconds=500)
     """Longest wait between two looks for work when no wake-up arrives (other processes)."""
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
@@ -134,9 +136,14 @@ class WorkerOptions:
     workflow_cache_size: int = 1000
     """Live workflow instances kept so a task feeds only new events; 0 turns the cache off."""
     activity_executor: Executor = "thread"
-    """Where sync activities run: the worker's own thread pool, or a process pool."""
+    """Where sync activities run: the worker's own thread pool, or a process pool. Python
+    cannot stop a thread: a sync activity still running past ``shutdown_grace`` is given
+    up (its attempt released for another worker) but runs on in its thread until the
+    process exits. Sync activities that may hang belong in the process pool, where such a
+    call is killed with its child process."""
     shutdown_grace: timedelta = timedelta(seconds=10)
-    """How long stopping waits for running tasks before abandoning them to other workers."""
+    """How long stopping waits for running tasks before abandoning them to other workers:
+    the leases of activities given up are released, so their attempts are retried at once."""
 
     def __post_init__(self) -> None:
         if self.name is not None:

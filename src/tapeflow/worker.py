@@ -15,7 +15,7 @@ import signal
 import socket
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -28,6 +28,7 @@ from tapeflow._worker.eager import EagerDispatch, ResumeDispatch
 from tapeflow._worker.leases import LeaseKeeper
 from tapeflow._worker.poller import Poller
 from tapeflow._worker.process_pool import ProcessPool
+from tapeflow._worker.thread_pool import ActivityThreadPool
 from tapeflow._worker.workflow_tasks import WorkflowTaskRunner
 from tapeflow.backends.base import ActivityTask, Backend, LeaseRef, TaskKind, WorkflowTask
 from tapeflow.errors import BackendUnavailable, InvalidArgument
@@ -150,9 +151,7 @@ class Worker:
         self._executor = (
             ProcessPool(options.max_concurrent_activities)
             if options.activity_executor == "process"
-            else ThreadPoolExecutor(
-                options.max_concurrent_activities, thread_name_prefix="tapeflow-activity"
-            )
+            else ActivityThreadPool(options.max_concurrent_activities)
         )
         runner = ActivityTaskRunner(
             self.backend,
@@ -198,8 +197,11 @@ class Worker:
     async def stop(self) -> None:
         """Stop claiming, let running tasks finish (up to the grace period), then return.
 
-        Tasks still running after the grace period are cancelled; their leases lapse and
-        another worker takes them over.
+        Tasks still running after the grace period are cancelled, and the leases of their
+        activities released, so another worker retries those attempts at once. A sync
+        activity stuck in its thread is left to it (Python cannot stop a thread): it does not
+        keep the process from exiting, but it runs on until then; one in the process pool is
+        killed with its child process.
         """
         if not self._tasks:
             return
@@ -304,8 +306,14 @@ def _by_name(functions: Iterable[Callable[..., Any]], kind: Any) -> dict[str, De
     found: dict[str, Definition] = {}
     for function in functions:
         definition = definition_of(function, kind)
+        if definition.method:
+            raise InvalidArgument(
+                f"{definition.function.__qualname__} is a method: give the worker the method "
+                "of an object (activities=[service.charge]), which it is called on"
+            )
         definition.signature.check()
-        if definition.name in found and found[definition.name].function is not function:
-            raise InvalidArgument(f"two {kind}s are registered as {definition.name!r}")
+        # != and not `is not`: each `service.charge` is a new bound method, equal to the last
+        if definition.name in found and found[definition.name].function != definition.function:
+            raise InvalidArgument(f"two different {kind} functions are named {definition.name!r}")
         found[definition.name] = definition
     return found

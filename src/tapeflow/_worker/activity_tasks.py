@@ -27,6 +27,9 @@ log = logging.getLogger("tapeflow.worker")
 FINAL_ERRORS = (NonRetryableError, PayloadError)
 """Failures that another attempt would only repeat."""
 
+GIVE_UP_SECONDS = 5.0
+"""Longest a stopping worker tries to release the lease of an attempt it gives up on."""
+
 
 class ActivityTaskRunner:
     """Whatever an activity raises, SystemExit and KeyboardInterrupt included, is a failed
@@ -80,6 +83,7 @@ class ActivityTaskRunner:
                 outcome = self._failed(task, exc)
             except BaseException as exc:  # SystemExit, a stray CancelledError: an attempt failed
                 if _cancelled(exc):
+                    await self._give_up(task, context)
                     raise
                 policy = RetryPolicy.from_json(task.retry) if task.retry else self._default_retry
                 if not policy.allows_another(task.attempt):
@@ -109,6 +113,30 @@ class ActivityTaskRunner:
             log.warning("%s; its outcome is discarded", exc)
         finally:
             self._running.pop(str(task.id), None)
+
+    async def _give_up(self, task: ActivityTask, context: ActivityContext) -> None:
+        """The worker stops past its grace period with this attempt still running: release
+        its lease (the attempt counts as failed, its heartbeat kept) so that another worker
+        retries it now rather than once the lease runs out. Bounded: the worker is stopping."""
+        failure = Failure(
+            type="WorkerStopped",
+            message="the worker stopped while this attempt ran, past its shutdown_grace",
+            traceback=None,
+        )
+        _, details = context.take_heartbeat()
+        try:
+            async with asyncio.timeout(GIVE_UP_SECONDS):
+                await self._backend.retry_activity_task(task, failure, timedelta(0), details)
+        except (Exception, TimeoutError) as exc:  # its lease runs out instead
+            log.warning("releasing the lease of activity task %s failed: %s", task.id, exc)
+        else:
+            log.warning(
+                "activity %r of %r was still running when the worker stopped: attempt %d is "
+                "given up and released for another worker",
+                task.name,
+                task.workflow_id,
+                task.attempt,
+            )
 
     async def _complete(
         self, task: ActivityTask, outcome: ActivityCompleted | ActivityFailed

@@ -32,11 +32,13 @@ class LeaseKeeper:
         self._held.discard(ref)
 
     async def run(self) -> None:
-        """Renew every third of the lease until cancelled."""
+        """Renew every third of the lease until cancelled; an idle worker asks nothing."""
         interval = self._lease.total_seconds() / 3
         while True:
             await asyncio.sleep(interval)
             held = list(self._held)
+            if not held:
+                continue
             try:
                 lost = await self._backend.extend_leases(held, self._lease, self._heartbeats())
             except Exception:

@@ -34,7 +34,8 @@ T = TypeVar("T")
 
 
 class ProcessPool(Executor):
-    """A ``ProcessPoolExecutor`` that a dead child does not break for good."""
+    """A ``ProcessPoolExecutor`` that a dead child does not break for good, and whose
+    children still in a call are killed when it is shut down without waiting."""
 
     def __init__(self, workers: int) -> None:
         self._workers = workers
@@ -52,7 +53,14 @@ class ProcessPool(Executor):
             return self._pool.submit(fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+        """Without ``wait``, children still in a call are killed: the worker has given up on
+        their attempts (past ``shutdown_grace``), and the interpreter would otherwise wait
+        for them at exit, however long they hang."""
+        children = list((self._pool._processes or {}).values())
+        self._pool.shutdown(wait, cancel_futures=cancel_futures)
+        if not wait:
+            for child in children:
+                child.kill()
 
 
 def _die_with_parent() -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import TypeAdapter
 
+from tapeflow.backends._pollers import pending_hint
 from tapeflow.backends.base import (
     ActivityTask,
     InboxEvent,
@@ -36,16 +38,22 @@ def workflow_record(
         str | None,
         int,
         str | None,
+        bool,
+        float | Decimal | None,
     ],
 ) -> WorkflowRecord:
-    """A ``get_workflow`` row, JSON still as text and times already converted to UTC."""
+    """A ``get_workflow`` row, JSON still as text and times already converted to UTC; it
+    ends with whether the workflow's start is due and the seconds since a worker last polled
+    for its name (None if none ever did)."""
     (id_, name, version, status, args, created, start, completed, result, failure,
-     length, last_error) = row  # fmt: skip
+     length, last_error, due, silent_for) = row  # fmt: skip
+    state = WorkflowStatus(status)
+    silent = None if silent_for is None else float(silent_for)
     return WorkflowRecord(
         id=id_,
         name=name,
         version=version,
-        status=WorkflowStatus(status),
+        status=state,
         args=json.loads(args),
         created_at=created,
         start_at=start,
@@ -54,6 +62,7 @@ def workflow_record(
         failure=None if failure is None else FAILURE.validate_json(failure),
         history_length=length,
         task_error=last_error,
+        hint=pending_hint(name, bool(due) and not state.finished, silent),
     )
 
 

@@ -63,6 +63,9 @@ class WorkflowRecord:
     history_length: int
     task_error: str | None
     """The last workflow task failure (a non-determinism error, say), while unresolved."""
+    hint: str | None = None
+    """Why an unfinished workflow due to run may not be running: no worker has polled for
+    its name lately (none runs that registers it); None otherwise."""
 
 
 @dataclass(frozen=True)

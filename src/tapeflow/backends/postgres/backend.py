@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tapeflow.backends._batcher import Batcher
 from tapeflow.backends._commit_plan import CommitPlan, commit_topics, eager_task, plan_commit
+from tapeflow.backends._pollers import PollRecorder
 from tapeflow.backends._redact import redact
 from tapeflow.backends._rows import (
     FAILURE,
@@ -204,6 +205,7 @@ class PostgresBackend:
             reconnect_timeout=float("inf"),  # keep trying to reconnect through long outages
         )
         self._wakeups = Wakeups()
+        self._polls = PollRecorder()
         self._starts = Batcher(self._flush_starts)
         self._commits = Batcher(self._flush_commits)
         self._completions = Batcher(self._flush_completions)
@@ -425,6 +427,7 @@ class PostgresBackend:
             "lease": lease,
             "limit": limit,
             "sticky": STICKY_FOR,
+            "polled": self._polls.due(TaskKind.WORKFLOW, names),
         }
         return await self._workflow_tasks("claim_workflow_tasks", params)
 
@@ -515,7 +518,13 @@ class PostgresBackend:
         async with self._connection() as conn:
             cursor = await conn.execute(
                 _Q["claim_activity_tasks"],
-                {"names": list(names), "owner": owner, "lease": lease, "limit": limit},
+                {
+                    "names": list(names),
+                    "owner": owner,
+                    "lease": lease,
+                    "limit": limit,
+                    "polled": self._polls.due(TaskKind.ACTIVITY, names),
+                },
             )
             rows = await cursor.fetchall()
         return [

@@ -43,8 +43,10 @@ SELECT t.status, t.name, EXISTS (SELECT FROM delivered) FROM target t;
 
 -- name: get_workflow
 SELECT w.id, w.name, w.version, w.status, w.args::text, w.created_at, w.start_at,
-       w.completed_at, w.result::text, w.failure::text, w.history_length, t.last_error
+       w.completed_at, w.result::text, w.failure::text, w.history_length, t.last_error,
+       w.start_at <= now(), extract(epoch FROM now() - p.last_poll_at)
 FROM workflows w LEFT JOIN workflow_tasks t ON t.workflow_id = w.id
+    LEFT JOIN pollers p ON p.kind = 'workflow' AND p.name = w.name
 WHERE w.id = %(id)s;
 
 -- name: load_history
@@ -55,8 +57,13 @@ SELECT 1 FROM workflows WHERE id = %(id)s;
 
 -- name: claim_workflow_tasks
 -- A task sticky to another worker (it holds the instance) is left to that worker for a
--- while (STICKY_FOR) before anyone else may take it.
-WITH ready AS (
+-- while (STICKY_FOR) before anyone else may take it. The names in "polled" (none, most
+-- times) are recorded as polled for now.
+WITH polled AS (
+    INSERT INTO pollers (kind, name, last_poll_at)
+    SELECT 'workflow', n, now() FROM unnest(%(polled)s::text[]) AS n
+    ON CONFLICT (kind, name) DO UPDATE SET last_poll_at = excluded.last_poll_at
+), ready AS (
     SELECT t.workflow_id
     FROM workflow_tasks t
     WHERE t.name = ANY(%(names)s)
@@ -94,7 +101,11 @@ SET lease_owner = NULL, lease_expires_at = NULL, not_before = now() + %(delay)s,
 WHERE workflow_id = %(id)s AND lease_token = %(token)s AND lease_expires_at > now();
 
 -- name: claim_activity_tasks
-WITH ready AS (
+WITH polled AS (
+    INSERT INTO pollers (kind, name, last_poll_at)
+    SELECT 'activity', n, now() FROM unnest(%(polled)s::text[]) AS n
+    ON CONFLICT (kind, name) DO UPDATE SET last_poll_at = excluded.last_poll_at
+), ready AS (
     SELECT id FROM activity_tasks
     WHERE name = ANY(%(names)s)
       AND visible_at <= now()

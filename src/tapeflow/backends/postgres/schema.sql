@@ -96,3 +96,12 @@ CREATE TYPE workflow_commit AS (
 
 -- The checksum of the functions.sql applied to this schema (see functions.sql).
 CREATE TABLE schema_functions (revision integer NOT NULL, checksum text NOT NULL);
+
+-- When workers last claimed each workflow and activity name (a claim records it at most
+-- every few seconds): a workflow no live worker runs says so.
+CREATE TABLE pollers (
+    kind         text NOT NULL,
+    name         text NOT NULL,
+    last_poll_at timestamptz NOT NULL,
+    PRIMARY KEY (kind, name)
+);

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from tapeflow.backends._commit_plan import CommitPlan, commit_topics, eager_task, plan_commit
+from tapeflow.backends._pollers import PollRecorder
 from tapeflow.backends._rows import (
     FAILURE,
     activity_task,
@@ -92,6 +93,7 @@ class SQLiteBackend:
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._wakeups = Wakeups()
+        self._polls = PollRecorder()
 
     def __repr__(self) -> str:
         return f"SQLiteBackend({self.path!r})"
@@ -231,7 +233,7 @@ class SQLiteBackend:
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord:
         def read(conn: sqlite3.Connection) -> WorkflowRecord:
-            row = conn.execute(_Q["get_workflow"], {"id": workflow_id}).fetchone()
+            row = conn.execute(_Q["get_workflow"], {"id": workflow_id, "now": _now_us()}).fetchone()
             if row is None:
                 raise WorkflowNotFound(workflow_id)
             times = (_dt(row[5]), _dt(row[6]), _maybe_dt(row[7]))
@@ -275,8 +277,11 @@ class SQLiteBackend:
     async def claim_workflow_tasks(
         self, names: Sequence[str], owner: str, lease: timedelta, limit: int
     ) -> list[WorkflowTask]:
+        polled = self._polls.due(TaskKind.WORKFLOW, names)
+
         def write(conn: sqlite3.Connection) -> list[WorkflowTask]:
             now = _now_us()
+            _record_poll(conn, TaskKind.WORKFLOW, polled, now)
             ids = [
                 row[0]
                 for row in conn.execute(
@@ -355,8 +360,11 @@ class SQLiteBackend:
     async def claim_activity_tasks(
         self, names: Sequence[str], owner: str, lease: timedelta, limit: int
     ) -> list[ActivityTask]:
+        polled = self._polls.due(TaskKind.ACTIVITY, names)
+
         def write(conn: sqlite3.Connection) -> list[ActivityTask]:
             now = _now_us()
+            _record_poll(conn, TaskKind.ACTIVITY, polled, now)
             ids = [
                 row[0]
                 for row in conn.execute(
@@ -568,6 +576,12 @@ def _retry_while_locked(statement: Callable[[], object], patience: float = 30.0)
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
+
+
+def _record_poll(conn: sqlite3.Connection, kind: TaskKind, names: list[str], now: int) -> None:
+    conn.executemany(
+        _Q["record_poll"], [{"kind": kind.value, "name": name, "now": now} for name in names]
+    )
 
 
 def _micros(span: timedelta) -> int:

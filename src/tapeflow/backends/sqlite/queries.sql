@@ -11,9 +11,15 @@ VALUES (:workflow_id, :visible_at, :timer_seq, :event);
 
 -- name: get_workflow
 SELECT w.id, w.name, w.version, w.status, w.args, w.created_at, w.start_at, w.completed_at,
-       w.result, w.failure, w.history_length, t.last_error
+       w.result, w.failure, w.history_length, t.last_error,
+       w.start_at <= :now, (:now - p.last_poll_at) / 1e6
 FROM workflows w LEFT JOIN workflow_tasks t ON t.workflow_id = w.id
+    LEFT JOIN pollers p ON p.kind = 'workflow' AND p.name = w.name
 WHERE w.id = :id;
+
+-- name: record_poll
+INSERT INTO pollers (kind, name, last_poll_at) VALUES (:kind, :name, :now)
+ON CONFLICT (kind, name) DO UPDATE SET last_poll_at = excluded.last_poll_at;
 
 -- name: workflow_status
 SELECT status, name, start_at FROM workflows WHERE id = :id;

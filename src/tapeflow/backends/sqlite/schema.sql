@@ -69,3 +69,12 @@ CREATE TABLE history (
     event       TEXT NOT NULL,
     PRIMARY KEY (workflow_id, seq)
 ) WITHOUT ROWID;
+
+-- When workers last claimed each workflow and activity name (a claim records it at most
+-- every few seconds): a workflow no live worker runs says so.
+CREATE TABLE pollers (
+    kind         TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    last_poll_at INTEGER NOT NULL,
+    PRIMARY KEY (kind, name)
+) WITHOUT ROWID;
