@@ -6,7 +6,7 @@ Run the worker program first, against the same database:
     python examples/subscription_with_debug/worker.py &
     python examples/subscription_with_debug/client.py --cycles 10 --duration 10
 
-Like the original walk-through's client, ``--mode`` also does one step alone: ``schedule``,
+``--mode`` also does one step alone: ``schedule``,
 ``debug`` (print the variables now) or ``await`` (wait for the result), given ``--id``.
 """
 
