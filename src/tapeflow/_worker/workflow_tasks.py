@@ -141,9 +141,10 @@ class WorkflowTaskRunner:
             consumed = [item.id for item in task.inbox]
             await self._commit(task, consumed, events, decisions)
         except LeaseLost as exc:
-            log.warning("%s; the new holder goes on", exc)
+            log.warning("%s; the task is left to whoever holds it", exc)
             if instance is not None:
                 instance.close()
+            await self._release(task, None, timedelta(0))
         except UnseenEvents as exc:  # its instance ended without them: replay with them
             log.debug("%s; running it again with them", exc)
             if instance is not None:
@@ -316,8 +317,15 @@ class WorkflowTaskRunner:
             exc,
             exc_info=not isinstance(exc, TASK_FAILURES),
         )
+        await self._release(task, f"{type(exc).__name__}: {exc}", delay)
+
+    async def _release(self, task: WorkflowTask, error: str | None, delay: timedelta) -> None:
+        """Give the task's lease back, if it is still ours, so the task runs again after
+        ``delay`` rather than once the lease runs out. The release is fenced: a commit
+        refused because history moved on while the lease was still ours (a claim that read
+        an old state) gives it back; a lease another worker holds now is left alone."""
         try:
-            await self._backend.abandon_workflow_task(task, f"{type(exc).__name__}: {exc}", delay)
+            await self._backend.abandon_workflow_task(task, error, delay)
         except LeaseLost:
             pass
         except Exception:

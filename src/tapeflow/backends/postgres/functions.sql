@@ -4,7 +4,7 @@
 -- of this file alone. A change of a function's signature or return type must DROP it first.
 -- Raise the revision below with every change: a process whose file has a lower revision
 -- than the one applied leaves the newer functions in place (a rolling upgrade).
--- revision: 1
+-- revision: 2
 
 CREATE OR REPLACE FUNCTION commit_workflow_task(c workflow_commit) RETURNS json
 LANGUAGE plpgsql
@@ -199,5 +199,63 @@ BEGIN
         results := results || json_build_object('recorded', true, 'resumed', resumed);
     END LOOP;
     RETURN results;
+END
+$$;
+
+-- Lease up to p_limit workflow tasks (of these names) with visible events, then read them.
+-- A task sticky to another worker (it holds the instance) is left to that worker for
+-- p_sticky before anyone else may take it. The names in p_polled (none, most times) are
+-- recorded as polled for now. The reads are a statement of their own, after the leases: a
+-- statement's subqueries see its snapshot, and the lease may follow a commit that finished
+-- after that snapshot was taken (the row lock re-reads the row, not the rest), so a task
+-- read in the leasing statement could carry an old history length and inbox, find at its
+-- commit that history moved on, and hold its lease for nothing until it ran out.
+CREATE OR REPLACE FUNCTION claim_workflow_tasks(
+    p_names text[], p_owner text, p_lease interval, p_limit integer, p_sticky interval,
+    p_polled text[])
+RETURNS TABLE (o_workflow_id text, o_name text, o_token bigint, o_failures integer,
+               o_claimed_at timestamptz, o_history_length integer, o_inbox_ids bigint[],
+               o_inbox_events text[])
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    v_ids text[];
+BEGIN
+    INSERT INTO pollers (kind, name, last_poll_at)
+    SELECT 'workflow', n, now() FROM unnest(p_polled) AS n
+    ON CONFLICT (kind, name) DO UPDATE SET last_poll_at = excluded.last_poll_at;
+    WITH ready AS (
+        SELECT t.workflow_id
+        FROM workflow_tasks t
+        WHERE t.name = ANY (p_names)
+          AND (t.lease_expires_at IS NULL OR t.lease_expires_at <= now())
+          AND t.not_before <= now()
+          AND EXISTS (
+              SELECT 1 FROM inbox e
+              WHERE e.workflow_id = t.workflow_id
+                AND e.visible_at <= now() - CASE WHEN t.sticky_owner IS NULL
+                                                  OR t.sticky_owner = p_owner
+                                                 THEN interval '0' ELSE p_sticky END
+          )
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    ), leased AS (
+        UPDATE workflow_tasks t
+        SET lease_owner = p_owner, lease_token = t.lease_token + 1,
+            lease_expires_at = now() + p_lease
+        FROM ready
+        WHERE t.workflow_id = ready.workflow_id
+        RETURNING t.workflow_id
+    )
+    SELECT array_agg(leased.workflow_id) INTO v_ids FROM leased;
+    RETURN QUERY
+    SELECT t.workflow_id, t.name, t.lease_token, t.failures, now(), w.history_length,
+           ARRAY(SELECT e.id FROM inbox e
+                 WHERE e.workflow_id = t.workflow_id AND e.visible_at <= now() ORDER BY e.id),
+           ARRAY(SELECT e.event::text FROM inbox e
+                 WHERE e.workflow_id = t.workflow_id AND e.visible_at <= now() ORDER BY e.id)
+    FROM workflow_tasks t JOIN workflows w ON w.id = t.workflow_id
+    WHERE t.workflow_id = ANY (v_ids);
 END
 $$;

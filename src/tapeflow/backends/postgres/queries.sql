@@ -56,40 +56,10 @@ SELECT event::text FROM history WHERE workflow_id = %(id)s ORDER BY seq;
 SELECT 1 FROM workflows WHERE id = %(id)s;
 
 -- name: claim_workflow_tasks
--- A task sticky to another worker (it holds the instance) is left to that worker for a
--- while (STICKY_FOR) before anyone else may take it. The names in "polled" (none, most
--- times) are recorded as polled for now.
-WITH polled AS (
-    INSERT INTO pollers (kind, name, last_poll_at)
-    SELECT 'workflow', n, now() FROM unnest(%(polled)s::text[]) AS n
-    ON CONFLICT (kind, name) DO UPDATE SET last_poll_at = excluded.last_poll_at
-), ready AS (
-    SELECT t.workflow_id
-    FROM workflow_tasks t
-    WHERE t.name = ANY(%(names)s)
-      AND (t.lease_expires_at IS NULL OR t.lease_expires_at <= now())
-      AND t.not_before <= now()
-      AND EXISTS (
-          SELECT 1 FROM inbox e
-          WHERE e.workflow_id = t.workflow_id
-            AND e.visible_at <= now() - CASE WHEN t.sticky_owner IS NULL
-                                              OR t.sticky_owner = %(owner)s
-                                             THEN interval '0' ELSE %(sticky)s END
-      )
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE workflow_tasks t
-SET lease_owner = %(owner)s, lease_token = t.lease_token + 1,
-    lease_expires_at = now() + %(lease)s
-FROM ready
-WHERE t.workflow_id = ready.workflow_id
-RETURNING t.workflow_id, t.name, t.lease_token, t.failures, now(),
-    (SELECT w.history_length FROM workflows w WHERE w.id = t.workflow_id),
-    ARRAY(SELECT e.id FROM inbox e
-          WHERE e.workflow_id = t.workflow_id AND e.visible_at <= now() ORDER BY e.id),
-    ARRAY(SELECT e.event::text FROM inbox e
-          WHERE e.workflow_id = t.workflow_id AND e.visible_at <= now() ORDER BY e.id);
+-- See the function in functions.sql: it leases, then reads what it leased.
+SELECT * FROM claim_workflow_tasks(
+    %(names)s::text[], %(owner)s::text, %(lease)s::interval, %(limit)s::integer,
+    %(sticky)s::interval, %(polled)s::text[]);
 
 -- name: abandon_workflow_task
 -- Fenced: touches the row only while the caller's lease holds; no row changed means the

@@ -1,0 +1,62 @@
+"""A commit refused while the task's lease is still ours (a claim that read an old state
+finds at its commit that history moved on) gives the lease back at once: the task runs
+again now, not once its lease runs out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import tapeflow
+from tapeflow import workflow
+from tapeflow.backends.base import ActivityTask, EagerActivities, WorkflowTask
+from tapeflow.errors import LeaseLost
+from tapeflow.history import HistoryEvent
+
+LEASE = timedelta(seconds=60)
+
+
+@workflow.defn
+async def quick() -> str:
+    return "done"
+
+
+class RefusesFirstCommit:
+    """The backend, but for its first commit, refused as a stale claim's would be."""
+
+    def __init__(self, backend: tapeflow.Backend) -> None:
+        self._backend = backend
+        self.refused = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    async def commit_workflow_task(
+        self,
+        task: WorkflowTask,
+        consumed: Sequence[int],
+        events: Sequence[HistoryEvent],
+        eager: EagerActivities | None = None,
+    ) -> list[ActivityTask]:
+        if not self.refused:
+            self.refused += 1
+            raise LeaseLost(f"workflow task {task.workflow_id!r}: history moved on")
+        return await self._backend.commit_workflow_task(task, consumed, events, eager)
+
+
+async def test_a_refused_commit_gives_its_lease_back_at_once(
+    backend: tapeflow.Backend, client: tapeflow.Client, cache_size: int
+) -> None:
+    refusing = RefusesFirstCommit(backend)
+    worker = tapeflow.Worker(
+        refusing,
+        workflows=[quick],
+        lease_duration=LEASE,
+        poll_interval=timedelta(milliseconds=50),
+        workflow_cache_size=cache_size,
+    )
+    async with worker:
+        handle = await client.start_workflow(quick, id="refused-once")
+        assert await handle.result(timeout=10) == "done"  # far sooner than the lease
+    assert refusing.refused == 1
