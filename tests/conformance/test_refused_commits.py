@@ -8,11 +8,13 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 import tapeflow
 from tapeflow import workflow
 from tapeflow.backends.base import ActivityTask, EagerActivities, WorkflowTask
 from tapeflow.errors import LeaseLost
-from tapeflow.history import HistoryEvent
+from tapeflow.history import HistoryEvent, WorkflowTaskStarted
 
 LEASE = timedelta(seconds=60)
 
@@ -60,3 +62,16 @@ async def test_a_refused_commit_gives_its_lease_back_at_once(
         handle = await client.start_workflow(quick, id="refused-once")
         assert await handle.result(timeout=10) == "done"  # far sooner than the lease
     assert refusing.refused == 1
+
+
+async def test_a_commit_after_its_lease_was_given_back_is_refused(
+    backend: tapeflow.Backend, client: tapeflow.Client
+) -> None:
+    """Fencing holds for a lease released with its token unchanged (given back)."""
+    await client.start_workflow(quick, id="given-back")
+    [task] = await backend.claim_workflow_tasks(["quick"], "w", LEASE, 1)
+    await backend.abandon_workflow_task(task, None, timedelta(0))
+    events = [WorkflowTaskStarted(at=task.claimed_at), *(i.event for i in task.inbox)]
+    with pytest.raises(LeaseLost):
+        await backend.commit_workflow_task(task, [i.id for i in task.inbox], events)
+    assert (await client.describe("given-back")).history_length == 0

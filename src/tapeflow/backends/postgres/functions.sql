@@ -4,7 +4,7 @@
 -- of this file alone. A change of a function's signature or return type must DROP it first.
 -- Raise the revision below with every change: a process whose file has a lower revision
 -- than the one applied leaves the newer functions in place (a rolling upgrade).
--- revision: 2
+-- revision: 3
 
 CREATE OR REPLACE FUNCTION commit_workflow_task(c workflow_commit) RETURNS json
 LANGUAGE plpgsql
@@ -30,7 +30,7 @@ BEGIN
     FROM workflow_tasks t JOIN workflows w ON w.id = t.workflow_id
     WHERE t.workflow_id = c.id
     FOR NO KEY UPDATE OF t, w;
-    IF NOT FOUND OR v_token <> c.token OR NOT v_live THEN
+    IF NOT FOUND OR v_token <> c.token OR v_live IS NOT TRUE THEN  -- NULL: released
         RETURN json_build_object('error', 'lease lost');
     END IF;
     IF v_length <> c.history_length THEN
