@@ -123,7 +123,7 @@ class LeaseLost(TapeflowError):
 class UnseenEvents(TapeflowError):
     """A workflow task would have ended its workflow while its inbox held events the task
     had not seen (an event sent while the task ran): ending would drop them. Nothing of
-    the task was written and its lease was released: it runs again with them in view."""
+    the task was written; given back, it runs again with them in view."""
 
 
 class BackendUnavailable(TapeflowError):

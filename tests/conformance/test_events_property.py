@@ -83,10 +83,13 @@ class _Run:
             self.seq += 1
             decisions.append(ActivityScheduled(seq=self.seq, name="noop", args=[]))
         events = [WorkflowTaskStarted(at=task.claimed_at), *(i.event for i in task.inbox)]
-        with contextlib.suppress(LeaseLost, UnseenEvents):
+        try:
             await self.backend.commit_workflow_task(
                 task, [i.id for i in task.inbox], [*events, *decisions]
             )
+        except (LeaseLost, UnseenEvents):  # refused: given back, as a worker does
+            with contextlib.suppress(LeaseLost):
+                await self.backend.abandon_workflow_task(task, None, timedelta(0))
 
     async def activity(self, slot: int, how: str) -> None:
         owner = self.owners[slot]

@@ -140,15 +140,12 @@ class WorkflowTaskRunner:
             events: list[HistoryEvent] = [WorkflowTaskStarted(at=at), *incoming, *decisions]
             consumed = [item.id for item in task.inbox]
             await self._commit(task, consumed, events, decisions)
-        except LeaseLost as exc:
-            log.warning("%s; the task is left to whoever holds it", exc)
+        except (LeaseLost, UnseenEvents) as exc:  # refused, nothing written: run it again
+            unseen = isinstance(exc, UnseenEvents)  # a race the design expects: no warning
+            log.log(logging.DEBUG if unseen else logging.WARNING, "%s; it runs again", exc)
             if instance is not None:
                 instance.close()
             await self._release(task, None, timedelta(0))
-        except UnseenEvents as exc:  # its instance ended without them: replay with them
-            log.debug("%s; running it again with them", exc)
-            if instance is not None:
-                instance.close()
         except Exception as exc:
             if instance is not None:
                 instance.close()
@@ -321,9 +318,9 @@ class WorkflowTaskRunner:
 
     async def _release(self, task: WorkflowTask, error: str | None, delay: timedelta) -> None:
         """Give the task's lease back, if it is still ours, so the task runs again after
-        ``delay`` rather than once the lease runs out. The release is fenced: a commit
-        refused because history moved on while the lease was still ours (a claim that read
-        an old state) gives it back; a lease another worker holds now is left alone."""
+        ``delay`` rather than once the lease runs out. The release is fenced: after a
+        refused commit (events came while it ran, or history moved on under a claim that
+        read an old state) it gives the lease back; one another worker holds is left alone."""
         try:
             await self._backend.abandon_workflow_task(task, error, delay)
         except LeaseLost:

@@ -244,9 +244,10 @@ class Backend(Protocol):
         Returns the ``eager`` activity tasks, leased to their owner (attempt 1).
 
         A commit that ends the workflow while the inbox holds events other than timers that
-        are not among ``consumed`` would drop them: it writes nothing, releases the lease
-        (sticky to the task's worker) and raises UnseenEvents, so that every event accepted
-        by ``send_event`` reaches history. Raises LeaseLost."""
+        are not among ``consumed`` would drop them: it writes nothing and raises
+        UnseenEvents, so that every event accepted by ``send_event`` reaches history. Raises
+        LeaseLost. Either way the caller gives back the lease it may still hold
+        (``abandon_workflow_task``), and the task runs again with what is there now."""
         ...
 
     async def abandon_workflow_task(

@@ -145,8 +145,6 @@ class _Commit:
         return cls(workflow_id, workflow_name, plan, eager, params)
 
     def wake(self, outcome: dict[str, Any]) -> list[str]:
-        if outcome["error"] == _UNSEEN:  # released, to be claimed again with them
-            return [work_topic(TaskKind.WORKFLOW, self.workflow_name)]
         if outcome["error"] is not None:
             return []
         return commit_topics(

@@ -4,7 +4,7 @@
 -- of this file alone. A change of a function's signature or return type must DROP it first.
 -- Raise the revision below with every change: a process whose file has a lower revision
 -- than the one applied leaves the newer functions in place (a rolling upgrade).
--- revision: 3
+-- revision: 4
 
 CREATE OR REPLACE FUNCTION commit_workflow_task(c workflow_commit) RETURNS json
 LANGUAGE plpgsql
@@ -87,8 +87,7 @@ $$;
 
 -- Many workflow tasks' commits in one round trip and one transaction (group commit): each
 -- task is committed on its own savepoint, so one task's failure does not undo the others.
--- Returns, per task in order, what commit_workflow_task returns; a task refused for unseen
--- events is released (sticky to its worker, which runs it again at once).
+-- Returns, per task in order, what commit_workflow_task returns.
 CREATE OR REPLACE FUNCTION commit_workflow_tasks(p_tasks json) RETURNS json[]
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
@@ -107,11 +106,6 @@ BEGIN
             WHEN OTHERS THEN
                 outcome := json_build_object('error', 'failed: ' || SQLERRM);
         END;
-        IF outcome ->> 'error' = 'unseen events' THEN
-            UPDATE workflow_tasks
-            SET lease_owner = NULL, lease_expires_at = NULL, sticky_owner = lease_owner
-            WHERE workflow_id = t.id;
-        END IF;
         results := results || outcome;
     END LOOP;
     RETURN results;

@@ -316,22 +316,14 @@ class SQLiteBackend:
         plan = plan_commit(events)
         topics = commit_topics(task.workflow_id, task.workflow_name, plan, eager)
         taken: list[ActivityTask] = []
-        refused: list[UnseenEvents] = []
 
         def write(conn: sqlite3.Connection) -> list[str]:
             now = _now_us()
             _check_workflow_lease(conn, task, now)
-            try:
-                taken.extend(_apply_commit(conn, task, consumed, events, plan, eager, now))
-            except UnseenEvents as exc:  # nothing written: released, to run again at once
-                conn.execute(_Q["release_workflow_task"], {"id": task.workflow_id})
-                refused.append(exc)
-                return [work_topic(TaskKind.WORKFLOW, task.workflow_name)]
+            taken.extend(_apply_commit(conn, task, consumed, events, plan, eager, now))
             return topics
 
         await self._write(write)
-        if refused:
-            raise refused[0]
         return taken
 
     async def abandon_workflow_task(
