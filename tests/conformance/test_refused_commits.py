@@ -4,7 +4,6 @@ again now, not once its lease runs out."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -12,9 +11,9 @@ import pytest
 
 import tapeflow
 from tapeflow import workflow
-from tapeflow.backends.base import ActivityTask, EagerActivities, WorkflowTask
+from tapeflow.backends.base import ActivityTask, WorkflowTask
 from tapeflow.errors import LeaseLost
-from tapeflow.history import HistoryEvent, WorkflowTaskStarted
+from tapeflow.history import WorkflowTaskStarted
 
 LEASE = timedelta(seconds=60)
 
@@ -34,17 +33,11 @@ class RefusesFirstCommit:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._backend, name)
 
-    async def commit_workflow_task(
-        self,
-        task: WorkflowTask,
-        consumed: Sequence[int],
-        events: Sequence[HistoryEvent],
-        eager: EagerActivities | None = None,
-    ) -> list[ActivityTask]:
+    async def commit_workflow_task(self, task: WorkflowTask, *rest: Any) -> list[ActivityTask]:
         if not self.refused:
             self.refused += 1
             raise LeaseLost(f"workflow task {task.workflow_id!r}: history moved on")
-        return await self._backend.commit_workflow_task(task, consumed, events, eager)
+        return await self._backend.commit_workflow_task(task, *rest)
 
 
 async def test_a_refused_commit_gives_its_lease_back_at_once(
