@@ -11,8 +11,8 @@ from typing import Any, Generic, TypeVar, cast, overload
 
 from tapeflow._definition import definition_of
 from tapeflow._validate import check_moment, check_name, check_seconds
-from tapeflow.backends._wakeups import FALLBACK_POLL_SECONDS, finished_topic
 from tapeflow.backends.base import Backend, NewWorkflow, WorkflowRecord
+from tapeflow.backends.wakeups import FALLBACK_POLL_SECONDS, finished_topic
 from tapeflow.converter import from_json, to_json
 from tapeflow.errors import BackendUnavailable, WorkflowFailed
 

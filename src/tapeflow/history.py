@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from traceback import format_exception
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias, get_args
 
 from pydantic import Field, TypeAdapter
 
@@ -135,13 +135,10 @@ class WorkflowExecutionFailed:
     kind: Literal["workflow_failed"] = "workflow_failed"
 
 
-Decision: TypeAlias = (
-    ActivityScheduled
-    | TimerStarted
-    | TimerCancelled
-    | WorkflowExecutionCompleted
-    | WorkflowExecutionFailed
-)
+Terminal: TypeAlias = WorkflowExecutionCompleted | WorkflowExecutionFailed
+"""The decision that ends a workflow: nothing follows it in history."""
+
+Decision: TypeAlias = ActivityScheduled | TimerStarted | TimerCancelled | Terminal
 """What a workflow decides in an activation; the worker turns these into writes."""
 
 Incoming: TypeAlias = (
@@ -151,21 +148,15 @@ Incoming: TypeAlias = (
 
 HistoryEvent: TypeAlias = WorkflowTaskStarted | Incoming | Decision
 
-DECISION_TYPES = (
-    ActivityScheduled,
-    TimerStarted,
-    TimerCancelled,
-    WorkflowExecutionCompleted,
-    WorkflowExecutionFailed,
-)
-TERMINAL_TYPES = (WorkflowExecutionCompleted, WorkflowExecutionFailed)
-INCOMING_TYPES = (
-    WorkflowExecutionStarted,
-    ActivityCompleted,
-    ActivityFailed,
-    TimerFired,
-    EventReceived,
-)
+
+def _members(union: Any) -> tuple[type, ...]:
+    """The event classes of a union, flattened, for ``isinstance`` checks."""
+    return tuple(get_args(union))
+
+
+DECISION_TYPES = _members(Decision)
+TERMINAL_TYPES = _members(Terminal)
+INCOMING_TYPES = _members(Incoming)
 
 _EVENT_ADAPTER: TypeAdapter[HistoryEvent] = TypeAdapter(
     Annotated[HistoryEvent, Field(discriminator="kind")]

@@ -13,9 +13,9 @@ from psycopg import sql
 import tapeflow
 from tapeflow import activity, workflow
 from tapeflow._worker import poller
-from tapeflow.backends._wakeups import work_topic
 from tapeflow.backends.base import EagerActivities, TaskKind
 from tapeflow.backends.postgres import backend as postgres_backend
+from tapeflow.backends.wakeups import work_topic
 from tapeflow.history import ActivityCompleted, ActivityScheduled, WorkflowTaskStarted
 from tests.conftest import POSTGRES_URL
 

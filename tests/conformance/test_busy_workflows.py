@@ -18,8 +18,8 @@ from datetime import timedelta
 import pytest
 
 import tapeflow
-from tapeflow._worker.engine import THREAD_NAME
-from tapeflow._worker.workflow_tasks import ENGINE_THREADS
+from tapeflow._worker.workflow_tasks import WORKFLOW_THREADS
+from tapeflow._worker.workflow_threads import THREAD_NAME
 from tests.conformance._bystanders import bystanders_finish, start_bystanders
 from tests.conformance._waiting import eventually
 from tests.conftest import WorkerFactory
@@ -52,7 +52,7 @@ async def test_a_spinning_workflow_holds_one_thread_of_its_worker_however_often_
             error = (await handle.describe()).task_error
     finally:
         RELEASE.set()
-    assert most <= ENGINE_THREADS + 1  # the engine's own, and one stuck
+    assert most <= WORKFLOW_THREADS + 1  # the engine's own, and one stuck
     assert health == tapeflow.WorkerHealth(
         accepting_workflow_tasks=True, abandoned_threads=1, reason=None
     )

@@ -1,4 +1,4 @@
-"""Engine tests: every ``Run`` made through the ``run`` fixture is closed afterwards."""
+"""WorkflowThreads tests: every ``Run`` made through the ``run`` fixture is closed afterwards."""
 
 from __future__ import annotations
 

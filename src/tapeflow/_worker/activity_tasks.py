@@ -14,8 +14,8 @@ from tapeflow import _activity_context
 from tapeflow._activity_context import ActivityContext, ActivityInfo
 from tapeflow._definition import Definition
 from tapeflow._worker.eager import ResumeDispatch
-from tapeflow._worker.persist import persist
 from tapeflow._worker.process_pool import ProcessPool
+from tapeflow._worker.retrying import retry_while_unavailable
 from tapeflow.backends.base import ActivityTask, Backend, ResumeWorkflow, WorkflowTask
 from tapeflow.converter import Signature
 from tapeflow.errors import LeaseLost, NonRetryableError, PayloadError
@@ -102,7 +102,7 @@ class ActivityTaskRunner:
                     )
                     _, details = context.take_heartbeat()
                     failure = Failure.from_exception(exc)
-                    await persist(
+                    await retry_while_unavailable(
                         lambda: self._backend.retry_activity_task(task, failure, delay, details),
                         f"scheduling the retry of activity task {task.id}",
                         self._lease,
@@ -150,7 +150,7 @@ class ActivityTaskRunner:
             if ahead is not None:
                 resumed = ahead.resumed
             else:
-                resumed = await persist(
+                resumed = await retry_while_unavailable(
                     lambda: self._backend.complete_activity_task(task, outcome, resume),
                     f"recording the outcome of activity task {task.id}",
                     self._lease,
@@ -165,7 +165,7 @@ class ActivityTaskRunner:
 
     async def _reclaim(self, workflow_id: str, resume: ResumeWorkflow) -> WorkflowTask | None:
         try:
-            return await persist(
+            return await retry_while_unavailable(
                 lambda: self._backend.reclaim_workflow_task(workflow_id, resume),
                 f"reclaiming the workflow task of {workflow_id!r}",
                 self._lease,

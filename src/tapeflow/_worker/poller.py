@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
-from tapeflow.backends._wakeups import FALLBACK_POLL_SECONDS, Watch, work_topic
 from tapeflow.backends.base import Backend, TaskKind
+from tapeflow.backends.wakeups import FALLBACK_POLL_SECONDS, Watch, work_topic
 
 log = logging.getLogger("tapeflow.worker")
 T = TypeVar("T")

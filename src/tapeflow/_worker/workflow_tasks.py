@@ -13,9 +13,9 @@ from tapeflow._engine.replay import replay_new
 from tapeflow._worker.cache import WorkflowCache
 from tapeflow._worker.clock import BackendClock
 from tapeflow._worker.eager import EagerDispatch
-from tapeflow._worker.engine import Engine, EngineRefused, EngineTimeout
-from tapeflow._worker.persist import persist
 from tapeflow._worker.poller import Poller
+from tapeflow._worker.retrying import retry_while_unavailable
+from tapeflow._worker.workflow_threads import ThreadRefused, ThreadTimeout, WorkflowThreads
 from tapeflow.backends.base import (
     ActivityTask,
     Backend,
@@ -48,8 +48,8 @@ TASK_RETRY = RetryPolicy(
 )
 """Backoff for a workflow task that failed (non-determinism, a bug): retried until fixed."""
 
-ENGINE_THREADS = 2
-"""Engine threads share the GIL, so more do not run more at once; two keep a long replay
+WORKFLOW_THREADS = 2
+"""WorkflowThreads threads share the GIL, so more do not run more at once; two keep a long replay
 from holding up every other activation."""
 
 
@@ -83,26 +83,30 @@ class WorkflowTaskRunner:
         self._lease = lease
         self._timeout = task_timeout.total_seconds()
         self._max_abandoned = max_abandoned
-        self._engine = Engine(min(threads, ENGINE_THREADS), self._timeout, max_abandoned)
-        self._engine.on_abandoned = self._abandoned_changed
+        self._threads = WorkflowThreads(
+            min(threads, WORKFLOW_THREADS),
+            self._timeout,
+            max_abandoned,
+            on_abandoned=self._abandoned_changed,
+        )
         self._held = False
         self._clock = BackendClock()
 
     def close(self) -> None:
-        self._engine.close()
+        self._threads.close()
 
     @property
     def abandoned_threads(self) -> int:
         """Threads still stuck in workflow code that ran past the task timeout."""
-        return self._engine.abandoned
+        return self._threads.abandoned
 
     @property
     def refusal(self) -> str | None:
         """Why this worker takes no workflow tasks now; None while it takes them."""
-        if not self._engine.full:
+        if not self._threads.full:
             return None
         return (
-            f"{self._engine.abandoned} threads are stuck in workflow code that ran past "
+            f"{self._threads.abandoned} threads are stuck in workflow code that ran past "
             f"{self._timeout:g}s without awaiting (max_abandoned_workflow_threads="
             f"{self._max_abandoned}); workflow tasks are taken again once one returns"
         )
@@ -183,7 +187,7 @@ class WorkflowTaskRunner:
         eager, held = self.eager.take(decisions, handing_over) if self.eager else (None, 0)
         taken: list[ActivityTask] = []
         try:
-            written = await persist(lambda: write(eager), what, self._lease)
+            written = await retry_while_unavailable(lambda: write(eager), what, self._lease)
             taken = leased(written)
             return written
         except Exception:
@@ -196,7 +200,7 @@ class WorkflowTaskRunner:
 
     async def _reclaim(self, workflow_id: str, eager: EagerActivities) -> list[ActivityTask]:
         try:
-            return await persist(
+            return await retry_while_unavailable(
                 lambda: self._backend.reclaim_eager_activities(workflow_id, eager),
                 f"reclaiming the eager activities of {workflow_id!r}",
                 self._lease,
@@ -224,7 +228,7 @@ class WorkflowTaskRunner:
     async def _history(self, task: WorkflowTask) -> list[HistoryEvent]:
         if not task.history_length:
             return []
-        return await persist(
+        return await retry_while_unavailable(
             lambda: self._backend.load_history(task.workflow_id),
             f"loading the history of {task.workflow_id!r}",
             self._lease,
@@ -250,14 +254,14 @@ class WorkflowTaskRunner:
                 raise
 
         try:
-            return await self._engine.run(work, workflow_id)
-        except EngineTimeout:
+            return await self._threads.run(work, workflow_id)
+        except ThreadTimeout:
             raise WorkflowSandboxError(
                 f"workflow code of {workflow_id!r} ran {self._timeout:g}s without "
                 "awaiting anything: a blocking wait (a lock, a queue) or a busy loop? "
                 "Blocking work belongs in an activity"
             ) from None
-        except EngineRefused as exc:
+        except ThreadRefused as exc:
             raise WorkflowSandboxError(f"workflow task of {workflow_id!r} not run: {exc}") from None
 
     async def continue_after(

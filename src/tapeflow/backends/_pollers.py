@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 
-from tapeflow.backends._wakeups import FALLBACK_POLL_SECONDS
+from tapeflow.backends.wakeups import FALLBACK_POLL_SECONDS
 
 RECORD_EVERY = timedelta(seconds=5)
 """Longest a backend object leaves unrecorded a claim of names it claimed for."""

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self
 
-from tapeflow.backends._wakeups import Watch
+from tapeflow.backends.wakeups import Watch
 from tapeflow.history import (
     ActivityCompleted,
     ActivityFailed,

@@ -23,7 +23,6 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tapeflow.backends._batcher import Batcher
-from tapeflow.backends._commit_plan import CommitPlan, commit_topics, eager_task, plan_commit
 from tapeflow.backends._pollers import PollRecorder
 from tapeflow.backends._redact import redact
 from tapeflow.backends._rows import (
@@ -35,7 +34,6 @@ from tapeflow.backends._rows import (
     workflow_task,
 )
 from tapeflow.backends._sql_files import load_queries, migrations, read_sql
-from tapeflow.backends._wakeups import Wakeups, Watch, work_topic
 from tapeflow.backends.base import (
     STICKY_FOR,
     ActivityTask,
@@ -50,7 +48,9 @@ from tapeflow.backends.base import (
     WorkflowStatus,
     WorkflowTask,
 )
+from tapeflow.backends.plan import CommitPlan, commit_topics, eager_task, plan_commit
 from tapeflow.backends.postgres._conninfo import checked
+from tapeflow.backends.wakeups import Wakeups, Watch, work_topic
 from tapeflow.errors import (
     BackendUnavailable,
     InvalidArgument,

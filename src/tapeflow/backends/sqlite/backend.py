@@ -19,7 +19,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from tapeflow.backends._commit_plan import CommitPlan, commit_topics, eager_task, plan_commit
 from tapeflow.backends._pollers import PollRecorder
 from tapeflow.backends._rows import (
     FAILURE,
@@ -30,7 +29,6 @@ from tapeflow.backends._rows import (
     workflow_task,
 )
 from tapeflow.backends._sql_files import load_queries, migrations
-from tapeflow.backends._wakeups import Wakeups, Watch, work_topic
 from tapeflow.backends.base import (
     STICKY_FOR,
     ActivityTask,
@@ -45,6 +43,8 @@ from tapeflow.backends.base import (
     WorkflowStatus,
     WorkflowTask,
 )
+from tapeflow.backends.plan import CommitPlan, commit_topics, eager_task, plan_commit
+from tapeflow.backends.wakeups import Wakeups, Watch, work_topic
 from tapeflow.errors import (
     BackendUnavailable,
     LeaseLost,

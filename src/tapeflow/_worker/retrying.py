@@ -19,7 +19,9 @@ log = logging.getLogger("tapeflow.worker")
 T = TypeVar("T")
 
 
-async def persist(write: Callable[[], Awaitable[T]], what: str, patience: timedelta) -> T:
+async def retry_while_unavailable(
+    write: Callable[[], Awaitable[T]], what: str, patience: timedelta
+) -> T:
     """Run ``write``, retrying while the backend is unavailable, for up to ``patience``
     (the lease: past it, another worker is entitled to the task anyway)."""
     deadline = time.monotonic() + patience.total_seconds()

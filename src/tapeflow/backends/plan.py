@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from tapeflow.backends._wakeups import finished_topic, work_topic
 from tapeflow.backends.base import ActivityTask, EagerActivities, TaskKind
+from tapeflow.backends.wakeups import finished_topic, work_topic
 from tapeflow.history import (
     ActivityScheduled,
     Failure,

@@ -1,15 +1,15 @@
-"""Where workflow code runs: engine threads off the event loop, fed from one queue.
+"""Where workflow code runs: workflow threads off the event loop, fed from one queue.
 
 Workflow code runs off the event loop so that code that blocks (a wait on a lock, a busy
 loop) is caught by a timeout instead of freezing the worker. Results go back to the event
 loop in batches: one wake-up of the loop for every activation that finished since the last
 one, where a thread pool pays a wake-up (a write to the loop's self-pipe, then a wait for
 the GIL) per activation. An activation that runs past the timeout fails with
-EngineTimeout and its thread is left to it (Python cannot stop a thread); a fresh thread
+ThreadTimeout and its thread is left to it (Python cannot stop a thread); a fresh thread
 takes its place. Those abandoned threads are bounded, since each one spinning takes its
 share of the GIL from every other: while one is stuck in the activation of a key (a
 workflow), no other activation of that key runs, and once ``max_abandoned`` are stuck no
-activation runs at all; both are refused with EngineRefused. A stuck thread that returns
+activation runs at all; both are refused with ThreadRefused. A stuck thread that returns
 at last frees its place, and ``on_abandoned`` hears of every change.
 """
 
@@ -28,11 +28,11 @@ T = TypeVar("T")
 THREAD_NAME = "tapeflow-workflow"
 
 
-class EngineTimeout(Exception):
+class ThreadTimeout(Exception):
     """The activation ran longer than the engine's timeout without returning."""
 
 
-class EngineRefused(Exception):
+class ThreadRefused(Exception):
     """The activation was not run: threads are stuck in an earlier one of its key, or in
     as many as the engine allows."""
 
@@ -45,13 +45,14 @@ class _Job(Generic[T]):
     started: float = field(default=0.0)
 
 
-class Engine:
+class WorkflowThreads:
     def __init__(
         self,
         threads: int,
         timeout: float,
         max_abandoned: int | None = None,
         name: str = THREAD_NAME,
+        on_abandoned: Callable[[], None] | None = None,
     ) -> None:
         self._threads = max(1, threads)
         self._timeout = timeout
@@ -61,13 +62,13 @@ class Engine:
         self._lock = threading.Lock()
         self._finished: list[tuple[_Job[Any], bool, Any]] = []
         self._running: dict[int, _Job[Any]] = {}
-        """The job each live engine thread runs now, by thread id."""
+        """The job each live workflow thread runs now, by thread id."""
         self._abandoned: dict[int, str | None] = {}
         """The key of the job each thread given up on is still stuck in, by thread id."""
         self._outstanding = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watchdog: asyncio.TimerHandle | None = None
-        self.on_abandoned: Callable[[], None] | None = None
+        self._on_abandoned = on_abandoned
         """Called on the event loop whenever the number of abandoned threads changes."""
 
     @property
@@ -82,12 +83,12 @@ class Engine:
         return self._max_abandoned is not None and self.abandoned >= self._max_abandoned
 
     async def run(self, work: Callable[[], T], key: str | None = None) -> T:
-        """``work()`` on an engine thread; raises what it raises, EngineTimeout, or
-        EngineRefused (see the module's docstring; ``key`` names what it activates)."""
+        """``work()`` on an workflow thread; raises what it raises, ThreadTimeout, or
+        ThreadRefused (see the module's docstring; ``key`` names what it activates)."""
         with self._lock:
             refused = self._refusal(key)
         if refused is not None:
-            raise EngineRefused(refused)
+            raise ThreadRefused(refused)
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
@@ -102,7 +103,7 @@ class Engine:
 
     def close(self) -> None:
         """Let the threads end once the queue is drained; stuck ones end when they return."""
-        self.on_abandoned = None
+        self._on_abandoned = None
         for _ in range(self._threads):
             self._queue.put(None)
         if self._watchdog is not None:
@@ -144,7 +145,7 @@ class Engine:
                 job.started = time.monotonic()
                 self._running[me] = job
         if refused is not None:
-            return False, EngineRefused(refused)
+            return False, ThreadRefused(refused)
         try:
             return True, job.run()
         except BaseException as exc:  # handed to the awaiting task, whatever it is
@@ -171,8 +172,8 @@ class Engine:
         return True
 
     def _abandoned_changed(self) -> None:
-        if self.on_abandoned is not None:
-            self.on_abandoned()
+        if self._on_abandoned is not None:
+            self._on_abandoned()
 
     def _deliver(self) -> None:
         with self._lock:
@@ -204,7 +205,7 @@ class Engine:
                 self._abandoned[thread] = job.key
         for _, job in stuck:
             self._start_thread()
-            self._settle(job, False, EngineTimeout(f"ran more than {self._timeout:g}s"))
+            self._settle(job, False, ThreadTimeout(f"ran more than {self._timeout:g}s"))
         if stuck:
             self._abandoned_changed()
         if self._outstanding > 0 and self._loop is not None:
