@@ -14,6 +14,7 @@ from traceback import format_exception
 from typing import Annotated, Any, Literal, TypeAlias, get_args
 
 from pydantic import Field, TypeAdapter
+from typing_extensions import TypeIs
 
 from tapeflow.errors import NonRetryableError
 
@@ -149,14 +150,27 @@ Incoming: TypeAlias = (
 HistoryEvent: TypeAlias = WorkflowTaskStarted | Incoming | Decision
 
 
-def _members(union: Any) -> tuple[type, ...]:
-    """The event classes of a union, flattened, for ``isinstance`` checks."""
-    return tuple(get_args(union))
+_DECISIONS = get_args(Decision)
+_TERMINALS = get_args(Terminal)
+_INCOMING = get_args(Incoming)
 
 
-DECISION_TYPES = _members(Decision)
-TERMINAL_TYPES = _members(Terminal)
-INCOMING_TYPES = _members(Incoming)
+def is_decision(event: HistoryEvent | None) -> TypeIs[Decision]:
+    return isinstance(event, _DECISIONS)
+
+
+def is_terminal(event: HistoryEvent | None) -> TypeIs[Terminal]:
+    return isinstance(event, _TERMINALS)
+
+
+def is_incoming(event: HistoryEvent | None) -> TypeIs[Incoming]:
+    return isinstance(event, _INCOMING)
+
+
+def decision_types() -> tuple[type, ...]:
+    """Every kind of decision, as the ``Decision`` union lists them."""
+    return tuple(_DECISIONS)
+
 
 _EVENT_ADAPTER: TypeAdapter[HistoryEvent] = TypeAdapter(
     Annotated[HistoryEvent, Field(discriminator="kind")]
@@ -178,7 +192,7 @@ def decode_event(data: str | bytes) -> HistoryEvent:
 def decode_incoming(data: str | bytes) -> Incoming:
     """An inbox event; anything else in an inbox row is corrupt data."""
     event = decode_event(data)
-    if not isinstance(event, INCOMING_TYPES):
+    if not is_incoming(event):
         raise ValueError(f"an inbox row holds a {event.kind} event")
     return event
 

@@ -17,7 +17,6 @@ from tapeflow._definition import Definition, definition_of
 from tapeflow._engine.instance import Activation, WorkflowInstance
 from tapeflow._engine.replay import replay_new, split_activations
 from tapeflow.history import (
-    TERMINAL_TYPES,
     ActivityCompleted,
     ActivityFailed,
     ActivityScheduled,
@@ -31,6 +30,7 @@ from tapeflow.history import (
     TimerStarted,
     WorkflowExecutionStarted,
     WorkflowTaskStarted,
+    is_terminal,
 )
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -116,7 +116,7 @@ def replay_decisions(
 
 
 def terminal(decisions: Sequence[Decision]) -> Decision | None:
-    ends = [d for d in decisions if isinstance(d, TERMINAL_TYPES)]
+    ends = [d for d in decisions if is_terminal(d)]
     assert len(ends) <= 1, decisions
     return ends[0] if ends else None
 

@@ -81,7 +81,7 @@ EVERY_KIND: list[HistoryEvent] = [
 
 def test_every_event_kind_is_covered() -> None:
     kinds = {type(event) for event in EVERY_KIND}
-    declared = set(history.DECISION_TYPES) | {
+    declared = set(history.decision_types()) | {
         WorkflowTaskStarted,
         WorkflowExecutionStarted,
         ActivityCompleted,

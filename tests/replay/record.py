@@ -32,10 +32,10 @@ import tapeflow
 from tapeflow._definition import definition_of
 from tapeflow._engine.replay import replay_new
 from tapeflow.history import (
-    TERMINAL_TYPES,
     HistoryEvent,
     WorkflowExecutionCompleted,
     encode_events,
+    is_terminal,
 )
 from tests.replay import workflows as wf
 
@@ -218,7 +218,7 @@ async def _finish(client: tapeflow.Client, recording: Recording, timeout: float)
 def check(recording: Recording, history: list[HistoryEvent]) -> None:
     """The history ends as expected and replays against the code that wrote it."""
     last = history[-1] if history else None
-    if not isinstance(last, TERMINAL_TYPES):
+    if not is_terminal(last):
         raise RuntimeError(f"{recording.name}: history does not end the workflow: {last!r}")
     if isinstance(last, WorkflowExecutionCompleted) != (recording.ends == "completed"):
         raise RuntimeError(f"{recording.name}: ended with {last.kind}, not {recording.ends}")

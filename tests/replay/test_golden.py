@@ -25,7 +25,6 @@ from tapeflow._definition import Definition, definition_of
 from tapeflow._engine.instance import WorkflowInstance
 from tapeflow._engine.replay import replay_new, split_activations
 from tapeflow.history import (
-    TERMINAL_TYPES,
     ActivityScheduled,
     Decision,
     HistoryEvent,
@@ -34,6 +33,7 @@ from tapeflow.history import (
     WorkflowExecutionFailed,
     WorkflowExecutionStarted,
     decode_events,
+    is_terminal,
 )
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -54,7 +54,7 @@ def verify(definition: Definition, workflow_id: str, history: list[HistoryEvent]
     """Replay ``history`` as a worker would, then check the terminal event it re-decides."""
     replay_new(definition, workflow_id, history).close()  # raises NonDeterminismError
     recorded = history[-1]
-    assert isinstance(recorded, TERMINAL_TYPES), f"golden does not end the workflow: {recorded}"
+    assert is_terminal(recorded), f"golden does not end the workflow: {recorded}"
     instance = WorkflowInstance(definition, workflow_id)
     try:
         last: list[Decision] = []

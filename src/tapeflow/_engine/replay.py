@@ -13,7 +13,6 @@ from tapeflow._definition import Definition
 from tapeflow._engine.instance import Activation, WorkflowInstance
 from tapeflow.errors import NonDeterminismError
 from tapeflow.history import (
-    DECISION_TYPES,
     ActivityScheduled,
     Decision,
     HistoryEvent,
@@ -21,6 +20,7 @@ from tapeflow.history import (
     TimerCancelled,
     TimerStarted,
     WorkflowTaskStarted,
+    is_decision,
 )
 
 
@@ -49,7 +49,7 @@ def split_activations(history: Sequence[HistoryEvent]) -> Iterator[RecordedActiv
             raise NonDeterminismError(
                 f"history event #{position} ({event.kind}) comes before any workflow task"
             )
-        elif isinstance(event, DECISION_TYPES):
+        elif is_decision(event):
             current.decisions.append((position, event))
         else:
             if current.decisions:
