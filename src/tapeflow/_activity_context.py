@@ -11,6 +11,8 @@ from typing import Any
 @dataclass(frozen=True)
 class ActivityInfo:
     workflow_id: str
+    run_id: str
+    """The id of the workflow run that scheduled it."""
     activity_name: str
     seq: int
     """The activity's sequence number within its workflow."""

@@ -75,6 +75,8 @@ class Activation:
 @dataclass(frozen=True)
 class WorkflowInfo:
     workflow_id: str
+    run_id: str
+    """This run's id; empty when replaying a history that is no stored run's."""
     name: str
     version: str
     started_at: datetime
@@ -83,9 +85,10 @@ class WorkflowInfo:
 
 
 class WorkflowInstance:
-    def __init__(self, definition: Definition, workflow_id: str) -> None:
+    def __init__(self, definition: Definition, workflow_id: str, run_id: str = "") -> None:
         self.definition = definition
         self.workflow_id = workflow_id
+        self.run_id = run_id
         self.commands = Commands()
         self.loop = WorkflowEventLoop(self.commands, runtime=self)  # type: ignore[abstract]
         self.channels = EventChannels(self.loop, self._callback_failed)
@@ -113,6 +116,7 @@ class WorkflowInstance:
         assert started is not None, "no workflow code runs before the start event"
         return WorkflowInfo(
             workflow_id=self.workflow_id,
+            run_id=self.run_id,
             name=started.name,
             version=started.version,
             started_at=started.started_at.astimezone(UTC),

@@ -76,10 +76,10 @@ def replay(instance: WorkflowInstance, history: Sequence[HistoryEvent]) -> None:
 
 
 def replay_new(
-    definition: Definition, workflow_id: str, history: Sequence[HistoryEvent]
+    definition: Definition, workflow_id: str, history: Sequence[HistoryEvent], run_id: str = ""
 ) -> WorkflowInstance:
     """A fresh instance brought up to the end of ``history``."""
-    instance = WorkflowInstance(definition, workflow_id)
+    instance = WorkflowInstance(definition, workflow_id, run_id)
     try:
         replay(instance, history)
     except BaseException:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import TypeAdapter
 
@@ -24,45 +23,39 @@ from tapeflow.history import Failure, HistoryEvent, decode_event, decode_incomin
 FAILURE = TypeAdapter(Failure)
 
 
-def workflow_record(
-    row: tuple[
-        str,
-        str,
-        str,
-        str,
-        str,
-        datetime,
-        datetime,
-        datetime | None,
-        str | None,
-        str | None,
-        int,
-        str | None,
-        bool,
-        float | Decimal | None,
-    ],
-) -> WorkflowRecord:
-    """A ``get_workflow`` row, JSON still as text and times already converted to UTC; it
-    ends with whether the workflow's start is due and the seconds since a worker last polled
-    for its name (None if none ever did)."""
-    (id_, name, version, status, args, created, start, completed, result, failure,
-     length, last_error, due, silent_for) = row  # fmt: skip
-    state = WorkflowStatus(status)
-    silent = None if silent_for is None else float(silent_for)
+class NamedRow(Protocol):
+    """A row read by column name (``sqlite3.Row``, psycopg's ``dict_row``)."""
+
+    def __getitem__(self, column: str) -> Any: ...
+
+
+def workflow_record(row: NamedRow, when: Callable[[Any], datetime]) -> WorkflowRecord:
+    """A ``get_workflow`` row, JSON still as text and times as stored (``when`` makes them
+    UTC datetimes); ``due`` says whether the run's start is due and ``silent_for`` the
+    seconds since a worker last polled for its name (None if none ever did)."""
+    state = WorkflowStatus(row["status"])
+    silent = None if row["silent_for"] is None else float(row["silent_for"])
+    name, completed, result, failure = (
+        row["name"],
+        row["completed_at"],
+        row["result"],
+        row["failure"],
+    )
     return WorkflowRecord(
-        id=id_,
+        id=row["id"],
+        run_id=row["run_id"],
         name=name,
-        version=version,
+        version=row["version"],
         status=state,
-        args=json.loads(args),
-        created_at=created,
-        start_at=start,
-        completed_at=completed,
+        args=json.loads(row["args"]),
+        created_at=when(row["created_at"]),
+        start_at=when(row["start_at"]),
+        completed_at=None if completed is None else when(completed),
         result=None if result is None else json.loads(result),
         failure=None if failure is None else FAILURE.validate_json(failure),
-        history_length=length,
-        task_error=last_error,
-        hint=pending_hint(name, bool(due) and not state.finished, silent),
+        history_length=row["history_length"],
+        task_error=row["last_error"],
+        hint=pending_hint(name, bool(row["due"]) and not state.finished, silent),
     )
 
 
@@ -72,15 +65,12 @@ def json_text(value: object) -> str:
 
 
 def workflow_task(
-    workflow_id: str,
-    name: str,
-    history_length: int,
-    inbox: Iterable[tuple[int, str]],
-    lease_token: int,
-    claimed_at: datetime,
-    failures: int,
+    row: NamedRow, inbox: Iterable[tuple[int, str]], claimed_at: datetime
 ) -> WorkflowTask:
-    """A claimed workflow task; unreadable inbox rows poison only this task."""
+    """A claimed workflow task (columns ``workflow_id``, ``run_id``, ``name``,
+    ``history_length``, ``lease_token``, ``failures``) with its visible inbox rows (id,
+    event); unreadable inbox rows poison only this task."""
+    workflow_id = row["workflow_id"]
     events, unreadable, errors = [], [], []
     for inbox_id, raw in inbox:
         try:
@@ -89,49 +79,42 @@ def workflow_task(
             unreadable.append(inbox_id)
             errors.append(f"inbox event {inbox_id} of {workflow_id!r} cannot be read: {exc}")
     return WorkflowTask(
-        workflow_id,
-        name,
-        history_length,
-        events,
-        lease_token,
-        claimed_at,
-        failures,
-        "; ".join(errors) or None,
-        tuple(unreadable),
+        workflow_id=workflow_id,
+        run_id=row["run_id"],
+        workflow_name=row["name"],
+        history_length=row["history_length"],
+        inbox=events,
+        lease_token=row["lease_token"],
+        claimed_at=claimed_at,
+        failures=row["failures"],
+        poison="; ".join(errors) or None,
+        unreadable=tuple(unreadable),
     )
 
 
-def activity_task(
-    id_: int,
-    workflow_id: str,
-    workflow_name: str,
-    seq: int,
-    name: str,
-    args: str,
-    retry: str | None,
-    attempt: int,
-    lease_token: int,
-    heartbeat_details: str | None,
-) -> ActivityTask:
-    """A claimed activity task; unreadable stored JSON poisons only this task."""
+def activity_task(row: NamedRow) -> ActivityTask:
+    """A claimed activity task (columns named as the fields, JSON as text); unreadable
+    stored JSON poisons only this task."""
+    task_id, workflow_id, args = row["id"], row["workflow_id"], row["args"]
     try:
-        arguments, policy = json.loads(args), _loads(retry)
-        details, poison = _loads(heartbeat_details), None
+        arguments, policy = json.loads(args), _loads(row["retry"])
+        details, poison = _loads(row["heartbeat_details"]), None
         if not isinstance(arguments, list):
             raise ValueError(f"arguments are not a JSON array: {args[:80]!r}")
     except ValueError as exc:
         arguments, policy, details = [], None, None
-        poison = f"activity task {id_} of {workflow_id!r} cannot be read: {exc}"
+        poison = f"activity task {task_id} of {workflow_id!r} cannot be read: {exc}"
     return ActivityTask(
-        id=id_,
+        id=task_id,
         workflow_id=workflow_id,
-        workflow_name=workflow_name,
-        seq=seq,
-        name=name,
+        run_id=row["run_id"],
+        workflow_name=row["workflow_name"],
+        seq=row["seq"],
+        name=row["name"],
         args=arguments,
         retry=policy,
-        attempt=attempt,
-        lease_token=lease_token,
+        attempt=row["attempt"],
+        lease_token=row["lease_token"],
         heartbeat_details=details,
         poison=poison,
     )

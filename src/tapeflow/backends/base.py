@@ -1,19 +1,32 @@
-"""The backend protocol: the narrow, typed surface every storage engine implements.
+"""The backend protocol: a core every storage engine implements, and optional capabilities.
 
 Workers and clients talk to storage only through this. Every method that changes a
 workflow does it in one transaction. Task methods are fenced by the lease token handed out
 at claim time: a worker whose lease expired or was taken over gets ``LeaseLost`` and its
 write is discarded.
+
+A workflow id has one or more runs (a new run continues it, or reuses a finished one's id):
+history, tasks and inbox belong to a run, keyed by its ``run_id``. Calls that name only a
+workflow id mean its latest run.
+
+The core (``Backend``) is what a backend needs to run anything: create, claim, commit a
+plan, complete an activity, events, history, describe, leases. A workflow task's commit is
+a ``CommitPlan`` (``tapeflow.backends.plan``) of plain writes worked out in Python, which the
+backend stores without interpreting decisions: a new kind of decision needs no backend code.
+``HandOffs`` is an optional capability: the committing worker takes work for itself in the
+same transaction (eager activities, continuing a workflow straight from its activity's
+outcome, sticky tasks). A worker uses it only where the backend has it.
 """
 
 from __future__ import annotations
 
 import enum
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
 from tapeflow.backends.wakeups import Watch
 from tapeflow.history import (
@@ -24,6 +37,14 @@ from tapeflow.history import (
     Incoming,
     JSONValue,
 )
+
+if TYPE_CHECKING:
+    from tapeflow.backends.plan import CommitPlan
+
+
+def new_run_id() -> str:
+    """A run's id: random, so that runs made on many machines never collide."""
+    return str(uuid.uuid4())
 
 
 class WorkflowStatus(enum.StrEnum):
@@ -46,11 +67,16 @@ class NewWorkflow:
     args: list[JSONValue]
     start_at: datetime | None
     """When the workflow becomes runnable; None means now (the backend's clock)."""
+    run_id: str = field(default_factory=new_run_id)
+    """Its first run's id; made by the caller, so that a commit creating it (a child, the
+    next run) can record it."""
 
 
 @dataclass(frozen=True)
 class WorkflowRecord:
     id: str
+    run_id: str
+    """The run described: the latest one unless another was asked for."""
     name: str
     version: str
     status: WorkflowStatus
@@ -77,6 +103,7 @@ class InboxEvent:
 @dataclass(frozen=True)
 class WorkflowTask:
     workflow_id: str
+    run_id: str
     workflow_name: str
     history_length: int
     """History events already committed; the new ones are numbered from here + 1."""
@@ -98,6 +125,7 @@ class WorkflowTask:
 class ActivityTask:
     id: int
     workflow_id: str
+    run_id: str
     workflow_name: str
     seq: int
     name: str
@@ -113,49 +141,45 @@ class ActivityTask:
 
 
 @dataclass(frozen=True)
-class EagerActivities:
-    """New activity tasks the committing worker takes itself, leased in the commit's own
-    transaction: it runs them at once, with no claim and no wake-up in between."""
-
-    seqs: frozenset[int]
-    owner: str
-    lease: timedelta
-
-
-@dataclass(frozen=True)
-class ResumeWorkflow:
-    """Lease the workflow task in the same transaction that records an activity's outcome,
-    if it is free, so the worker that ran the activity continues the workflow at once."""
+class Take:
+    """What a worker takes for itself in the transaction of its own write (``HandOffs``):
+    the work then starts at once, with no claim, no wake-up and no poll in between."""
 
     owner: str
     lease: timedelta
+    activities: frozenset[int] = frozenset()
+    """The seqs of the plan's new activity tasks to lease to ``owner`` (attempt 1)."""
 
 
 @dataclass(frozen=True)
-class Continuation:
-    """The workflow's next task, run ahead by the worker that ran one of its activities, on
-    its cached instance fed only that activity's outcome. It is committed in the transaction
-    that records the outcome if the workflow's task is free and its history is still
-    ``history_length`` events long; otherwise the outcome is recorded alone (and the task
-    resumed by ``resume``, if free), so nothing is lost either way."""
+class RunAhead:
+    """The workflow's next task, run ahead by the worker that ran one of its activities on
+    its cached instance fed only that activity's outcome: committed with the outcome if the
+    run's task is free and its history still ``history_length`` events long."""
 
-    resume: ResumeWorkflow
     history_length: int
-    events: Sequence[HistoryEvent]
-    """WorkflowTaskStarted, the activity's outcome, then the task's decisions."""
-    eager: EagerActivities | None = None
+    plan: CommitPlan
+    """Its history begins with WorkflowTaskStarted and the activity's outcome."""
 
 
 @dataclass(frozen=True)
 class Continued:
-    """What ``continue_after_activity`` did, the outcome being recorded either way."""
+    """What ``complete_and_continue`` did; the outcome is recorded either way."""
 
     committed: bool
-    """The continuation is in history: the cached instance is current."""
-    eager: list[ActivityTask]
-    """Activity tasks the continuation's commit leased to the worker."""
+    """The run-ahead task is in history: the cached instance is current."""
+    activities: list[ActivityTask]
+    """Activity tasks the run-ahead commit leased to the worker (``Take.activities``)."""
     resumed: WorkflowTask | None
-    """Not committed, but the workflow's task was free: leased to the worker, to run now."""
+    """Not committed, but the run's task was free: leased to the worker, to run now."""
+
+
+@dataclass(frozen=True)
+class Reclaimed:
+    """What a lost answer had leased to a worker, leased to it anew."""
+
+    workflow_task: WorkflowTask | None
+    activities: list[ActivityTask]
 
 
 STICKY_FOR = timedelta(seconds=1)
@@ -173,12 +197,12 @@ class TaskKind(enum.StrEnum):
 class LeaseRef:
     kind: TaskKind
     id: str
-    """The workflow id for a workflow task, the task id (as text) for an activity task."""
+    """The run id for a workflow task, the task id (as text) for an activity task."""
     token: int
 
 
 class Backend(Protocol):
-    """Storage for workflows. See the module docstring for the guarantees."""
+    """The core protocol. See the module docstring for the guarantees."""
 
     async def __aenter__(self) -> Self: ...
 
@@ -197,21 +221,21 @@ class Backend(Protocol):
     # -- clients ---------------------------------------------------------------------------
 
     async def create_workflow(self, new: NewWorkflow) -> None:
-        """Write the workflow, its workflow task and its start event, all or nothing.
+        """Write the workflow's first run, its workflow task and its start event, all or
+        nothing. Raises WorkflowAlreadyExists if the id has a run already."""
 
-        Raises WorkflowAlreadyExists if the id is taken.
-        """
-
-    async def get_workflow(self, workflow_id: str) -> WorkflowRecord:
-        """Raises WorkflowNotFound."""
+    async def get_workflow(self, workflow_id: str, run_id: str | None = None) -> WorkflowRecord:
+        """The latest run of the workflow, or the run named. Raises WorkflowNotFound."""
         ...
 
-    async def load_history(self, workflow_id: str) -> list[HistoryEvent]:
-        """The committed history, in sequence order. Raises WorkflowNotFound."""
+    async def load_history(self, workflow_id: str, run_id: str | None = None) -> list[HistoryEvent]:
+        """The committed history of the latest run (or the run named), in sequence order.
+        Raises WorkflowNotFound."""
         ...
 
     async def send_event(self, workflow_id: str, name: str, payload: JSONValue) -> None:
-        """Append to the workflow's inbox. Raises WorkflowNotFound, WorkflowAlreadyCompleted."""
+        """Append to the inbox of the workflow's latest run. Raises WorkflowNotFound,
+        WorkflowAlreadyCompleted."""
 
     def watch(self, topics: Iterable[str]) -> Watch:
         """Start watching wake-up topics (``work_topic``, ``finished_topic``): the watch is
@@ -229,26 +253,20 @@ class Backend(Protocol):
     async def claim_workflow_tasks(
         self, names: Sequence[str], owner: str, lease: timedelta, limit: int
     ) -> list[WorkflowTask]:
-        """Lease up to ``limit`` workflow tasks (of these workflow names) with visible events."""
+        """Lease up to ``limit`` workflow tasks (of these workflow names) with visible events.
+        A task sticky to another owner (``HandOffs``) waits STICKY_FOR for it first."""
         ...
 
-    async def commit_workflow_task(
-        self,
-        task: WorkflowTask,
-        consumed: Sequence[int],
-        events: Sequence[HistoryEvent],
-        eager: EagerActivities | None = None,
-    ) -> list[ActivityTask]:
-        """Append ``events`` to history, delete the ``consumed`` inbox events, carry out the
-        decisions among the events (activity tasks, timers, completion) and release the lease.
-        Returns the ``eager`` activity tasks, leased to their owner (attempt 1).
+    async def commit_workflow_task(self, task: WorkflowTask, plan: CommitPlan) -> None:
+        """Store ``plan`` (see ``tapeflow.backends.plan`` for what each part means) and
+        release the lease, in one transaction.
 
-        A commit that ends the workflow while the inbox holds events other than timers that
-        are not among ``consumed`` would drop them: it writes nothing and raises
-        UnseenEvents, so that every event accepted by ``send_event`` reaches history. Raises
-        LeaseLost. Either way the caller gives back the lease it may still hold
-        (``abandon_workflow_task``), and the task runs again with what is there now."""
-        ...
+        A plan that ends the run while its inbox holds events other than timers that are not
+        among ``plan.consumed`` would drop them: it writes nothing and raises UnseenEvents,
+        so that every event accepted by ``send_event`` reaches history. Raises LeaseLost if
+        the lease is not held or the run's history moved on. Either way the caller gives
+        back the lease it may still hold (``abandon_workflow_task``), and the task runs again
+        with what is there now."""
 
     async def abandon_workflow_task(
         self, task: WorkflowTask, error: str | None, delay: timedelta
@@ -265,44 +283,10 @@ class Backend(Protocol):
         """Lease up to ``limit`` due activity tasks of these names, counting an attempt each."""
         ...
 
-    async def reclaim_workflow_task(
-        self, workflow_id: str, resume: ResumeWorkflow
-    ) -> WorkflowTask | None:
-        """The workflow task a ``resume`` leased to its owner when the answer was lost:
-        leased anew and returned, or None if it is not held by that owner."""
-        ...
-
-    async def reclaim_eager_activities(
-        self, workflow_id: str, eager: EagerActivities
-    ) -> list[ActivityTask]:
-        """The eager activity tasks a commit leased to ``eager.owner`` when the commit's answer
-        was lost (the connection dropped after it committed): leased anew and returned, so
-        the worker runs them now instead of after their lease runs out. Empty if the commit
-        never happened."""
-        ...
-
     async def complete_activity_task(
-        self,
-        task: ActivityTask,
-        outcome: ActivityCompleted | ActivityFailed,
-        resume: ResumeWorkflow | None = None,
-    ) -> WorkflowTask | None:
-        """Delete the task and hand its final outcome to the workflow; with ``resume``, also
-        lease the workflow's task to the caller if it is free, and return it.
-        Raises LeaseLost."""
-        ...
-
-    async def continue_after_activity(
-        self,
-        task: ActivityTask,
-        outcome: ActivityCompleted | ActivityFailed,
-        continuation: Continuation,
-    ) -> Continued:
-        """``complete_activity_task`` and, in the same transaction, the workflow's next task
-        when the worker could run it ahead (see Continuation), unless it would end the
-        workflow past unseen events (see ``commit_workflow_task``). Raises LeaseLost if the
-        activity's lease was lost (then nothing is written)."""
-        ...
+        self, task: ActivityTask, outcome: ActivityCompleted | ActivityFailed
+    ) -> None:
+        """Delete the task and put its final outcome in its run's inbox. Raises LeaseLost."""
 
     async def retry_activity_task(
         self,
@@ -335,3 +319,47 @@ class Backend(Protocol):
 
         Relative, because the backend's clock decides: a worker's clock may be wrong."""
         ...
+
+
+@runtime_checkable
+class HandOffs(Protocol):
+    """The optional capability of worker-local hand-offs: a worker takes the work its own
+    write makes, leased in that write's transaction (``Take``). A backend without it runs
+    everything through the core, only with a claim (and a wake-up) per hand-off."""
+
+    async def commit_and_take(
+        self, task: WorkflowTask, plan: CommitPlan, take: Take
+    ) -> list[ActivityTask]:
+        """``commit_workflow_task``, and in the same transaction: the plan's new activity
+        tasks whose seqs are in ``take.activities`` leased to ``take.owner`` (attempt 1,
+        returned), and the run's next task sticky to ``take.owner``, which keeps its
+        instance (see STICKY_FOR)."""
+        ...
+
+    async def complete_and_continue(
+        self,
+        task: ActivityTask,
+        outcome: ActivityCompleted | ActivityFailed,
+        take: Take,
+        ahead: RunAhead | None = None,
+    ) -> Continued:
+        """``complete_activity_task``, and in the same transaction the run's workflow task
+        leased to ``take.owner`` if it is free (not leased, due, not sticky to another).
+        Then ``ahead``, if given, is committed as by ``commit_and_take`` if the run's history
+        is still ``ahead.history_length`` long and it is not refused (unseen events);
+        otherwise the outcome goes to the inbox and the task leased, if any, comes back as
+        ``resumed`` with its inbox. Raises LeaseLost if the activity's lease was lost (then
+        nothing is written)."""
+        ...
+
+    async def reclaim(self, run_id: str, take: Take) -> Reclaimed:
+        """What a write with ``take`` leased to ``take.owner`` when the write's answer was
+        lost (the connection dropped after it committed), leased anew: the run's workflow
+        task if ``take.owner`` holds it, and the run's activity tasks of ``take.activities``
+        it holds on their first attempt. Empty if the write never happened."""
+        ...
+
+
+def hand_offs(backend: Backend) -> HandOffs | None:
+    """The backend's hand-off capability, if it has one."""
+    return backend if isinstance(backend, HandOffs) else None

@@ -1,16 +1,52 @@
-"""What a workflow task's decisions mean for storage, worked out once for every backend."""
+"""A workflow task's decisions as one plan of plain writes, worked out once, in Python.
+
+The engine decides; ``plan_commit`` turns what it decided into rows to write; a backend
+stores those rows without knowing which decision asked for them. So a new kind of decision
+is engine and plan code only: no SQL, no backend-specific code.
+
+How every backend stores a ``CommitPlan`` for a run's task, in one transaction:
+
+1. Fenced: the task's lease must be held (its token, not expired) and the run's history
+   still ``task.history_length`` long; else LeaseLost, and nothing is written.
+2. If the plan has an ``ending`` and the run's inbox holds a row that is not a timer and
+   not among ``consumed``: UnseenEvents, and nothing is written.
+3. The ``consumed`` inbox rows of the run are deleted; ``history`` is appended, numbered
+   from ``task.history_length + 1``.
+4. ``inbox`` rows are inserted: into this run's inbox, or, for a row naming another
+   ``workflow_id``, into that workflow's latest run if it is unfinished (else the row is
+   dropped; the plan's maker must not rely on it).
+5. ``activities`` are inserted as activity tasks, due now; the run's activity tasks whose
+   seqs are in ``cancelled_activities`` are deleted, and so are its inbox rows that are
+   timers with seqs in ``cancelled_timers``.
+6. With an ``ending``, the run takes its status, result or failure and its end time, and
+   its workflow task, activity tasks and inbox are deleted. Without one, the run is
+   running and its task released (failures and last error cleared).
+7. ``workflows`` are created, each as the next run of its id (as ``create_workflow`` makes
+   a first one), unless that id has an unfinished run (after step 6: the run that ends here
+   may be continued by a new run of its own id).
+8. Wake-ups (``commit_topics``) go to the pollers of the new activities, the pollers of the
+   workflows written to or created, and the run's own pollers if its inbox is not empty
+   (events that came while the task was held, or timers), or its result waiters if it ended.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from tapeflow.backends.base import ActivityTask, EagerActivities, TaskKind
+from tapeflow.backends._rows import FAILURE, json_text
+from tapeflow.backends.base import (
+    ActivityTask,
+    NewWorkflow,
+    TaskKind,
+    WorkflowStatus,
+    WorkflowTask,
+)
 from tapeflow.backends.wakeups import finished_topic, work_topic
 from tapeflow.history import (
     ActivityScheduled,
-    Failure,
     HistoryEvent,
     JSONValue,
     TimerCancelled,
@@ -18,78 +54,137 @@ from tapeflow.history import (
     TimerStarted,
     WorkflowExecutionCompleted,
     WorkflowExecutionFailed,
+    encode_event,
 )
 
 
 @dataclass(frozen=True)
+class NewActivity:
+    seq: int
+    name: str
+    args: str
+    """JSON text: the encoded arguments."""
+    retry: str | None
+    """JSON text: the activity's own retry policy, if any."""
+
+
+@dataclass(frozen=True)
+class NewInboxEvent:
+    event: str
+    """An encoded ``Incoming`` event."""
+    visible_at: datetime | None = None
+    """When a task may see it; None: now, by the backend's clock."""
+    timer_seq: int | None = None
+    """Set for a timer: dropped by ``cancelled_timers``, and not an unseen event (step 2)."""
+    workflow_id: str | None = None
+    """Another workflow's (its latest run's) inbox; None: this run's."""
+
+
+@dataclass(frozen=True)
 class Ending:
-    completed: bool
-    result: JSONValue
-    failure: Failure | None
+    status: WorkflowStatus
+    result: str | None
+    """JSON text, when completed."""
+    failure: str | None
+    """JSON text of a ``Failure``, when failed."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class CommitPlan:
-    activities: list[ActivityScheduled] = field(default_factory=list)
-    timers: list[tuple[int, datetime, TimerFired]] = field(default_factory=list)
-    """(seq, due time, the event to deliver then)."""
-    cancelled_timers: list[int] = field(default_factory=list)
+    history: tuple[str, ...] = ()
+    """Encoded events to append."""
+    consumed: tuple[int, ...] = ()
+    """Ids of this run's inbox rows now in history."""
+    inbox: tuple[NewInboxEvent, ...] = ()
+    activities: tuple[NewActivity, ...] = ()
+    cancelled_activities: tuple[int, ...] = ()
+    cancelled_timers: tuple[int, ...] = ()
+    workflows: tuple[NewWorkflow, ...] = ()
     ending: Ending | None = None
+
+    def as_json(self) -> dict[str, JSONValue]:
+        """The plan as one JSON document (times as ISO 8601 text), for a backend that
+        hands it to the database whole."""
+        document = asdict(self)
+        for row in document["inbox"]:
+            at = row["visible_at"]
+            row["visible_at"] = None if at is None else at.isoformat()
+        for new in document["workflows"]:
+            at = new["start_at"]
+            new["start_at"] = None if at is None else at.isoformat()
+            new["args"] = json_text(new["args"])
+        return document
+
+
+def plan_commit(events: Sequence[HistoryEvent], consumed: Iterable[int] = ()) -> CommitPlan:
+    """The writes that a task appending ``events`` (its start, what it consumed, then its
+    decisions) makes, having consumed the inbox rows ``consumed``."""
+    activities: list[NewActivity] = []
+    inbox: list[NewInboxEvent] = []
+    cancelled_timers: list[int] = []
+    ending: Ending | None = None
+    for event in events:
+        match event:
+            case ActivityScheduled(seq=seq, name=name, args=args, retry=retry):
+                retry_text = None if retry is None else json_text(retry)
+                activities.append(NewActivity(seq, name, json_text(args), retry_text))
+            case TimerStarted(seq=seq, fire_at=fire_at):
+                fired = encode_event(TimerFired(seq=seq))
+                inbox.append(NewInboxEvent(fired, fire_at, timer_seq=seq))
+            case TimerCancelled(seq=seq):
+                cancelled_timers.append(seq)
+            case WorkflowExecutionCompleted(result=result):
+                ending = Ending(WorkflowStatus.COMPLETED, json_text(result), None)
+            case WorkflowExecutionFailed(failure=failure):
+                ending = Ending(WorkflowStatus.FAILED, None, FAILURE.dump_json(failure).decode())
+    return CommitPlan(
+        history=tuple(encode_event(event) for event in events),
+        consumed=tuple(consumed),
+        inbox=tuple(inbox),
+        activities=tuple(activities),
+        cancelled_timers=tuple(cancelled_timers),
+        ending=ending,
+    )
 
 
 def commit_topics(
-    workflow_id: str,
-    workflow_name: str,
+    task: WorkflowTask,
     plan: CommitPlan,
-    eager: EagerActivities | None = None,
     *,
-    wake_workflow: bool = True,
+    taken: frozenset[int] = frozenset(),
+    wake_run: bool = True,
+    woken: Iterable[str] = (),
 ) -> list[str]:
-    """Who to wake once a workflow task commits: the pollers of new activities (but those
-    the committing worker takes eagerly), and either the result waiters (it ended) or the
-    workflow's pollers (new timers to wait for, and events that arrived while the task was
-    held are claimable again), unless the backend saw that the workflow's inbox is empty
-    (``wake_workflow``)."""
-    taken = eager.seqs if eager else frozenset()
-    topics = sorted(
-        {work_topic(TaskKind.ACTIVITY, a.name) for a in plan.activities if a.seq not in taken}
+    """Whom to wake once ``plan`` is committed (step 8): the pollers of the new activities
+    but those the committing worker took (``taken`` seqs); the result waiters if the run
+    ended, else its own pollers unless the backend saw its inbox empty (``wake_run``); and
+    the pollers of the workflow names ``woken`` (other workflows written to) and of the
+    workflows created."""
+    topics = {work_topic(TaskKind.WORKFLOW, name) for name in woken}
+    topics.update(work_topic(TaskKind.WORKFLOW, new.name) for new in plan.workflows)
+    if plan.ending is not None:  # its activity tasks went with it
+        topics.add(finished_topic(task.workflow_id))
+        return sorted(topics)
+    topics.update(
+        work_topic(TaskKind.ACTIVITY, a.name) for a in plan.activities if a.seq not in taken
     )
-    if plan.ending is not None:
-        return [finished_topic(workflow_id)]
-    if wake_workflow:
-        topics.append(work_topic(TaskKind.WORKFLOW, workflow_name))
-    return topics
+    if wake_run:
+        topics.add(work_topic(TaskKind.WORKFLOW, task.workflow_name))
+    return sorted(topics)
 
 
-def eager_task(
-    workflow_id: str, workflow_name: str, activity: ActivityScheduled, task_id: int
-) -> ActivityTask:
+def taken_activity(task: WorkflowTask, plan: CommitPlan, seq: int, task_id: int) -> ActivityTask:
     """The activity task a commit leased to its own worker (attempt 1, first lease)."""
+    activity = next(a for a in plan.activities if a.seq == seq)
     return ActivityTask(
         id=task_id,
-        workflow_id=workflow_id,
-        workflow_name=workflow_name,
-        seq=activity.seq,
+        workflow_id=task.workflow_id,
+        run_id=task.run_id,
+        workflow_name=task.workflow_name,
+        seq=seq,
         name=activity.name,
-        args=activity.args,
-        retry=activity.retry,
+        args=json.loads(activity.args),
+        retry=None if activity.retry is None else json.loads(activity.retry),
         attempt=1,
         lease_token=1,
     )
-
-
-def plan_commit(events: Sequence[HistoryEvent]) -> CommitPlan:
-    plan = CommitPlan()
-    for event in events:
-        match event:
-            case ActivityScheduled():
-                plan.activities.append(event)
-            case TimerStarted(seq=seq, fire_at=fire_at):
-                plan.timers.append((seq, fire_at, TimerFired(seq=seq)))
-            case TimerCancelled(seq=seq):
-                plan.cancelled_timers.append(seq)
-            case WorkflowExecutionCompleted(result=result):
-                plan.ending = Ending(True, result, None)
-            case WorkflowExecutionFailed(failure=failure):
-                plan.ending = Ending(False, None, failure)
-    return plan
