@@ -103,7 +103,7 @@ def test_migrations_hold_no_functions() -> None:
 def _function_source(url: str, schema: str) -> str:
     with psycopg.connect(url.partition("?")[0]) as conn:
         row = conn.execute(
-            "SELECT prosrc FROM pg_proc WHERE proname = 'commit_workflow_task' "
+            "SELECT prosrc FROM pg_proc WHERE proname = 'apply_plan' "
             "AND pronamespace = %s::regnamespace",
             (schema,),
         ).fetchone()
@@ -112,15 +112,16 @@ def _function_source(url: str, schema: str) -> str:
 
 
 def _plant_functions(schema: str, body: str, record: str) -> None:
-    """Leave ``commit_workflow_task`` and the record of what was applied as another copy of
-    tapeflow would have: ``body`` is the function's SQL, ``record`` the assignments."""
+    """Leave ``apply_plan`` and the record of what was applied as another copy of tapeflow
+    would have: ``body`` is the function's SQL, ``record`` the assignments."""
     name = sql.Identifier(schema)
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(
             sql.SQL(
-                "CREATE OR REPLACE FUNCTION {}.commit_workflow_task(c {}.workflow_commit) "
+                "CREATE OR REPLACE FUNCTION {}.apply_plan(p_run_id text, p_token bigint, "
+                "p_history_length integer, p_plan json, p_take json) "
                 "RETURNS json LANGUAGE sql AS $$ {} $$"
-            ).format(name, name, sql.SQL(body))
+            ).format(name, sql.SQL(body))
         )
         conn.execute(sql.SQL("UPDATE {}.schema_functions SET {}").format(name, sql.SQL(record)))
 
@@ -143,7 +144,7 @@ async def test_the_functions_file_is_applied_when_changed_but_never_over_a_newer
     async with tapeflow.connect(url):  # a start of this tapeflow
         pass
     source = _function_source(url, schema)
-    assert ("unseen events" in source) is applied
+    assert ("unseen_events" in source) is applied
     assert ("planted" in source) is not applied
 
 

@@ -2,13 +2,16 @@
 
 The database's clock decides everything time-based (claims, leases, timers, retries), so
 a worker with a wrong clock cannot steal a lease or fire a timer early. Every state change
-of a workflow is one transaction, fenced by the lease token handed out at claim time.
+of a run is one transaction, fenced by the lease token handed out at claim time. Writes
+reach the functions of functions.sql as JSON (a commit is its plan's ``as_json()``) and
+come back as JSON outcomes, refused with a code (``Refusal``) or not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import hashlib
 import logging
 import re
@@ -20,6 +23,7 @@ from typing import Any, Self
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tapeflow.backends._batcher import Batcher
@@ -37,18 +41,18 @@ from tapeflow.backends._sql_files import load_queries, migrations, read_sql
 from tapeflow.backends.base import (
     STICKY_FOR,
     ActivityTask,
-    Continuation,
     Continued,
-    EagerActivities,
     LeaseRef,
     NewWorkflow,
-    ResumeWorkflow,
+    Reclaimed,
+    RunAhead,
+    Take,
     TaskKind,
     WorkflowRecord,
     WorkflowStatus,
     WorkflowTask,
 )
-from tapeflow.backends.plan import CommitPlan, commit_topics, eager_task, plan_commit
+from tapeflow.backends.plan import CommitPlan, commit_topics, taken_activity
 from tapeflow.backends.postgres._conninfo import checked
 from tapeflow.backends.wakeups import Wakeups, Watch, work_topic
 from tapeflow.errors import (
@@ -76,13 +80,83 @@ log = logging.getLogger("tapeflow.postgres")
 _PACKAGE = __package__ or "tapeflow.backends.postgres"
 _Q = load_queries(_PACKAGE)
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,50}")
-_UNSEEN = "unseen events"
-"""The commit function's refusal to end a workflow past events its task did not see."""
 _REVISION = re.compile(r"^-- revision: (\d+)$", re.MULTILINE)
+
+Connection = psycopg.AsyncConnection[DictRow]
+Outcome = dict[str, Any]
+"""What a function in functions.sql returned for one write, decoded from JSON."""
+
+
+class Refusal(enum.StrEnum):
+    """Why a function in functions.sql refused a write (its outcome's ``refused``)."""
+
+    LEASE_LOST = "lease_lost"
+    HISTORY_MOVED = "history_moved"
+    UNSEEN_EVENTS = "unseen_events"
+    """Nothing was written: ending the run would drop events its task did not see."""
+    FAILED = "failed"
+    """The database raised (the outcome's ``error``); the write's savepoint was undone."""
+
+
+def _refused(outcome: Outcome, what: str) -> TapeflowError | None:
+    """The error a refused outcome means to the caller, or None if it was not refused."""
+    if outcome["refused"] is None:
+        return None
+    match Refusal(outcome["refused"]):
+        case Refusal.LEASE_LOST:
+            return LeaseLost(f"{what}: lease lost")
+        case Refusal.HISTORY_MOVED:
+            return LeaseLost(f"{what}: the run's history moved on")
+        case Refusal.UNSEEN_EVENTS:
+            return UnseenEvents(f"{what}: events came while it ran")
+        case Refusal.FAILED:
+            return TapeflowError(f"{what} could not be stored: {outcome['error']}")
 
 
 def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
+
+
+def _interval(duration: timedelta) -> str:
+    """A duration as interval text, for the parts of a JSON argument."""
+    return f"{duration.total_seconds()} seconds"
+
+
+def _take(take: Take | None) -> dict[str, JSONValue] | None:
+    """A ``Take`` as functions.sql takes it."""
+    if take is None:
+        return None
+    return {
+        "owner": take.owner,
+        "lease": _interval(take.lease),
+        "activities": sorted(take.activities),
+    }
+
+
+def _leased(row: Mapping[str, Any]) -> WorkflowTask:
+    """A workflow task as ``leased_task`` (functions.sql) gives it."""
+    claimed_at = _utc(datetime.fromisoformat(row["claimed_at"]))
+    return workflow_task(row, ((i, event) for i, event in row["inbox"]), claimed_at)
+
+
+def _plan_topics(
+    task: WorkflowTask, plan: CommitPlan, take: Take | None, outcome: Outcome
+) -> list[str]:
+    """Whom to wake once ``plan`` is stored as ``outcome`` says (plan step 8)."""
+    if outcome["refused"] is not None:
+        return []
+    return commit_topics(
+        task,
+        plan,
+        taken=take.activities if take else frozenset(),
+        wake_run=outcome["wake"],
+        woken=outcome["woken"],
+    )
+
+
+def _taken(task: WorkflowTask, plan: CommitPlan, outcome: Outcome) -> list[ActivityTask]:
+    """The new activity tasks the stored plan leased to its worker."""
+    return [taken_activity(task, plan, seq, task_id) for task_id, seq in outcome["leased"]]
 
 
 @dataclass(frozen=True)
@@ -91,79 +165,10 @@ class _Write:
     wake once it is committed, given its outcome."""
 
     params: dict[str, Any]
-    wake: Callable[[dict[str, Any]], Iterable[str]]
+    wake: Callable[[Outcome], Iterable[str]]
 
 
-@dataclass(frozen=True)
-class _Commit:
-    """A workflow task's commit: its ``workflow_commit`` row (see schema.sql), and what the
-    batch function's outcome for it means: whom to wake, which activities it leased."""
-
-    workflow_id: str
-    workflow_name: str
-    plan: CommitPlan
-    eager: EagerActivities | None
-    params: dict[str, Any]
-
-    @classmethod
-    def of(
-        cls,
-        workflow_id: str,
-        workflow_name: str,
-        token: int,
-        history_length: int,
-        consumed: Sequence[int],
-        events: Sequence[HistoryEvent],
-        eager: EagerActivities | None,
-    ) -> _Commit:
-        plan = plan_commit(events)
-        ending = plan.ending
-        failure = ending.failure if ending else None
-        params = {
-            "id": workflow_id,
-            "token": token,
-            "history_length": history_length,
-            "consumed": list(consumed),
-            "events": [encode_event(e) for e in events],
-            "activity_seqs": [a.seq for a in plan.activities],
-            "activity_names": [a.name for a in plan.activities],
-            "activity_args": [json_text(a.args) for a in plan.activities],
-            "activity_retries": [
-                None if a.retry is None else json_text(a.retry) for a in plan.activities
-            ],
-            "timer_dues": [due.isoformat() for _, due, _ in plan.timers],
-            "timer_seqs": [seq for seq, _, _ in plan.timers],
-            "timer_events": [encode_event(fired) for _, _, fired in plan.timers],
-            "cancelled_timers": plan.cancelled_timers,
-            "status": None if ending is None else "completed" if ending.completed else "failed",
-            "result": json_text(ending.result) if ending and ending.completed else None,
-            "failure": None if failure is None else FAILURE.dump_json(failure).decode(),
-            "eager_seqs": sorted(eager.seqs) if eager else [],
-            "owner": eager.owner if eager else None,
-            "lease": f"{eager.lease.total_seconds()} seconds" if eager else None,
-        }
-        return cls(workflow_id, workflow_name, plan, eager, params)
-
-    def wake(self, outcome: dict[str, Any]) -> list[str]:
-        if outcome["error"] is not None:
-            return []
-        return commit_topics(
-            self.workflow_id,
-            self.workflow_name,
-            self.plan,
-            self.eager,
-            wake_workflow=outcome["wake"],
-        )
-
-    def eager_tasks(self, outcome: dict[str, Any]) -> list[ActivityTask]:
-        by_seq = {a.seq: a for a in self.plan.activities}
-        return [
-            eager_task(self.workflow_id, self.workflow_name, by_seq[seq], task_id)
-            for task_id, seq in outcome["eager"]
-        ]
-
-
-async def _apply_functions(conn: psycopg.AsyncConnection[Any]) -> None:
+async def _apply_functions(conn: Connection) -> None:
     """Apply functions.sql when it differs from the copy in place, unless that copy has a
     higher revision (a newer tapeflow applied it): run under the migration lock."""
     text = read_sql(_PACKAGE, "functions.sql")
@@ -172,7 +177,7 @@ async def _apply_functions(conn: psycopg.AsyncConnection[Any]) -> None:
     revision, checksum = int(found.group(1)), hashlib.sha256(text.encode()).hexdigest()
     cursor = await conn.execute("SELECT revision, checksum FROM schema_functions")
     applied = await cursor.fetchone()
-    if applied is not None and (applied[0] > revision or applied[1] == checksum):
+    if applied is not None and (applied["revision"] > revision or applied["checksum"] == checksum):
         return
     await conn.execute(text.encode())
     await conn.execute("DELETE FROM schema_functions")
@@ -180,6 +185,8 @@ async def _apply_functions(conn: psycopg.AsyncConnection[Any]) -> None:
 
 
 class PostgresBackend:
+    """The core protocol and the ``HandOffs`` capability."""
+
     def __init__(
         self, conninfo: str, *, schema: str = "tapeflow", min_size: int = 1, max_size: int = 10
     ) -> None:
@@ -191,9 +198,14 @@ class PostgresBackend:
         self.schema = schema
         self.channel = f"tapeflow_{schema}"
         self._shown = redact(conninfo)
-        self._session: dict[str, Any] = {"autocommit": True, "options": f"-c search_path={schema}"}
+        self._session: dict[str, Any] = {
+            "autocommit": True,
+            "options": f"-c search_path={schema}",
+            "row_factory": dict_row,
+        }
         self._pool = AsyncConnectionPool(
             self.conninfo,
+            connection_class=Connection,
             min_size=min_size,
             max_size=max_size,
             kwargs=self._session,
@@ -247,9 +259,7 @@ class PostgresBackend:
         await self._pool.close()
 
     @contextlib.asynccontextmanager
-    async def _connection(
-        self, *, transaction: bool = False
-    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def _connection(self, *, transaction: bool = False) -> AsyncIterator[Connection]:
         """A pooled connection (in a transaction if asked); connection failures surface as
         BackendUnavailable, and the broken connection is dropped from the pool."""
         try:
@@ -275,13 +285,13 @@ class PostgresBackend:
         Done on a connection of its own, before the pool opens, so that a wrong URL fails
         at once with libpq's reason instead of as a pool that retries until a timeout."""
         try:
-            conn = await psycopg.AsyncConnection.connect(self.conninfo, **self._session)
+            conn = await Connection.connect(self.conninfo, **self._session)
             async with conn, conn.transaction():
                 await self._migrate_on(conn)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise self._unavailable(exc) from exc
 
-    async def _migrate_on(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    async def _migrate_on(self, conn: Connection) -> None:
         steps = migrations(_PACKAGE)
         await conn.execute(
             "SELECT pg_advisory_xact_lock(hashtext('tapeflow.migrate.' || %s))", (self.schema,)
@@ -290,9 +300,11 @@ class PostgresBackend:
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
         )
         await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
-        cursor = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+        cursor = await conn.execute(
+            "SELECT coalesce(max(version), 0) AS version FROM schema_version"
+        )
         row = await cursor.fetchone()
-        current = int(row[0]) if row else 0
+        current = int(row["version"]) if row else 0
         if current > len(steps):
             raise SchemaVersionError(
                 f"the database schema {self.schema!r} is version {current}, newer than "
@@ -335,6 +347,22 @@ class PostgresBackend:
         if not self._listening:
             self._wakeups.notify(topics)
 
+    async def _wake(self, conn: Connection, topics: set[str]) -> None:
+        """Send wake-ups for work just committed. A failure here loses nothing: the work is
+        stored, and pollers look again at their fallback interval."""
+        if not topics:
+            return
+        try:  # to every process, whether or not this one is listening right now
+            await conn.execute(_Q["notify"], {"channel": self.channel, "topics": list(topics)})
+        except psycopg.Error as exc:
+            log.warning("sending wake-ups failed (%s); pollers will find the work", exc)
+        self._notify_here(list(topics))
+
+    async def _rows(self, query: str, params: Mapping[str, Any]) -> list[DictRow]:
+        async with self._connection() as conn:
+            cursor = await conn.execute(_Q[query], params)
+            return await cursor.fetchall()
+
     # -- clients ---------------------------------------------------------------------------
 
     async def create_workflow(self, new: NewWorkflow) -> None:
@@ -347,53 +375,27 @@ class PostgresBackend:
         first: dict[str, int] = {}
         for index, new in enumerate(starts):
             first.setdefault(new.id, index)
-        unique = sorted((starts[i] for i in first.values()), key=lambda new: new.id)
+        unique = tuple(starts[i] for i in first.values())
+        runs = CommitPlan(workflows=unique).as_json()["workflows"]  # as a plan's step 7 has them
         async with self._connection() as conn:
-            cursor = await conn.execute(
-                _Q["create_workflows"],
-                {
-                    "ids": [new.id for new in unique],
-                    "names": [new.name for new in unique],
-                    "versions": [new.version for new in unique],
-                    "args": [json_text(new.args) for new in unique],
-                    "start_ats": [new.start_at for new in unique],
-                },
-            )
-            created = {row[0] for row in await cursor.fetchall()}
+            cursor = await conn.execute(_Q["create_workflows"], {"runs": json_text(runs)})
+            created = {row["run_id"] for row in await cursor.fetchall()}
             await self._wake(
-                conn, {work_topic(TaskKind.WORKFLOW, n.name) for n in unique if n.id in created}
+                conn, {work_topic(TaskKind.WORKFLOW, n.name) for n in unique if n.run_id in created}
             )
-        return [new.id in created and first[new.id] == i for i, new in enumerate(starts)]
+        return [new.run_id in created and first[new.id] == i for i, new in enumerate(starts)]
 
-    async def _wake(self, conn: psycopg.AsyncConnection[Any], topics: set[str]) -> None:
-        """Send wake-ups for work just committed. A failure here loses nothing: the work is
-        stored, and pollers look again at their fallback interval."""
-        if not topics:
-            return
-        try:  # to every process, whether or not this one is listening right now
-            await conn.execute(_Q["notify"], {"channel": self.channel, "topics": list(topics)})
-        except psycopg.Error as exc:
-            log.warning("sending wake-ups failed (%s); pollers will find the work", exc)
-        self._notify_here(list(topics))
-
-    async def get_workflow(self, workflow_id: str) -> WorkflowRecord:
-        async with self._connection() as conn:
-            cursor = await conn.execute(_Q["get_workflow"], {"id": workflow_id})
-            row = await cursor.fetchone()
-        if row is None:
+    async def get_workflow(self, workflow_id: str, run_id: str | None = None) -> WorkflowRecord:
+        rows = await self._rows("get_workflow", {"id": workflow_id, "run_id": run_id})
+        if not rows:
             raise WorkflowNotFound(workflow_id)
-        times = (_utc(row[5]), _utc(row[6]), row[7] and _utc(row[7]))
-        return workflow_record((*row[:5], *times, *row[8:]))
+        return workflow_record(rows[0], _utc)
 
-    async def load_history(self, workflow_id: str) -> list[HistoryEvent]:
-        async with self._connection() as conn:
-            cursor = await conn.execute(_Q["load_history"], {"id": workflow_id})
-            rows = await cursor.fetchall()
-            if not rows:
-                exists = await conn.execute(_Q["workflow_exists"], {"id": workflow_id})
-                if await exists.fetchone() is None:
-                    raise WorkflowNotFound(workflow_id)
-        return history(workflow_id, (row[0] for row in rows))
+    async def load_history(self, workflow_id: str, run_id: str | None = None) -> list[HistoryEvent]:
+        rows = await self._rows("load_history", {"id": workflow_id, "run_id": run_id})
+        if not rows:
+            raise WorkflowNotFound(workflow_id)
+        return history(workflow_id, (row["event"] for row in rows if row["event"] is not None))
 
     async def send_event(self, workflow_id: str, name: str, payload: JSONValue) -> None:
         event = EventReceived(name=name, payload=payload)
@@ -402,11 +404,11 @@ class PostgresBackend:
                 _Q["send_event"], {"id": workflow_id, "event": encode_event(event)}
             )
             row = await cursor.fetchone()
-            if row is not None and row[2]:
-                await self._wake(conn, {work_topic(TaskKind.WORKFLOW, row[1])})
+            if row is not None and row["delivered"]:
+                await self._wake(conn, {work_topic(TaskKind.WORKFLOW, row["name"])})
         if row is None:
             raise WorkflowNotFound(workflow_id)
-        if (status := WorkflowStatus(row[0])).finished:
+        if (status := WorkflowStatus(row["status"])).finished:
             raise WorkflowAlreadyCompleted(workflow_id, status)
 
     def watch(self, topics: Iterable[str]) -> Watch:
@@ -427,70 +429,49 @@ class PostgresBackend:
             "sticky": STICKY_FOR,
             "polled": self._polls.due(TaskKind.WORKFLOW, names),
         }
-        return await self._workflow_tasks("claim_workflow_tasks", params)
+        return [_leased(row["task"]) for row in await self._rows("claim_workflow_tasks", params)]
 
-    async def reclaim_workflow_task(
-        self, workflow_id: str, resume: ResumeWorkflow
-    ) -> WorkflowTask | None:
-        params = {"id": workflow_id, "owner": resume.owner, "lease": resume.lease}
-        found = await self._workflow_tasks("reclaim_workflow_task", params)
-        return found[0] if found else None
+    async def commit_workflow_task(self, task: WorkflowTask, plan: CommitPlan) -> None:
+        await self._commit(task, plan, None)
 
-    async def _workflow_tasks(self, query: str, params: dict[str, Any]) -> list[WorkflowTask]:
-        async with self._connection() as conn:
-            cursor = await conn.execute(_Q[query], params)
-            rows = await cursor.fetchall()
-        return [
-            workflow_task(
-                wid, name, length, zip(ids, events, strict=True), token, _utc(now), failures
-            )
-            for wid, name, token, failures, now, length, ids, events in rows
-        ]
-
-    async def commit_workflow_task(
-        self,
-        task: WorkflowTask,
-        consumed: Sequence[int],
-        events: Sequence[HistoryEvent],
-        eager: EagerActivities | None = None,
+    async def commit_and_take(
+        self, task: WorkflowTask, plan: CommitPlan, take: Take
     ) -> list[ActivityTask]:
-        commit = _Commit.of(
-            task.workflow_id,
-            task.workflow_name,
-            task.lease_token,
-            task.history_length,
-            consumed,
-            events,
-            eager,
+        return await self._commit(task, plan, take)
+
+    async def _commit(
+        self, task: WorkflowTask, plan: CommitPlan, take: Take | None
+    ) -> list[ActivityTask]:
+        params = {
+            "run_id": task.run_id,
+            "token": task.lease_token,
+            "history_length": task.history_length,
+            "plan": plan.as_json(),
+            "take": _take(take),
+        }
+        outcome = await self._commits.submit(
+            _Write(params, lambda done: _plan_topics(task, plan, take, done))
         )
-        outcome = await self._commits.submit(_Write(commit.params, commit.wake))
-        error = outcome["error"]
-        if error == _UNSEEN:
-            raise UnseenEvents(f"workflow task {task.workflow_id!r}: events came while it ran")
-        if error is not None:
-            if error.startswith("failed:"):
-                raise TapeflowError(f"committing the task of {task.workflow_id!r} {error}")
-            raise LeaseLost(f"workflow task {task.workflow_id!r}: {error}")
-        return commit.eager_tasks(outcome)
+        if (error := _refused(outcome, f"the workflow task of {task.workflow_id!r}")) is not None:
+            raise error
+        return _taken(task, plan, outcome)
 
-    async def _flush_commits(self, writes: list[_Write]) -> list[dict[str, Any]]:
-        return await self._in_workflow_order(writes, "commit_workflow_tasks", "tasks", "id")
+    async def _flush_commits(self, writes: list[_Write]) -> list[Outcome]:
+        return await self._in_run_order(writes, "commit_workflow_tasks")
 
-    async def _in_workflow_order(
-        self, writes: list[_Write], query: str, parameter: str, workflow_key: str
-    ) -> list[dict[str, Any]]:
-        """Run a batch function over ``writes`` sorted by workflow id, so concurrent batches
+    async def _in_run_order(self, writes: list[_Write], query: str) -> list[Outcome]:
+        """Run a batch function over ``writes`` sorted by run id, so concurrent batches
         lock rows in the same order and never deadlock, then wake whom they ask for;
         outcomes come back in the writes' order."""
-        order = sorted(range(len(writes)), key=lambda i: str(writes[i].params[workflow_key]))
+        order = sorted(range(len(writes)), key=lambda i: str(writes[i].params["run_id"]))
         async with self._connection() as conn:
             cursor = await conn.execute(
-                _Q[query], {parameter: json_text([writes[i].params for i in order])}
+                _Q[query], {"items": json_text([writes[i].params for i in order])}
             )
             row = await cursor.fetchone()
             assert row is not None
-            outcomes: list[dict[str, Any]] = [{}] * len(writes)
-            for position, outcome in zip(order, row[0], strict=True):
+            outcomes: list[Outcome] = [{}] * len(writes)
+            for position, outcome in zip(order, row["outcomes"], strict=True):
                 outcomes[position] = outcome
             topics = {t for write, o in zip(writes, outcomes, strict=True) for t in write.wake(o)}
             await self._wake(conn, topics)
@@ -501,9 +482,18 @@ class PostgresBackend:
     ) -> None:
         await self._fenced(
             "abandon_workflow_task",
-            {"id": task.workflow_id, "token": task.lease_token, "error": error, "delay": delay},
-            f"workflow task {task.workflow_id!r}",
+            {"run_id": task.run_id, "token": task.lease_token, "error": error, "delay": delay},
+            f"the workflow task of {task.workflow_id!r}",
             [work_topic(TaskKind.WORKFLOW, task.workflow_name)],
+        )
+
+    async def reclaim(self, run_id: str, take: Take) -> Reclaimed:
+        rows = await self._rows("reclaim", {"run_id": run_id, "take": json_text(_take(take))})
+        found = rows[0]["reclaimed"]
+        task = found["task"]
+        return Reclaimed(
+            None if task is None else _leased(task),
+            [activity_task(row) for row in found["activities"]],
         )
 
     # -- activity tasks --------------------------------------------------------------------
@@ -513,121 +503,74 @@ class PostgresBackend:
     ) -> list[ActivityTask]:
         if not names:
             return []
-        async with self._connection() as conn:
-            cursor = await conn.execute(
-                _Q["claim_activity_tasks"],
-                {
-                    "names": list(names),
-                    "owner": owner,
-                    "lease": lease,
-                    "limit": limit,
-                    "polled": self._polls.due(TaskKind.ACTIVITY, names),
-                },
-            )
-            rows = await cursor.fetchall()
+        params = {
+            "names": list(names),
+            "owner": owner,
+            "lease": lease,
+            "limit": limit,
+            "polled": self._polls.due(TaskKind.ACTIVITY, names),
+        }
         return [
-            activity_task(id_, wid, workflow_name, seq, name, args, retry, attempt, token, details)
-            for id_, wid, seq, name, args, retry, attempt, token, workflow_name, details in rows
-        ]
-
-    async def reclaim_eager_activities(
-        self, workflow_id: str, eager: EagerActivities
-    ) -> list[ActivityTask]:
-        async with self._connection() as conn:
-            cursor = await conn.execute(
-                _Q["reclaim_eager_activities"],
-                {
-                    "workflow_id": workflow_id,
-                    "seqs": sorted(eager.seqs),
-                    "owner": eager.owner,
-                    "lease": eager.lease,
-                },
-            )
-            rows = await cursor.fetchall()
-        return [
-            activity_task(id_, wid, wf_name, seq, name, args, retry, attempt, token, details)
-            for id_, wid, seq, name, args, retry, attempt, token, wf_name, details in rows
+            activity_task(row["task"]) for row in await self._rows("claim_activity_tasks", params)
         ]
 
     async def complete_activity_task(
-        self,
-        task: ActivityTask,
-        outcome: ActivityCompleted | ActivityFailed,
-        resume: ResumeWorkflow | None = None,
-    ) -> WorkflowTask | None:
-        done = await self._complete(task, outcome, resume, None)
-        return done.resumed
+        self, task: ActivityTask, outcome: ActivityCompleted | ActivityFailed
+    ) -> None:
+        await self._complete(task, outcome, None, None)
 
-    async def continue_after_activity(
+    async def complete_and_continue(
         self,
         task: ActivityTask,
         outcome: ActivityCompleted | ActivityFailed,
-        continuation: Continuation,
+        take: Take,
+        ahead: RunAhead | None = None,
     ) -> Continued:
-        return await self._complete(task, outcome, continuation.resume, continuation)
+        return await self._complete(task, outcome, take, ahead)
 
     async def _complete(
         self,
         task: ActivityTask,
         outcome: ActivityCompleted | ActivityFailed,
-        resume: ResumeWorkflow | None,
-        continuation: Continuation | None,
+        take: Take | None,
+        ahead: RunAhead | None,
     ) -> Continued:
-        topic = work_topic(TaskKind.WORKFLOW, task.workflow_name)
         params: dict[str, Any] = {
             "id": task.id,
-            "workflow_id": task.workflow_id,
+            "run_id": task.run_id,
             "token": task.lease_token,
             "event": encode_event(outcome),
-            "owner": resume.owner if resume else None,
-            "lease": f"{resume.lease.total_seconds()} seconds" if resume else None,
+            "take": _take(take),
+            "ahead": None
+            if ahead is None
+            else {"history_length": ahead.history_length, "plan": ahead.plan.as_json()},
         }
-        commit = None
-        if continuation is not None:  # the task's token is the one leased in the same call
-            commit = _Commit.of(
-                task.workflow_id,
-                task.workflow_name,
-                0,
-                continuation.history_length,
-                [],
-                continuation.events,
-                continuation.eager,
-            )
-            params["commit"] = commit.params
 
-        def wake(result: dict[str, Any]) -> list[str]:
-            if not result["recorded"]:
+        def committed(done: Outcome) -> bool:
+            return done["ahead"] is not None and done["ahead"]["refused"] is None
+
+        def wake(done: Outcome) -> list[str]:
+            if done["refused"] is not None:
                 return []
-            if commit is not None and result.get("continued") is not None:
-                return commit.wake(result["continued"])
-            return [topic] if result["resumed"] is None else []
+            if ahead is not None and committed(done):
+                return _plan_topics(_leased(done["task"]), ahead.plan, take, done["ahead"])
+            return [] if done["task"] else [work_topic(TaskKind.WORKFLOW, task.workflow_name)]
 
-        result = await self._completions.submit(_Write(params, wake))
-        if not result["recorded"]:
-            raise LeaseLost(f"activity task {task.id} ({task.name!r}): lease lost")
-        if commit is not None and result.get("continued") is not None:
-            return Continued(True, commit.eager_tasks(result["continued"]), None)
-        resumed = result["resumed"]
-        if resumed is None:
-            return Continued(False, [], None)
-        return Continued(
-            False,
-            [],
-            workflow_task(
+        done = await self._completions.submit(_Write(params, wake))
+        if (error := _refused(done, f"activity task {task.id} ({task.name!r})")) is not None:
+            raise error
+        if ahead is not None and committed(done):
+            return Continued(True, _taken(_leased(done["task"]), ahead.plan, done["ahead"]), None)
+        if done["ahead"] is not None and done["ahead"]["refused"] == Refusal.FAILED:
+            log.warning(
+                "the run-ahead task of %r could not be stored: %s",
                 task.workflow_id,
-                task.workflow_name,
-                resumed["history_length"],
-                zip(resumed["ids"], resumed["events"], strict=True),
-                resumed["token"],
-                _utc(datetime.fromisoformat(resumed["claimed_at"])),
-                resumed["failures"],
-            ),
-        )
+                done["ahead"]["error"],
+            )
+        return Continued(False, [], None if done["task"] is None else _leased(done["task"]))
 
-    async def _flush_completions(self, writes: list[_Write]) -> list[dict[str, Any]]:
-        return await self._in_workflow_order(
-            writes, "complete_activity_tasks", "items", "workflow_id"
-        )
+    async def _flush_completions(self, writes: list[_Write]) -> list[Outcome]:
+        return await self._in_run_order(writes, "complete_activity_tasks")
 
     async def retry_activity_task(
         self,
@@ -687,7 +630,7 @@ class PostgresBackend:
                         json_text(beats[r.id]) if r.id in beats else None for r in refs
                     ]
                 cursor = await conn.execute(_Q[query], params)
-                kept.update((kind, row[0]) for row in await cursor.fetchall())
+                kept.update((kind, row["id"]) for row in await cursor.fetchall())
         return [ref for ref in leases if (ref.kind, ref.id) not in kept]
 
     async def next_due(
@@ -696,9 +639,6 @@ class PostgresBackend:
         if not names:
             return None
         query = "next_due_workflow" if kind is TaskKind.WORKFLOW else "next_due_activity"
-        params = {"names": list(names), "owner": owner, "sticky": STICKY_FOR}
-        async with self._connection() as conn:
-            cursor = await conn.execute(_Q[query], params)
-            row = await cursor.fetchone()
-        seconds = row[0] if row else None
+        rows = await self._rows(query, {"names": list(names), "owner": owner, "sticky": STICKY_FOR})
+        seconds = rows[0]["seconds"] if rows else None
         return None if seconds is None else timedelta(seconds=float(seconds))

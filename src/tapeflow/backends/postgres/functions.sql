@@ -4,195 +4,403 @@
 -- of this file alone. A change of a function's signature or return type must DROP it first.
 -- Raise the revision below with every change: a process whose file has a lower revision
 -- than the one applied leaves the newer functions in place (a rolling upgrade).
--- revision: 4
+-- revision: 5
+--
+-- What they take and give is JSON: a task's commit is tapeflow.backends.plan.CommitPlan's
+-- as_json(), stored as that module's docstring says, without knowing which decisions made
+-- it. A write that may be refused returns {"refused": null, ...} or {"refused": code}, the
+-- code one of "lease_lost", "history_moved", "unseen_events" (then nothing was written) or
+-- "failed" (with "error": the database's message; its savepoint was rolled back). A
+-- "take" is {"owner", "lease" (an interval), "activities" (seqs)}: what the writing worker
+-- leases to itself in the same transaction (tapeflow.backends.base.Take).
 
-CREATE OR REPLACE FUNCTION commit_workflow_task(c workflow_commit) RETURNS json
+-- Return types changed in revision 5 (rows became JSON).
+DROP FUNCTION IF EXISTS claim_workflow_tasks(text[], text, interval, integer, interval, text[]);
+
+-- A JSON array of integers (or null) as an SQL array.
+CREATE OR REPLACE FUNCTION json_ints(p_array json) RETURNS bigint[]
+LANGUAGE sql IMMUTABLE
+AS $$
+SELECT ARRAY(SELECT json_array_elements_text(coalesce(p_array, '[]'))::bigint);
+$$;
+
+-- Record that workers claimed these names now (see tapeflow.backends._pollers); the names
+-- come sorted, so concurrent claims lock the rows in one order.
+CREATE OR REPLACE FUNCTION record_polls(p_kind text, p_names text[]) RETURNS void
+LANGUAGE sql
+SET search_path FROM CURRENT
+AS $$
+INSERT INTO pollers (kind, name, last_poll_at)
+SELECT p_kind, n, now() FROM unnest(p_names) AS n
+ON CONFLICT (kind, name) DO UPDATE SET last_poll_at = excluded.last_poll_at;
+$$;
+
+-- The run's workflow task as a worker gets it, with its visible inbox: {"workflow_id",
+-- "run_id", "name", "history_length", "lease_token", "failures", "claimed_at", "inbox":
+-- [[id, event text], ...]}. Read in a statement of its own after the lease (see
+-- claim_workflow_tasks). NULL if the run has no task.
+CREATE OR REPLACE FUNCTION leased_task(p_run_id text) RETURNS json
+LANGUAGE sql
+SET search_path FROM CURRENT
+AS $$
+SELECT json_build_object(
+    'workflow_id', w.id, 'run_id', t.run_id, 'name', t.name,
+    'history_length', w.history_length, 'lease_token', t.lease_token,
+    'failures', t.failures, 'claimed_at', now(),
+    'inbox', coalesce(
+        (SELECT json_agg(json_build_array(e.id, e.event::text) ORDER BY e.id)
+         FROM inbox e WHERE e.run_id = t.run_id AND e.visible_at <= now()),
+        '[]'))
+FROM workflow_tasks t JOIN workflows w ON w.run_id = t.run_id
+WHERE t.run_id = p_run_id;
+$$;
+
+-- Activity tasks as a worker gets them (the columns of tapeflow.backends._rows.activity_task,
+-- JSON as text), in id order.
+CREATE OR REPLACE FUNCTION leased_activities(p_ids bigint[]) RETURNS SETOF json
+LANGUAGE sql
+SET search_path FROM CURRENT
+AS $$
+SELECT json_build_object(
+    'id', a.id, 'workflow_id', w.id, 'run_id', a.run_id, 'workflow_name', w.name,
+    'seq', a.seq, 'name', a.name, 'args', a.args::text, 'retry', a.retry::text,
+    'attempt', a.attempt, 'lease_token', a.lease_token,
+    'heartbeat_details', a.heartbeat_details::text)
+FROM activity_tasks a JOIN workflows w ON w.run_id = a.run_id
+WHERE a.id = ANY (p_ids)
+ORDER BY a.id;
+$$;
+
+-- Create runs, each with its workflow task and its start event (built here, because its
+-- time is the database's), from [{"run_id", "id", "name", "version", "args" (JSON text),
+-- "start_at" (null: now)}, ...]; returns the run ids created. A first run (p_next false:
+-- create_workflow) is refused if its id has any run; a next run (p_next true: a commit
+-- plan's "workflows") if its id has an unfinished one. Runs of one id made at once collide
+-- on (id, run_number), and only the first is made. Rows are written in id order, so
+-- concurrent batches never deadlock.
+CREATE OR REPLACE FUNCTION create_runs(p_runs json, p_next boolean) RETURNS SETOF text
+LANGUAGE sql
+SET search_path FROM CURRENT
+AS $$
+WITH input AS (
+    SELECT r.run_id, r.id, r.name, r.version, r.args, r.start_at, last.run_number, last.busy
+    FROM json_to_recordset(p_runs)
+            AS r (run_id text, id text, name text, version text, args text,
+                  start_at timestamptz),
+         LATERAL (
+            SELECT coalesce(max(w.run_number), 0) + 1 AS run_number,
+                   coalesce(bool_or(w.status IN ('pending', 'running')), false) AS busy
+            FROM workflows w WHERE w.id = r.id
+         ) AS last
+), created AS (
+    INSERT INTO workflows (run_id, id, run_number, name, version, status, args, start_at)
+    SELECT run_id, id, run_number, name, version, 'pending', args::json,
+           coalesce(start_at, now())
+    FROM input
+    WHERE run_number = 1 OR (p_next AND NOT busy)
+    ORDER BY id
+    ON CONFLICT DO NOTHING
+    RETURNING run_id, name, version, args, start_at
+), task AS (
+    INSERT INTO workflow_tasks (run_id, name) SELECT run_id, name FROM created
+), started AS (
+    INSERT INTO inbox (run_id, visible_at, event)
+    SELECT run_id, start_at,
+           json_build_object('name', name, 'version', version, 'args', args,
+                             'started_at', start_at, 'kind', 'workflow_started')
+    FROM created
+)
+SELECT run_id FROM created;
+$$;
+
+-- Append an event to the inbox of the latest run of workflow p_id if that run is
+-- unfinished, visible no earlier than its start (its history begins with its start), and
+-- say what was found: no row if the workflow does not exist. The run's row is locked FOR
+-- SHARE: a commit ending it that is in flight either finishes first (and the event is not
+-- delivered) or sees the event (and refuses to end past it).
+CREATE OR REPLACE FUNCTION deliver(
+    p_id text, p_event json, p_visible_at timestamptz, p_timer_seq integer)
+RETURNS TABLE (status text, name text, delivered boolean)
+LANGUAGE sql
+SET search_path FROM CURRENT
+AS $$
+WITH target AS (
+    SELECT w.run_id, w.name, w.status, w.start_at FROM workflows w
+    WHERE w.id = p_id
+    ORDER BY w.run_number DESC
+    LIMIT 1
+    FOR SHARE
+), delivered AS (
+    INSERT INTO inbox (run_id, visible_at, timer_seq, event)
+    SELECT t.run_id, greatest(coalesce(p_visible_at, now()), t.start_at), p_timer_seq, p_event
+    FROM target t
+    WHERE t.status IN ('pending', 'running')
+    RETURNING run_id
+)
+SELECT t.status, t.name, EXISTS (SELECT FROM delivered) FROM target t;
+$$;
+
+-- Store a commit plan for the run's task, fenced by p_token and p_history_length, exactly
+-- as tapeflow/backends/plan.py says (steps 1-7), and release the task, sticky to p_take's
+-- owner (NULL: to nobody). Returns {"refused": null, "leased": [[task id, seq], ...] (the
+-- new activity tasks of p_take's activities, leased to its owner, attempt 1), "wake": the
+-- run's inbox is not empty (events that came while the task was held, or timers, whose
+-- due time a poller may have put off while the lease was held), "woken": [names of the
+-- other workflows written to]} for step 8's wake-ups, or a refusal (see the top). The
+-- function's block is its savepoint: a failure undoes this plan alone.
+CREATE OR REPLACE FUNCTION apply_plan(
+    p_run_id text, p_token bigint, p_history_length integer, p_plan json, p_take json)
+RETURNS json
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
--- Returns {"error": null, "eager": [[task id, seq], ...], "wake": bool} once committed: the
--- activity tasks in c.eager_seqs leased to c.owner (attempt 1), and whether the workflow's
--- pollers must be woken: its inbox holds events that came while the task was held, or
--- timers, whose due time a poller may have put off while the lease was held; else
--- {"error": why the lease did not hold}, or {"error": "unseen events"} when the task would
--- end the workflow while its inbox holds events (not timers) the task did not see: then
--- nothing is written, since ending would drop them, and the task must run again.
 DECLARE
-    v_token  bigint;
-    v_live   boolean;
-    v_length integer;
-    v_new    integer := c.history_length + cardinality(c.events);
-    v_eager  json;
-    v_wake   boolean := false;
+    v_ending   json := CASE WHEN json_typeof(p_plan -> 'ending') = 'object'
+                            THEN p_plan -> 'ending' END;
+    v_consumed bigint[] := json_ints(p_plan -> 'consumed');
+    v_new      integer := p_history_length + json_array_length(p_plan -> 'history');
+    v_owner    text := p_take ->> 'owner';
+    v_taken    bigint[] := json_ints(p_take -> 'activities');
+    v_token    bigint;
+    v_live     boolean;
+    v_length   integer;
+    v_leased   json := '[]';
+    v_woken    text[] := '{}';
+    v_wake     boolean := false;
+    v_row      record;
 BEGIN
+    -- 1. Fenced.
     SELECT t.lease_token, t.lease_expires_at > now(), w.history_length
     INTO v_token, v_live, v_length
-    FROM workflow_tasks t JOIN workflows w ON w.id = t.workflow_id
-    WHERE t.workflow_id = c.id
+    FROM workflow_tasks t JOIN workflows w ON w.run_id = t.run_id
+    WHERE t.run_id = p_run_id
     FOR NO KEY UPDATE OF t, w;
-    IF NOT FOUND OR v_token <> c.token OR v_live IS NOT TRUE THEN  -- NULL: released
-        RETURN json_build_object('error', 'lease lost');
+    IF NOT FOUND OR v_token <> p_token OR v_live IS NOT TRUE THEN  -- NULL: released
+        RETURN json_build_object('refused', 'lease_lost');
     END IF;
-    IF v_length <> c.history_length THEN
-        RETURN json_build_object('error', 'history moved on');
+    IF v_length <> p_history_length THEN
+        RETURN json_build_object('refused', 'history_moved');
     END IF;
-    IF c.status IS NOT NULL AND EXISTS (
+    -- 2. Ending past events the task did not see would drop them.
+    IF v_ending IS NOT NULL AND EXISTS (
         SELECT FROM inbox
-        WHERE workflow_id = c.id AND timer_seq IS NULL AND NOT (id = ANY (c.consumed))
+        WHERE run_id = p_run_id AND timer_seq IS NULL AND NOT (id = ANY (v_consumed))
     ) THEN
-        RETURN json_build_object('error', 'unseen events');
+        RETURN json_build_object('refused', 'unseen_events');
     END IF;
 
-    DELETE FROM inbox WHERE workflow_id = c.id AND id = ANY (c.consumed);
-    INSERT INTO history (workflow_id, seq, event)
-    SELECT c.id, c.history_length + u.n, u.event::json
-    FROM unnest(c.events) WITH ORDINALITY AS u (event, n);
+    -- 3.
+    DELETE FROM inbox WHERE run_id = p_run_id AND id = ANY (v_consumed);
+    INSERT INTO history (run_id, seq, event)
+    SELECT p_run_id, p_history_length + u.n, u.event::json
+    FROM json_array_elements_text(p_plan -> 'history') WITH ORDINALITY AS u (event, n);
 
-    IF c.status IS NOT NULL THEN
+    -- 4, other workflows' rows (in id order, as batches lock): kept even when this run
+    -- ends (a child's outcome for its parent, say).
+    FOR v_row IN
+        SELECT x.workflow_id, x.event, x.visible_at, x.timer_seq
+        FROM json_to_recordset(p_plan -> 'inbox')
+            AS x (event text, visible_at timestamptz, timer_seq integer, workflow_id text)
+        WHERE x.workflow_id IS NOT NULL
+        ORDER BY x.workflow_id
+    LOOP
+        v_woken := v_woken || ARRAY(
+            SELECT d.name
+            FROM deliver(v_row.workflow_id, v_row.event::json, v_row.visible_at,
+                         v_row.timer_seq) AS d
+            WHERE d.delivered);
+    END LOOP;
+
+    IF v_ending IS NOT NULL THEN
+        -- 6, ending: the rest of steps 4 and 5 would be deleted here again.
         UPDATE workflows
-        SET status = c.status, result = c.result::json, failure = c.failure::json,
-            completed_at = now(), history_length = v_new
-        WHERE id = c.id;
-        DELETE FROM workflow_tasks WHERE workflow_id = c.id;
-        DELETE FROM activity_tasks WHERE workflow_id = c.id;
-        DELETE FROM inbox WHERE workflow_id = c.id;
+        SET status = v_ending ->> 'status', result = (v_ending ->> 'result')::json,
+            failure = (v_ending ->> 'failure')::json, completed_at = now(),
+            history_length = v_new
+        WHERE run_id = p_run_id;
+        DELETE FROM workflow_tasks WHERE run_id = p_run_id;
+        DELETE FROM activity_tasks WHERE run_id = p_run_id;
+        DELETE FROM inbox WHERE run_id = p_run_id;
     ELSE
+        -- 4, this run's rows.
+        INSERT INTO inbox (run_id, visible_at, timer_seq, event)
+        SELECT p_run_id, coalesce(x.visible_at, now()), x.timer_seq, x.event::json
+        FROM json_to_recordset(p_plan -> 'inbox')
+            AS x (event text, visible_at timestamptz, timer_seq integer, workflow_id text)
+        WHERE x.workflow_id IS NULL;
+        -- 5.
         WITH created AS (
-            INSERT INTO activity_tasks (workflow_id, seq, name, args, retry, visible_at,
+            INSERT INTO activity_tasks (run_id, seq, name, args, retry, visible_at,
                                         lease_owner, lease_expires_at, lease_token, attempt)
-            SELECT c.id, u.seq, u.name, u.args::json, u.retry::json, now(),
-                   CASE WHEN leased THEN c.owner END, CASE WHEN leased THEN now() + c.lease END,
-                   leased::integer, leased::integer
-            FROM unnest(c.activity_seqs, c.activity_names, c.activity_args, c.activity_retries)
-                AS u (seq, name, args, retry),
-                 LATERAL (SELECT u.seq = ANY (c.eager_seqs) AS leased) AS l
+            SELECT p_run_id, a.seq, a.name, a.args::json, a.retry::json, now(),
+                   CASE WHEN l.taken THEN v_owner END,
+                   CASE WHEN l.taken THEN now() + (p_take ->> 'lease')::interval END,
+                   l.taken::integer, l.taken::integer
+            FROM json_to_recordset(p_plan -> 'activities')
+                    AS a (seq integer, name text, args text, retry text),
+                 LATERAL (SELECT a.seq = ANY (v_taken) AS taken) AS l
             RETURNING id, seq, lease_token
         )
-        SELECT coalesce(json_agg(json_build_array(id, seq)), '[]') INTO v_eager
+        SELECT coalesce(json_agg(json_build_array(id, seq) ORDER BY seq), '[]')
+        INTO v_leased
         FROM created WHERE lease_token = 1;
-        INSERT INTO inbox (workflow_id, visible_at, timer_seq, event)
-        SELECT c.id, u.due, u.seq, u.event::json
-        FROM unnest(c.timer_dues, c.timer_seqs, c.timer_events) AS u (due, seq, event);
-        DELETE FROM inbox WHERE workflow_id = c.id AND timer_seq = ANY (c.cancelled_timers);
-        UPDATE workflows SET status = 'running', history_length = v_new WHERE id = c.id;
+        DELETE FROM activity_tasks
+        WHERE run_id = p_run_id
+          AND seq = ANY (json_ints(p_plan -> 'cancelled_activities'));
+        DELETE FROM inbox
+        WHERE run_id = p_run_id
+          AND timer_seq = ANY (json_ints(p_plan -> 'cancelled_timers'));
+        -- 6, going on.
+        UPDATE workflows SET status = 'running', history_length = v_new
+        WHERE run_id = p_run_id;
         UPDATE workflow_tasks
         SET lease_owner = NULL, lease_expires_at = NULL, failures = 0, last_error = NULL,
-            not_before = '-infinity', sticky_owner = lease_owner
-        WHERE workflow_id = c.id;
-        v_wake := EXISTS (SELECT FROM inbox WHERE workflow_id = c.id);
+            not_before = '-infinity', sticky_owner = v_owner
+        WHERE run_id = p_run_id;
+        v_wake := EXISTS (SELECT FROM inbox WHERE run_id = p_run_id);
     END IF;
-    RETURN json_build_object('error', NULL, 'eager', coalesce(v_eager, '[]'), 'wake', v_wake);
+
+    -- 7.
+    IF json_array_length(p_plan -> 'workflows') > 0 THEN
+        PERFORM create_runs(p_plan -> 'workflows', true);
+    END IF;
+    RETURN json_build_object(
+        'refused', NULL, 'leased', v_leased, 'wake', v_wake, 'woken', to_json(v_woken));
+EXCEPTION
+    WHEN deadlock_detected OR serialization_failure OR lock_not_available THEN
+        RAISE;  -- the whole batch is retried; nothing of it was kept
+    WHEN OTHERS THEN
+        RETURN json_build_object('refused', 'failed', 'error', SQLERRM);
 END
 $$;
 
--- Many workflow tasks' commits in one round trip and one transaction (group commit): each
--- task is committed on its own savepoint, so one task's failure does not undo the others.
--- Returns, per task in order, what commit_workflow_task returns.
+-- Many workflow tasks' commits in one round trip and one transaction (group commit), each
+-- on its own savepoint (apply_plan's), so one task's failure does not undo the others.
+-- p_tasks: [{"run_id", "token", "history_length", "plan", "take": null or a take}, ...],
+-- sorted by run id (rows are locked in that order, so batches never deadlock). Returns,
+-- per task in order, what apply_plan returns.
 CREATE OR REPLACE FUNCTION commit_workflow_tasks(p_tasks json) RETURNS json[]
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 DECLARE
-    t       workflow_commit;
-    outcome json;
+    t       record;
     results json[] := '{}';
 BEGIN
-    FOR t IN SELECT * FROM json_populate_recordset(NULL::workflow_commit, p_tasks) LOOP
-        BEGIN
-            outcome := commit_workflow_task(t);
-        EXCEPTION
-            WHEN deadlock_detected OR serialization_failure OR lock_not_available THEN
-                RAISE;  -- the whole batch is retried; nothing of it was kept
-            WHEN OTHERS THEN
-                outcome := json_build_object('error', 'failed: ' || SQLERRM);
-        END;
-        results := results || outcome;
+    FOR t IN
+        SELECT * FROM json_to_recordset(p_tasks)
+            AS x (run_id text, token bigint, history_length integer, plan json, take json)
+    LOOP
+        results := results || apply_plan(t.run_id, t.token, t.history_length, t.plan, t.take);
     END LOOP;
     RETURN results;
 END
 $$;
 
--- Many activity outcomes in one round trip.
+-- Many activity outcomes in one round trip: complete_activity_task's and
+-- complete_and_continue's. p_items: [{"id", "run_id", "token", "event" (the outcome),
+-- "take": null or a take, "ahead": null or {"history_length", "plan"}}, ...], sorted by
+-- run id. Per item in order: {"refused": "lease_lost"} (nothing written), else
+-- {"refused": null, "task": null or the run's workflow task, leased to the take's owner
+-- if it asked and the task was free (not leased, due, not sticky to another), "ahead":
+-- null or what apply_plan returned for the run-ahead plan, committed as the task just
+-- leased}. The run-ahead is committed when "ahead" has "refused" null: then the outcome is
+-- in its history and "task" is the task it committed as. Otherwise the outcome is in the
+-- inbox, and "task" (read after it) goes on at once, so the run's pollers need no wake-up.
 CREATE OR REPLACE FUNCTION complete_activity_tasks(p_items json) RETURNS json[]
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
--- Per item in order: {"recorded": false} when the lease was lost, else {"recorded": true,
--- "continued": what commit_workflow_task returned for the item's "commit" (the workflow's
--- next task, run ahead by the item's owner), "resumed": null or the workflow task, leased to
--- the item's owner when it asked and the task was free: then it goes on at once, and the
--- workflow's pollers need no wake-up}. A continuation that cannot be committed (the task
--- is held, the history moved on, or it would end the workflow past unseen events) leaves
--- the outcome in the inbox, as without one.
 DECLARE
-    item     record;
-    c        workflow_commit;
-    workflow text;
-    v_token  bigint;
-    v_fails  integer;
-    resumed  json;
-    outcome  json;
-    results  json[] := '{}';
+    item    record;
+    v_owner text;
+    v_token bigint;
+    v_task  json;
+    v_ahead json;
+    results json[] := '{}';
 BEGIN
     FOR item IN
-        SELECT * FROM json_to_recordset(p_items) AS x (
-            id bigint, workflow_id text, token bigint, event text, owner text, lease interval,
-            commit json)
+        SELECT * FROM json_to_recordset(p_items)
+            AS x (id bigint, run_id text, token bigint, event text, take json, ahead json)
     LOOP
-        resumed := NULL;
-        -- Wait for a commit of the workflow's task in flight (rows locked in the order that
+        -- Wait for a commit of the run's task in flight (rows locked in the order that
         -- commit locks them: the task, then activities), so that either the commit's look
         -- at the inbox sees this outcome or this outcome finds the task free: a wake-up sent
         -- while the task is still held would find nothing to claim, and be lost.
-        PERFORM FROM workflow_tasks WHERE workflow_id = item.workflow_id FOR NO KEY UPDATE;
+        PERFORM FROM workflow_tasks WHERE run_id = item.run_id FOR NO KEY UPDATE;
         DELETE FROM activity_tasks
-        WHERE id = item.id AND lease_token = item.token AND lease_expires_at > now()
-        RETURNING workflow_id INTO workflow;
+        WHERE id = item.id AND run_id = item.run_id AND lease_token = item.token
+          AND lease_expires_at > now();
         IF NOT FOUND THEN
-            results := results || json_build_object('recorded', false);
+            results := results || json_build_object('refused', 'lease_lost');
             CONTINUE;
         END IF;
+        v_owner := item.take ->> 'owner';
         v_token := NULL;
-        IF item.owner IS NOT NULL THEN
+        v_task := NULL;
+        v_ahead := NULL;
+        IF v_owner IS NOT NULL THEN
             UPDATE workflow_tasks
-            SET lease_owner = item.owner, lease_token = lease_token + 1,
-                lease_expires_at = now() + item.lease
-            WHERE workflow_id = workflow AND not_before <= now()
+            SET lease_owner = v_owner, lease_token = lease_token + 1,
+                lease_expires_at = now() + (item.take ->> 'lease')::interval
+            WHERE run_id = item.run_id AND not_before <= now()
               AND (lease_expires_at IS NULL OR lease_expires_at <= now())
-              AND (sticky_owner IS NULL OR sticky_owner = item.owner)
-            RETURNING lease_token, failures INTO v_token, v_fails;
+              AND (sticky_owner IS NULL OR sticky_owner = v_owner)
+            RETURNING lease_token INTO v_token;
         END IF;
-        IF v_token IS NOT NULL AND item.commit IS NOT NULL THEN
-            c := json_populate_record(NULL::workflow_commit, item.commit);
-            c.id := workflow;
-            c.token := v_token;
-            BEGIN
-                outcome := commit_workflow_task(c);
-            EXCEPTION
-                WHEN deadlock_detected OR serialization_failure OR lock_not_available THEN
-                    RAISE;
-                WHEN OTHERS THEN
-                    outcome := json_build_object('error', 'failed: ' || SQLERRM);
-            END;
-            IF outcome ->> 'error' IS NULL THEN
-                results := results || json_build_object('recorded', true, 'continued', outcome);
+        IF v_token IS NOT NULL AND item.ahead IS NOT NULL THEN
+            v_task := leased_task(item.run_id);
+            v_ahead := apply_plan(item.run_id, v_token,
+                                  (item.ahead ->> 'history_length')::integer,
+                                  item.ahead -> 'plan', item.take);
+            IF v_ahead ->> 'refused' IS NULL THEN
+                results := results
+                    || json_build_object('refused', NULL, 'task', v_task, 'ahead', v_ahead);
                 CONTINUE;
             END IF;
         END IF;
-        INSERT INTO inbox (workflow_id, visible_at, event)
-        VALUES (workflow, now(), item.event::json);
+        INSERT INTO inbox (run_id, visible_at, event)
+        VALUES (item.run_id, now(), item.event::json);
         IF v_token IS NOT NULL THEN
-            SELECT json_build_object(
-                'token', v_token, 'failures', v_fails, 'claimed_at', now(),
-                'history_length', (SELECT history_length FROM workflows WHERE id = workflow),
-                'ids', coalesce(json_agg(e.id ORDER BY e.id), '[]'),
-                'events', coalesce(json_agg(e.event::text ORDER BY e.id), '[]'))
-            INTO resumed
-            FROM inbox e WHERE e.workflow_id = workflow AND e.visible_at <= now();
+            v_task := leased_task(item.run_id);
         END IF;
-        results := results || json_build_object('recorded', true, 'resumed', resumed);
+        results := results
+            || json_build_object('refused', NULL, 'task', v_task, 'ahead', v_ahead);
     END LOOP;
     RETURN results;
+END
+$$;
+
+-- What a write with p_take leased to its owner, leased anew when the write's answer was
+-- lost: {"task": null or the run's workflow task if the owner holds it, "activities": the
+-- run's activity tasks of p_take's activities the owner holds on their first attempt}.
+-- The task is locked before the activities, as completions lock them.
+CREATE OR REPLACE FUNCTION reclaim(p_run_id text, p_take json) RETURNS json
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    v_owner text := p_take ->> 'owner';
+    v_lease interval := (p_take ->> 'lease')::interval;
+    v_held  boolean;
+    v_ids   bigint[];
+BEGIN
+    UPDATE workflow_tasks
+    SET lease_token = lease_token + 1, lease_expires_at = now() + v_lease
+    WHERE run_id = p_run_id AND lease_owner = v_owner AND lease_expires_at > now();
+    v_held := FOUND;
+    WITH leased AS (
+        UPDATE activity_tasks
+        SET lease_token = lease_token + 1, lease_expires_at = now() + v_lease
+        WHERE run_id = p_run_id AND lease_owner = v_owner AND attempt = 1
+          AND lease_expires_at > now()
+          AND seq = ANY (json_ints(p_take -> 'activities'))
+        RETURNING id
+    )
+    SELECT array_agg(id) INTO v_ids FROM leased;
+    RETURN json_build_object(
+        'task', CASE WHEN v_held THEN leased_task(p_run_id) END,
+        'activities', coalesce((SELECT json_agg(a) FROM leased_activities(v_ids) AS a), '[]'));
 END
 $$;
 
@@ -207,27 +415,23 @@ $$;
 CREATE OR REPLACE FUNCTION claim_workflow_tasks(
     p_names text[], p_owner text, p_lease interval, p_limit integer, p_sticky interval,
     p_polled text[])
-RETURNS TABLE (o_workflow_id text, o_name text, o_token bigint, o_failures integer,
-               o_claimed_at timestamptz, o_history_length integer, o_inbox_ids bigint[],
-               o_inbox_events text[])
+RETURNS SETOF json
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 DECLARE
     v_ids text[];
 BEGIN
-    INSERT INTO pollers (kind, name, last_poll_at)
-    SELECT 'workflow', n, now() FROM unnest(p_polled) AS n
-    ON CONFLICT (kind, name) DO UPDATE SET last_poll_at = excluded.last_poll_at;
+    PERFORM record_polls('workflow', p_polled);
     WITH ready AS (
-        SELECT t.workflow_id
+        SELECT t.run_id
         FROM workflow_tasks t
         WHERE t.name = ANY (p_names)
           AND (t.lease_expires_at IS NULL OR t.lease_expires_at <= now())
           AND t.not_before <= now()
           AND EXISTS (
               SELECT 1 FROM inbox e
-              WHERE e.workflow_id = t.workflow_id
+              WHERE e.run_id = t.run_id
                 AND e.visible_at <= now() - CASE WHEN t.sticky_owner IS NULL
                                                   OR t.sticky_owner = p_owner
                                                  THEN interval '0' ELSE p_sticky END
@@ -239,17 +443,43 @@ BEGIN
         SET lease_owner = p_owner, lease_token = t.lease_token + 1,
             lease_expires_at = now() + p_lease
         FROM ready
-        WHERE t.workflow_id = ready.workflow_id
-        RETURNING t.workflow_id
+        WHERE t.run_id = ready.run_id
+        RETURNING t.run_id
     )
-    SELECT array_agg(leased.workflow_id) INTO v_ids FROM leased;
-    RETURN QUERY
-    SELECT t.workflow_id, t.name, t.lease_token, t.failures, now(), w.history_length,
-           ARRAY(SELECT e.id FROM inbox e
-                 WHERE e.workflow_id = t.workflow_id AND e.visible_at <= now() ORDER BY e.id),
-           ARRAY(SELECT e.event::text FROM inbox e
-                 WHERE e.workflow_id = t.workflow_id AND e.visible_at <= now() ORDER BY e.id)
-    FROM workflow_tasks t JOIN workflows w ON w.id = t.workflow_id
-    WHERE t.workflow_id = ANY (v_ids);
+    SELECT array_agg(leased.run_id) INTO v_ids FROM leased;
+    RETURN QUERY SELECT leased_task(r) FROM unnest(v_ids) AS r;
+END
+$$;
+
+-- Lease up to p_limit due activity tasks of these names, counting an attempt each, then
+-- read them (as leased_activities gives them); p_polled as for claim_workflow_tasks.
+CREATE OR REPLACE FUNCTION claim_activity_tasks(
+    p_names text[], p_owner text, p_lease interval, p_limit integer, p_polled text[])
+RETURNS SETOF json
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    v_ids bigint[];
+BEGIN
+    PERFORM record_polls('activity', p_polled);
+    WITH ready AS (
+        SELECT id FROM activity_tasks
+        WHERE name = ANY (p_names)
+          AND visible_at <= now()
+          AND (lease_expires_at IS NULL OR lease_expires_at <= now())
+        ORDER BY visible_at
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    ), leased AS (
+        UPDATE activity_tasks a
+        SET lease_owner = p_owner, lease_token = a.lease_token + 1,
+            lease_expires_at = now() + p_lease, attempt = a.attempt + 1
+        FROM ready
+        WHERE a.id = ready.id
+        RETURNING a.id
+    )
+    SELECT array_agg(leased.id) INTO v_ids FROM leased;
+    RETURN QUERY SELECT leased_activities(v_ids);
 END
 $$;

@@ -3,11 +3,16 @@
 -- this (tests/backends/test_postgres_schema.py checks it). The functions are in
 -- functions.sql, applied after either.
 
+-- One row per run of a workflow id; the latest run of an id has the highest run_number.
 CREATE TABLE workflows (
-    id             text PRIMARY KEY,
+    run_id         text PRIMARY KEY,
+    id             text NOT NULL,
+    run_number     integer NOT NULL,
     name           text NOT NULL,
     version        text NOT NULL,
-    status         text NOT NULL CHECK (status IN ('pending', 'running', 'completed', 'failed')),
+    status         text NOT NULL CHECK (status IN ('pending', 'running', 'completed', 'failed',
+                                                   'cancelled', 'terminated', 'timed_out',
+                                                   'continued')),
     args           json NOT NULL,
     result         json,
     failure        json,
@@ -15,12 +20,13 @@ CREATE TABLE workflows (
     start_at       timestamptz NOT NULL,
     completed_at   timestamptz,
     parent_id      text,
-    history_length integer NOT NULL DEFAULT 0
+    history_length integer NOT NULL DEFAULT 0,
+    UNIQUE (id, run_number)
 );
 
--- One per running workflow: claimable while its inbox has a visible event.
+-- One per unfinished run: claimable while its inbox has a visible event.
 CREATE TABLE workflow_tasks (
-    workflow_id      text PRIMARY KEY REFERENCES workflows (id),
+    run_id           text PRIMARY KEY REFERENCES workflows (run_id),
     name             text NOT NULL,
     lease_owner      text,
     lease_token      bigint NOT NULL DEFAULT 0,
@@ -34,64 +40,41 @@ CREATE TABLE workflow_tasks (
 );
 CREATE INDEX workflow_tasks_by_name ON workflow_tasks (name);
 
--- Things that happened that the workflow has not seen yet; timers wait here until due.
+-- Things that happened that the run has not seen yet; timers wait here until due.
 CREATE TABLE inbox (
-    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    workflow_id text NOT NULL REFERENCES workflows (id),
-    visible_at  timestamptz NOT NULL,
-    timer_seq   integer,
-    event       json NOT NULL
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id     text NOT NULL REFERENCES workflows (run_id),
+    visible_at timestamptz NOT NULL,
+    timer_seq  integer,
+    event      json NOT NULL
 );
-CREATE INDEX inbox_by_workflow ON inbox (workflow_id, visible_at);
+CREATE INDEX inbox_by_run ON inbox (run_id, visible_at);
 CREATE INDEX inbox_by_time ON inbox (visible_at);
 
 CREATE TABLE activity_tasks (
-    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    workflow_id      text NOT NULL REFERENCES workflows (id),
-    seq              integer NOT NULL,
-    name             text NOT NULL,
-    args             json NOT NULL,
-    retry            json,
-    attempt          integer NOT NULL DEFAULT 0,
-    visible_at       timestamptz NOT NULL,
-    lease_owner      text,
-    lease_token      bigint NOT NULL DEFAULT 0,
-    lease_expires_at timestamptz,
-    last_failure     json,
+    id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id            text NOT NULL REFERENCES workflows (run_id),
+    seq               integer NOT NULL,
+    name              text NOT NULL,
+    args              json NOT NULL,
+    retry             json,
+    attempt           integer NOT NULL DEFAULT 0,
+    visible_at        timestamptz NOT NULL,
+    lease_owner       text,
+    lease_token       bigint NOT NULL DEFAULT 0,
+    lease_expires_at  timestamptz,
+    last_failure      json,
     heartbeat_details json,
-    UNIQUE (workflow_id, seq)
+    UNIQUE (run_id, seq)
 );
 CREATE INDEX activity_tasks_ready ON activity_tasks (name, visible_at);
 
--- The tape: append-only, numbered per workflow from 1.
+-- The tape: append-only, numbered per run from 1.
 CREATE TABLE history (
-    workflow_id text NOT NULL REFERENCES workflows (id),
-    seq         integer NOT NULL,
-    event       json NOT NULL,
-    PRIMARY KEY (workflow_id, seq)
-);
-
--- One workflow task's commit, as the worker sends it.
-CREATE TYPE workflow_commit AS (
-    id               text,
-    token            bigint,
-    history_length   integer,
-    consumed         bigint[],
-    events           text[],
-    activity_seqs    integer[],
-    activity_names   text[],
-    activity_args    text[],
-    activity_retries text[],
-    timer_dues       timestamptz[],
-    timer_seqs       integer[],
-    timer_events     text[],
-    cancelled_timers integer[],
-    status           text,
-    result           text,
-    failure          text,
-    eager_seqs       integer[],
-    owner            text,
-    lease            interval
+    run_id text NOT NULL REFERENCES workflows (run_id),
+    seq    integer NOT NULL,
+    event  json NOT NULL,
+    PRIMARY KEY (run_id, seq)
 );
 
 -- The checksum of the functions.sql applied to this schema (see functions.sql).
