@@ -241,17 +241,13 @@ class Inspector:
         """A task's row (and a workflow task's inbox), for a report."""
         if kind == "workflow":
             columns = "lease_owner, lease_token, lease_expires_at, not_before, failures, last_error"
-            rows = self._rows(
-                f"SELECT {columns} FROM workflow_tasks WHERE run_id = ?", (task_id,)
-            )
+            rows = self._rows(f"SELECT {columns} FROM workflow_tasks WHERE run_id = ?", (task_id,))
             inbox = self._rows(
                 "SELECT id, visible_at, timer_seq FROM inbox WHERE run_id = ? ORDER BY id",
                 (task_id,),
             )
             return {"task": [str(v) for v in rows[0]] if rows else None, "inbox": inbox}
-        columns = (
-            "run_id, seq, attempt, visible_at, lease_owner, lease_token, lease_expires_at"
-        )
+        columns = "run_id, seq, attempt, visible_at, lease_owner, lease_token, lease_expires_at"
         rows = self._rows(f"SELECT {columns} FROM activity_tasks WHERE id = ?", (int(task_id),))
         return {"task": [str(v) for v in rows[0]] if rows else None}
 
