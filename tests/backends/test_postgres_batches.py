@@ -211,7 +211,7 @@ async def test_the_batch_function_answers_with_refusal_codes(postgres_url: str) 
         plans["broken"] = dataclasses.replace(
             plans["broken"], activities=(NewActivity(1, "add_one", "{not json", None),)
         )
-        items = [
+        items: list[dict[str, Any]] = [
             {
                 "run_id": task.run_id,
                 "token": task.lease_token + (name == "lost"),
@@ -308,7 +308,7 @@ async def test_an_outcome_waits_for_a_commit_in_flight_of_its_run(postgres_url: 
                 completing = asyncio.create_task(backend.complete_activity_task(taken, outcome))
                 await asyncio.sleep(0.3)
                 assert not completing.done()
-            assert await asyncio.wait_for(completing, 5) is None
+            await asyncio.wait_for(completing, 5)
         [after] = await backend.claim_workflow_tasks(["plus_one"], "me", LEASE, 1)
         assert [i.event for i in after.inbox] == [outcome]
 

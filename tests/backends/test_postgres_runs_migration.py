@@ -58,14 +58,20 @@ async def carried_over(number: int) -> int:
 
 
 STARTED_AT = datetime(2026, 1, 1, tzinfo=UTC)
+STARTS = {
+    workflow_id: WorkflowExecutionStarted(
+        name="carried_over", version="", args=[number], started_at=STARTED_AT
+    )
+    for workflow_id, number in (("carried", 1), ("finished", 4))
+}
 IN_FLIGHT: list[HistoryEvent] = [  # its first task, as a worker committed it
     WorkflowTaskStarted(at=STARTED_AT),
-    WorkflowExecutionStarted(name="carried_over", version="", args=[1], started_at=STARTED_AT),
+    STARTS["carried"],
     ActivityScheduled(seq=1, name="add_one", args=[1]),
 ]
 FINISHED: list[HistoryEvent] = [
     WorkflowTaskStarted(at=STARTED_AT),
-    WorkflowExecutionStarted(name="carried_over", version="", args=[4], started_at=STARTED_AT),
+    STARTS["finished"],
     WorkflowExecutionCompleted(result=5),
 ]
 
@@ -93,7 +99,7 @@ def _version_6(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> Non
             (
                 workflow_id,
                 status,
-                json_text(events[1].args),
+                json_text(STARTS[workflow_id].args),
                 result,
                 STARTED_AT,
                 len(events),
@@ -108,7 +114,7 @@ def _version_6(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> Non
         """INSERT INTO workflow_tasks (workflow_id, name, lease_token, sticky_owner)
            VALUES ('carried', 'carried_over', 1, 'a-worker-now-gone')"""
     )
-    for event in (IN_FLIGHT[1], EventReceived(name="bonus", payload=10)):
+    for event in (STARTS["carried"], EventReceived(name="bonus", payload=10)):
         conn.execute(
             "INSERT INTO inbox (workflow_id, visible_at, event) VALUES ('carried', now(), %s)",
             (encode_event(event),),

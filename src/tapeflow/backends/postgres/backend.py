@@ -135,8 +135,7 @@ def _take(take: Take | None) -> dict[str, JSONValue] | None:
 
 def _leased(row: Mapping[str, Any]) -> WorkflowTask:
     """A workflow task as ``leased_task`` (functions.sql) gives it."""
-    claimed_at = _utc(datetime.fromisoformat(row["claimed_at"]))
-    return workflow_task(row, ((i, event) for i, event in row["inbox"]), claimed_at)
+    return workflow_task(row, row["inbox"], _utc(datetime.fromisoformat(row["claimed_at"])))
 
 
 def _plan_topics(
@@ -259,16 +258,13 @@ class PostgresBackend:
         await self._pool.close()
 
     @contextlib.asynccontextmanager
-    async def _connection(self, *, transaction: bool = False) -> AsyncIterator[Connection]:
-        """A pooled connection (in a transaction if asked); connection failures surface as
-        BackendUnavailable, and the broken connection is dropped from the pool."""
+    async def _connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection (autocommit: every write is one statement, or one function);
+        connection failures surface as BackendUnavailable, and the broken connection is
+        dropped from the pool."""
         try:
             async with self._pool.connection() as conn:
-                if transaction:
-                    async with conn.transaction():
-                        yield conn
-                else:
-                    yield conn
+                yield conn
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
             raise BackendUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
 

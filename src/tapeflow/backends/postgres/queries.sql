@@ -73,14 +73,14 @@ SET lease_owner = NULL, lease_expires_at = NULL, visible_at = now() + %(delay)s,
 WHERE id = %(id)s AND lease_token = %(token)s AND lease_expires_at > now();
 
 -- name: extend_workflow_leases
--- Rows are locked in run id order, as the batched writes lock them, so the two never
--- deadlock.
+-- Rows are locked in run id order, as the batched writes lock them (sorted in Python: by
+-- code point, which is collation "C"), so the two never deadlock.
 WITH held AS (
     SELECT t.run_id
     FROM workflow_tasks t JOIN unnest(%(ids)s::text[], %(tokens)s::bigint[]) AS r (id, token)
         ON t.run_id = r.id AND t.lease_token = r.token
     WHERE t.lease_expires_at > now()
-    ORDER BY t.run_id
+    ORDER BY t.run_id COLLATE "C"
     FOR NO KEY UPDATE OF t
 )
 UPDATE workflow_tasks t SET lease_expires_at = now() + %(lease)s
@@ -94,7 +94,7 @@ WITH held AS (
         JOIN unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(details)s::text[])
             AS r (id, token, details) ON a.id = r.id AND a.lease_token = r.token
     WHERE a.lease_expires_at > now()
-    ORDER BY a.run_id, a.id
+    ORDER BY a.run_id COLLATE "C", a.id
     FOR NO KEY UPDATE OF a
 )
 UPDATE activity_tasks a
