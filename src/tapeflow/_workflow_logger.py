@@ -33,7 +33,7 @@ class WorkflowLogger(logging.LoggerAdapter[logging.Logger]):
             info = instance.info
             fields = {
                 "workflow_id": info.workflow_id,
-                "run": info.workflow_id,
+                "run": info.run_id,
                 "workflow_name": info.name,
             }
             kwargs["extra"] = {**fields, **(kwargs.get("extra") or {})}

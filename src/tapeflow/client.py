@@ -24,11 +24,21 @@ HINT_AFTER = 3.0
 
 
 class WorkflowHandle(Generic[R]):
-    """A started workflow, by id. ``result()`` waits for it to end."""
+    """A started workflow, by id: it acts on the workflow's latest run. ``result()`` waits
+    for it to end."""
 
-    def __init__(self, backend: Backend, workflow_id: str, result_type: object = Any) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        workflow_id: str,
+        result_type: object = Any,
+        run_id: str | None = None,
+    ) -> None:
         self._backend = backend
         self.id = workflow_id
+        self.run_id = run_id
+        """The run this handle started, if it started one (``describe().run_id`` is the
+        latest)."""
         self._result_type = result_type
 
     def __repr__(self) -> str:
@@ -143,10 +153,11 @@ class Client:
             name = definition.name
             encoded = definition.signature.encode_args(args)
             hint = definition.signature.return_hint
-        await self.backend.create_workflow(
-            NewWorkflow(id=workflow_id, name=name, version=version, args=encoded, start_at=start_at)
+        new = NewWorkflow(
+            id=workflow_id, name=name, version=version, args=encoded, start_at=start_at
         )
-        return WorkflowHandle(self.backend, workflow_id, hint)
+        await self.backend.create_workflow(new)
+        return WorkflowHandle(self.backend, workflow_id, hint, new.run_id)
 
     @overload
     def get_handle(self, workflow_id: str) -> WorkflowHandle[Any]: ...

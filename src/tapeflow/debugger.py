@@ -44,17 +44,23 @@ class WorkflowDebugger:
         self.backend = backend
 
     async def query_vars(
-        self, workflow: Callable[..., Awaitable[Any]], workflow_id: str, *, upto: int | None = None
+        self,
+        workflow: Callable[..., Awaitable[Any]],
+        workflow_id: str,
+        *,
+        upto: int | None = None,
+        run_id: str | None = None,
     ) -> WorkflowVars:
         """The variables set with ``workflow.set_var``, as of the latest history event (or
-        of event number ``upto``); empty if no worker has run the workflow yet.
+        of event number ``upto``) of the latest run (or the run ``run_id``); empty if no
+        worker has run the workflow yet.
 
         If the code no longer matches the history, they are as of the last workflow task
         that replayed consistently, and ``diverged`` on the result holds the
         NonDeterminismError naming where it stopped: check it before trusting the values.
         Raises WorkflowNotFound.
         """
-        history = await self.history(workflow_id)
+        history = await self.history(workflow_id, run_id)
         if upto is not None:
             history = _cut_at_task(history, upto)
         if not history:
@@ -67,7 +73,7 @@ class WorkflowDebugger:
             )
         diverged: NonDeterminismError | None = None
         while True:  # each pass is shorter than the last: it ends, at worst on no history
-            instance = WorkflowInstance(definition, workflow_id)
+            instance = WorkflowInstance(definition, workflow_id, run_id or "")
             try:
                 replay(instance, history)
                 return WorkflowVars(instance.vars, len(history), diverged)
@@ -78,9 +84,10 @@ class WorkflowDebugger:
             finally:
                 instance.close()
 
-    async def history(self, workflow_id: str) -> list[HistoryEvent]:
-        """The stored history, in order. Raises WorkflowNotFound."""
-        return await self.backend.load_history(workflow_id)
+    async def history(self, workflow_id: str, run_id: str | None = None) -> list[HistoryEvent]:
+        """The stored history of the latest run (or the run named), in order. Raises
+        WorkflowNotFound."""
+        return await self.backend.load_history(workflow_id, run_id)
 
 
 def _cut_at_task(history: list[HistoryEvent], upto: int) -> list[HistoryEvent]:

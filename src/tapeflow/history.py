@@ -125,6 +125,17 @@ class EventReceived:
 
 
 @dataclass(frozen=True)
+class MarkerRecorded:
+    """A fact the workflow code noted in its history, for its own replay to find (the
+    version branch a later ``workflow.patched`` takes, say); it writes nothing else."""
+
+    seq: int
+    name: str
+    details: JSONValue = None
+    kind: Literal["marker_recorded"] = "marker_recorded"
+
+
+@dataclass(frozen=True)
 class WorkflowExecutionCompleted:
     result: JSONValue
     kind: Literal["workflow_completed"] = "workflow_completed"
@@ -139,7 +150,7 @@ class WorkflowExecutionFailed:
 Terminal: TypeAlias = WorkflowExecutionCompleted | WorkflowExecutionFailed
 """The decision that ends a workflow: nothing follows it in history."""
 
-Decision: TypeAlias = ActivityScheduled | TimerStarted | TimerCancelled | Terminal
+Decision: TypeAlias = ActivityScheduled | TimerStarted | TimerCancelled | MarkerRecorded | Terminal
 """What a workflow decides in an activation; the worker turns these into writes."""
 
 Incoming: TypeAlias = (

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import signal
 import socket
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from types import TracebackType
@@ -24,13 +25,22 @@ from tapeflow._definition import Definition, definition_of
 from tapeflow._validate import fail
 from tapeflow._worker.activity_tasks import ActivityTaskRunner
 from tapeflow._worker.cache import WorkflowCache
-from tapeflow._worker.eager import EagerDispatch, ResumeDispatch
 from tapeflow._worker.leases import LeaseKeeper
 from tapeflow._worker.poller import Poller
 from tapeflow._worker.process_pool import ProcessPool
+from tapeflow._worker.slots import Slots
 from tapeflow._worker.thread_pool import ActivityThreadPool
+from tapeflow._worker.workflow_steps import HandOver, Taking, WorkflowSteps
 from tapeflow._worker.workflow_tasks import WorkflowTaskRunner
-from tapeflow.backends.base import ActivityTask, Backend, LeaseRef, TaskKind, WorkflowTask
+from tapeflow._worker.workflow_threads import WORKFLOW_THREADS, WorkflowThreads
+from tapeflow.backends.base import (
+    ActivityTask,
+    Backend,
+    LeaseRef,
+    TaskKind,
+    WorkflowTask,
+    hand_offs,
+)
 from tapeflow.errors import BackendUnavailable, InvalidArgument
 from tapeflow.options import WorkerOptions
 
@@ -82,11 +92,7 @@ class Worker:
         self.lease_owner = f"{self.name}/{uuid.uuid4().hex[:8]}"
         """Who holds this worker's leases: unique even when several workers share a name."""
         self.cache = WorkflowCache(self.options.workflow_cache_size)
-        self._leases = LeaseKeeper(backend, self.options.lease_duration)
-        self._pollers: list[Poller[Any]] = []
-        self._tasks: list[asyncio.Task[None]] = []
-        self._executor: Executor | None = None
-        self._workflow_runner: WorkflowTaskRunner | None = None
+        self._running: _Running | None = None
         self._stopped = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -104,94 +110,15 @@ class Worker:
         await self.stop()
 
     async def start(self) -> None:
-        if self._tasks:
+        if self._running is not None:
             raise InvalidArgument("this worker is already running")
         self._stopped.clear()
-        workflow_side = self._workflow_side() if self.workflows else None
-        activity_side = self._activity_side() if self.activities else None
-        if workflow_side and activity_side and self.options.eager_activities:
-            self._hand_off_eagerly(*workflow_side, *activity_side)
-        self._tasks = [asyncio.create_task(poller.run()) for poller in self._pollers]
-        self._tasks.append(asyncio.create_task(self._leases.run()))
+        self._running = _Running(self)
         log.info(
             "worker %s started: workflows %s, activities %s",
             self.name,
             sorted(self.workflows),
             sorted(self.activities),
-        )
-
-    def _workflow_side(self) -> tuple[WorkflowTaskRunner, Poller[WorkflowTask]]:
-        options = self.options
-        runner = WorkflowTaskRunner(
-            self.backend,
-            self.workflows,
-            self.cache,
-            options.lease_duration,
-            options.workflow_task_timeout,
-            options.max_concurrent_workflow_tasks,
-            options.max_abandoned_workflow_threads,
-        )
-        self._workflow_runner = runner
-        poller = Poller(
-            self.backend,
-            TaskKind.WORKFLOW,
-            list(self.workflows),
-            options.max_concurrent_workflow_tasks,
-            options.poll_interval,
-            self._claim_workflow_tasks,
-            self._leased(runner.run, _workflow_ref),
-            self.lease_owner,
-        )
-        runner.poller = poller
-        self._pollers.append(poller)
-        return runner, poller
-
-    def _activity_side(self) -> tuple[ActivityTaskRunner, Poller[ActivityTask]]:
-        options = self.options
-        self._executor = (
-            ProcessPool(options.max_concurrent_activities)
-            if options.activity_executor == "process"
-            else ActivityThreadPool(options.max_concurrent_activities)
-        )
-        runner = ActivityTaskRunner(
-            self.backend,
-            self.activities,
-            options.retry_policy,
-            self._executor,
-            options.lease_duration,
-        )
-        self._leases = LeaseKeeper(self.backend, options.lease_duration, runner.take_heartbeats)
-        poller = Poller(
-            self.backend,
-            TaskKind.ACTIVITY,
-            list(self.activities),
-            options.max_concurrent_activities,
-            options.poll_interval,
-            self._claim_activity_tasks,
-            self._leased(runner.run, _activity_ref),
-        )
-        self._pollers.append(poller)
-        return runner, poller
-
-    def _hand_off_eagerly(
-        self,
-        workflow_runner: WorkflowTaskRunner,
-        workflow_poller: Poller[WorkflowTask],
-        activity_runner: ActivityTaskRunner,
-        activity_poller: Poller[ActivityTask],
-    ) -> None:
-        """Both sides here: activities start straight from the commit that scheduled them,
-        and workflows go on straight from their activity's completion."""
-        lease = self.options.lease_duration
-        workflow_runner.eager = EagerDispatch(
-            frozenset(self.activities), activity_poller, self.lease_owner, lease
-        )
-        activity_runner.resume = ResumeDispatch(
-            frozenset(self.workflows),
-            workflow_poller,
-            self.lease_owner,
-            lease,
-            workflow_runner.continue_after,
         )
 
     async def stop(self) -> None:
@@ -203,25 +130,11 @@ class Worker:
         keep the process from exiting, but it runs on until then; one in the process pool is
         killed with its child process.
         """
-        if not self._tasks:
+        running, self._running = self._running, None
+        if running is None:
             return
-        for poller in self._pollers:
-            poller.stop()
-        *polling, leases = self._tasks
-        await asyncio.gather(*polling, return_exceptions=True)
-        grace = self.options.shutdown_grace.total_seconds()
-        await asyncio.gather(*(poller.drain(grace) for poller in self._pollers))
-        leases.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await leases
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
-        if self._workflow_runner is not None:
-            self._workflow_runner.close()
-            self._workflow_runner = None
+        await running.stop(self.options.shutdown_grace.total_seconds())
         self.cache.clear()
-        self._pollers, self._tasks = [], []
         self._stopped.set()
         log.info("worker %s stopped", self.name)
 
@@ -248,54 +161,201 @@ class Worker:
 
     def health(self) -> WorkerHealth:
         """Whether this worker takes workflow tasks now, for a liveness or readiness probe."""
-        runner = self._workflow_runner
         if not self.workflows:
             return WorkerHealth(False, 0, "this worker runs no workflows")
-        if runner is None:
+        if self._running is None or self._running.threads is None:
             return WorkerHealth(False, 0, "this worker is not running")
-        reason = runner.refusal
-        return WorkerHealth(reason is None, runner.abandoned_threads, reason)
+        threads = self._running.threads
+        reason = self._running.refusal()
+        return WorkerHealth(reason is None, threads.abandoned, reason)
 
-    # -- plumbing --------------------------------------------------------------------------
 
-    async def _claim_workflow_tasks(self, limit: int) -> list[WorkflowTask]:
-        return await self.backend.claim_workflow_tasks(
-            list(self.workflows), self.lease_owner, self.options.lease_duration, limit
+class _Running:
+    """A started worker's parts, each built once, in the order they need each other: slots
+    first (the writes that hand work over reserve them), then the workflow steps both
+    runners share, the runners, and the pollers that feed them. Work a task's own write
+    leased to this worker is started here when that task ends (``HandOver``)."""
+
+    def __init__(self, worker: Worker) -> None:
+        options = self.options = worker.options
+        self.backend = backend = worker.backend
+        self.workflow_slots = Slots(options.max_concurrent_workflow_tasks)
+        self.activity_slots = Slots(options.max_concurrent_activities)
+        self.executor: Executor | None = None
+        self.threads: WorkflowThreads | None = None
+        self._held = False
+        steps = self._steps(worker) if worker.workflows else None
+        self.workflow_runner = (
+            WorkflowTaskRunner(backend, steps, worker.cache, options.lease_duration)
+            if steps is not None
+            else None
+        )
+        self.activity_runner: ActivityTaskRunner | None = None
+        if worker.activities:
+            self.executor = (
+                ProcessPool(options.max_concurrent_activities)
+                if options.activity_executor == "process"
+                else ActivityThreadPool(options.max_concurrent_activities)
+            )
+            self.activity_runner = ActivityTaskRunner(
+                backend,
+                worker.activities,
+                options.retry_policy,
+                self.executor,
+                options.lease_duration,
+                steps,
+            )
+        runner = self.activity_runner
+        self.leases = LeaseKeeper(
+            backend, options.lease_duration, runner.take_heartbeats if runner else dict
+        )
+        owner, lease = worker.lease_owner, options.lease_duration
+        self.pollers: list[Poller[Any]] = []
+        if self.workflow_runner is not None:
+            names = list(worker.workflows)
+            claim_workflows = functools.partial(backend.claim_workflow_tasks, names, owner, lease)
+            self.pollers.append(
+                Poller(
+                    backend,
+                    TaskKind.WORKFLOW,
+                    names,
+                    self.workflow_slots,
+                    options.poll_interval,
+                    claim_workflows,
+                    self._run_workflow_task,
+                    owner,
+                )
+            )
+        if self.activity_runner is not None:
+            names = list(worker.activities)
+            claim = functools.partial(backend.claim_activity_tasks, names, owner, lease)
+            self.pollers.append(
+                Poller(
+                    backend,
+                    TaskKind.ACTIVITY,
+                    names,
+                    self.activity_slots,
+                    options.poll_interval,
+                    claim,
+                    self._run_activity_task,
+                )
+            )
+        self.tasks = [asyncio.create_task(poller.run()) for poller in self.pollers]
+        self.tasks.append(asyncio.create_task(self.leases.run()))
+
+    def _steps(self, worker: Worker) -> WorkflowSteps:
+        options = self.options
+        self.threads = WorkflowThreads(
+            min(options.max_concurrent_workflow_tasks, WORKFLOW_THREADS),
+            options.workflow_task_timeout.total_seconds(),
+            options.max_abandoned_workflow_threads,
+            on_abandoned=self._abandoned_changed,
+        )
+        capability = hand_offs(self.backend)
+        taking = None
+        if capability is not None:
+            eager = bool(worker.activities) and options.eager_activities
+            taking = Taking(
+                capability,
+                worker.lease_owner,
+                options.lease_duration,
+                self.activity_slots if eager else None,
+                frozenset(worker.activities),
+                self.workflow_slots if worker.activities else None,
+                frozenset(worker.workflows),
+            )
+        return WorkflowSteps(
+            self.backend,
+            worker.workflows,
+            worker.cache,
+            self.threads,
+            options.workflow_task_timeout,
+            options.lease_duration,
+            taking,
         )
 
-    async def _claim_activity_tasks(self, limit: int) -> list[ActivityTask]:
-        return await self.backend.claim_activity_tasks(
-            list(self.activities), self.lease_owner, self.options.lease_duration, limit
+    def refusal(self) -> str | None:
+        """Why this worker takes no workflow tasks now; None while it takes them."""
+        threads = self.threads
+        if threads is None or not threads.full:
+            return None
+        timeout = self.options.workflow_task_timeout.total_seconds()
+        return (
+            f"{threads.abandoned} threads are stuck in workflow code that ran past "
+            f"{timeout:g}s without awaiting (max_abandoned_workflow_threads="
+            f"{self.options.max_abandoned_workflow_threads}); workflow tasks are taken "
+            "again once one returns"
         )
 
-    def _leased(
-        self, run: Callable[[Any], Any], ref_of: Callable[[Any], LeaseRef]
-    ) -> Callable[[Any], Any]:
-        """Wrap a task runner so the task's lease is renewed while it runs.
+    def _abandoned_changed(self) -> None:
+        """Each thread stuck in workflow code takes its share of the GIL: with too many
+        stuck, this worker claims no workflow tasks until one returns."""
+        reason = self.refusal()
+        if (reason is not None) == self._held:
+            return
+        self._held = reason is not None
+        if reason is not None:
+            log.error("this worker takes no workflow tasks: %s", reason)
+        else:
+            log.warning("a stuck workflow thread returned: this worker takes workflow tasks again")
+        self.workflow_slots.hold(self._held)
+
+    async def _run_workflow_task(self, task: WorkflowTask) -> None:
+        assert self.workflow_runner is not None
+        await self._leased(_workflow_ref(task), self.workflow_runner.run, task)
+
+    async def _run_activity_task(self, task: ActivityTask) -> None:
+        assert self.activity_runner is not None
+        await self._leased(_activity_ref(task), self.activity_runner.run, task)
+
+    async def _leased(
+        self,
+        ref: LeaseRef,
+        run: Callable[[Any, HandOver], Awaitable[None]],
+        task: Any,
+    ) -> None:
+        """Run a task with its lease renewed while it runs, then start what its writes
+        handed over to this worker.
 
         Only Exceptions are caught: the runners turn whatever user code raises, SystemExit
         included, into a failed task or attempt where they call it, so a BaseException
         here is the worker's own cancellation or a real interrupt, which must go on."""
+        hand = HandOver()
+        self.leases.hold(ref)
+        try:
+            await run(task, hand)
+        except BackendUnavailable as exc:  # its lease runs out; another attempt follows
+            log.warning(
+                "%s task %s left while the backend is unavailable: %s", ref.kind, ref.id, exc
+            )
+        except Exception:
+            log.exception("unexpected error running %s", ref)
+        finally:
+            self.leases.release(ref)
+            self.workflow_slots.adopt(
+                [self._run_workflow_task(t) for t in hand.workflow_tasks], hand.workflow_slots
+            )
+            self.activity_slots.adopt(
+                [self._run_activity_task(t) for t in hand.activity_tasks], hand.activity_slots
+            )
 
-        async def run_leased(task: Any) -> None:
-            ref = ref_of(task)
-            self._leases.hold(ref)
-            try:
-                await run(task)
-            except BackendUnavailable as exc:  # its lease runs out; another attempt follows
-                log.warning(
-                    "%s task %s left while the backend is unavailable: %s", ref.kind, ref.id, exc
-                )
-            except Exception:
-                log.exception("unexpected error running %s", ref)
-            finally:
-                self._leases.release(ref)
-
-        return run_leased
+    async def stop(self, grace: float) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        *polling, leases = self.tasks
+        await asyncio.gather(*polling, return_exceptions=True)
+        await asyncio.gather(*(poller.drain(grace) for poller in self.pollers))
+        leases.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await leases
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.threads is not None:
+            self.threads.close()
 
 
 def _workflow_ref(task: WorkflowTask) -> LeaseRef:
-    return LeaseRef(TaskKind.WORKFLOW, task.workflow_id, task.lease_token)
+    return LeaseRef(TaskKind.WORKFLOW, task.run_id, task.lease_token)
 
 
 def _activity_ref(task: ActivityTask) -> LeaseRef:

@@ -135,7 +135,8 @@ class Inspector:
         event = "event" if self.sqlite else "event::text"
         found: dict[str, list[tuple[int, str]]] = {}
         for workflow_id, seq, text in self._rows(
-            f"SELECT workflow_id, seq, {event} FROM history ORDER BY workflow_id, seq"
+            f"""SELECT w.id, h.seq, h.{event} FROM history h JOIN workflows w USING (run_id)
+                ORDER BY w.id, h.seq"""
         ):
             found.setdefault(workflow_id, []).append((int(seq), text))
         return found
@@ -161,9 +162,11 @@ class Inspector:
         pattern = f'%"{send_id}"%'  # send ids are distinct and never a quoted substring
         rows = self._rows(
             f"""SELECT count(*) FROM (
-                    SELECT 1 FROM inbox WHERE workflow_id = ? AND {event} LIKE ?
+                    SELECT 1 FROM inbox JOIN workflows w USING (run_id)
+                    WHERE w.id = ? AND {event} LIKE ?
                     UNION ALL
-                    SELECT 1 FROM history WHERE workflow_id = ? AND {event} LIKE ?) found""",
+                    SELECT 1 FROM history JOIN workflows w USING (run_id)
+                    WHERE w.id = ? AND {event} LIKE ?) found""",
             (workflow_id, pattern, workflow_id, pattern),
         )
         return int(rows[0][0]) > 0
@@ -172,7 +175,7 @@ class Inspector:
         """The tasks whose lease names ``owner`` (expired or not): what it held when it died.
         A worker's lease owner is its name, or its name then ``/`` and a suffix."""
         rows = self._rows(
-            """SELECT 'workflow', workflow_id, lease_token FROM workflow_tasks
+            """SELECT 'workflow', run_id, lease_token FROM workflow_tasks
                WHERE lease_owner = ? OR lease_owner LIKE ?
                UNION ALL
                SELECT 'activity', CAST(id AS TEXT), lease_token FROM activity_tasks
@@ -184,10 +187,10 @@ class Inspector:
     def leases(self, held: Sequence[Held]) -> dict[tuple[str, str], tuple[str | None, int]]:
         """(owner, token) now of each of these tasks; a task that is gone is left out."""
         found: dict[tuple[str, str], tuple[str | None, int]] = {}
-        workflow_ids = [h.id for h in held if h.kind == "workflow"]
+        run_ids = [h.id for h in held if h.kind == "workflow"]
         activity_ids = [int(h.id) for h in held if h.kind == "activity"]
         for kind, table, column, ids in (
-            ("workflow", "workflow_tasks", "workflow_id", workflow_ids),
+            ("workflow", "workflow_tasks", "run_id", run_ids),
             ("activity", "activity_tasks", "id", activity_ids),
         ):
             if not ids:
@@ -217,11 +220,11 @@ class Inspector:
                 "greatest(v.first_seen, coalesce(t.lease_expires_at, '-infinity'), t.not_before)"
             )
             since_activity = "greatest(visible_at, coalesce(lease_expires_at, '-infinity'))"
-        query = f"""SELECT 'workflow', t.workflow_id, {self._epoch(since_workflow)}
+        query = f"""SELECT 'workflow', t.run_id, {self._epoch(since_workflow)}
                 FROM workflow_tasks t
-                JOIN (SELECT workflow_id, min(visible_at) AS first_seen FROM inbox
-                      WHERE visible_at <= {now} GROUP BY workflow_id) v
-                  ON v.workflow_id = t.workflow_id
+                JOIN (SELECT run_id, min(visible_at) AS first_seen FROM inbox
+                      WHERE visible_at <= {now} GROUP BY run_id) v
+                  ON v.run_id = t.run_id
                 WHERE (t.lease_expires_at IS NULL OR t.lease_expires_at <= {now})
                   AND t.not_before <= {now}
                 UNION ALL
@@ -238,17 +241,13 @@ class Inspector:
         """A task's row (and a workflow task's inbox), for a report."""
         if kind == "workflow":
             columns = "lease_owner, lease_token, lease_expires_at, not_before, failures, last_error"
-            rows = self._rows(
-                f"SELECT {columns} FROM workflow_tasks WHERE workflow_id = ?", (task_id,)
-            )
+            rows = self._rows(f"SELECT {columns} FROM workflow_tasks WHERE run_id = ?", (task_id,))
             inbox = self._rows(
-                "SELECT id, visible_at, timer_seq FROM inbox WHERE workflow_id = ? ORDER BY id",
+                "SELECT id, visible_at, timer_seq FROM inbox WHERE run_id = ? ORDER BY id",
                 (task_id,),
             )
             return {"task": [str(v) for v in rows[0]] if rows else None, "inbox": inbox}
-        columns = (
-            "workflow_id, seq, attempt, visible_at, lease_owner, lease_token, lease_expires_at"
-        )
+        columns = "run_id, seq, attempt, visible_at, lease_owner, lease_token, lease_expires_at"
         rows = self._rows(f"SELECT {columns} FROM activity_tasks WHERE id = ?", (int(task_id),))
         return {"task": [str(v) for v in rows[0]] if rows else None}
 

@@ -1,4 +1,4 @@
-"""The seed's bank transfer saga: across banks in three steps, and when a step fails for
+"""The bank transfer saga: across banks in three steps, and when a step fails for
 good the steps already done are compensated in reverse order, so the money adds up."""
 
 from __future__ import annotations

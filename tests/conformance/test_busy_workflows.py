@@ -18,8 +18,7 @@ from datetime import timedelta
 import pytest
 
 import tapeflow
-from tapeflow._worker.workflow_tasks import WORKFLOW_THREADS
-from tapeflow._worker.workflow_threads import THREAD_NAME
+from tapeflow._worker.workflow_threads import THREAD_NAME, WORKFLOW_THREADS
 from tests.conformance._bystanders import bystanders_finish, start_bystanders
 from tests.conformance._waiting import eventually
 from tests.conftest import WorkerFactory

@@ -9,6 +9,7 @@ from datetime import timedelta
 import tapeflow
 from tapeflow import activity, workflow
 from tapeflow.backends.base import WorkflowTask
+from tapeflow.backends.plan import plan_commit
 from tapeflow.history import ActivityScheduled, HistoryEvent, WorkflowTaskStarted
 
 LEASE = timedelta(seconds=30)
@@ -41,7 +42,9 @@ async def test_racing_claimers_share_fifty_activities_without_overlap(
 ) -> None:
     await client.start_workflow(many_parts, 50, id="fifty")
     [task] = await backend.claim_workflow_tasks(["many_parts"], "w", LEASE, 1)
-    await backend.commit_workflow_task(task, [i.id for i in task.inbox], _schedule(task, 50))
+    await backend.commit_workflow_task(
+        task, plan_commit(_schedule(task, 50), [i.id for i in task.inbox])
+    )
     claims = await asyncio.gather(
         *(backend.claim_activity_tasks(["part"], f"w{n}", LEASE, 4) for n in range(20))
     )

@@ -17,13 +17,14 @@ from tapeflow import activity, workflow
 from tapeflow._worker.clock import BackendClock
 from tapeflow.backends.base import (
     STICKY_FOR,
-    Continuation,
     Continued,
-    EagerActivities,
-    ResumeWorkflow,
+    RunAhead,
+    Take,
     TaskKind,
     WorkflowTask,
+    hand_offs,
 )
+from tapeflow.backends.plan import plan_commit
 from tapeflow.history import (
     ActivityCompleted,
     ActivityScheduled,
@@ -32,6 +33,7 @@ from tapeflow.history import (
     WorkflowTaskStarted,
 )
 from tapeflow.testing import replay
+from tests.conformance.test_eager_activities import capability
 from tests.conftest import WorkerFactory
 
 LEASE = timedelta(seconds=30)
@@ -51,21 +53,26 @@ async def doubling(value: int) -> int:
 
 
 def _counting(backend: tapeflow.Backend, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """Count the backend's continuations by what they did, and its workflow task claims."""
+    """Count the backend's run-ahead tasks by what they did, and its workflow task claims."""
     counts: Counter[str] = Counter()
-    continue_after, claim = backend.continue_after_activity, backend.claim_workflow_tasks
+    claim = backend.claim_workflow_tasks
+    handing = hand_offs(backend)
+    if handing is not None:
+        complete_and_continue = handing.complete_and_continue
 
-    async def counted_continue(*args: Any) -> Continued:
-        done = await continue_after(*args)
-        counts["committed" if done.committed else "fell back"] += 1
-        return done
+        async def counted_continue(*args: Any) -> Continued:
+            done = await complete_and_continue(*args)
+            if len(args) > 3 and args[3] is not None:  # it ran the next task ahead
+                counts["committed" if done.committed else "fell back"] += 1
+            return done
+
+        monkeypatch.setattr(backend, "complete_and_continue", counted_continue)
 
     async def counted_claim(*args: Any) -> list[WorkflowTask]:
         tasks = await claim(*args)
         counts["claimed"] += len(tasks)
         return tasks
 
-    monkeypatch.setattr(backend, "continue_after_activity", counted_continue)
     monkeypatch.setattr(backend, "claim_workflow_tasks", counted_claim)
     return counts
 
@@ -84,7 +91,9 @@ async def test_every_activity_continues_its_cached_workflow(
     history = await backend.load_history("doubling")
     replay(doubling, history)  # a history that replays: the same as the usual path makes
     assert sum(isinstance(e, ActivityCompleted) for e in history) == STEPS
-    if cache_size:  # one claim (the start); every outcome committed with the next task
+    if hand_offs(backend) is None:  # every outcome recorded alone, every next task claimed
+        assert counts == {"claimed": STEPS + 1}
+    elif cache_size:  # one claim (the start); every outcome committed with the next task
         assert counts == {"claimed": 1, "committed": STEPS}
     else:  # no cached instance to run ahead: outcomes are recorded alone
         assert counts["committed"] == counts["fell back"] == 0
@@ -104,8 +113,9 @@ async def _running_activity(
     await client.start_workflow(doubling, 1, id=workflow_id)
     [task] = await backend.claim_workflow_tasks(["doubling"], "me", LEASE, 1)
     events = _scheduling(task)
-    [taken] = await backend.commit_workflow_task(
-        task, [i.id for i in task.inbox], events, EagerActivities(frozenset({1}), "me", LEASE)
+    plan = plan_commit(events, [i.id for i in task.inbox])
+    [taken] = await capability(backend).commit_and_take(
+        task, plan, Take("me", LEASE, frozenset({1}))
     )
     return task, events, taken
 
@@ -120,12 +130,15 @@ async def test_a_continuation_commits_the_outcome_and_the_next_task_together(
         outcome,
         ActivityScheduled(seq=2, name="double", args=[2]),
     ]
-    eager = EagerActivities(frozenset({2}), "me", LEASE)
-    continuation = Continuation(ResumeWorkflow("me", LEASE), len(events), ahead, eager)
-    done = await backend.continue_after_activity(taken, outcome, continuation)
+    done = await capability(backend).complete_and_continue(
+        taken,
+        outcome,
+        Take("me", LEASE, frozenset({2})),
+        RunAhead(len(events), plan_commit(ahead)),
+    )
     assert done.committed
     assert done.resumed is None
-    assert [(t.seq, t.args) for t in done.eager] == [(2, [2])]
+    assert [(t.seq, t.args) for t in done.activities] == [(2, [2])]
     assert await backend.load_history("together") == [*events, *ahead]
     assert await backend.claim_workflow_tasks(["doubling"], "me", LEASE, 1) == []  # no inbox
 
@@ -140,10 +153,11 @@ async def test_a_continuation_on_a_moved_history_records_the_outcome_alone(
         outcome,
         WorkflowExecutionCompleted(result=2),
     ]
-    continuation = Continuation(ResumeWorkflow("me", LEASE), len(events) - 1, stale)
-    done = await backend.continue_after_activity(taken, outcome, continuation)
+    done = await capability(backend).complete_and_continue(
+        taken, outcome, Take("me", LEASE), RunAhead(len(events) - 1, plan_commit(stale))
+    )
     assert not done.committed
-    assert done.eager == []
+    assert done.activities == []
     assert done.resumed is not None  # the task was free: leased to us, the outcome inside
     assert [i.event for i in done.resumed.inbox] == [outcome]
     assert done.resumed.history_length == len(events)
@@ -159,13 +173,15 @@ async def test_a_continuation_while_the_task_is_held_leaves_it_to_the_holder(
     [holder] = await backend.claim_workflow_tasks(["doubling"], "me", LEASE, 1)  # for the event
     outcome = ActivityCompleted(seq=1, result=2, attempt=1)
     ahead: list[HistoryEvent] = [WorkflowTaskStarted(at=task.claimed_at), outcome]
-    continuation = Continuation(ResumeWorkflow("me", LEASE), len(events), ahead)
-    done = await backend.continue_after_activity(taken, outcome, continuation)
-    assert done == Continued(committed=False, eager=[], resumed=None)
+    done = await capability(backend).complete_and_continue(
+        taken, outcome, Take("me", LEASE), RunAhead(len(events), plan_commit(ahead))
+    )
+    assert done == Continued(committed=False, activities=[], resumed=None)
     assert await backend.load_history("held") == events
     # the holder's task ends: the outcome waits in the inbox for the next one
     await backend.commit_workflow_task(
-        holder, [i.id for i in holder.inbox], [WorkflowTaskStarted(at=holder.claimed_at)]
+        holder,
+        plan_commit([WorkflowTaskStarted(at=holder.claimed_at)], [i.id for i in holder.inbox]),
     )
     [next_task] = await backend.claim_workflow_tasks(["doubling"], "me", LEASE, 1)
     assert [i.event for i in next_task.inbox] == [outcome]
@@ -179,8 +195,8 @@ async def test_a_continuation_with_a_lost_activity_lease_writes_nothing(
     await backend.complete_activity_task(taken, outcome)  # recorded once already
     ahead: list[HistoryEvent] = [WorkflowTaskStarted(at=task.claimed_at), outcome]
     with pytest.raises(tapeflow.LeaseLost):
-        await backend.continue_after_activity(
-            taken, outcome, Continuation(ResumeWorkflow("me", LEASE), len(events), ahead)
+        await capability(backend).complete_and_continue(
+            taken, outcome, Take("me", LEASE), RunAhead(len(events), plan_commit(ahead))
         )
     assert await backend.load_history("lost") == events
 
@@ -205,9 +221,8 @@ async def test_a_workflow_task_waits_a_moment_for_the_worker_holding_its_instanc
     *_, taken = await _running_activity(backend, client, "sticky")
     outcome = ActivityCompleted(seq=1, result=2, attempt=1)
     # another worker ran the activity: it may not resume a task sticky to "me"
-    assert (
-        await backend.complete_activity_task(taken, outcome, ResumeWorkflow("other", LEASE)) is None
-    )
+    done = await capability(backend).complete_and_continue(taken, outcome, Take("other", LEASE))
+    assert done.resumed is None
     assert await backend.claim_workflow_tasks(["doubling"], "other", LEASE, 1) == []
     due = await backend.next_due(TaskKind.WORKFLOW, ["doubling"], "other")
     assert due is not None

@@ -9,7 +9,8 @@ import pytest
 
 import tapeflow
 from tapeflow import activity, workflow
-from tapeflow.backends.base import EagerActivities, ResumeWorkflow, WorkflowTask
+from tapeflow.backends.base import HandOffs, Take, WorkflowTask, hand_offs
+from tapeflow.backends.plan import plan_commit
 from tapeflow.history import (
     ActivityCompleted,
     ActivityScheduled,
@@ -33,6 +34,12 @@ async def sum_of_squares(count: int) -> int:
     return sum(squares)
 
 
+def capability(backend: tapeflow.Backend) -> HandOffs:
+    handing = hand_offs(backend)
+    assert handing is not None, f"{backend!r} has no hand-off capability"
+    return handing
+
+
 def _scheduling(task: WorkflowTask, count: int) -> list[HistoryEvent]:
     return [
         WorkflowTaskStarted(at=task.claimed_at),
@@ -46,24 +53,25 @@ async def test_the_commit_leases_eager_activities_and_leaves_the_rest(
 ) -> None:
     await client.start_workflow(sum_of_squares, 3, id="eager")
     [task] = await backend.claim_workflow_tasks(["sum_of_squares"], "me", LEASE, 1)
-    eager = EagerActivities(frozenset({1, 3}), "me", LEASE)
-    taken = await backend.commit_workflow_task(
-        task, [i.id for i in task.inbox], _scheduling(task, 3), eager
-    )
+    eager = Take("me", LEASE, frozenset({1, 3}))
+    plan = plan_commit(_scheduling(task, 3), [i.id for i in task.inbox])
+    taken = await capability(backend).commit_and_take(task, plan, eager)
     assert sorted((t.seq, t.attempt, t.args) for t in taken) == [(1, 1, [0]), (3, 1, [2])]
     others = await backend.claim_activity_tasks(["square"], "other", LEASE, 10)
     assert [t.seq for t in others] == [2]  # the eager ones are ours already
 
     # the commit's answer was lost: the worker takes them again, under a new token
-    again = await backend.reclaim_eager_activities("eager", eager)
+    reclaimed = await capability(backend).reclaim(task.run_id, eager)
+    assert reclaimed.workflow_task is None  # released by the commit
+    again = reclaimed.activities
     assert sorted(t.seq for t in again) == [1, 3]
     assert {t.id: t.lease_token for t in again} != {t.id: t.lease_token for t in taken}
     with pytest.raises(tapeflow.LeaseLost):  # the old token no longer writes
         await backend.retry_activity_task(taken[0], Failure("X", "y"), timedelta(0))
-    assert (
-        await backend.reclaim_eager_activities("eager", EagerActivities(eager.seqs, "else", LEASE))
-        == []
+    elsewhere = await capability(backend).reclaim(
+        task.run_id, Take("else", LEASE, eager.activities)
     )
+    assert elsewhere.activities == []
 
 
 @pytest.mark.parametrize("eager", [True, False], ids=["eager", "claimed"])
@@ -82,27 +90,32 @@ async def test_an_activity_outcome_resumes_its_free_workflow_task_for_the_caller
 ) -> None:
     await client.start_workflow(sum_of_squares, 2, id="resume")
     [task] = await backend.claim_workflow_tasks(["sum_of_squares"], "me", LEASE, 1)
-    await backend.commit_workflow_task(task, [i.id for i in task.inbox], _scheduling(task, 2))
+    await backend.commit_workflow_task(
+        task, plan_commit(_scheduling(task, 2), [i.id for i in task.inbox])
+    )
     first, second = sorted(
         await backend.claim_activity_tasks(["square"], "me", LEASE, 2), key=lambda t: t.seq
     )
-    resume = ResumeWorkflow("me", LEASE)
-    resumed = await backend.complete_activity_task(
+    resume = Take("me", LEASE)
+    done = await capability(backend).complete_and_continue(
         first, ActivityCompleted(seq=1, result=0, attempt=1), resume
     )
+    resumed = done.resumed
     assert resumed is not None
+    assert not done.committed
     assert [i.event for i in resumed.inbox] == [ActivityCompleted(seq=1, result=0, attempt=1)]
     assert resumed.history_length == len(_scheduling(task, 2))
     # the workflow task is now held: the next outcome is recorded but cannot resume it
-    held = await backend.complete_activity_task(
+    held = await capability(backend).complete_and_continue(
         second, ActivityCompleted(seq=2, result=1, attempt=1), resume
     )
-    assert held is None
+    assert held.resumed is None
     assert await backend.claim_workflow_tasks(["sum_of_squares"], "other", LEASE, 1) == []
 
     # the answer of the first completion was lost: the caller takes its task again
-    again = await backend.reclaim_workflow_task("resume", resume)
+    again = (await capability(backend).reclaim(task.run_id, resume)).workflow_task
     assert again is not None
     assert again.lease_token != resumed.lease_token
     assert len(again.inbox) == 2
-    assert await backend.reclaim_workflow_task("resume", ResumeWorkflow("else", LEASE)) is None
+    elsewhere = await capability(backend).reclaim(task.run_id, Take("else", LEASE))
+    assert elsewhere.workflow_task is None

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tapeflow
-from tapeflow.backends.base import Continuation, NewWorkflow, ResumeWorkflow, WorkflowTask
+from tapeflow.backends.base import NewWorkflow, RunAhead, Take, WorkflowTask
+from tapeflow.backends.plan import plan_commit
 from tapeflow.errors import LeaseLost, UnseenEvents
 from tapeflow.history import (
     ActivityCompleted,
@@ -29,6 +30,7 @@ from tapeflow.history import (
     WorkflowExecutionCompleted,
     WorkflowTaskStarted,
 )
+from tests.conformance.test_eager_activities import capability
 
 LEASE = timedelta(milliseconds=150)
 WORKERS = ("a", "b")
@@ -84,9 +86,8 @@ class _Run:
             decisions.append(ActivityScheduled(seq=self.seq, name="noop", args=[]))
         events = [WorkflowTaskStarted(at=task.claimed_at), *(i.event for i in task.inbox)]
         try:
-            await self.backend.commit_workflow_task(
-                task, [i.id for i in task.inbox], [*events, *decisions]
-            )
+            plan = plan_commit([*events, *decisions], [i.id for i in task.inbox])
+            await self.backend.commit_workflow_task(task, plan)
         except (LeaseLost, UnseenEvents):  # refused: given back, as a worker does
             with contextlib.suppress(LeaseLost):
                 await self.backend.abandon_workflow_task(task, None, timedelta(0))
@@ -98,7 +99,7 @@ class _Run:
             return
         [attempt] = found
         outcome = ActivityCompleted(seq=attempt.seq, result=None, attempt=attempt.attempt)
-        resume = ResumeWorkflow(owner=owner, lease=LEASE) if self.held[slot] is None else None
+        resume = Take(owner=owner, lease=LEASE) if self.held[slot] is None else None
         try:
             if how == "end" and resume is not None:
                 length = (await self.backend.get_workflow(self.workflow_id)).history_length
@@ -107,16 +108,18 @@ class _Run:
                     outcome,
                     WorkflowExecutionCompleted(result=None),
                 ]
-                done = await self.backend.continue_after_activity(
-                    attempt, outcome, Continuation(resume, length, ahead)
+                done = await capability(self.backend).complete_and_continue(
+                    attempt, outcome, resume, RunAhead(length, plan_commit(ahead))
                 )
                 self.held[slot] = done.resumed
-            else:
-                resumed = await self.backend.complete_activity_task(
-                    attempt, outcome, resume if how == "resume" else None
+            elif how == "resume" and resume is not None:
+                done = await capability(self.backend).complete_and_continue(
+                    attempt, outcome, resume
                 )
-                if resumed is not None:
-                    self.held[slot] = resumed
+                if done.resumed is not None:
+                    self.held[slot] = done.resumed
+            else:
+                await self.backend.complete_activity_task(attempt, outcome)
         except LeaseLost:
             pass
 

@@ -12,7 +12,8 @@ import pytest
 
 import tapeflow
 from tapeflow import activity, workflow
-from tapeflow.backends.base import Continuation, ResumeWorkflow, WorkflowTask
+from tapeflow.backends.base import RunAhead, Take, WorkflowTask
+from tapeflow.backends.plan import plan_commit
 from tapeflow.errors import UnseenEvents
 from tapeflow.history import (
     ActivityCompleted,
@@ -23,6 +24,7 @@ from tapeflow.history import (
     WorkflowTaskStarted,
 )
 from tests.conformance._waiting import has_run, history
+from tests.conformance.test_eager_activities import capability
 from tests.conftest import WorkerFactory
 
 LEASE = timedelta(seconds=30)
@@ -67,12 +69,16 @@ async def test_an_event_sent_while_the_final_task_runs_makes_it_run_again(
     task = await _claim(backend)
     await client.send_event("race", "late", 1)  # after the task read its inbox
     with pytest.raises(UnseenEvents):
-        await backend.commit_workflow_task(task, [i.id for i in task.inbox], _ending(task))
+        await backend.commit_workflow_task(
+            task, plan_commit(_ending(task), [i.id for i in task.inbox])
+        )
     assert (await client.describe("race")).status is not tapeflow.WorkflowStatus.COMPLETED
     await backend.abandon_workflow_task(task, None, timedelta(0))  # as its worker gives it back
     again = await _claim(backend)  # at once, to the same worker
     assert [type(i.event) for i in again.inbox][-1] is EventReceived
-    await backend.commit_workflow_task(again, [i.id for i in again.inbox], _ending(again))
+    await backend.commit_workflow_task(
+        again, plan_commit(_ending(again), [i.id for i in again.inbox])
+    )
     events = await history(client, "race")
     assert EventReceived(name="late", payload=1) in events
     with pytest.raises(tapeflow.WorkflowAlreadyCompleted):
@@ -86,7 +92,7 @@ async def test_a_task_that_does_not_end_the_workflow_leaves_new_events_for_the_n
     task = await _claim(backend)
     await client.send_event("goes-on", "late", 1)
     started = [WorkflowTaskStarted(at=task.claimed_at), *(i.event for i in task.inbox)]
-    await backend.commit_workflow_task(task, [i.id for i in task.inbox], started)
+    await backend.commit_workflow_task(task, plan_commit(started, [i.id for i in task.inbox]))
     again = await _claim(backend)
     assert [i.event for i in again.inbox] == [EventReceived(name="late", payload=1)]
 
@@ -98,18 +104,18 @@ async def test_a_continuation_that_would_end_past_an_unseen_event_records_the_ou
     task = await _claim(backend, "w")
     scheduled = ActivityScheduled(seq=1, name="noop", args=[])
     first = [WorkflowTaskStarted(at=task.claimed_at), *(i.event for i in task.inbox), scheduled]
-    await backend.commit_workflow_task(task, [i.id for i in task.inbox], first)
+    await backend.commit_workflow_task(task, plan_commit(first, [i.id for i in task.inbox]))
     [attempt] = await backend.claim_activity_tasks(["noop"], "w", LEASE, 1)
     await client.send_event("ahead", "late", 1)
     outcome = ActivityCompleted(seq=1, result=None, attempt=1)
-    resume = ResumeWorkflow(owner="w", lease=LEASE)
+    resume = Take(owner="w", lease=LEASE)
     ahead: list[HistoryEvent] = [
         WorkflowTaskStarted(at=task.claimed_at),
         outcome,
         WorkflowExecutionCompleted(result="done"),
     ]
-    done = await backend.continue_after_activity(
-        attempt, outcome, Continuation(resume, len(first), ahead)
+    done = await capability(backend).complete_and_continue(
+        attempt, outcome, resume, RunAhead(len(first), plan_commit(ahead))
     )
     assert not done.committed
     assert done.resumed is not None  # leased to the worker, with both in view

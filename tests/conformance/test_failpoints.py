@@ -9,7 +9,13 @@ import pytest
 
 import tapeflow
 from tapeflow import activity, workflow
-from tapeflow.backends.failpoints import ENABLE_VARIABLE, ENV_VARIABLE, FailpointBackend, parse
+from tapeflow.backends.failpoints import (
+    ENABLE_VARIABLE,
+    ENV_VARIABLE,
+    FailpointBackend,
+    parse,
+    wrap,
+)
 from tapeflow.history import ActivityCompleted
 
 
@@ -37,7 +43,7 @@ async def twice(value: int) -> int:
 async def test_failures_around_writes_lose_and_duplicate_nothing(
     backend: tapeflow.Backend, cache_size: int, spec: str
 ) -> None:
-    flaky = FailpointBackend(backend, parse(spec))
+    flaky = wrap(backend, parse(spec))
     client = tapeflow.Client(backend)
     async with tapeflow.Worker(
         flaky,
@@ -52,7 +58,7 @@ async def test_failures_around_writes_lose_and_duplicate_nothing(
 
 
 async def test_a_failed_start_writes_nothing(backend: tapeflow.Backend) -> None:
-    client = tapeflow.Client(FailpointBackend(backend, parse("start_workflow=raise")))
+    client = tapeflow.Client(wrap(backend, parse("start_workflow=raise")))
     with pytest.raises(tapeflow.BackendUnavailable, match="failpoint"):
         await client.start_workflow(twice, 1, id="never")
     with pytest.raises(tapeflow.WorkflowNotFound):

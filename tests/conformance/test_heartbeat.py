@@ -9,7 +9,8 @@ from datetime import timedelta
 import tapeflow
 from tapeflow import activity, workflow
 from tapeflow.backends.base import LeaseRef, TaskKind
-from tapeflow.history import ActivityScheduled, WorkflowTaskStarted
+from tapeflow.backends.plan import plan_commit
+from tapeflow.history import ActivityScheduled, HistoryEvent, WorkflowTaskStarted
 from tests.conftest import WorkerFactory
 
 _seen: dict[str, list[object]] = {}
@@ -53,14 +54,13 @@ async def test_lease_renewal_stores_heartbeats_for_the_next_attempt(
     """What a worker that dies mid-attempt leaves behind: the details of its last renewal."""
     await client.start_workflow(counting, "renewal", 10, id="renewal")
     [wf_task] = await backend.claim_workflow_tasks(["counting"], "w", timedelta(seconds=5), 1)
+    events: list[HistoryEvent] = [
+        WorkflowTaskStarted(at=wf_task.claimed_at),
+        *(item.event for item in wf_task.inbox),
+        ActivityScheduled(seq=1, name="count_to", args=["renewal", 10]),
+    ]
     await backend.commit_workflow_task(
-        wf_task,
-        [item.id for item in wf_task.inbox],
-        [
-            WorkflowTaskStarted(at=wf_task.claimed_at),
-            *(item.event for item in wf_task.inbox),
-            ActivityScheduled(seq=1, name="count_to", args=["renewal", 10]),
-        ],
+        wf_task, plan_commit(events, [item.id for item in wf_task.inbox])
     )
     lease = timedelta(milliseconds=200)
     [first] = await backend.claim_activity_tasks(["count_to"], "dies", lease, 1)

@@ -94,6 +94,9 @@ Status = tapeflow.WorkflowStatus
 BOUND = 64 * 1024
 """A recorded error message or traceback must stay under this many characters."""
 
+OF_WORKFLOW = "run_id IN (SELECT run_id FROM workflows WHERE id = ?)"
+"""Rows of every run of the workflow named by the parameter."""
+
 
 # -- helpers -----------------------------------------------------------------------------------
 
@@ -135,9 +138,7 @@ def planted(backend: tapeflow.Backend, data: bytes) -> bytes | str:
 
 
 async def inbox_rows(backend: tapeflow.Backend, workflow_id: str) -> int:
-    ((count,),) = await raw(
-        backend, "SELECT count(*) FROM inbox WHERE workflow_id = ?", workflow_id
-    )
+    ((count,),) = await raw(backend, f"SELECT count(*) FROM inbox WHERE {OF_WORKFLOW}", workflow_id)
     return int(count)
 
 
@@ -313,7 +314,7 @@ async def test_a_malformed_inbox_row_fails_only_its_workflow(
     before = await backend.load_history(victim.id)
     await client.send_event(victim.id, "go", "ahead")
     await raw(
-        backend, "UPDATE inbox SET event = ? WHERE workflow_id = ?", malformed(backend), victim.id
+        backend, f"UPDATE inbox SET event = ? WHERE {OF_WORKFLOW}", malformed(backend), victim.id
     )
 
     async with worker(workflows=workflows, activities=activities):
@@ -341,10 +342,10 @@ async def test_a_malformed_history_row_fails_only_its_workflow(
     async with worker(workflows=workflows, activities=activities):
         victim = await client.start_workflow(waits_for_go, "victim", id="victim")
         await waits_after(client, victim.id, 2)
-    query = "SELECT seq, CAST(event AS TEXT) FROM history WHERE workflow_id = ? ORDER BY seq"
+    query = f"SELECT seq, CAST(event AS TEXT) FROM history WHERE {OF_WORKFLOW} ORDER BY seq"
     rows = await raw(backend, query, victim.id)
     assert len(rows) == 2
-    update = "UPDATE history SET event = ? WHERE workflow_id = ? AND seq = 2"
+    update = f"UPDATE history SET event = ? WHERE {OF_WORKFLOW} AND seq = 2"
     await raw(backend, update, malformed(backend), victim.id)
     damaged = await raw(backend, query, victim.id)
 
@@ -377,7 +378,7 @@ async def test_a_malformed_activity_task_row_fails_only_that_activity(
     async with worker(workflows=[steady]):  # no activities: the task stays in its table
         victim = await client.start_workflow(steady, 21, id="victim")
         await waits_after(client, victim.id, 3)
-    update = "UPDATE activity_tasks SET args = ? WHERE workflow_id = ?"
+    update = f"UPDATE activity_tasks SET args = ? WHERE {OF_WORKFLOW}"
     await raw(backend, update, malformed(backend), victim.id)
 
     async with worker(workflows=[steady], activities=[double]):
@@ -407,13 +408,13 @@ async def test_pickle_bytes_planted_in_rows_are_never_unpickled(
     in_inbox = await client.start_workflow(waits_for_go, "i", id="pickle-in-inbox")
     await raw(
         backend,
-        "UPDATE inbox SET event = ? WHERE workflow_id = ?",
+        f"UPDATE inbox SET event = ? WHERE {OF_WORKFLOW}",
         planted(backend, bomb),
         in_inbox.id,
     )
     await raw(
         backend,
-        "UPDATE history SET event = ? WHERE workflow_id = ? AND seq = 2",
+        f"UPDATE history SET event = ? WHERE {OF_WORKFLOW} AND seq = 2",
         planted(backend, bomb),
         in_history.id,
     )

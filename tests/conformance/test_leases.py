@@ -16,6 +16,7 @@ import pytest
 
 import tapeflow
 from tapeflow.backends.base import LeaseRef, TaskKind, WorkflowTask
+from tapeflow.backends.plan import plan_commit
 from tapeflow.history import (
     ActivityCompleted,
     ActivityFailed,
@@ -96,9 +97,7 @@ async def test_expired_activity_lease_rejects_the_old_holders_completion(
         ["run_slow_step"], "w1", timedelta(seconds=5), 10
     )
     await backend.commit_workflow_task(
-        wf_task,
-        [e.id for e in wf_task.inbox],
-        _first_task_events(wf_task),
+        wf_task, plan_commit(_first_task_events(wf_task), [e.id for e in wf_task.inbox])
     )
     lease = timedelta(milliseconds=200)
     [old] = await backend.claim_activity_tasks(["slow_step"], "old", lease, 10)
@@ -135,10 +134,14 @@ async def test_expired_workflow_lease_cannot_commit_over_the_new_holder(
     assert new.lease_token != old.lease_token
 
     with pytest.raises(tapeflow.LeaseLost):
-        await backend.commit_workflow_task(old, [e.id for e in old.inbox], _first_task_events(old))
+        await backend.commit_workflow_task(
+            old, plan_commit(_first_task_events(old), [e.id for e in old.inbox])
+        )
     with pytest.raises(tapeflow.LeaseLost):
         await backend.abandon_workflow_task(old, "late", timedelta(0))
-    await backend.commit_workflow_task(new, [e.id for e in new.inbox], _first_task_events(new))
+    await backend.commit_workflow_task(
+        new, plan_commit(_first_task_events(new), [e.id for e in new.inbox])
+    )
     history = await backend.load_history("fenced-workflow")
     assert [e.kind for e in history] == [
         "workflow_task_started",

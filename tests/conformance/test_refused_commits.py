@@ -11,9 +11,10 @@ import pytest
 
 import tapeflow
 from tapeflow import workflow
-from tapeflow.backends.base import ActivityTask, WorkflowTask
+from tapeflow.backends.base import ActivityTask, Take, WorkflowTask, hand_offs
+from tapeflow.backends.plan import CommitPlan, plan_commit
 from tapeflow.errors import LeaseLost
-from tapeflow.history import WorkflowTaskStarted
+from tapeflow.history import HistoryEvent, WorkflowTaskStarted
 
 LEASE = timedelta(seconds=60)
 
@@ -24,7 +25,8 @@ async def quick() -> str:
 
 
 class RefusesFirstCommit:
-    """The backend, but for its first commit, refused as a stale claim's would be."""
+    """The backend, but for its first commit, refused as a stale claim's would be. It has
+    the hand-off capability when the backend has it (the rest of it passes through)."""
 
     def __init__(self, backend: tapeflow.Backend) -> None:
         self._backend = backend
@@ -33,11 +35,22 @@ class RefusesFirstCommit:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._backend, name)
 
-    async def commit_workflow_task(self, task: WorkflowTask, *rest: Any) -> list[ActivityTask]:
+    async def commit_workflow_task(self, task: WorkflowTask, plan: CommitPlan) -> None:
+        self._refuse_first(task)
+        await self._backend.commit_workflow_task(task, plan)
+
+    async def commit_and_take(
+        self, task: WorkflowTask, plan: CommitPlan, take: Take
+    ) -> list[ActivityTask]:
+        self._refuse_first(task)
+        capability = hand_offs(self._backend)
+        assert capability is not None
+        return await capability.commit_and_take(task, plan, take)
+
+    def _refuse_first(self, task: WorkflowTask) -> None:
         if not self.refused:
             self.refused += 1
             raise LeaseLost(f"workflow task {task.workflow_id!r}: history moved on")
-        return await self._backend.commit_workflow_task(task, *rest)
 
 
 async def test_a_refused_commit_gives_its_lease_back_at_once(
@@ -64,7 +77,10 @@ async def test_a_commit_after_its_lease_was_given_back_is_refused(
     await client.start_workflow(quick, id="given-back")
     [task] = await backend.claim_workflow_tasks(["quick"], "w", LEASE, 1)
     await backend.abandon_workflow_task(task, None, timedelta(0))
-    events = [WorkflowTaskStarted(at=task.claimed_at), *(i.event for i in task.inbox)]
+    events: list[HistoryEvent] = [
+        WorkflowTaskStarted(at=task.claimed_at),
+        *(i.event for i in task.inbox),
+    ]
     with pytest.raises(LeaseLost):
-        await backend.commit_workflow_task(task, [i.id for i in task.inbox], events)
+        await backend.commit_workflow_task(task, plan_commit(events, [i.id for i in task.inbox]))
     assert (await client.describe("given-back")).history_length == 0

@@ -1,4 +1,4 @@
-"""The seed's subscription walk-through: cycles paid on their due dates, declined payments
+"""The subscription walk-through: cycles paid on their due dates, declined payments
 carried over as overdue, progress read from outside with the debugger while it runs."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The seed's sum2rn: two pseudo-random numbers from one seed, summed exactly, however big."""
+"""The sum2rn: two pseudo-random numbers from one seed, summed exactly, however big."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ async def test_a_workflow_no_worker_registered_stays_pending_until_one_does(
 async def test_workflow_worker_and_activity_worker_apart(
     client: tapeflow.Client, worker: WorkerFactory
 ) -> None:
-    """The seed's split: one worker runs workflows, another runs activities."""
+    """The split: one worker runs workflows, another runs activities."""
     async with worker(workflows=[loud]), worker(activities=[shout]):
         handle = await client.start_workflow(loud, "split", id="split-workers")
         assert await handle.result(timeout=10) == "SPLIT"

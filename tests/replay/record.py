@@ -108,7 +108,7 @@ RECORDINGS: list[Recording] = [
 
 
 def scenario_recordings() -> list[Recording]:
-    """Recordings of the seed's end-to-end scenarios, from ``tests/scenarios``."""
+    """Recordings of the end-to-end scenarios, from ``tests/scenarios``."""
     from tests.scenarios import bank_transfer, fan_out, subscription, sum2rn
 
     def ledger(ledger_id: str, frozen: set[str]) -> Callable[[], AbstractContextManager[object]]:

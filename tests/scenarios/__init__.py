@@ -1,4 +1,4 @@
-"""The seed's end-to-end scenarios as importable workflows and activities.
+"""The end-to-end scenarios as importable workflows and activities.
 
 Each module holds one scenario's definitions; ``tests/conformance/test_<scenario>.py``
 runs it against every backend, and golden histories are recorded from the same code. The

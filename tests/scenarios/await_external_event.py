@@ -1,4 +1,4 @@
-"""The seed's await-external-event, and how external events are kept and handed out.
+"""The await-external-event, and how external events are kept and handed out.
 
 ``wait_event`` returns the oldest event of its name not yet returned, however long ago it
 arrived; ``on_event`` callbacks see every event of their name in history order, those

@@ -1,4 +1,4 @@
-"""The seed's bank transfer saga.
+"""The bank transfer saga.
 
 A transfer within one bank is one activity. Across banks it is three steps: debit the
 source account into its bank's reserve, move the money from that reserve to the

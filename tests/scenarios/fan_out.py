@@ -1,4 +1,4 @@
-"""The seed's concurrent tasks: schedule N activities at once, then await them all and sum."""
+"""The concurrent tasks: schedule N activities at once, then await them all and sum."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The seed's handle-external-event: an event callback captures a message, a durable 3 s
+"""The handle-external-event: an event callback captures a message, a durable 3 s
 timer runs out, then an activity is called with what the callback captured."""
 
 from __future__ import annotations

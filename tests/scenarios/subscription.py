@@ -1,4 +1,4 @@
-"""The seed's subscription_with_debug walk-through, with a deterministic payment stub.
+"""The subscription_with_debug walk-through, with a deterministic payment stub.
 
 ``total_amount`` is split over ``cycles`` evenly, the remainder spread one unit each over
 the first cycles. Cycle ``i`` (from 0) is due at ``started_at + (i + 1) * cycle_duration``;

@@ -1,4 +1,4 @@
-"""The seed's sum2rn: two activities draw xorshift64 numbers from one seed (19 and 23
+"""The sum2rn: two activities draw xorshift64 numbers from one seed (19 and 23
 rounds); the workflow returns their sum, which needs more than 64 bits."""
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from tapeflow.history import (
     ActivityScheduled,
     Decision,
     JSONValue,
+    MarkerRecorded,
     TimerCancelled,
     TimerStarted,
 )
@@ -166,6 +167,14 @@ class Commands:
         if command.handle is not None:
             self._timer_seq_by_handle.pop(id(command.handle), None)
         return command.handle
+
+    # -- markers ----------------------------------------------------------------------------
+
+    def record_marker(self, name: str, details: JSONValue = None) -> int:
+        """Note ``name`` in history; replay checks the code notes the same, in order."""
+        seq = self._seq()
+        self.decide(MarkerRecorded(seq=seq, name=name, details=details))
+        return seq
 
     @property
     def pending(self) -> int:

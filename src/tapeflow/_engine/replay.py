@@ -17,6 +17,7 @@ from tapeflow.history import (
     Decision,
     HistoryEvent,
     Incoming,
+    MarkerRecorded,
     TimerCancelled,
     TimerStarted,
     WorkflowTaskStarted,
@@ -131,6 +132,8 @@ def same_decision(recorded: Decision, emitted: Decision) -> bool:
             return (recorded.seq, recorded.fire_at) == (emitted.seq, emitted.fire_at)
         case TimerCancelled(), TimerCancelled():
             return recorded.seq == emitted.seq
+        case MarkerRecorded(), MarkerRecorded():
+            return (recorded.seq, recorded.name) == (emitted.seq, emitted.name)
     return True  # the workflow's end: its kind is what must match
 
 
@@ -142,6 +145,8 @@ def describe(decision: Decision) -> str:
             text = f"timer_started seq {seq} due at {fire_at.isoformat()}"
         case TimerCancelled(seq=seq):
             text = f"timer_cancelled seq {seq}"
+        case MarkerRecorded(seq=seq, name=name):
+            text = f"marker_recorded seq {seq} {name!r}"
         case _:
             text = decision.kind
     return text if len(text) < 300 else text[:297] + "..."

@@ -13,10 +13,10 @@ from typing import Any
 from tapeflow import _activity_context
 from tapeflow._activity_context import ActivityContext, ActivityInfo
 from tapeflow._definition import Definition
-from tapeflow._worker.eager import ResumeDispatch
 from tapeflow._worker.process_pool import ProcessPool
 from tapeflow._worker.retrying import retry_while_unavailable
-from tapeflow.backends.base import ActivityTask, Backend, ResumeWorkflow, WorkflowTask
+from tapeflow._worker.workflow_steps import HandOver, WorkflowSteps
+from tapeflow.backends.base import ActivityTask, Backend
 from tapeflow.converter import Signature
 from tapeflow.errors import LeaseLost, NonRetryableError, PayloadError
 from tapeflow.history import ActivityCompleted, ActivityFailed, Failure
@@ -43,10 +43,12 @@ class ActivityTaskRunner:
         default_retry: RetryPolicy,
         executor: Executor,
         lease: timedelta,
+        steps: WorkflowSteps | None,
     ) -> None:
         self._lease = lease
-        self.resume: ResumeDispatch | None = None
-        """Set when this worker also runs workflows: it then continues their tasks at once."""
+        self._steps = steps
+        """This worker's workflow steps, when it runs workflows too: an outcome then goes
+        on with the workflow's next task at once (see ``WorkflowSteps.complete``)."""
         self._backend = backend
         self._activities = activities
         self._default_retry = default_retry
@@ -62,10 +64,11 @@ class ActivityTaskRunner:
                 beats[task_id] = details
         return beats
 
-    async def run(self, task: ActivityTask) -> None:
+    async def run(self, task: ActivityTask, hand: HandOver) -> None:
         context = ActivityContext(
             ActivityInfo(
                 workflow_id=task.workflow_id,
+                run_id=task.run_id,
                 activity_name=task.name,
                 seq=task.seq,
                 attempt=task.attempt,
@@ -108,7 +111,7 @@ class ActivityTaskRunner:
                         self._lease,
                     )
                     return
-            await self._complete(task, outcome)
+            await self._complete(task, outcome, hand)
         except LeaseLost as exc:
             log.warning("%s; its outcome is discarded", exc)
         finally:
@@ -139,40 +142,16 @@ class ActivityTaskRunner:
             )
 
     async def _complete(
-        self, task: ActivityTask, outcome: ActivityCompleted | ActivityFailed
+        self, task: ActivityTask, outcome: ActivityCompleted | ActivityFailed, hand: HandOver
     ) -> None:
-        resume = self.resume.take(task) if self.resume else None
-        resumed: WorkflowTask | None = None
-        try:
-            ahead = None
-            if self.resume is not None and resume is not None:
-                ahead = await self.resume.continue_after(task, outcome, resume)
-            if ahead is not None:
-                resumed = ahead.resumed
-            else:
-                resumed = await retry_while_unavailable(
-                    lambda: self._backend.complete_activity_task(task, outcome, resume),
-                    f"recording the outcome of activity task {task.id}",
-                    self._lease,
-                )
-        except Exception:
-            if resume is not None:  # recorded, perhaps, with its answer lost
-                resumed = await self._reclaim(task.workflow_id, resume)
-            raise
-        finally:
-            if self.resume is not None:
-                self.resume.run(resumed, resume)
-
-    async def _reclaim(self, workflow_id: str, resume: ResumeWorkflow) -> WorkflowTask | None:
-        try:
-            return await retry_while_unavailable(
-                lambda: self._backend.reclaim_workflow_task(workflow_id, resume),
-                f"reclaiming the workflow task of {workflow_id!r}",
-                self._lease,
-            )
-        except Exception:
-            log.exception("reclaiming the workflow task of %r failed", workflow_id)
-            return None  # it is claimed again once its lease runs out
+        if self._steps is not None:
+            await self._steps.complete(task, outcome, hand)
+            return
+        await retry_while_unavailable(
+            lambda: self._backend.complete_activity_task(task, outcome),
+            f"recording the outcome of activity task {task.id}",
+            self._lease,
+        )
 
     async def _invoke(
         self, definition: Definition, task: ActivityTask, context: ActivityContext

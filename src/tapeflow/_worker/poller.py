@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
+from tapeflow._worker.slots import Slots
 from tapeflow.backends.base import Backend, TaskKind
 from tapeflow.backends.wakeups import FALLBACK_POLL_SECONDS, Watch, work_topic
 
@@ -29,7 +30,7 @@ class Poller(Generic[T]):
         backend: Backend,
         kind: TaskKind,
         names: Sequence[str],
-        capacity: int,
+        slots: Slots,
         poll_interval: timedelta,
         claim: Callable[[int], Awaitable[list[T]]],
         handle: Callable[[T], Coroutine[Any, Any, None]],
@@ -38,56 +39,16 @@ class Poller(Generic[T]):
         self._backend = backend
         self._kind = kind
         self._names = list(names)
-        self._capacity = capacity
+        self._slots = slots
         self._poll = poll_interval.total_seconds()
         self._claim = claim
         self._handle = handle
         self._owner = owner
-        self._running: set[asyncio.Task[None]] = set()
-        self._reserved = 0
-        self._held = False
-        self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping.set()
-
-    def hold(self, held: bool) -> None:
-        """Claim and reserve nothing while held (running tasks go on); resume on release."""
-        self._held = held
-        self._slot_freed.set()
-
-    def reserve(self, wanted: int, handing_over: int = 0) -> int:
-        """Hold up to ``wanted`` free slots for tasks claimed elsewhere (eagerly, in the same
-        transaction as the commit that created them); returns how many were held.
-        ``handing_over`` counts slots the caller's own task frees as soon as it ends, so
-        that a chain of work (one activity after another) keeps its slot."""
-        free = self._free() + handing_over
-        granted = 0 if self._stopping.is_set() else max(0, min(wanted, free))
-        self._reserved += granted
-        return granted
-
-    def adopt(self, items: Sequence[T], reserved: int) -> None:
-        """Run ``items`` in the slots ``reserve`` held; give back the slots left over."""
-        self._reserved -= reserved
-        for item in items:
-            self._spawn(item)
-        if len(items) < reserved:
-            self._slot_freed.set()
-
-    def _free(self) -> int:
-        if self._held:
-            return 0
-        return self._capacity - len(self._running) - self._reserved
-
-    def _spawn(self, item: T) -> None:
-        task = asyncio.create_task(self._handle(item))
-        self._running.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        self._slot_freed.set()
+        self._slots.close()
 
     async def run(self) -> None:
         with self._backend.watch(work_topic(self._kind, name) for name in self._names) as watch:
@@ -96,10 +57,9 @@ class Poller(Generic[T]):
     async def _poll_until_stopped(self, watch: Watch) -> None:
         failures = 0
         while not self._stopping.is_set():
-            free = self._free()
+            free = self._slots.free()
             if free <= 0:
-                self._slot_freed.clear()
-                await self._until(self._slot_freed.wait())
+                await self._until(self._slots.wait_freed())
                 continue
             watch.clear()
             try:
@@ -112,20 +72,14 @@ class Poller(Generic[T]):
                 await self._until(asyncio.sleep(delay))
                 continue
             for item in claimed:
-                self._spawn(item)
+                self._slots.start(self._handle(item))
             # All there was: no second claim to find nothing, and no wait at all if work
             # came meanwhile.
             if len(claimed) < free and not watch.woken:
                 await self._until(watch.wait(await self._idle_wait()))
 
     async def drain(self, grace: float) -> None:
-        """Wait for running tasks up to ``grace`` seconds, then cancel the rest."""
-        if self._running:
-            await asyncio.wait(self._running, timeout=grace)
-        for task in list(self._running):
-            task.cancel()
-        if self._running:
-            await asyncio.wait(self._running)
+        await self._slots.drain(grace)
 
     async def _idle_wait(self) -> float:
         try:

@@ -27,6 +27,10 @@ T = TypeVar("T")
 
 THREAD_NAME = "tapeflow-workflow"
 
+WORKFLOW_THREADS = 2
+"""Workflow threads share the GIL, so more do not run more at once; two keep a long replay
+from holding up every other activation."""
+
 
 class ThreadTimeout(Exception):
     """The activation ran longer than the engine's timeout without returning."""

@@ -1,6 +1,6 @@
 """Failpoints: make chosen backend calls fail on purpose, to prove nothing is lost.
 
-For tests only. A test wraps a backend itself (``FailpointBackend(backend, parse(spec))``),
+For tests only. A test wraps a backend itself (``wrap(backend, parse(spec))``),
 or, for processes it starts, sets both ``TAPEFLOW_ENABLE_FAILPOINTS=1`` and
 ``TAPEFLOW_FAILPOINTS="commit_workflow_task=raise-after@0.1,claim=exit@0.01"``, which
 ``tapeflow.connect`` reads: a stray ``TAPEFLOW_FAILPOINTS`` alone (a copied test
@@ -23,11 +23,19 @@ import logging
 import os
 import random
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from tapeflow.backends.base import Backend
+from tapeflow.backends.base import (
+    Backend,
+    HandOffs,
+    Reclaimed,
+    Take,
+    WorkflowTask,
+    hand_offs,
+)
+from tapeflow.backends.plan import CommitPlan
 from tapeflow.errors import BackendUnavailable, InvalidArgument
 from tapeflow.history import TimerFired
 
@@ -96,7 +104,7 @@ def from_environment(backend: Backend) -> Backend:
         f"FAILPOINTS ENABLED ({ENV_VARIABLE}={spec!r}): backend calls will fail, hang or exit "
         f"this process on purpose; unset {ENABLE_VARIABLE} outside tests"
     )
-    return FailpointBackend(backend, points)
+    return wrap(backend, points)
 
 
 @functools.cache
@@ -106,14 +114,22 @@ def _warn_once(message: str) -> None:
     log.warning(message)
 
 
+_HAND_OFFS = frozenset(
+    name for name in vars(HandOffs) if not name.startswith("_") and callable(vars(HandOffs)[name])
+)
+
+
 class FailpointBackend:
-    """A backend proxy that fails the configured calls; everything else passes through."""
+    """A backend proxy that fails the configured calls; everything else passes through.
+    It has the hand-off capability exactly when the backend it wraps has it (``wrap``)."""
 
     def __init__(self, backend: Backend, points: Mapping[str, Failpoint]) -> None:
         self._backend = backend
         self._points = dict(points)
 
     def __getattr__(self, name: str) -> Any:
+        if name in _HAND_OFFS:  # only through FailpointHandOffs, which fails them too
+            raise AttributeError(name)
         return getattr(self._backend, name)
 
     async def __aenter__(self) -> FailpointBackend:
@@ -139,6 +155,13 @@ class FailpointBackend:
             raise FailpointError(f"failpoint {point}: after the call committed")
         return result
 
+    def _commit_point(self, task: WorkflowTask, plan: CommitPlan) -> str:
+        consumed = set(plan.consumed)
+        fires = any(
+            isinstance(item.event, TimerFired) and item.id in consumed for item in task.inbox
+        )
+        return "timer_fired" if fires and "timer_fired" in self._points else "commit_workflow_task"
+
     async def create_workflow(self, *args: Any) -> None:
         await self._through("start_workflow", lambda: self._backend.create_workflow(*args))
 
@@ -151,25 +174,44 @@ class FailpointBackend:
     async def claim_activity_tasks(self, *args: Any) -> Any:
         return await self._through("claim", lambda: self._backend.claim_activity_tasks(*args))
 
-    async def commit_workflow_task(
-        self, task: Any, consumed: Sequence[int], events: Any, eager: Any = None
-    ) -> Any:
-        point = (
-            "timer_fired"
-            if any(isinstance(item.event, TimerFired) for item in task.inbox)
-            and "timer_fired" in self._points
-            else "commit_workflow_task"
-        )
-        return await self._through(
-            point, lambda: self._backend.commit_workflow_task(task, consumed, events, eager)
+    async def commit_workflow_task(self, task: WorkflowTask, plan: CommitPlan) -> None:
+        await self._through(
+            self._commit_point(task, plan), lambda: self._backend.commit_workflow_task(task, plan)
         )
 
-    async def complete_activity_task(self, *args: Any) -> Any:
-        return await self._through(
+    async def complete_activity_task(self, *args: Any) -> None:
+        await self._through(
             "complete_activity", lambda: self._backend.complete_activity_task(*args)
         )
 
-    async def continue_after_activity(self, *args: Any) -> Any:
+
+class FailpointHandOffs(FailpointBackend):
+    """A failpoint proxy of a backend with the hand-off capability."""
+
+    def __init__(
+        self, backend: Backend, capability: HandOffs, points: Mapping[str, Failpoint]
+    ) -> None:
+        super().__init__(backend, points)
+        self._capability = capability
+
+    async def commit_and_take(self, task: WorkflowTask, plan: CommitPlan, take: Take) -> Any:
         return await self._through(
-            "complete_activity", lambda: self._backend.continue_after_activity(*args)
+            self._commit_point(task, plan),
+            lambda: self._capability.commit_and_take(task, plan, take),
         )
+
+    async def complete_and_continue(self, *args: Any) -> Any:
+        return await self._through(
+            "complete_activity", lambda: self._capability.complete_and_continue(*args)
+        )
+
+    async def reclaim(self, run_id: str, take: Take) -> Reclaimed:
+        return await self._capability.reclaim(run_id, take)
+
+
+def wrap(backend: Backend, points: Mapping[str, Failpoint]) -> FailpointBackend:
+    """``backend`` behind the failpoints ``points``, with its capabilities and no more."""
+    capability = hand_offs(backend)
+    if capability is None:
+        return FailpointBackend(backend, points)
+    return FailpointHandOffs(backend, capability, points)
