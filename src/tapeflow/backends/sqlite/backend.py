@@ -202,10 +202,11 @@ class SQLiteBackend:
         conn.execute("BEGIN IMMEDIATE")
         try:
             done = fn(conn, _now_us())
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # a failed COMMIT may leave it open
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         return done
 
     async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
