@@ -14,14 +14,17 @@ from tapeflow.backends.sqlite.backend import _statements
 
 
 def _shape(conn: sqlite3.Connection) -> dict[str, object]:
-    """Tables with their columns, indexes with theirs: what a query can tell apart."""
+    """Tables with their columns and foreign keys, indexes with their columns: what a query
+    can tell apart."""
     names = conn.execute(
         "SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
     ).fetchall()
     shape: dict[str, object] = {}
     for kind, name, table in names:
         if kind == "table":
-            shape[name] = conn.execute(f"PRAGMA table_xinfo('{name}')").fetchall()
+            columns = conn.execute(f"PRAGMA table_xinfo('{name}')").fetchall()
+            keys = conn.execute(f"PRAGMA foreign_key_list('{name}')").fetchall()
+            shape[name] = (columns, keys)
         else:
             columns = conn.execute(f"PRAGMA index_xinfo('{name}')").fetchall()
             unique = [

@@ -45,7 +45,7 @@ def test_a_worker_without_a_cache_logs_each_record_once(
     caplog.set_level(logging.INFO, logger="tapeflow.workflow")
     for task in split_activations(history):
         before = history[: task.position - 1]
-        instance = replay_new(definition(packs_and_logs), WORKFLOW_ID, before)
+        instance = replay_new(definition(packs_and_logs), WORKFLOW_ID, before, "run-1")
         instance.activate(Activation(task.activation.at, task.activation.events))
         instance.close()
     assert [r.getMessage() for r in caplog.records] == [
@@ -58,7 +58,7 @@ def test_a_worker_without_a_cache_logs_each_record_once(
     assert record.levelno == logging.WARNING
     assert (record.workflow_id, record.run, record.workflow_name) == (  # type: ignore[attr-defined]
         WORKFLOW_ID,
-        WORKFLOW_ID,
+        "run-1",
         "packs_and_logs",
     )
 

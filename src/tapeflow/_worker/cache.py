@@ -8,7 +8,7 @@ from tapeflow._engine.instance import WorkflowInstance
 
 
 class WorkflowCache:
-    """A bounded LRU of instances, keyed by workflow id and valid for one history length.
+    """A bounded LRU of instances, keyed by run id and valid for one history length.
 
     An instance is handed out only to a task whose history is exactly as long as what the
     instance has seen; anything else (another worker moved it on, a failed commit) is a
@@ -21,8 +21,8 @@ class WorkflowCache:
         self.hits = 0
         self.misses = 0
 
-    def take(self, workflow_id: str, history_length: int) -> WorkflowInstance | None:
-        instance = self._instances.pop(workflow_id, None)
+    def take(self, run_id: str, history_length: int) -> WorkflowInstance | None:
+        instance = self._instances.pop(run_id, None)
         if instance is not None and instance.history_length == history_length:
             self.hits += 1
             return instance
@@ -31,10 +31,10 @@ class WorkflowCache:
         self.misses += 1
         return None
 
-    def take_latest(self, workflow_id: str) -> WorkflowInstance | None:
+    def take_latest(self, run_id: str) -> WorkflowInstance | None:
         """The instance, however long its history: for running a task ahead of the backend,
         whose commit then checks that the history has not moved on."""
-        instance = self._instances.pop(workflow_id, None)
+        instance = self._instances.pop(run_id, None)
         if instance is not None:
             self.hits += 1
         return instance
@@ -43,7 +43,7 @@ class WorkflowCache:
         if self._size == 0 or instance.finished:
             instance.close()
             return
-        self._instances[instance.workflow_id] = instance
+        self._instances[instance.run_id] = instance
         while len(self._instances) > self._size:
             _, evicted = self._instances.popitem(last=False)
             evicted.close()

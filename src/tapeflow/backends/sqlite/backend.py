@@ -4,6 +4,10 @@ Every method runs its transaction as one function on the connection's own thread
 event loop never blocks and a transaction is never interleaved with another. Writers take
 the database lock up front (``BEGIN IMMEDIATE``); several processes may share one file
 (WAL mode), waiting on each other through ``busy_timeout``.
+
+A workflow task's commit is a ``CommitPlan`` stored by one function, ``_apply_plan``, step
+by step as ``tapeflow.backends.plan`` says; it knows no decisions. The ``HandOffs``
+capability is the same writes with a ``Take``.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,18 +36,25 @@ from tapeflow.backends._sql_files import load_queries, migrations
 from tapeflow.backends.base import (
     STICKY_FOR,
     ActivityTask,
-    Continuation,
     Continued,
-    EagerActivities,
     LeaseRef,
     NewWorkflow,
-    ResumeWorkflow,
+    Reclaimed,
+    RunAhead,
+    Take,
     TaskKind,
     WorkflowRecord,
     WorkflowStatus,
     WorkflowTask,
 )
-from tapeflow.backends.plan import CommitPlan, commit_topics, eager_task, plan_commit
+from tapeflow.backends.plan import (
+    CommitPlan,
+    Ending,
+    NewActivity,
+    NewInboxEvent,
+    commit_topics,
+    taken_activity,
+)
 from tapeflow.backends.wakeups import Wakeups, Watch, work_topic
 from tapeflow.errors import (
     BackendUnavailable,
@@ -60,7 +71,6 @@ from tapeflow.history import (
     EventReceived,
     Failure,
     HistoryEvent,
-    Incoming,
     JSONValue,
     WorkflowExecutionStarted,
     encode_event,
@@ -68,6 +78,10 @@ from tapeflow.history import (
 
 _T = TypeVar("_T")
 _Q = load_queries(__package__ or "tapeflow.backends.sqlite")
+
+Write = Callable[[sqlite3.Connection, int], tuple[_T, Iterable[str]]]
+"""A write transaction's body: given the connection and the backend's time (microseconds,
+read once the write lock is held), its result and the topics to wake once it commits."""
 
 
 def _now_us() -> int:
@@ -82,8 +96,8 @@ def _dt(us: int) -> datetime:
     return datetime.fromtimestamp(us / 1_000_000, UTC)
 
 
-def _maybe_dt(us: int | None) -> datetime | None:
-    return None if us is None else _dt(us)
+def _micros(span: timedelta) -> int:
+    return round(span.total_seconds() * 1_000_000)
 
 
 class SQLiteBackend:
@@ -133,6 +147,7 @@ class SQLiteBackend:
             with contextlib.suppress(FileExistsError):  # it keeps the mode its owner chose
                 Path(self.path).touch(mode=0o600, exist_ok=False)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout = 30000")
         _retry_while_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
@@ -146,7 +161,7 @@ class SQLiteBackend:
         steps = migrations("tapeflow.backends.sqlite")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            (current,) = conn.execute("PRAGMA user_version").fetchone()
             if current > len(steps):
                 raise SchemaVersionError(
                     f"the database schema is version {current}, newer than this tapeflow "
@@ -174,22 +189,25 @@ class SQLiteBackend:
         except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk I/O error
             raise BackendUnavailable(f"SQLite database {self.path!r}: {exc}") from exc
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], Iterable[str]]) -> None:
+    async def _write(self, fn: Write[_T]) -> _T:
         """Run ``fn`` in one write transaction, then wake the topics it returns."""
-        topics = await self._run(self._transaction, fn)
+        done: tuple[_T, Iterable[str]] = await self._run(self._transaction, fn)
+        result, topics = done
         self._wakeups.notify(topics)
+        return result
 
-    def _transaction(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+    def _transaction(self, fn: Write[_T]) -> tuple[_T, Iterable[str]]:
         conn = self._conn
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
-            result = fn(conn)
+            done = fn(conn, _now_us())
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # a failed COMMIT may leave it open
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
-        return result
+        return done
 
     async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         def run() -> _T:
@@ -202,65 +220,41 @@ class SQLiteBackend:
     # -- clients ---------------------------------------------------------------------------
 
     async def create_workflow(self, new: NewWorkflow) -> None:
-        def write(conn: sqlite3.Connection) -> list[str]:
-            now = _now_us()
-            start_at = _us(new.start_at) if new.start_at else now
-            try:
-                conn.execute(
-                    _Q["insert_workflow"],
-                    {
-                        "id": new.id,
-                        "name": new.name,
-                        "version": new.version,
-                        "args": json_text(new.args),
-                        "now": now,
-                        "start_at": start_at,
-                    },
-                )
-            except sqlite3.IntegrityError:
-                raise WorkflowAlreadyExists(new.id) from None
-            conn.execute(_Q["insert_workflow_task"], {"id": new.id, "name": new.name})
-            started = WorkflowExecutionStarted(
-                name=new.name,
-                version=new.version,
-                args=new.args,
-                started_at=_dt(start_at),
-            )
-            _insert_inbox(conn, new.id, started, start_at)
-            return [work_topic(TaskKind.WORKFLOW, new.name)]
+        def write(conn: sqlite3.Connection, now: int) -> tuple[None, list[str]]:
+            _create_run(conn, now, new, only_first=True)
+            return None, [work_topic(TaskKind.WORKFLOW, new.name)]
 
         await self._write(write)
 
-    async def get_workflow(self, workflow_id: str) -> WorkflowRecord:
+    async def get_workflow(self, workflow_id: str, run_id: str | None = None) -> WorkflowRecord:
         def read(conn: sqlite3.Connection) -> WorkflowRecord:
-            row = conn.execute(_Q["get_workflow"], {"id": workflow_id, "now": _now_us()}).fetchone()
+            params = {"id": workflow_id, "run_id": run_id, "now": _now_us()}
+            row = conn.execute(_Q["get_workflow"], params).fetchone()
             if row is None:
                 raise WorkflowNotFound(workflow_id)
-            times = (_dt(row[5]), _dt(row[6]), _maybe_dt(row[7]))
-            return workflow_record((*row[:5], *times, *row[8:]))
+            return workflow_record(row, _dt)
 
         return await self._read(read)
 
-    async def load_history(self, workflow_id: str) -> list[HistoryEvent]:
+    async def load_history(self, workflow_id: str, run_id: str | None = None) -> list[HistoryEvent]:
         def read(conn: sqlite3.Connection) -> list[HistoryEvent]:
-            rows = conn.execute(_Q["load_history"], {"id": workflow_id}).fetchall()
-            if not rows and not _exists(conn, workflow_id):
+            run = _find_run(conn, workflow_id, run_id)
+            if run is None:
                 raise WorkflowNotFound(workflow_id)
-            return history(workflow_id, (row[0] for row in rows))
+            rows = conn.execute(_Q["load_history"], {"run_id": run["run_id"]})
+            return history(workflow_id, (row["event"] for row in rows))
 
         return await self._read(read)
 
     async def send_event(self, workflow_id: str, name: str, payload: JSONValue) -> None:
-        def write(conn: sqlite3.Connection) -> list[str]:
-            row = conn.execute(_Q["workflow_status"], {"id": workflow_id}).fetchone()
-            if row is None:
+        def write(conn: sqlite3.Connection, now: int) -> tuple[None, list[str]]:
+            run = _find_run(conn, workflow_id)
+            if run is None:
                 raise WorkflowNotFound(workflow_id)
-            if (status := WorkflowStatus(row[0])).finished:
+            if (status := WorkflowStatus(run["status"])).finished:
                 raise WorkflowAlreadyCompleted(workflow_id, status)
-            event = EventReceived(name=name, payload=payload)
-            # Not seen before the workflow starts: its history begins with its start.
-            _insert_inbox(conn, workflow_id, event, max(_now_us(), row[2]))
-            return [work_topic(TaskKind.WORKFLOW, row[1])]
+            _deliver(conn, run, encode_event(EventReceived(name=name, payload=payload)), now)
+            return None, [work_topic(TaskKind.WORKFLOW, run["name"])]
 
         await self._write(write)
 
@@ -277,64 +271,39 @@ class SQLiteBackend:
     async def claim_workflow_tasks(
         self, names: Sequence[str], owner: str, lease: timedelta, limit: int
     ) -> list[WorkflowTask]:
-        polled = self._polls.due(TaskKind.WORKFLOW, names)
-
-        def write(conn: sqlite3.Connection) -> list[WorkflowTask]:
-            now = _now_us()
-            _record_poll(conn, TaskKind.WORKFLOW, polled, now)
-            ids = [
-                row[0]
-                for row in conn.execute(
-                    _Q["ready_workflow_tasks"],
-                    {
-                        "names": json_text(list(names)),
-                        "now": now,
-                        "limit": limit,
-                        "owner": owner,
-                        "sticky": _micros(STICKY_FOR),
-                    },
-                )
-            ]
-            expires = now + _micros(lease)
-            return [
-                task
-                for workflow_id in ids
-                for task in _lease_workflow(conn, workflow_id, owner, expires, now, steal=True)
-            ]
-
         if not names:
             return []
-        return await self._run(self._transaction, write)
+        polled = self._polls.due(TaskKind.WORKFLOW, names)
 
-    async def commit_workflow_task(
-        self,
-        task: WorkflowTask,
-        consumed: Sequence[int],
-        events: Sequence[HistoryEvent],
-        eager: EagerActivities | None = None,
-    ) -> list[ActivityTask]:
-        plan = plan_commit(events)
-        topics = commit_topics(task.workflow_id, task.workflow_name, plan, eager)
-        taken: list[ActivityTask] = []
+        def write(conn: sqlite3.Connection, now: int) -> tuple[list[WorkflowTask], list[str]]:
+            _record_poll(conn, TaskKind.WORKFLOW, polled, now)
+            params = {
+                "names": json_text(list(names)),
+                "now": now,
+                "limit": limit,
+                "owner": owner,
+                "sticky": _micros(STICKY_FOR),
+            }
+            run_ids = [row["run_id"] for row in conn.execute(_Q["ready_workflow_tasks"], params)]
+            expires = now + _micros(lease)
+            leased = (
+                _lease_run(conn, now, run_id, owner, expires, steal=True) for run_id in run_ids
+            )
+            return [_with_inbox(conn, now, row) for row in leased if row is not None], []
 
-        def write(conn: sqlite3.Connection) -> list[str]:
-            now = _now_us()
-            _check_workflow_lease(conn, task, now)
-            taken.extend(_apply_commit(conn, task, consumed, events, plan, eager, now))
-            return topics
+        return await self._write(write)
 
-        await self._write(write)
-        return taken
+    async def commit_workflow_task(self, task: WorkflowTask, plan: CommitPlan) -> None:
+        await self._write(lambda conn, now: _apply_plan(conn, now, task, plan))
 
     async def abandon_workflow_task(
         self, task: WorkflowTask, error: str | None, delay: timedelta
     ) -> None:
-        def write(conn: sqlite3.Connection) -> list[str]:
-            now = _now_us()
+        def write(conn: sqlite3.Connection, now: int) -> tuple[None, list[str]]:
             cursor = conn.execute(
                 _Q["abandon_workflow_task"],
                 {
-                    "id": task.workflow_id,
+                    "run_id": task.run_id,
                     "token": task.lease_token,
                     "now": now,
                     "error": error,
@@ -343,7 +312,7 @@ class SQLiteBackend:
             )
             if cursor.rowcount == 0:
                 raise LeaseLost(f"workflow task {task.workflow_id!r}: lease lost")
-            return [work_topic(TaskKind.WORKFLOW, task.workflow_name)]
+            return None, [work_topic(TaskKind.WORKFLOW, task.workflow_name)]
 
         await self._write(write)
 
@@ -352,128 +321,27 @@ class SQLiteBackend:
     async def claim_activity_tasks(
         self, names: Sequence[str], owner: str, lease: timedelta, limit: int
     ) -> list[ActivityTask]:
-        polled = self._polls.due(TaskKind.ACTIVITY, names)
-
-        def write(conn: sqlite3.Connection) -> list[ActivityTask]:
-            now = _now_us()
-            _record_poll(conn, TaskKind.ACTIVITY, polled, now)
-            ids = [
-                row[0]
-                for row in conn.execute(
-                    _Q["ready_activity_tasks"],
-                    {"names": json_text(list(names)), "now": now, "limit": limit},
-                )
-            ]
-            tasks = []
-            for task_id in ids:
-                row = conn.execute(
-                    _Q["lease_activity_task"],
-                    {"owner": owner, "expires": now + _micros(lease), "id": task_id},
-                ).fetchone()
-                (id_, wid, seq, name, args, retry, attempt, token, workflow_name, details) = row
-                tasks.append(
-                    activity_task(
-                        id_, wid, workflow_name, seq, name, args, retry, attempt, token, details
-                    )
-                )
-            return tasks
-
         if not names:
             return []
-        return await self._run(self._transaction, write)
+        polled = self._polls.due(TaskKind.ACTIVITY, names)
 
-    async def reclaim_workflow_task(
-        self, workflow_id: str, resume: ResumeWorkflow
-    ) -> WorkflowTask | None:
-        def write(conn: sqlite3.Connection) -> list[WorkflowTask]:
-            now = _now_us()
-            expires = now + _micros(resume.lease)
-            return _lease_workflow(
-                conn, workflow_id, resume.owner, expires, now, query="relet_workflow_task"
+        def write(conn: sqlite3.Connection, now: int) -> tuple[list[ActivityTask], list[str]]:
+            _record_poll(conn, TaskKind.ACTIVITY, polled, now)
+            params = {"names": json_text(list(names)), "now": now, "limit": limit}
+            ids = [row["id"] for row in conn.execute(_Q["ready_activity_tasks"], params)]
+            lease_params = {"owner": owner, "expires": now + _micros(lease)}
+            rows = (
+                conn.execute(_Q["lease_activity_task"], {**lease_params, "id": id_}).fetchone()
+                for id_ in ids
             )
+            return [activity_task(row) for row in rows], []
 
-        found = await self._run(self._transaction, write)
-        return found[0] if found else None
-
-    async def reclaim_eager_activities(
-        self, workflow_id: str, eager: EagerActivities
-    ) -> list[ActivityTask]:
-        def write(conn: sqlite3.Connection) -> list[ActivityTask]:
-            now = _now_us()
-            rows = conn.execute(
-                _Q["reclaim_eager_activities"],
-                {
-                    "workflow_id": workflow_id,
-                    "seqs": json_text(sorted(eager.seqs)),
-                    "owner": eager.owner,
-                    "now": now,
-                    "expires": now + _micros(eager.lease),
-                },
-            ).fetchall()
-            return [
-                activity_task(id_, wid, wf_name, seq, name, args, retry, attempt, token, details)
-                for id_, wid, seq, name, args, retry, attempt, token, wf_name, details in rows
-            ]
-
-        return await self._run(self._transaction, write)
+        return await self._write(write)
 
     async def complete_activity_task(
-        self,
-        task: ActivityTask,
-        outcome: ActivityCompleted | ActivityFailed,
-        resume: ResumeWorkflow | None = None,
-    ) -> WorkflowTask | None:
-        done = await self._complete(task, outcome, resume, None)
-        return done.resumed
-
-    async def continue_after_activity(
-        self,
-        task: ActivityTask,
-        outcome: ActivityCompleted | ActivityFailed,
-        continuation: Continuation,
-    ) -> Continued:
-        return await self._complete(task, outcome, continuation.resume, continuation)
-
-    async def _complete(
-        self,
-        task: ActivityTask,
-        outcome: ActivityCompleted | ActivityFailed,
-        resume: ResumeWorkflow | None,
-        continuation: Continuation | None,
-    ) -> Continued:
-        done: list[Continued] = []
-
-        def write(conn: sqlite3.Connection) -> list[str]:
-            now = _now_us()
-            cursor = conn.execute(
-                _Q["delete_activity_task"], {"id": task.id, "token": task.lease_token, "now": now}
-            )
-            if cursor.rowcount == 0:
-                raise LeaseLost(f"activity task {task.id} ({task.name!r}): lease lost")
-            wid = task.workflow_id
-            expires = now + _micros(resume.lease) if resume else now
-            held: list[WorkflowTask] = []
-            if continuation is not None:
-                held = _lease_workflow(conn, wid, continuation.resume.owner, expires, now)
-                if held and held[0].history_length == continuation.history_length:
-                    plan = plan_commit(continuation.events)
-                    eager = continuation.eager
-                    with contextlib.suppress(UnseenEvents):  # then recorded as without it
-                        taken = _apply_commit(
-                            conn, held[0], [], continuation.events, plan, eager, now
-                        )
-                        done.append(Continued(True, taken, None))
-                        return commit_topics(wid, task.workflow_name, plan, eager)
-            _insert_inbox(conn, wid, outcome, now)
-            resumed: list[WorkflowTask] = []
-            if resume is not None:  # leased now, or read again with the outcome in its inbox
-                query = "relet_workflow_task" if held else "lease_workflow_task"
-                resumed = _lease_workflow(conn, wid, resume.owner, expires, now, query=query)
-            done.append(Continued(False, [], resumed[0] if resumed else None))
-            return [] if resumed else [work_topic(TaskKind.WORKFLOW, task.workflow_name)]
-
-        await self._write(write)
-        return done[0]
+        self, task: ActivityTask, outcome: ActivityCompleted | ActivityFailed
+    ) -> None:
+        await self._write(lambda conn, now: _complete(conn, now, task, outcome))
 
     async def retry_activity_task(
         self,
@@ -482,8 +350,7 @@ class SQLiteBackend:
         delay: timedelta,
         heartbeat_details: JSONValue = None,
     ) -> None:
-        def write(conn: sqlite3.Connection) -> list[str]:
-            now = _now_us()
+        def write(conn: sqlite3.Connection, now: int) -> tuple[None, list[str]]:
             cursor = conn.execute(
                 _Q["retry_activity_task"],
                 {
@@ -497,7 +364,7 @@ class SQLiteBackend:
             )
             if cursor.rowcount == 0:
                 raise LeaseLost(f"activity task {task.id} ({task.name!r}): lease lost")
-            return [work_topic(TaskKind.ACTIVITY, task.name)]
+            return None, [work_topic(TaskKind.ACTIVITY, task.name)]
 
         await self._write(write)
 
@@ -509,21 +376,18 @@ class SQLiteBackend:
         lease: timedelta,
         heartbeats: Mapping[str, JSONValue] | None = None,
     ) -> list[LeaseRef]:
+        if not leases:
+            return []
         beats = heartbeats or {}
 
-        def write(conn: sqlite3.Connection) -> list[LeaseRef]:
-            now = _now_us()
+        def write(conn: sqlite3.Connection, now: int) -> tuple[list[LeaseRef], list[str]]:
             lost = []
             for ref in leases:
-                query = (
-                    "extend_workflow_lease"
-                    if ref.kind is TaskKind.WORKFLOW
-                    else "extend_activity_lease"
-                )
+                workflow = ref.kind is TaskKind.WORKFLOW
                 cursor = conn.execute(
-                    _Q[query],
+                    _Q["extend_workflow_lease" if workflow else "extend_activity_lease"],
                     {
-                        "id": ref.id if ref.kind is TaskKind.WORKFLOW else int(ref.id),
+                        "id": ref.id if workflow else int(ref.id),
                         "token": ref.token,
                         "now": now,
                         "expires": now + _micros(lease),
@@ -532,28 +396,336 @@ class SQLiteBackend:
                 )
                 if cursor.rowcount == 0:
                     lost.append(ref)
-            return lost
+            return lost, []
 
-        if not leases:
-            return []
-        return await self._run(self._transaction, write)
+        return await self._write(write)
 
     async def next_due(
         self, kind: TaskKind, names: Sequence[str], owner: str | None = None
     ) -> timedelta | None:
+        if not names:
+            return None
         query = "next_due_workflow" if kind is TaskKind.WORKFLOW else "next_due_activity"
-        params = {
-            "names": json_text(list(names)),
-            "owner": owner,
-            "sticky": _micros(STICKY_FOR),
-        }
+        params = {"names": json_text(list(names)), "owner": owner, "sticky": _micros(STICKY_FOR)}
 
         def read(conn: sqlite3.Connection) -> timedelta | None:
             now = _now_us()
-            (due,) = conn.execute(_Q[query], {**params, "now": now}).fetchone()
+            due = conn.execute(_Q[query], {**params, "now": now}).fetchone()["due"]
             return None if due is None else timedelta(microseconds=due - now)
 
-        return await self._read(read) if names else None
+        return await self._read(read)
+
+    # -- hand-offs (HandOffs) --------------------------------------------------------------
+
+    async def commit_and_take(
+        self, task: WorkflowTask, plan: CommitPlan, take: Take
+    ) -> list[ActivityTask]:
+        return await self._write(lambda conn, now: _apply_plan(conn, now, task, plan, take))
+
+    async def complete_and_continue(
+        self,
+        task: ActivityTask,
+        outcome: ActivityCompleted | ActivityFailed,
+        take: Take,
+        ahead: RunAhead | None = None,
+    ) -> Continued:
+        return await self._write(lambda conn, now: _complete(conn, now, task, outcome, take, ahead))
+
+    async def reclaim(self, run_id: str, take: Take) -> Reclaimed:
+        def write(conn: sqlite3.Connection, now: int) -> tuple[Reclaimed, list[str]]:
+            params = {
+                "run_id": run_id,
+                "owner": take.owner,
+                "now": now,
+                "expires": now + _micros(take.lease),
+                "seqs": json_text(sorted(take.activities)),
+            }
+            held = conn.execute(_Q["reclaim_workflow_task"], params).fetchone()
+            activities = conn.execute(_Q["reclaim_activity_tasks"], params).fetchall()
+            workflow = None if held is None else _with_inbox(conn, now, held)
+            return Reclaimed(workflow, [activity_task(row) for row in activities]), []
+
+        return await self._write(write)
+
+
+# -- runs and inboxes ----------------------------------------------------------------------
+
+
+def _find_run(
+    conn: sqlite3.Connection, workflow_id: str, run_id: str | None = None
+) -> sqlite3.Row | None:
+    """The workflow's latest run, or the run named if it is one of the workflow's."""
+    row: sqlite3.Row | None = conn.execute(
+        _Q["find_run"], {"id": workflow_id, "run_id": run_id}
+    ).fetchone()
+    return row
+
+
+def _create_run(conn: sqlite3.Connection, now: int, new: NewWorkflow, *, only_first: bool) -> None:
+    """Write ``new`` as the next run of its id: its row, its workflow task, its start event.
+    Raises WorkflowAlreadyExists, having written nothing, if the id has an unfinished run,
+    or with ``only_first`` any run."""
+    latest = _find_run(conn, new.id)
+    if latest is not None and (only_first or not WorkflowStatus(latest["status"]).finished):
+        raise WorkflowAlreadyExists(new.id)
+    start_at = _us(new.start_at) if new.start_at else now
+    try:
+        conn.execute(
+            _Q["insert_run"],
+            {
+                "run_id": new.run_id,
+                "id": new.id,
+                "run_number": 1 if latest is None else latest["run_number"] + 1,
+                "name": new.name,
+                "version": new.version,
+                "args": json_text(new.args),
+                "now": now,
+                "start_at": start_at,
+            },
+        )
+    except sqlite3.IntegrityError:  # the run id is taken
+        raise WorkflowAlreadyExists(new.id) from None
+    conn.execute(_Q["insert_workflow_task"], {"run_id": new.run_id, "name": new.name})
+    started = WorkflowExecutionStarted(
+        name=new.name, version=new.version, args=new.args, started_at=_dt(start_at)
+    )
+    _insert_inbox(conn, new.run_id, encode_event(started), start_at)
+
+
+def _deliver(
+    conn: sqlite3.Connection,
+    run: sqlite3.Row,
+    event: str,
+    visible_at: int,
+    timer_seq: int | None = None,
+) -> None:
+    """Put an event in the inbox of a run (a ``find_run`` row), not seen before the run
+    starts: its history begins with its start."""
+    _insert_inbox(conn, run["run_id"], event, max(visible_at, run["start_at"]), timer_seq)
+
+
+def _insert_inbox(
+    conn: sqlite3.Connection,
+    run_id: str,
+    event: str,
+    visible_at: int,
+    timer_seq: int | None = None,
+) -> None:
+    conn.execute(
+        _Q["insert_inbox"],
+        {"run_id": run_id, "visible_at": visible_at, "timer_seq": timer_seq, "event": event},
+    )
+
+
+# -- workflow tasks ------------------------------------------------------------------------
+
+
+def _lease_run(
+    conn: sqlite3.Connection, now: int, run_id: str, owner: str, expires: int, *, steal: bool
+) -> sqlite3.Row | None:
+    """Lease a run's workflow task if it is free and due, and not sticky to another worker
+    unless ``steal``: its row (``lease_workflow_task``), or None."""
+    params = {"run_id": run_id, "owner": owner, "expires": expires, "now": now, "steal": steal}
+    row: sqlite3.Row | None = conn.execute(_Q["lease_workflow_task"], params).fetchone()
+    return row
+
+
+def _with_inbox(conn: sqlite3.Connection, now: int, leased: sqlite3.Row) -> WorkflowTask:
+    """A leased workflow task, from its lease row, with its run's visible inbox."""
+    rows = conn.execute(_Q["visible_inbox"], {"run_id": leased["run_id"], "now": now})
+    return workflow_task(leased, ((row["id"], row["event"]) for row in rows), _dt(now))
+
+
+def _record_poll(conn: sqlite3.Connection, kind: TaskKind, names: list[str], now: int) -> None:
+    conn.executemany(
+        _Q["record_poll"], [{"kind": kind.value, "name": name, "now": now} for name in names]
+    )
+
+
+def _apply_plan(
+    conn: sqlite3.Connection,
+    now: int,
+    task: WorkflowTask,
+    plan: CommitPlan,
+    take: Take | None = None,
+) -> tuple[list[ActivityTask], list[str]]:
+    """Store ``plan`` for ``task`` as ``tapeflow.backends.plan`` says (steps 1 to 8, by
+    number below); with ``take``, the new activities of ``take.activities`` are leased to
+    its owner (and returned) and the run's next task is sticky to it. Raises LeaseLost or
+    UnseenEvents having written nothing."""
+    run_id = task.run_id
+    _check_lease(conn, now, task)  # 1
+    if plan.ending is not None:  # 2
+        _refuse_unseen(conn, task, plan.consumed)
+    ids = json_text(list(plan.consumed))  # 3
+    conn.execute(_Q["delete_consumed_inbox"], {"run_id": run_id, "ids": ids})
+    conn.executemany(
+        _Q["insert_history"],
+        [
+            {"run_id": run_id, "seq": task.history_length + n, "event": event}
+            for n, event in enumerate(plan.history, start=1)
+        ],
+    )
+    length = task.history_length + len(plan.history)
+    woken = _insert_plan_inbox(conn, now, run_id, plan.inbox)  # 4
+    taken = _insert_activities(conn, now, run_id, plan.activities, take)  # 5
+    for query, seqs in (
+        ("cancel_activity_tasks", plan.cancelled_activities),
+        ("cancel_timers", plan.cancelled_timers),
+    ):
+        conn.execute(_Q[query], {"run_id": run_id, "seqs": json_text(list(seqs))})
+    if plan.ending is not None:  # 6
+        _end_run(conn, now, run_id, plan.ending, length)
+        taken = {}  # gone with the run
+    else:
+        conn.execute(_Q["advance_run"], {"run_id": run_id, "history_length": length})
+        sticky = None if take is None else take.owner
+        conn.execute(_Q["release_workflow_task"], {"run_id": run_id, "sticky_owner": sticky})
+    for new in plan.workflows:  # 7
+        with contextlib.suppress(WorkflowAlreadyExists):  # the id has an unfinished run
+            _create_run(conn, now, new, only_first=False)
+    wake_run = plan.ending is None and _has_inbox(conn, run_id)  # 8
+    topics = commit_topics(task, plan, taken=frozenset(taken), wake_run=wake_run, woken=woken)
+    return [taken_activity(task, plan, seq, task_id) for seq, task_id in taken.items()], topics
+
+
+def _check_lease(conn: sqlite3.Connection, now: int, task: WorkflowTask) -> None:
+    row = conn.execute(_Q["workflow_task_fence"], {"run_id": task.run_id}).fetchone()
+    if (
+        row is None
+        or row["lease_token"] != task.lease_token
+        or (row["lease_expires_at"] or 0) <= now
+    ):
+        raise LeaseLost(f"workflow task {task.workflow_id!r}: lease lost")
+    if row["history_length"] != task.history_length:
+        raise LeaseLost(f"workflow task {task.workflow_id!r}: history moved on")
+
+
+def _refuse_unseen(conn: sqlite3.Connection, task: WorkflowTask, consumed: Sequence[int]) -> None:
+    """A run may not end past events in its inbox that its task did not see."""
+    params = {"run_id": task.run_id, "consumed": json_text(list(consumed))}
+    if conn.execute(_Q["unseen_inbox"], params).fetchone()["unseen"]:
+        raise UnseenEvents(f"workflow task {task.workflow_id!r}: events came while it ran")
+
+
+def _insert_plan_inbox(
+    conn: sqlite3.Connection, now: int, run_id: str, rows: Iterable[NewInboxEvent]
+) -> set[str]:
+    """The plan's inbox rows, into this run's inbox or another workflow's latest run if it
+    is unfinished (else dropped); returns the names of the other workflows written to."""
+    woken = set()
+    for row in rows:
+        visible_at = now if row.visible_at is None else _us(row.visible_at)
+        if row.workflow_id is None:
+            _insert_inbox(conn, run_id, row.event, visible_at, row.timer_seq)
+            continue
+        target = _find_run(conn, row.workflow_id)
+        if target is not None and not WorkflowStatus(target["status"]).finished:
+            _deliver(conn, target, row.event, visible_at, row.timer_seq)
+            woken.add(target["name"])
+    return woken
+
+
+def _insert_activities(
+    conn: sqlite3.Connection,
+    now: int,
+    run_id: str,
+    activities: Iterable[NewActivity],
+    take: Take | None,
+) -> dict[int, int]:
+    """The plan's activity tasks, due now, those of ``take`` leased to its owner (attempt
+    1); returns the task ids of those taken, by seq."""
+    taken = {}
+    for activity in activities:
+        leased = take is not None and activity.seq in take.activities
+        cursor = conn.execute(
+            _Q["insert_activity_task"],
+            {
+                "run_id": run_id,
+                "seq": activity.seq,
+                "name": activity.name,
+                "args": activity.args,
+                "retry": activity.retry,
+                "now": now,
+                "owner": take.owner if take and leased else None,
+                "expires": now + _micros(take.lease) if take and leased else None,
+                "leased": int(leased),
+            },
+        )
+        if leased:
+            taken[activity.seq] = cursor.lastrowid or 0
+    return taken
+
+
+def _end_run(conn: sqlite3.Connection, now: int, run_id: str, ending: Ending, length: int) -> None:
+    """The run takes its ending; its task, activity tasks and inbox go."""
+    conn.execute(
+        _Q["end_run"],
+        {
+            "run_id": run_id,
+            "status": ending.status.value,
+            "result": ending.result,
+            "failure": ending.failure,
+            "now": now,
+            "history_length": length,
+        },
+    )
+    for query in ("drop_workflow_task", "drop_activity_tasks", "drop_inbox"):
+        conn.execute(_Q[query], {"run_id": run_id})
+
+
+def _has_inbox(conn: sqlite3.Connection, run_id: str) -> bool:
+    return bool(conn.execute(_Q["run_has_inbox"], {"run_id": run_id}).fetchone()["waiting"])
+
+
+# -- activity outcomes ---------------------------------------------------------------------
+
+
+def _complete(
+    conn: sqlite3.Connection,
+    now: int,
+    task: ActivityTask,
+    outcome: ActivityCompleted | ActivityFailed,
+    take: Take | None = None,
+    ahead: RunAhead | None = None,
+) -> tuple[Continued, list[str]]:
+    """Record an activity's final outcome, its lease checked. With ``take``, the run's task
+    is leased to its owner if free, and ``ahead`` committed with it if the run's history is
+    still as long as it expects (and it is not refused); otherwise the outcome goes to the
+    inbox, and the task leased comes back resumed, the outcome in its inbox."""
+    params = {"id": task.id, "token": task.lease_token, "now": now}
+    if conn.execute(_Q["delete_activity_task"], params).rowcount == 0:
+        raise LeaseLost(f"activity task {task.id} ({task.name!r}): lease lost")
+    held = None
+    if take is not None:
+        held = _lease_run(
+            conn, now, task.run_id, take.owner, now + _micros(take.lease), steal=False
+        )
+    if held is not None and ahead is not None and held["history_length"] == ahead.history_length:
+        with contextlib.suppress(UnseenEvents), _savepoint(conn):
+            ran_ahead = workflow_task(held, (), _dt(now))
+            taken, topics = _apply_plan(conn, now, ran_ahead, ahead.plan, take)
+            return Continued(True, taken, None), topics
+    _insert_inbox(conn, task.run_id, encode_event(outcome), now)
+    if held is None:
+        return Continued(False, [], None), [work_topic(TaskKind.WORKFLOW, task.workflow_name)]
+    return Continued(False, [], _with_inbox(conn, now, held)), []
+
+
+@contextlib.contextmanager
+def _savepoint(conn: sqlite3.Connection) -> Iterator[None]:
+    """Undo the block's writes, and only those, if it raises."""
+    conn.execute("SAVEPOINT block")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK TO block")
+        raise
+    finally:
+        conn.execute("RELEASE block")
+
+
+# -- setup ---------------------------------------------------------------------------------
 
 
 def _retry_while_locked(statement: Callable[[], object], patience: float = 30.0) -> None:
@@ -568,146 +740,6 @@ def _retry_while_locked(statement: Callable[[], object], patience: float = 30.0)
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
-
-
-def _record_poll(conn: sqlite3.Connection, kind: TaskKind, names: list[str], now: int) -> None:
-    conn.executemany(
-        _Q["record_poll"], [{"kind": kind.value, "name": name, "now": now} for name in names]
-    )
-
-
-def _micros(span: timedelta) -> int:
-    return round(span.total_seconds() * 1_000_000)
-
-
-def _exists(conn: sqlite3.Connection, workflow_id: str) -> bool:
-    return conn.execute(_Q["workflow_status"], {"id": workflow_id}).fetchone() is not None
-
-
-def _insert_inbox(
-    conn: sqlite3.Connection,
-    workflow_id: str,
-    event: Incoming,
-    visible_at: int,
-    timer_seq: int | None = None,
-) -> None:
-    conn.execute(
-        _Q["insert_inbox"],
-        {
-            "workflow_id": workflow_id,
-            "visible_at": visible_at,
-            "timer_seq": timer_seq,
-            "event": encode_event(event),
-        },
-    )
-
-
-def _lease_workflow(
-    conn: sqlite3.Connection,
-    workflow_id: str,
-    owner: str,
-    expires: int,
-    now: int,
-    query: str = "lease_workflow_task",
-    *,
-    steal: bool = False,
-) -> list[WorkflowTask]:
-    """Lease a workflow task if it is free and due, and not sticky to another worker unless
-    ``steal`` (a claim that found it waiting past STICKY_FOR); or, with
-    ``relet_workflow_task``, if ``owner`` holds it already: the task, with its visible
-    inbox."""
-    row = conn.execute(
-        _Q[query],
-        {"owner": owner, "expires": expires, "id": workflow_id, "now": now, "steal": steal},
-    ).fetchone()
-    if row is None:
-        return []
-    token, name, failures = row
-    (length,) = conn.execute(_Q["workflow_history_length"], {"id": workflow_id}).fetchone()
-    inbox = conn.execute(_Q["visible_inbox"], {"id": workflow_id, "now": now})
-    return [workflow_task(workflow_id, name, length, inbox, token, _dt(now), failures)]
-
-
-def _apply_commit(
-    conn: sqlite3.Connection,
-    task: WorkflowTask,
-    consumed: Sequence[int],
-    events: Sequence[HistoryEvent],
-    plan: CommitPlan,
-    eager: EagerActivities | None,
-    now: int,
-) -> list[ActivityTask]:
-    """Write a workflow task's outcome, its lease already checked; the activity tasks it
-    leased to ``eager.owner`` come back. Raises UnseenEvents, having written nothing, if it
-    would end the workflow while the inbox holds events (not timers) it did not consume."""
-    wid = task.workflow_id
-    taken: list[ActivityTask] = []
-    if plan.ending is not None:
-        (unseen,) = conn.execute(
-            _Q["unseen_inbox"], {"id": wid, "consumed": json_text(list(consumed))}
-        ).fetchone()
-        if unseen:
-            raise UnseenEvents(f"workflow task {wid!r}: events came while it ran")
-    for inbox_id in consumed:
-        conn.execute(_Q["delete_inbox_event"], {"id": inbox_id, "workflow_id": wid})
-    conn.executemany(
-        _Q["insert_history"],
-        [
-            {"workflow_id": wid, "seq": task.history_length + n, "event": encode_event(e)}
-            for n, e in enumerate(events, start=1)
-        ],
-    )
-    length = task.history_length + len(events)
-    if plan.ending is not None:
-        ending = plan.ending
-        conn.execute(
-            _Q["finish_workflow"],
-            {
-                "id": wid,
-                "status": "completed" if ending.completed else "failed",
-                "result": json_text(ending.result) if ending.completed else None,
-                "failure": FAILURE.dump_json(ending.failure).decode() if ending.failure else None,
-                "now": now,
-                "history_length": length,
-            },
-        )
-        for query in ("drop_workflow_task", "drop_activity_tasks", "drop_inbox"):
-            conn.execute(_Q[query], {"id": wid})
-        return taken
-    for activity in plan.activities:
-        leased = eager is not None and activity.seq in eager.seqs
-        cursor = conn.execute(
-            _Q["insert_activity_task"],
-            {
-                "workflow_id": wid,
-                "seq": activity.seq,
-                "name": activity.name,
-                "args": json_text(activity.args),
-                "retry": None if activity.retry is None else json_text(activity.retry),
-                "now": now,
-                "owner": eager.owner if eager and leased else None,
-                "expires": now + _micros(eager.lease) if eager and leased else None,
-                "leased": int(leased),
-            },
-        )
-        if leased:
-            taken.append(eager_task(wid, task.workflow_name, activity, cursor.lastrowid or 0))
-    for seq, due, fired in plan.timers:
-        _insert_inbox(conn, wid, fired, _us(due), timer_seq=seq)
-    for seq in plan.cancelled_timers:
-        conn.execute(_Q["cancel_timer"], {"workflow_id": wid, "seq": seq})
-    conn.execute(_Q["advance_workflow"], {"id": wid, "history_length": length})
-    conn.execute(_Q["release_workflow_task"], {"id": wid})
-    return taken
-
-
-def _check_workflow_lease(conn: sqlite3.Connection, task: WorkflowTask, now: int) -> None:
-    row = conn.execute(_Q["workflow_lease"], {"id": task.workflow_id}).fetchone()
-    (length,) = conn.execute(_Q["workflow_history_length"], {"id": task.workflow_id}).fetchone()
-    if row is None or row[0] != task.lease_token or (row[1] or 0) <= now:
-        raise LeaseLost(f"workflow task {task.workflow_id!r}: lease lost")
-    if length != task.history_length:
-        raise LeaseLost(f"workflow task {task.workflow_id!r}: history moved on")
 
 
 def _statements(script: str) -> list[str]:

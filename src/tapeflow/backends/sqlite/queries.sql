@@ -1,121 +1,147 @@
--- name: insert_workflow
-INSERT INTO workflows (id, name, version, status, args, created_at, start_at)
-VALUES (:id, :name, :version, 'pending', :args, :now, :start_at);
+-- Named queries of the SQLite backend. A workflow's runs are found by its id; everything
+-- else (tasks, inbox, history) is keyed by the run's run_id.
+
+-- name: insert_run
+INSERT INTO workflows (run_id, id, run_number, name, version, status, args, created_at,
+                       start_at)
+VALUES (:run_id, :id, :run_number, :name, :version, 'pending', :args, :now, :start_at);
 
 -- name: insert_workflow_task
-INSERT INTO workflow_tasks (workflow_id, name) VALUES (:id, :name);
+INSERT INTO workflow_tasks (run_id, name) VALUES (:run_id, :name);
 
 -- name: insert_inbox
-INSERT INTO inbox (workflow_id, visible_at, timer_seq, event)
-VALUES (:workflow_id, :visible_at, :timer_seq, :event);
+INSERT INTO inbox (run_id, visible_at, timer_seq, event)
+VALUES (:run_id, :visible_at, :timer_seq, :event);
+
+-- name: find_run
+-- The latest run of a workflow (the highest run_number), or the run named, if it is one
+-- of that workflow's.
+SELECT run_id, run_number, name, status, start_at FROM workflows
+WHERE id = :id AND (:run_id IS NULL OR run_id = :run_id)
+ORDER BY run_number DESC LIMIT 1;
 
 -- name: get_workflow
-SELECT w.id, w.name, w.version, w.status, w.args, w.created_at, w.start_at, w.completed_at,
-       w.result, w.failure, w.history_length, t.last_error,
-       w.start_at <= :now, (:now - p.last_poll_at) / 1e6
-FROM workflows w LEFT JOIN workflow_tasks t ON t.workflow_id = w.id
+-- Chosen as by find_run.
+SELECT w.id, w.run_id, w.name, w.version, w.status, w.args, w.created_at, w.start_at,
+       w.completed_at, w.result, w.failure, w.history_length, t.last_error,
+       w.start_at <= :now AS due, (:now - p.last_poll_at) / 1e6 AS silent_for
+FROM workflows w LEFT JOIN workflow_tasks t ON t.run_id = w.run_id
     LEFT JOIN pollers p ON p.kind = 'workflow' AND p.name = w.name
-WHERE w.id = :id;
+WHERE w.id = :id AND (:run_id IS NULL OR w.run_id = :run_id)
+ORDER BY w.run_number DESC LIMIT 1;
 
 -- name: record_poll
 INSERT INTO pollers (kind, name, last_poll_at) VALUES (:kind, :name, :now)
 ON CONFLICT (kind, name) DO UPDATE SET last_poll_at = excluded.last_poll_at;
 
--- name: workflow_status
-SELECT status, name, start_at FROM workflows WHERE id = :id;
-
 -- name: load_history
-SELECT event FROM history WHERE workflow_id = :id ORDER BY seq;
+SELECT event FROM history WHERE run_id = :run_id ORDER BY seq;
 
 -- name: ready_workflow_tasks
-SELECT t.workflow_id
+SELECT t.run_id
 FROM workflow_tasks t
 WHERE t.name IN (SELECT value FROM json_each(:names))
   AND (t.lease_expires_at IS NULL OR t.lease_expires_at <= :now)
   AND t.not_before <= :now
   AND EXISTS (
       SELECT 1 FROM inbox e
-      WHERE e.workflow_id = t.workflow_id
+      WHERE e.run_id = t.run_id
         AND e.visible_at <= :now - CASE WHEN t.sticky_owner IS NULL OR t.sticky_owner = :owner
                                         THEN 0 ELSE :sticky END
   )
 LIMIT :limit;
 
 -- name: lease_workflow_task
+-- Free and due, and not sticky to another worker unless :steal (a claim that found its
+-- event waiting past STICKY_FOR).
 UPDATE workflow_tasks
 SET lease_owner = :owner, lease_token = lease_token + 1, lease_expires_at = :expires
-WHERE workflow_id = :id AND not_before <= :now
+WHERE run_id = :run_id AND not_before <= :now
   AND (lease_expires_at IS NULL OR lease_expires_at <= :now)
   AND (:steal OR sticky_owner IS NULL OR sticky_owner = :owner)
-RETURNING lease_token, name, failures;
+RETURNING run_id, name, lease_token, failures,
+          (SELECT w.id FROM workflows w WHERE w.run_id = workflow_tasks.run_id) AS workflow_id,
+          (SELECT w.history_length FROM workflows w
+           WHERE w.run_id = workflow_tasks.run_id) AS history_length;
 
--- name: relet_workflow_task
+-- name: reclaim_workflow_task
+-- Leased anew to the owner that holds it already.
 UPDATE workflow_tasks
 SET lease_token = lease_token + 1, lease_expires_at = :expires
-WHERE workflow_id = :id AND lease_owner = :owner AND lease_expires_at > :now
-RETURNING lease_token, name, failures;
-
--- name: workflow_history_length
-SELECT history_length FROM workflows WHERE id = :id;
+WHERE run_id = :run_id AND lease_owner = :owner AND lease_expires_at > :now
+RETURNING run_id, name, lease_token, failures,
+          (SELECT w.id FROM workflows w WHERE w.run_id = workflow_tasks.run_id) AS workflow_id,
+          (SELECT w.history_length FROM workflows w
+           WHERE w.run_id = workflow_tasks.run_id) AS history_length;
 
 -- name: visible_inbox
-SELECT id, event FROM inbox WHERE workflow_id = :id AND visible_at <= :now ORDER BY id;
+SELECT id, event FROM inbox WHERE run_id = :run_id AND visible_at <= :now ORDER BY id;
 
--- name: workflow_lease
-SELECT lease_token, lease_expires_at FROM workflow_tasks WHERE workflow_id = :id;
+-- name: workflow_task_fence
+SELECT t.lease_token, t.lease_expires_at, w.history_length
+FROM workflow_tasks t JOIN workflows w ON w.run_id = t.run_id
+WHERE t.run_id = :run_id;
 
--- name: delete_inbox_event
-DELETE FROM inbox WHERE id = :id AND workflow_id = :workflow_id;
+-- name: unseen_inbox
+-- Events (not timers) in the run's inbox that a committing task did not consume.
+SELECT EXISTS (
+    SELECT 1 FROM inbox
+    WHERE run_id = :run_id AND timer_seq IS NULL
+      AND id NOT IN (SELECT value FROM json_each(:consumed))
+) AS unseen;
+
+-- name: delete_consumed_inbox
+DELETE FROM inbox WHERE run_id = :run_id AND id IN (SELECT value FROM json_each(:ids));
 
 -- name: insert_history
-INSERT INTO history (workflow_id, seq, event) VALUES (:workflow_id, :seq, :event);
+INSERT INTO history (run_id, seq, event) VALUES (:run_id, :seq, :event);
 
 -- name: insert_activity_task
--- Leased at once (attempt 1) when the committing worker takes it eagerly.
-INSERT INTO activity_tasks (workflow_id, seq, name, args, retry, visible_at,
+-- Leased at once (attempt 1) when the committing worker takes it (:leased is 1).
+INSERT INTO activity_tasks (run_id, seq, name, args, retry, visible_at,
                             lease_owner, lease_expires_at, lease_token, attempt)
-VALUES (:workflow_id, :seq, :name, :args, :retry, :now, :owner, :expires, :leased, :leased);
+VALUES (:run_id, :seq, :name, :args, :retry, :now, :owner, :expires, :leased, :leased);
 
--- name: cancel_timer
-DELETE FROM inbox WHERE workflow_id = :workflow_id AND timer_seq = :seq;
+-- name: cancel_activity_tasks
+DELETE FROM activity_tasks WHERE run_id = :run_id AND seq IN (SELECT value FROM json_each(:seqs));
 
--- name: finish_workflow
+-- name: cancel_timers
+DELETE FROM inbox WHERE run_id = :run_id AND timer_seq IN (SELECT value FROM json_each(:seqs));
+
+-- name: end_run
 UPDATE workflows
 SET status = :status, result = :result, failure = :failure, completed_at = :now,
     history_length = :history_length
-WHERE id = :id;
+WHERE run_id = :run_id;
 
 -- name: drop_workflow_task
-DELETE FROM workflow_tasks WHERE workflow_id = :id;
+DELETE FROM workflow_tasks WHERE run_id = :run_id;
 
 -- name: drop_activity_tasks
-DELETE FROM activity_tasks WHERE workflow_id = :id;
-
--- name: unseen_inbox
--- Events (not timers) in the inbox that a committing task did not consume.
-SELECT EXISTS (
-    SELECT 1 FROM inbox
-    WHERE workflow_id = :id AND timer_seq IS NULL
-      AND id NOT IN (SELECT value FROM json_each(:consumed))
-);
+DELETE FROM activity_tasks WHERE run_id = :run_id;
 
 -- name: drop_inbox
-DELETE FROM inbox WHERE workflow_id = :id;
+DELETE FROM inbox WHERE run_id = :run_id;
 
--- name: advance_workflow
-UPDATE workflows SET status = 'running', history_length = :history_length WHERE id = :id;
+-- name: advance_run
+UPDATE workflows SET status = 'running', history_length = :history_length
+WHERE run_id = :run_id;
 
 -- name: release_workflow_task
+-- :sticky_owner is the worker that takes the next task (HandOffs), or NULL.
 UPDATE workflow_tasks
 SET lease_owner = NULL, lease_expires_at = NULL, failures = 0, last_error = NULL, not_before = 0,
-    sticky_owner = lease_owner
-WHERE workflow_id = :id;
+    sticky_owner = :sticky_owner
+WHERE run_id = :run_id;
+
+-- name: run_has_inbox
+SELECT EXISTS (SELECT 1 FROM inbox WHERE run_id = :run_id) AS waiting;
 
 -- name: abandon_workflow_task
 UPDATE workflow_tasks
 SET lease_owner = NULL, lease_expires_at = NULL, not_before = :not_before,
     failures = failures + (:error IS NOT NULL), last_error = coalesce(:error, last_error)
-WHERE workflow_id = :id AND lease_token = :token AND lease_expires_at > :now;
+WHERE run_id = :run_id AND lease_token = :token AND lease_expires_at > :now;
 
 -- name: ready_activity_tasks
 SELECT id FROM activity_tasks
@@ -130,18 +156,21 @@ UPDATE activity_tasks
 SET lease_owner = :owner, lease_token = lease_token + 1, lease_expires_at = :expires,
     attempt = attempt + 1
 WHERE id = :id
-RETURNING id, workflow_id, seq, name, args, retry, attempt, lease_token,
-          (SELECT name FROM workflows w WHERE w.id = activity_tasks.workflow_id) AS workflow_name,
-          heartbeat_details;
+RETURNING id, run_id, seq, name, args, retry, attempt, lease_token, heartbeat_details,
+          (SELECT w.id FROM workflows w WHERE w.run_id = activity_tasks.run_id) AS workflow_id,
+          (SELECT w.name FROM workflows w
+           WHERE w.run_id = activity_tasks.run_id) AS workflow_name;
 
--- name: reclaim_eager_activities
+-- name: reclaim_activity_tasks
+-- The run's tasks of these seqs that the owner holds on their first attempt, leased anew.
 UPDATE activity_tasks
 SET lease_token = lease_token + 1, lease_expires_at = :expires
-WHERE workflow_id = :workflow_id AND seq IN (SELECT value FROM json_each(:seqs))
+WHERE run_id = :run_id AND seq IN (SELECT value FROM json_each(:seqs))
   AND lease_owner = :owner AND attempt = 1 AND lease_expires_at > :now
-RETURNING id, workflow_id, seq, name, args, retry, attempt, lease_token,
-          (SELECT name FROM workflows w WHERE w.id = activity_tasks.workflow_id) AS workflow_name,
-          heartbeat_details;
+RETURNING id, run_id, seq, name, args, retry, attempt, lease_token, heartbeat_details,
+          (SELECT w.id FROM workflows w WHERE w.run_id = activity_tasks.run_id) AS workflow_id,
+          (SELECT w.name FROM workflows w
+           WHERE w.run_id = activity_tasks.run_id) AS workflow_name;
 
 -- name: delete_activity_task
 DELETE FROM activity_tasks WHERE id = :id AND lease_token = :token AND lease_expires_at > :now;
@@ -154,7 +183,7 @@ WHERE id = :id AND lease_token = :token AND lease_expires_at > :now;
 
 -- name: extend_workflow_lease
 UPDATE workflow_tasks SET lease_expires_at = :expires
-WHERE workflow_id = :id AND lease_token = :token AND lease_expires_at > :now;
+WHERE run_id = :id AND lease_token = :token AND lease_expires_at > :now;
 
 -- name: extend_activity_lease
 UPDATE activity_tasks
@@ -165,10 +194,10 @@ WHERE id = :id AND lease_token = :token AND lease_expires_at > :now;
 SELECT min(max(
     e.visible_at + CASE WHEN t.sticky_owner IS NULL OR t.sticky_owner = :owner
                         THEN 0 ELSE :sticky END,
-    t.not_before, coalesce(t.lease_expires_at, 0)))
-FROM inbox e JOIN workflow_tasks t ON t.workflow_id = e.workflow_id
+    t.not_before, coalesce(t.lease_expires_at, 0))) AS due
+FROM inbox e JOIN workflow_tasks t ON t.run_id = e.run_id
 WHERE t.name IN (SELECT value FROM json_each(:names));
 
 -- name: next_due_activity
-SELECT min(max(visible_at, coalesce(lease_expires_at, 0))) FROM activity_tasks
+SELECT min(max(visible_at, coalesce(lease_expires_at, 0))) AS due FROM activity_tasks
 WHERE name IN (SELECT value FROM json_each(:names));

@@ -1,12 +1,18 @@
 -- The whole current schema. The numbered migrations must add up to exactly this
--- (tests/conformance/test_sqlite_migrations.py checks it).
+-- (tests/backends/test_sqlite_schema.py checks it).
 -- Times are integer microseconds since the Unix epoch, UTC.
 
+-- A workflow id has one or more runs, numbered from 1; the latest is the highest. History,
+-- tasks and inbox belong to a run.
 CREATE TABLE workflows (
-    id             TEXT PRIMARY KEY,
+    run_id         TEXT PRIMARY KEY,
+    id             TEXT NOT NULL,
+    run_number     INTEGER NOT NULL,
     name           TEXT NOT NULL,
     version        TEXT NOT NULL,
-    status         TEXT NOT NULL CHECK (status IN ('pending', 'running', 'completed', 'failed')),
+    status         TEXT NOT NULL CHECK (status IN ('pending', 'running', 'completed', 'failed',
+                                                   'cancelled', 'terminated', 'timed_out',
+                                                   'continued')),
     args           TEXT NOT NULL,
     result         TEXT,
     failure        TEXT,
@@ -14,12 +20,13 @@ CREATE TABLE workflows (
     start_at       INTEGER NOT NULL,
     completed_at   INTEGER,
     parent_id      TEXT,
-    history_length INTEGER NOT NULL DEFAULT 0
+    history_length INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (id, run_number)
 );
 
--- One per running workflow: claimable while its inbox has a visible event.
+-- One per unfinished run: claimable while its inbox has a visible event.
 CREATE TABLE workflow_tasks (
-    workflow_id      TEXT PRIMARY KEY REFERENCES workflows (id),
+    run_id           TEXT PRIMARY KEY REFERENCES workflows (run_id),
     name             TEXT NOT NULL,
     lease_owner      TEXT,
     lease_token      INTEGER NOT NULL DEFAULT 0,
@@ -27,26 +34,26 @@ CREATE TABLE workflow_tasks (
     not_before       INTEGER NOT NULL DEFAULT 0,
     failures         INTEGER NOT NULL DEFAULT 0,
     last_error       TEXT,
-    -- The worker that committed the last task, and so holds the workflow's instance: the
-    -- next task waits a moment for it before any other worker may claim it.
+    -- The worker that committed the last task and took the next (HandOffs), and so holds
+    -- the run's instance: the next task waits a moment for it before another may claim it.
     sticky_owner     TEXT
 );
 CREATE INDEX workflow_tasks_by_name ON workflow_tasks (name);
 
--- Things that happened that the workflow has not seen yet; timers wait here until due.
+-- Things that happened that the run has not seen yet; timers wait here until due.
 CREATE TABLE inbox (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    workflow_id TEXT NOT NULL REFERENCES workflows (id),
+    run_id      TEXT NOT NULL REFERENCES workflows (run_id),
     visible_at  INTEGER NOT NULL,
     timer_seq   INTEGER,
     event       TEXT NOT NULL
 );
-CREATE INDEX inbox_by_workflow ON inbox (workflow_id, visible_at);
+CREATE INDEX inbox_by_run ON inbox (run_id, visible_at);
 CREATE INDEX inbox_by_time ON inbox (visible_at);
 
 CREATE TABLE activity_tasks (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
-    workflow_id      TEXT NOT NULL REFERENCES workflows (id),
+    run_id           TEXT NOT NULL REFERENCES workflows (run_id),
     seq              INTEGER NOT NULL,
     name             TEXT NOT NULL,
     args             TEXT NOT NULL,
@@ -58,16 +65,16 @@ CREATE TABLE activity_tasks (
     lease_expires_at INTEGER,
     last_failure     TEXT,
     heartbeat_details TEXT,
-    UNIQUE (workflow_id, seq)
+    UNIQUE (run_id, seq)
 );
 CREATE INDEX activity_tasks_ready ON activity_tasks (name, visible_at);
 
--- The tape: append-only, numbered per workflow from 1.
+-- The tape: append-only, numbered per run from 1.
 CREATE TABLE history (
-    workflow_id TEXT NOT NULL REFERENCES workflows (id),
+    run_id      TEXT NOT NULL REFERENCES workflows (run_id),
     seq         INTEGER NOT NULL,
     event       TEXT NOT NULL,
-    PRIMARY KEY (workflow_id, seq)
+    PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 
 -- When workers last claimed each workflow and activity name (a claim records it at most
