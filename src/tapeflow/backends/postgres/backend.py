@@ -18,8 +18,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -27,6 +26,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tapeflow.backends._batcher import Batcher
+from tapeflow.backends._lifecycle import OpensAndCloses
 from tapeflow.backends._pollers import PollRecorder
 from tapeflow.backends._redact import redact
 from tapeflow.backends._rows import (
@@ -183,7 +183,7 @@ async def _apply_functions(conn: Connection) -> None:
     await conn.execute("INSERT INTO schema_functions VALUES (%s, %s)", (revision, checksum))
 
 
-class PostgresBackend:
+class PostgresBackend(OpensAndCloses):
     """The core protocol and the ``HandOffs`` capability."""
 
     def __init__(
@@ -225,18 +225,6 @@ class PostgresBackend:
         return f"PostgresBackend({self._shown!r}, schema={self.schema!r})"
 
     # -- lifecycle -------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def open(self) -> None:
         if self._listener is not None:

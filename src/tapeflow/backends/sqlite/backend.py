@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
+from tapeflow.backends._lifecycle import OpensAndCloses
 from tapeflow.backends._pollers import PollRecorder
 from tapeflow.backends._rows import (
     FAILURE,
@@ -100,7 +100,7 @@ def _micros(span: timedelta) -> int:
     return round(span.total_seconds() * 1_000_000)
 
 
-class SQLiteBackend:
+class SQLiteBackend(OpensAndCloses):
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         self.path = str(path)
         self._synchronous = synchronous
@@ -113,18 +113,6 @@ class SQLiteBackend:
         return f"SQLiteBackend({self.path!r})"
 
     # -- lifecycle -------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def open(self) -> None:
         if self._executor is not None:
