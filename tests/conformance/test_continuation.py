@@ -82,6 +82,7 @@ async def test_every_activity_continues_its_cached_workflow(
     client: tapeflow.Client,
     worker: WorkerFactory,
     cache_size: int,
+    handoffs: bool,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     counts = _counting(backend, monkeypatch)
@@ -91,7 +92,7 @@ async def test_every_activity_continues_its_cached_workflow(
     history = await backend.load_history("doubling")
     replay(doubling, history)  # a history that replays: the same as the usual path makes
     assert sum(isinstance(e, ActivityCompleted) for e in history) == STEPS
-    if hand_offs(backend) is None:  # every outcome recorded alone, every next task claimed
+    if not handoffs:  # every outcome recorded alone, every next task claimed
         assert counts == {"claimed": STEPS + 1}
     elif cache_size:  # one claim (the start); every outcome committed with the next task
         assert counts == {"claimed": 1, "committed": STEPS}
