@@ -44,7 +44,9 @@ checks what the hand-offs did asks for ``handoffs`` and branches on it, as tests
 ``cache_size``). By default the modes are ``cache-handoffs``, ``nocache-handoffs`` and
 ``cache-core``: each switch off once, with the other on. ``--all-combinations`` (or
 ``TAPEFLOW_TEST_ALL_COMBINATIONS=1``) adds ``nocache-core``, the full cross product: ~230
-end-to-end tests more, which took the suite from about 10 to 13 minutes on 2 shared cores.
+end-to-end tests more, which take the suite from about 10 to 12 minutes on 2 cores.
+``./scripts/test`` (the README's test command, which CI runs) sets it, so the full cross
+product is what must pass; plain ``pytest`` runs the quicker three.
 Tests that ask for ``cache_size`` or ``handoffs`` without ``worker`` get each value alone; a
 test that parametrizes one of these names itself keeps its own values. Workers that a test
 starts in other processes from ``backend_url`` (the lease and fleet tests) are not wrapped:
