@@ -225,7 +225,7 @@ async def test_the_batch_function_answers_with_refusal_codes(postgres_url: str) 
             POSTGRES_URL, options=f"-c search_path={schema}"
         ) as conn:
             cursor = await conn.execute(
-                "SELECT commit_workflow_tasks(%s::json)", [json.dumps(items)]
+                "SELECT commit_workflow_tasks(%s::jsonb)", [json.dumps(items)]
             )
             row = await cursor.fetchone()
         assert row is not None

@@ -52,7 +52,7 @@ from tapeflow.backends.base import (
     WorkflowStatus,
     WorkflowTask,
 )
-from tapeflow.backends.plan import CommitPlan, commit_topics, taken_activity
+from tapeflow.backends.plan import CommitPlan, OfRun, commit_topics, taken_activity
 from tapeflow.backends.postgres._conninfo import checked
 from tapeflow.backends.wakeups import Wakeups, Watch, work_topic
 from tapeflow.errors import (
@@ -138,9 +138,7 @@ def _leased(row: Mapping[str, Any]) -> WorkflowTask:
     return workflow_task(row, row["inbox"], _utc(datetime.fromisoformat(row["claimed_at"])))
 
 
-def _plan_topics(
-    task: WorkflowTask, plan: CommitPlan, take: Take | None, outcome: Outcome
-) -> list[str]:
+def _plan_topics(task: OfRun, plan: CommitPlan, take: Take | None, outcome: Outcome) -> list[str]:
     """Whom to wake once ``plan`` is stored as ``outcome`` says (plan step 8)."""
     if outcome["refused"] is not None:
         return []
@@ -153,7 +151,7 @@ def _plan_topics(
     )
 
 
-def _taken(task: WorkflowTask, plan: CommitPlan, outcome: Outcome) -> list[ActivityTask]:
+def _taken(task: OfRun, plan: CommitPlan, outcome: Outcome) -> list[ActivityTask]:
     """The new activity tasks the stored plan leased to its worker."""
     return [taken_activity(task, plan, seq, task_id) for task_id, seq in outcome["leased"]]
 
@@ -494,9 +492,7 @@ class PostgresBackend(OpensAndCloses):
             "limit": limit,
             "polled": self._polls.due(TaskKind.ACTIVITY, names),
         }
-        return [
-            activity_task(row["task"]) for row in await self._rows("claim_activity_tasks", params)
-        ]
+        return [activity_task(row) for row in await self._rows("claim_activity_tasks", params)]
 
     async def complete_activity_task(
         self, task: ActivityTask, outcome: ActivityCompleted | ActivityFailed
@@ -537,14 +533,14 @@ class PostgresBackend(OpensAndCloses):
             if done["refused"] is not None:
                 return []
             if ahead is not None and committed(done):
-                return _plan_topics(_leased(done["task"]), ahead.plan, take, done["ahead"])
+                return _plan_topics(task, ahead.plan, take, done["ahead"])
             return [] if done["task"] else [work_topic(TaskKind.WORKFLOW, task.workflow_name)]
 
         done = await self._completions.submit(_Write(params, wake))
         if (error := _refused(done, f"activity task {task.id} ({task.name!r})")) is not None:
             raise error
         if ahead is not None and committed(done):
-            return Continued(True, _taken(_leased(done["task"]), ahead.plan, done["ahead"]), None)
+            return Continued(True, _taken(task, ahead.plan, done["ahead"]), None)
         if done["ahead"] is not None and done["ahead"]["refused"] == Refusal.FAILED:
             log.warning(
                 "the run-ahead task of %r could not be stored: %s",

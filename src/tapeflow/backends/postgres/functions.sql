@@ -4,7 +4,7 @@
 -- of this file alone. A change of a function's signature or return type must DROP it first.
 -- Raise the revision below with every change: a process whose file has a lower revision
 -- than the one applied leaves the newer functions in place (a rolling upgrade).
--- revision: 5
+-- revision: 6
 --
 -- What they take and give is JSON: a task's commit is tapeflow.backends.plan.CommitPlan's
 -- as_json(), stored as that module's docstring says, without knowing which decisions made
@@ -16,6 +16,15 @@
 
 -- Return types changed in revision 5 (rows became JSON).
 DROP FUNCTION IF EXISTS claim_workflow_tasks(text[], text, interval, integer, interval, text[]);
+-- Revision 6: one read for many runs' tasks. (The functions below are PL/pgSQL, whose
+-- statements' plans are kept for the session, where an SQL function's are made anew at
+-- every call.)
+DROP FUNCTION IF EXISTS leased_task(text);
+DROP FUNCTION IF EXISTS claim_activity_tasks(text[], text, interval, integer, text[]);  -- a query
+-- Revision 6: batches come as jsonb, parsed once, and plans go on as parsed.
+DROP FUNCTION IF EXISTS commit_workflow_tasks(json);
+DROP FUNCTION IF EXISTS complete_activity_tasks(json);
+DROP FUNCTION IF EXISTS apply_plan(text, bigint, integer, json, json);
 
 -- A JSON array of integers (or null) as an SQL array.
 CREATE OR REPLACE FUNCTION json_ints(p_array json) RETURNS bigint[]
@@ -24,25 +33,37 @@ AS $$
 SELECT ARRAY(SELECT json_array_elements_text(coalesce(p_array, '[]'))::bigint);
 $$;
 
+CREATE OR REPLACE FUNCTION jsonb_ints(p_array jsonb) RETURNS bigint[]
+LANGUAGE sql IMMUTABLE
+AS $$
+SELECT ARRAY(SELECT jsonb_array_elements_text(coalesce(p_array, '[]'))::bigint);
+$$;
+
 -- Record that workers claimed these names now (see tapeflow.backends._pollers); the names
 -- come sorted, so concurrent claims lock the rows in one order.
 CREATE OR REPLACE FUNCTION record_polls(p_kind text, p_names text[]) RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
-INSERT INTO pollers (kind, name, last_poll_at)
-SELECT p_kind, n, now() FROM unnest(p_names) AS n
-ON CONFLICT (kind, name) DO UPDATE SET last_poll_at = excluded.last_poll_at;
+BEGIN
+    IF cardinality(p_names) > 0 THEN  -- most claims have none to record
+        INSERT INTO pollers (kind, name, last_poll_at)
+        SELECT p_kind, n, now() FROM unnest(p_names) AS n
+        ON CONFLICT (kind, name) DO UPDATE SET last_poll_at = excluded.last_poll_at;
+    END IF;
+END
 $$;
 
--- The run's workflow task as a worker gets it, with its visible inbox: {"workflow_id",
--- "run_id", "name", "history_length", "lease_token", "failures", "claimed_at", "inbox":
--- [[id, event text], ...]}. Read in a statement of its own after the lease (see
--- claim_workflow_tasks). NULL if the run has no task.
-CREATE OR REPLACE FUNCTION leased_task(p_run_id text) RETURNS json
-LANGUAGE sql
+-- The runs' workflow tasks as a worker gets them, each with its visible inbox:
+-- {"workflow_id", "run_id", "name", "history_length", "lease_token", "failures",
+-- "claimed_at", "inbox": [[id, event text], ...]}. Read in a statement of its own after the
+-- lease (see claim_workflow_tasks). A run without a task gives nothing.
+CREATE OR REPLACE FUNCTION leased_tasks(p_run_ids text[]) RETURNS SETOF json
+LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
+BEGIN
+RETURN QUERY
 SELECT json_build_object(
     'workflow_id', w.id, 'run_id', t.run_id, 'name', t.name,
     'history_length', w.history_length, 'lease_token', t.lease_token,
@@ -52,15 +73,18 @@ SELECT json_build_object(
          FROM inbox e WHERE e.run_id = t.run_id AND e.visible_at <= now()),
         '[]'))
 FROM workflow_tasks t JOIN workflows w ON w.run_id = t.run_id
-WHERE t.run_id = p_run_id;
+WHERE t.run_id = ANY (p_run_ids);
+END
 $$;
 
 -- Activity tasks as a worker gets them (the columns of tapeflow.backends._rows.activity_task,
 -- JSON as text), in id order.
 CREATE OR REPLACE FUNCTION leased_activities(p_ids bigint[]) RETURNS SETOF json
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
+BEGIN
+RETURN QUERY
 SELECT json_build_object(
     'id', a.id, 'workflow_id', w.id, 'run_id', a.run_id, 'workflow_name', w.name,
     'seq', a.seq, 'name', a.name, 'args', a.args::text, 'retry', a.retry::text,
@@ -69,6 +93,7 @@ SELECT json_build_object(
 FROM activity_tasks a JOIN workflows w ON w.run_id = a.run_id
 WHERE a.id = ANY (p_ids)
 ORDER BY a.id;
+END
 $$;
 
 -- Create runs, each with its workflow task and its start event (built here, because its
@@ -79,9 +104,11 @@ $$;
 -- on (id, run_number), and only the first is made. Rows are written in id order, so
 -- concurrent batches never deadlock.
 CREATE OR REPLACE FUNCTION create_runs(p_runs json, p_next boolean) RETURNS SETOF text
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
+BEGIN
+RETURN QUERY
 WITH input AS (
     SELECT r.run_id, r.id, r.name, r.version, r.args, r.start_at, last.run_number, last.busy
     FROM json_to_recordset(p_runs)
@@ -110,7 +137,8 @@ WITH input AS (
                              'started_at', start_at, 'kind', 'workflow_started')
     FROM created
 )
-SELECT run_id FROM created;
+SELECT c.run_id FROM created c;
+END
 $$;
 
 -- Append an event to the inbox of the latest run of workflow p_id if that run is
@@ -121,9 +149,11 @@ $$;
 CREATE OR REPLACE FUNCTION deliver(
     p_id text, p_event json, p_visible_at timestamptz, p_timer_seq integer)
 RETURNS TABLE (status text, name text, delivered boolean)
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
+BEGIN
+RETURN QUERY
 WITH target AS (
     SELECT w.run_id, w.name, w.status, w.start_at FROM workflows w
     WHERE w.id = p_id
@@ -138,6 +168,7 @@ WITH target AS (
     RETURNING run_id
 )
 SELECT t.status, t.name, EXISTS (SELECT FROM delivered) FROM target t;
+END
 $$;
 
 -- Store a commit plan for the run's task, fenced by p_token and p_history_length, exactly
@@ -149,18 +180,21 @@ $$;
 -- other workflows written to]} for step 8's wake-ups, or a refusal (see the top). The
 -- function's block is its savepoint: a failure undoes this plan alone.
 CREATE OR REPLACE FUNCTION apply_plan(
-    p_run_id text, p_token bigint, p_history_length integer, p_plan json, p_take json)
+    p_run_id text, p_token bigint, p_history_length integer, p_plan jsonb, p_take jsonb)
 RETURNS json
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 DECLARE
-    v_ending   json := CASE WHEN json_typeof(p_plan -> 'ending') = 'object'
-                            THEN p_plan -> 'ending' END;
-    v_consumed bigint[] := json_ints(p_plan -> 'consumed');
-    v_new      integer := p_history_length + json_array_length(p_plan -> 'history');
+    v_plan     jsonb := p_plan;
+    v_ending   jsonb := CASE WHEN jsonb_typeof(v_plan -> 'ending') = 'object'
+                             THEN v_plan -> 'ending' END;
+    v_consumed bigint[] := jsonb_ints(v_plan -> 'consumed');
+    v_history  jsonb := v_plan -> 'history';
+    v_inbox    jsonb := v_plan -> 'inbox';
+    v_new      integer := p_history_length + jsonb_array_length(v_history);
     v_owner    text := p_take ->> 'owner';
-    v_taken    bigint[] := json_ints(p_take -> 'activities');
+    v_taken    bigint[] := jsonb_ints(p_take -> 'activities');
     v_token    bigint;
     v_live     boolean;
     v_length   integer;
@@ -189,27 +223,32 @@ BEGIN
         RETURN json_build_object('refused', 'unseen_events');
     END IF;
 
-    -- 3.
-    DELETE FROM inbox WHERE run_id = p_run_id AND id = ANY (v_consumed);
+    -- 3. (Each step below runs only when the plan has that part: a statement costs more
+    -- than the look.)
+    IF cardinality(v_consumed) > 0 THEN
+        DELETE FROM inbox WHERE run_id = p_run_id AND id = ANY (v_consumed);
+    END IF;
     INSERT INTO history (run_id, seq, event)
     SELECT p_run_id, p_history_length + u.n, u.event::json
-    FROM json_array_elements_text(p_plan -> 'history') WITH ORDINALITY AS u (event, n);
+    FROM jsonb_array_elements_text(v_history) WITH ORDINALITY AS u (event, n);
 
     -- 4, other workflows' rows (in id order, as batches lock): kept even when this run
     -- ends (a child's outcome for its parent, say).
-    FOR v_row IN
-        SELECT x.workflow_id, x.event, x.visible_at, x.timer_seq
-        FROM json_to_recordset(p_plan -> 'inbox')
-            AS x (event text, visible_at timestamptz, timer_seq integer, workflow_id text)
-        WHERE x.workflow_id IS NOT NULL
-        ORDER BY x.workflow_id
-    LOOP
-        v_woken := v_woken || ARRAY(
-            SELECT d.name
-            FROM deliver(v_row.workflow_id, v_row.event::json, v_row.visible_at,
-                         v_row.timer_seq) AS d
-            WHERE d.delivered);
-    END LOOP;
+    IF jsonb_path_exists(v_inbox, '$[*] ? (@.workflow_id != null)') THEN
+        FOR v_row IN
+            SELECT x.workflow_id, x.event, x.visible_at, x.timer_seq
+            FROM jsonb_to_recordset(v_inbox)
+                AS x (event text, visible_at timestamptz, timer_seq integer, workflow_id text)
+            WHERE x.workflow_id IS NOT NULL
+            ORDER BY x.workflow_id
+        LOOP
+            v_woken := v_woken || ARRAY(
+                SELECT d.name
+                FROM deliver(v_row.workflow_id, v_row.event::json, v_row.visible_at,
+                             v_row.timer_seq) AS d
+                WHERE d.delivered);
+        END LOOP;
+    END IF;
 
     IF v_ending IS NOT NULL THEN
         -- 6, ending: the rest of steps 4 and 5 would be deleted here again.
@@ -223,33 +262,42 @@ BEGIN
         DELETE FROM inbox WHERE run_id = p_run_id;
     ELSE
         -- 4, this run's rows.
-        INSERT INTO inbox (run_id, visible_at, timer_seq, event)
-        SELECT p_run_id, coalesce(x.visible_at, now()), x.timer_seq, x.event::json
-        FROM json_to_recordset(p_plan -> 'inbox')
-            AS x (event text, visible_at timestamptz, timer_seq integer, workflow_id text)
-        WHERE x.workflow_id IS NULL;
+        IF jsonb_array_length(v_inbox) > 0 THEN
+            INSERT INTO inbox (run_id, visible_at, timer_seq, event)
+            SELECT p_run_id, coalesce(x.visible_at, now()), x.timer_seq, x.event::json
+            FROM jsonb_to_recordset(v_inbox)
+                AS x (event text, visible_at timestamptz, timer_seq integer, workflow_id text)
+            WHERE x.workflow_id IS NULL;
+        END IF;
         -- 5.
-        WITH created AS (
-            INSERT INTO activity_tasks (run_id, seq, name, args, retry, visible_at,
-                                        lease_owner, lease_expires_at, lease_token, attempt)
-            SELECT p_run_id, a.seq, a.name, a.args::json, a.retry::json, now(),
-                   CASE WHEN l.taken THEN v_owner END,
-                   CASE WHEN l.taken THEN now() + (p_take ->> 'lease')::interval END,
-                   l.taken::integer, l.taken::integer
-            FROM json_to_recordset(p_plan -> 'activities')
-                    AS a (seq integer, name text, args text, retry text),
-                 LATERAL (SELECT a.seq = ANY (v_taken) AS taken) AS l
-            RETURNING id, seq, lease_token
-        )
-        SELECT coalesce(json_agg(json_build_array(id, seq) ORDER BY seq), '[]')
-        INTO v_leased
-        FROM created WHERE lease_token = 1;
-        DELETE FROM activity_tasks
-        WHERE run_id = p_run_id
-          AND seq = ANY (json_ints(p_plan -> 'cancelled_activities'));
-        DELETE FROM inbox
-        WHERE run_id = p_run_id
-          AND timer_seq = ANY (json_ints(p_plan -> 'cancelled_timers'));
+        IF jsonb_array_length(v_plan -> 'activities') > 0 THEN
+            WITH created AS (
+                INSERT INTO activity_tasks (run_id, seq, name, args, retry, visible_at,
+                                            lease_owner, lease_expires_at, lease_token,
+                                            attempt)
+                SELECT p_run_id, a.seq, a.name, a.args::json, a.retry::json, now(),
+                       CASE WHEN l.taken THEN v_owner END,
+                       CASE WHEN l.taken THEN now() + (p_take ->> 'lease')::interval END,
+                       l.taken::integer, l.taken::integer
+                FROM jsonb_to_recordset(v_plan -> 'activities')
+                        AS a (seq integer, name text, args text, retry text),
+                     LATERAL (SELECT a.seq = ANY (v_taken) AS taken) AS l
+                RETURNING id, seq, lease_token
+            )
+            SELECT coalesce(json_agg(json_build_array(id, seq) ORDER BY seq), '[]')
+            INTO v_leased
+            FROM created WHERE lease_token = 1;
+        END IF;
+        IF jsonb_array_length(v_plan -> 'cancelled_activities') > 0 THEN
+            DELETE FROM activity_tasks
+            WHERE run_id = p_run_id
+              AND seq = ANY (jsonb_ints(v_plan -> 'cancelled_activities'));
+        END IF;
+        IF jsonb_array_length(v_plan -> 'cancelled_timers') > 0 THEN
+            DELETE FROM inbox
+            WHERE run_id = p_run_id
+              AND timer_seq = ANY (jsonb_ints(v_plan -> 'cancelled_timers'));
+        END IF;
         -- 6, going on.
         UPDATE workflows SET status = 'running', history_length = v_new
         WHERE run_id = p_run_id;
@@ -261,8 +309,8 @@ BEGIN
     END IF;
 
     -- 7.
-    IF json_array_length(p_plan -> 'workflows') > 0 THEN
-        PERFORM create_runs(p_plan -> 'workflows', true);
+    IF jsonb_array_length(v_plan -> 'workflows') > 0 THEN
+        PERFORM create_runs((v_plan -> 'workflows')::json, true);
     END IF;
     RETURN json_build_object(
         'refused', NULL, 'leased', v_leased, 'wake', v_wake, 'woken', to_json(v_woken));
@@ -279,7 +327,7 @@ $$;
 -- p_tasks: [{"run_id", "token", "history_length", "plan", "take": null or a take}, ...],
 -- sorted by run id (rows are locked in that order, so batches never deadlock). Returns,
 -- per task in order, what apply_plan returns.
-CREATE OR REPLACE FUNCTION commit_workflow_tasks(p_tasks json) RETURNS json[]
+CREATE OR REPLACE FUNCTION commit_workflow_tasks(p_tasks jsonb) RETURNS json[]
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
@@ -288,8 +336,8 @@ DECLARE
     results json[] := '{}';
 BEGIN
     FOR t IN
-        SELECT * FROM json_to_recordset(p_tasks)
-            AS x (run_id text, token bigint, history_length integer, plan json, take json)
+        SELECT * FROM jsonb_to_recordset(p_tasks)
+            AS x (run_id text, token bigint, history_length integer, plan jsonb, take jsonb)
     LOOP
         results := results || apply_plan(t.run_id, t.token, t.history_length, t.plan, t.take);
     END LOOP;
@@ -305,9 +353,9 @@ $$;
 -- if it asked and the task was free (not leased, due, not sticky to another), "ahead":
 -- null or what apply_plan returned for the run-ahead plan, committed as the task just
 -- leased}. The run-ahead is committed when "ahead" has "refused" null: then the outcome is
--- in its history and "task" is the task it committed as. Otherwise the outcome is in the
+-- in its history and "task" is null (the caller knows the run). Otherwise the outcome is in the
 -- inbox, and "task" (read after it) goes on at once, so the run's pollers need no wake-up.
-CREATE OR REPLACE FUNCTION complete_activity_tasks(p_items json) RETURNS json[]
+CREATE OR REPLACE FUNCTION complete_activity_tasks(p_items jsonb) RETURNS json[]
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
@@ -320,8 +368,8 @@ DECLARE
     results json[] := '{}';
 BEGIN
     FOR item IN
-        SELECT * FROM json_to_recordset(p_items)
-            AS x (id bigint, run_id text, token bigint, event text, take json, ahead json)
+        SELECT * FROM jsonb_to_recordset(p_items)
+            AS x (id bigint, run_id text, token bigint, event text, take jsonb, ahead jsonb)
     LOOP
         -- Wait for a commit of the run's task in flight (rows locked in the order that
         -- commit locks them: the task, then activities), so that either the commit's look
@@ -349,7 +397,6 @@ BEGIN
             RETURNING lease_token INTO v_token;
         END IF;
         IF v_token IS NOT NULL AND item.ahead IS NOT NULL THEN
-            v_task := leased_task(item.run_id);
             v_ahead := apply_plan(item.run_id, v_token,
                                   (item.ahead ->> 'history_length')::integer,
                                   item.ahead -> 'plan', item.take);
@@ -362,7 +409,7 @@ BEGIN
         INSERT INTO inbox (run_id, visible_at, event)
         VALUES (item.run_id, now(), item.event::json);
         IF v_token IS NOT NULL THEN
-            v_task := leased_task(item.run_id);
+            SELECT x INTO v_task FROM leased_tasks(ARRAY[item.run_id]) AS x;
         END IF;
         results := results
             || json_build_object('refused', NULL, 'task', v_task, 'ahead', v_ahead);
@@ -399,7 +446,7 @@ BEGIN
     )
     SELECT array_agg(id) INTO v_ids FROM leased;
     RETURN json_build_object(
-        'task', CASE WHEN v_held THEN leased_task(p_run_id) END,
+        'task', CASE WHEN v_held THEN (SELECT x FROM leased_tasks(ARRAY[p_run_id]) AS x) END,
         'activities', coalesce((SELECT json_agg(a) FROM leased_activities(v_ids) AS a), '[]'));
 END
 $$;
@@ -447,39 +494,6 @@ BEGIN
         RETURNING t.run_id
     )
     SELECT array_agg(leased.run_id) INTO v_ids FROM leased;
-    RETURN QUERY SELECT leased_task(r) FROM unnest(v_ids) AS r;
-END
-$$;
-
--- Lease up to p_limit due activity tasks of these names, counting an attempt each, then
--- read them (as leased_activities gives them); p_polled as for claim_workflow_tasks.
-CREATE OR REPLACE FUNCTION claim_activity_tasks(
-    p_names text[], p_owner text, p_lease interval, p_limit integer, p_polled text[])
-RETURNS SETOF json
-LANGUAGE plpgsql
-SET search_path FROM CURRENT
-AS $$
-DECLARE
-    v_ids bigint[];
-BEGIN
-    PERFORM record_polls('activity', p_polled);
-    WITH ready AS (
-        SELECT id FROM activity_tasks
-        WHERE name = ANY (p_names)
-          AND visible_at <= now()
-          AND (lease_expires_at IS NULL OR lease_expires_at <= now())
-        ORDER BY visible_at
-        LIMIT p_limit
-        FOR UPDATE SKIP LOCKED
-    ), leased AS (
-        UPDATE activity_tasks a
-        SET lease_owner = p_owner, lease_token = a.lease_token + 1,
-            lease_expires_at = now() + p_lease, attempt = a.attempt + 1
-        FROM ready
-        WHERE a.id = ready.id
-        RETURNING a.id
-    )
-    SELECT array_agg(leased.id) INTO v_ids FROM leased;
-    RETURN QUERY SELECT leased_activities(v_ids);
+    RETURN QUERY SELECT x FROM leased_tasks(v_ids) AS x;
 END
 $$;

@@ -52,18 +52,39 @@ SET lease_owner = NULL, lease_expires_at = NULL, not_before = now() + %(delay)s,
 WHERE run_id = %(run_id)s AND lease_token = %(token)s AND lease_expires_at > now();
 
 -- name: claim_activity_tasks
-SELECT task FROM claim_activity_tasks(
-    %(names)s::text[], %(owner)s::text, %(lease)s::interval, %(limit)s::integer,
-    %(polled)s::text[]) AS task;
+-- Lease up to %(limit)s due activity tasks of these names, counting an attempt each, in
+-- one statement (RETURNING gives the rows as leased); the names in %(polled)s (none, most
+-- times) are recorded as polled for now.
+WITH polled AS (
+    INSERT INTO pollers (kind, name, last_poll_at)
+    SELECT 'activity', n, now() FROM unnest(%(polled)s::text[]) AS n
+    ON CONFLICT (kind, name) DO UPDATE SET last_poll_at = excluded.last_poll_at
+), ready AS (
+    SELECT id FROM activity_tasks
+    WHERE name = ANY (%(names)s::text[])
+      AND visible_at <= now()
+      AND (lease_expires_at IS NULL OR lease_expires_at <= now())
+    ORDER BY visible_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE activity_tasks a
+SET lease_owner = %(owner)s, lease_token = a.lease_token + 1,
+    lease_expires_at = now() + %(lease)s, attempt = a.attempt + 1
+FROM ready, workflows w
+WHERE a.id = ready.id AND w.run_id = a.run_id
+RETURNING a.id, w.id AS workflow_id, a.run_id, w.name AS workflow_name, a.seq, a.name,
+    a.args::text AS args, a.retry::text AS retry, a.attempt, a.lease_token,
+    a.heartbeat_details::text AS heartbeat_details;
 
 -- name: reclaim
 SELECT reclaim(%(run_id)s::text, %(take)s::json) AS reclaimed;
 
 -- name: commit_workflow_tasks
-SELECT commit_workflow_tasks(%(items)s::json) AS outcomes;
+SELECT commit_workflow_tasks(%(items)s::jsonb) AS outcomes;
 
 -- name: complete_activity_tasks
-SELECT complete_activity_tasks(%(items)s::json) AS outcomes;
+SELECT complete_activity_tasks(%(items)s::jsonb) AS outcomes;
 
 -- name: retry_activity_task
 UPDATE activity_tasks
