@@ -4,7 +4,7 @@
 -- of this file alone. A change of a function's signature or return type must DROP it first.
 -- Raise the revision below with every change: a process whose file has a lower revision
 -- than the one applied leaves the newer functions in place (a rolling upgrade).
--- revision: 6
+-- revision: 7
 --
 -- What they take and give is JSON: a task's commit is tapeflow.backends.plan.CommitPlan's
 -- as_json(), stored as that module's docstring says, without knowing which decisions made
@@ -117,7 +117,7 @@ WITH input AS (
          LATERAL (
             SELECT coalesce(max(w.run_number), 0) + 1 AS run_number,
                    coalesce(bool_or(w.status IN ('pending', 'running')), false) AS busy
-            FROM workflows w WHERE w.id = r.id
+            FROM workflows w WHERE p_next AND w.id = r.id  -- a first run: 1, and no look
          ) AS last
 ), created AS (
     INSERT INTO workflows (run_id, id, run_number, name, version, status, args, start_at)
