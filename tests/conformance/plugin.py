@@ -76,6 +76,7 @@ __all__ = [
     "BackendRegistry",
     "WorkerFactory",
     "WorkerMode",
+    "capability",
     "core_members",
     "core_only",
     "register_backend",
@@ -369,3 +370,11 @@ def worker(backend: tapeflow.Backend, cache_size: int, handoffs: bool) -> Worker
         return tapeflow.Worker(seen, **options)
 
     return make  # a Worker is its own async context manager
+
+
+def capability(backend: tapeflow.Backend) -> base.HandOffs:
+    """The backend's hand-off capability, for the tests that drive it by hand: the
+    ``backend`` fixture is the backend itself, so a built-in backend always has it."""
+    handing = base.hand_offs(backend)
+    assert handing is not None, f"{backend!r} has no hand-off capability"
+    return handing

@@ -26,7 +26,6 @@ from tapeflow.backends.base import (
     TaskKind,
     WorkflowStatus,
     WorkflowTask,
-    hand_offs,
 )
 from tapeflow.backends.plan import CommitPlan, NewInboxEvent, plan_commit
 from tapeflow.backends.wakeups import work_topic
@@ -41,6 +40,7 @@ from tapeflow.history import (
     WorkflowTaskStarted,
     encode_event,
 )
+from tests.conformance.plugin import capability
 
 LEASE = timedelta(seconds=30)
 PING = EventReceived(name="ping", payload=1)
@@ -170,7 +170,7 @@ async def test_cancelled_activities_deletes_the_runs_activity_tasks(
 async def test_commit_and_take_leases_the_taken_activities_and_makes_the_task_sticky(
     backend: tapeflow.Backend,
 ) -> None:
-    handing = _hand_offs(backend)
+    handing = capability(backend)
     await backend.create_workflow(NewWorkflow("taking", "taking", "1", [], None))
     task = await _claim(backend, "taking")
 
@@ -194,7 +194,7 @@ async def test_the_core_commit_leaves_the_next_task_to_any_worker(
 
 
 async def test_reclaim_returns_what_a_take_leased(backend: tapeflow.Backend) -> None:
-    handing = _hand_offs(backend)
+    handing = capability(backend)
     await backend.create_workflow(NewWorkflow("lost", "lost", "1", [], None))
     task = await _claim(backend, "lost")
     take = Take("me", LEASE, frozenset({1}))
@@ -290,7 +290,7 @@ async def test_a_plan_ending_the_run_past_unseen_events_writes_nothing(
 
 async def _taken_activity(backend: tapeflow.Backend) -> tuple[HandOffs, ActivityTask, Take]:
     """A workflow "ahead" whose first task scheduled activity 1 and took it."""
-    handing = _hand_offs(backend)
+    handing = capability(backend)
     await backend.create_workflow(NewWorkflow("ahead", "ahead", "1", [], None))
     task = await _claim(backend, "ahead")
     take = Take("me", LEASE, frozenset({1, 2}))
@@ -391,13 +391,6 @@ async def _nothing_written(backend: tapeflow.Backend, url: str, task: WorkflowTa
     again = await _claim(backend, "refused", owner="other")
     assert [item.id for item in again.inbox][: len(task.inbox)] == [i.id for i in task.inbox]
     assert PING not in [item.event for item in again.inbox]
-
-
-def _hand_offs(backend: tapeflow.Backend) -> HandOffs:
-    handing = hand_offs(backend)
-    if handing is None:
-        pytest.skip(f"{backend!r} has no hand-offs")
-    return handing
 
 
 def _stored(url: str, query: str, workflow_id: str) -> list[tuple[Any, ...]]:

@@ -33,7 +33,7 @@ from tapeflow.history import (
     WorkflowTaskStarted,
 )
 from tapeflow.testing import replay
-from tests.conformance.test_eager_activities import capability
+from tests.conformance.plugin import capability
 from tests.conftest import WorkerFactory
 
 LEASE = timedelta(seconds=30)

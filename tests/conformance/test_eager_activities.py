@@ -9,7 +9,7 @@ import pytest
 
 import tapeflow
 from tapeflow import activity, workflow
-from tapeflow.backends.base import HandOffs, Take, WorkflowTask, hand_offs
+from tapeflow.backends.base import Take, WorkflowTask
 from tapeflow.backends.plan import plan_commit
 from tapeflow.history import (
     ActivityCompleted,
@@ -18,6 +18,7 @@ from tapeflow.history import (
     HistoryEvent,
     WorkflowTaskStarted,
 )
+from tests.conformance.plugin import capability
 from tests.conftest import WorkerFactory
 
 LEASE = timedelta(seconds=30)
@@ -32,12 +33,6 @@ def square(value: int) -> int:
 async def sum_of_squares(count: int) -> int:
     squares = await asyncio.gather(*(workflow.execute_activity(square, n) for n in range(count)))
     return sum(squares)
-
-
-def capability(backend: tapeflow.Backend) -> HandOffs:
-    handing = hand_offs(backend)
-    assert handing is not None, f"{backend!r} has no hand-off capability"
-    return handing
 
 
 def _scheduling(task: WorkflowTask, count: int) -> list[HistoryEvent]:

@@ -30,7 +30,7 @@ from tapeflow.history import (
     WorkflowExecutionCompleted,
     WorkflowTaskStarted,
 )
-from tests.conformance.test_eager_activities import capability
+from tests.conformance.plugin import capability
 
 LEASE = timedelta(milliseconds=150)
 WORKERS = ("a", "b")

@@ -24,7 +24,7 @@ from tapeflow.history import (
     WorkflowTaskStarted,
 )
 from tests.conformance._waiting import has_run, history
-from tests.conformance.test_eager_activities import capability
+from tests.conformance.plugin import capability
 from tests.conftest import WorkerFactory
 
 LEASE = timedelta(seconds=30)
