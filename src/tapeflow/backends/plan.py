@@ -20,8 +20,8 @@ How every backend stores a ``CommitPlan`` for a run's task, in one transaction:
    seqs are in ``cancelled_activities`` are deleted, and so are its inbox rows that are
    timers with seqs in ``cancelled_timers``.
 6. With an ``ending``, the run takes its status, result or failure and its end time, and
-   its workflow task, activity tasks and inbox are deleted (so none of its own new inbox
-   rows and activity tasks stays, and none is taken). Without one, the run is
+   its workflow task, activity tasks and inbox are deleted; its own new inbox rows and
+   activity tasks (steps 4 and 5) are not written at all, and none is taken. Without one, the run is
    running and its task released (failures and last error cleared).
 7. ``workflows`` are created, each as the next run of its id (as ``create_workflow`` makes
    a first one), unless that id has an unfinished run (after step 6: the run that ends here

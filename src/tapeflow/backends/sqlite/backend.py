@@ -555,8 +555,9 @@ def _apply_plan(
         ],
     )
     length = task.history_length + len(plan.history)
-    woken = _insert_plan_inbox(conn, now, run_id, plan.inbox)  # 4
-    taken = _insert_activities(conn, now, run_id, plan.activities, take)  # 5
+    going_on = plan.ending is None  # an ending drops the run's own new rows (step 6)
+    woken = _insert_plan_inbox(conn, now, run_id, plan.inbox, own=going_on)  # 4
+    taken = _insert_activities(conn, now, run_id, plan.activities, take) if going_on else {}
     for query, seqs in (
         ("cancel_activity_tasks", plan.cancelled_activities),
         ("cancel_timers", plan.cancelled_timers),
@@ -564,7 +565,6 @@ def _apply_plan(
         conn.execute(_Q[query], {"run_id": run_id, "seqs": json_text(list(seqs))})
     if plan.ending is not None:  # 6
         _end_run(conn, now, run_id, plan.ending, length)
-        taken = {}  # gone with the run
     else:
         conn.execute(_Q["advance_run"], {"run_id": run_id, "history_length": length})
         sticky = None if take is None else take.owner
@@ -597,15 +597,17 @@ def _refuse_unseen(conn: sqlite3.Connection, task: WorkflowTask, consumed: Seque
 
 
 def _insert_plan_inbox(
-    conn: sqlite3.Connection, now: int, run_id: str, rows: Iterable[NewInboxEvent]
+    conn: sqlite3.Connection, now: int, run_id: str, rows: Iterable[NewInboxEvent], *, own: bool
 ) -> set[str]:
-    """The plan's inbox rows, into this run's inbox or another workflow's latest run if it
-    is unfinished (else dropped); returns the names of the other workflows written to."""
+    """The plan's inbox rows, into this run's inbox (if ``own``) or another workflow's
+    latest run if it is unfinished (else dropped); returns the names of the other workflows
+    written to."""
     woken = set()
     for row in rows:
         visible_at = now if row.visible_at is None else _us(row.visible_at)
         if row.workflow_id is None:
-            _insert_inbox(conn, run_id, row.event, visible_at, row.timer_seq)
+            if own:
+                _insert_inbox(conn, run_id, row.event, visible_at, row.timer_seq)
             continue
         target = _find_run(conn, row.workflow_id)
         if target is not None and not WorkflowStatus(target["status"]).finished:
