@@ -4,7 +4,12 @@
 -- of this file alone. A change of a function's signature or return type must DROP it first.
 -- Raise the revision below with every change: a process whose file has a lower revision
 -- than the one applied leaves the newer functions in place (a rolling upgrade).
--- revision: 7
+-- revision: 8
+--
+-- Every function runs with enable_seqscan off. They only ever reach rows by key, and
+-- PL/pgSQL keeps a session's plans: planned while the tables were nearly empty (a new
+-- schema, the first minute of a deployment), a plan would scan the whole queue table on
+-- every call until an ANALYZE happened to replace it.
 --
 -- What they take and give is JSON: a task's commit is tapeflow.backends.plan.CommitPlan's
 -- as_json(), stored as that module's docstring says, without knowing which decisions made
@@ -44,6 +49,7 @@ $$;
 CREATE OR REPLACE FUNCTION record_polls(p_kind text, p_names text[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
+SET enable_seqscan = off
 AS $$
 BEGIN
     IF cardinality(p_names) > 0 THEN  -- most claims have none to record
@@ -61,6 +67,7 @@ $$;
 CREATE OR REPLACE FUNCTION leased_tasks(p_run_ids text[]) RETURNS SETOF json
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
+SET enable_seqscan = off
 AS $$
 BEGIN
 RETURN QUERY
@@ -82,6 +89,7 @@ $$;
 CREATE OR REPLACE FUNCTION leased_activities(p_ids bigint[]) RETURNS SETOF json
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
+SET enable_seqscan = off
 AS $$
 BEGIN
 RETURN QUERY
@@ -106,19 +114,22 @@ $$;
 CREATE OR REPLACE FUNCTION create_runs(p_runs json, p_next boolean) RETURNS SETOF text
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
+SET enable_seqscan = off
 AS $$
 BEGIN
 RETURN QUERY
 WITH input AS (
-    SELECT r.run_id, r.id, r.name, r.version, r.args, r.start_at, last.run_number, last.busy
+    SELECT r.run_id, r.id, r.name, r.version, r.args, r.start_at,
+           CASE WHEN p_next THEN last.run_number ELSE 1 END AS run_number,
+           CASE WHEN p_next THEN last.busy ELSE false END AS busy
     FROM json_to_recordset(p_runs)
             AS r (run_id text, id text, name text, version text, args text,
-                  start_at timestamptz),
-         LATERAL (
+                  start_at timestamptz)
+         LEFT JOIN LATERAL (
             SELECT coalesce(max(w.run_number), 0) + 1 AS run_number,
                    coalesce(bool_or(w.status IN ('pending', 'running')), false) AS busy
-            FROM workflows w WHERE p_next AND w.id = r.id  -- a first run: 1, and no look
-         ) AS last
+            FROM workflows w WHERE p_next AND w.id = r.id  -- a first run looks at nothing
+         ) AS last ON p_next
 ), created AS (
     INSERT INTO workflows (run_id, id, run_number, name, version, status, args, start_at)
     SELECT run_id, id, run_number, name, version, 'pending', args::json,
@@ -126,7 +137,7 @@ WITH input AS (
     FROM input
     WHERE run_number = 1 OR (p_next AND NOT busy)
     ORDER BY id
-    ON CONFLICT DO NOTHING
+    ON CONFLICT (id, run_number) DO NOTHING
     RETURNING run_id, name, version, args, start_at
 ), task AS (
     INSERT INTO workflow_tasks (run_id, name) SELECT run_id, name FROM created
@@ -151,6 +162,7 @@ CREATE OR REPLACE FUNCTION deliver(
 RETURNS TABLE (status text, name text, delivered boolean)
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
+SET enable_seqscan = off
 AS $$
 BEGIN
 RETURN QUERY
@@ -184,6 +196,7 @@ CREATE OR REPLACE FUNCTION apply_plan(
 RETURNS json
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
+SET enable_seqscan = off
 AS $$
 DECLARE
     v_plan     jsonb := p_plan;
@@ -330,6 +343,7 @@ $$;
 CREATE OR REPLACE FUNCTION commit_workflow_tasks(p_tasks jsonb) RETURNS json[]
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
+SET enable_seqscan = off
 AS $$
 DECLARE
     t       record;
@@ -358,6 +372,7 @@ $$;
 CREATE OR REPLACE FUNCTION complete_activity_tasks(p_items jsonb) RETURNS json[]
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
+SET enable_seqscan = off
 AS $$
 DECLARE
     item    record;
@@ -425,6 +440,7 @@ $$;
 CREATE OR REPLACE FUNCTION reclaim(p_run_id text, p_take json) RETURNS json
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
+SET enable_seqscan = off
 AS $$
 DECLARE
     v_owner text := p_take ->> 'owner';
@@ -465,6 +481,7 @@ CREATE OR REPLACE FUNCTION claim_workflow_tasks(
 RETURNS SETOF json
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
+SET enable_seqscan = off
 AS $$
 DECLARE
     v_ids text[];

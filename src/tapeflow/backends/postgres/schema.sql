@@ -4,6 +4,8 @@
 -- functions.sql, applied after either.
 
 -- One row per run of a workflow id; the latest run of an id has the highest run_number.
+-- The rows of a run in the tables below carry its run_id without a foreign key: only the
+-- functions of functions.sql write them, each after finding the run (see migration 0008).
 CREATE TABLE workflows (
     run_id         text PRIMARY KEY,
     id             text NOT NULL,
@@ -26,7 +28,7 @@ CREATE TABLE workflows (
 
 -- One per unfinished run: claimable while its inbox has a visible event.
 CREATE TABLE workflow_tasks (
-    run_id           text PRIMARY KEY REFERENCES workflows (run_id),
+    run_id           text PRIMARY KEY,
     name             text NOT NULL,
     lease_owner      text,
     lease_token      bigint NOT NULL DEFAULT 0,
@@ -43,7 +45,7 @@ CREATE INDEX workflow_tasks_by_name ON workflow_tasks (name);
 -- Things that happened that the run has not seen yet; timers wait here until due.
 CREATE TABLE inbox (
     id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    run_id     text NOT NULL REFERENCES workflows (run_id),
+    run_id     text NOT NULL,
     visible_at timestamptz NOT NULL,
     timer_seq  integer,
     event      json NOT NULL
@@ -53,7 +55,7 @@ CREATE INDEX inbox_by_time ON inbox (visible_at);
 
 CREATE TABLE activity_tasks (
     id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    run_id            text NOT NULL REFERENCES workflows (run_id),
+    run_id            text NOT NULL,
     seq               integer NOT NULL,
     name              text NOT NULL,
     args              json NOT NULL,
@@ -71,7 +73,7 @@ CREATE INDEX activity_tasks_ready ON activity_tasks (name, visible_at);
 
 -- The tape: append-only, numbered per run from 1.
 CREATE TABLE history (
-    run_id text NOT NULL REFERENCES workflows (run_id),
+    run_id text NOT NULL,
     seq    integer NOT NULL,
     event  json NOT NULL,
     PRIMARY KEY (run_id, seq)
