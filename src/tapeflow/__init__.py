@@ -12,6 +12,7 @@ from tapeflow.backends.connect import connect
 from tapeflow.client import Client, WorkflowHandle
 from tapeflow.debugger import WorkflowDebugger
 from tapeflow.errors import (
+    ActivityCancelled,
     ActivityError,
     BackendUnavailable,
     InvalidArgument,
@@ -24,10 +25,13 @@ from tapeflow.errors import (
     TapeflowError,
     WorkflowAlreadyCompleted,
     WorkflowAlreadyExists,
+    WorkflowCancelled,
     WorkflowFailed,
     WorkflowInterrupted,
     WorkflowNotFound,
     WorkflowSandboxError,
+    WorkflowTerminated,
+    WorkflowTimedOut,
 )
 from tapeflow.options import RetryPolicy, WorkerOptions
 from tapeflow.worker import Worker, WorkerHealth
@@ -42,6 +46,7 @@ except _metadata.PackageNotFoundError:  # imported from a source tree that was n
 _logging.getLogger("tapeflow").addHandler(_logging.NullHandler())
 
 __all__ = [
+    "ActivityCancelled",
     "ActivityError",
     "Backend",
     "BackendUnavailable",
@@ -60,6 +65,7 @@ __all__ = [
     "WorkerOptions",
     "WorkflowAlreadyCompleted",
     "WorkflowAlreadyExists",
+    "WorkflowCancelled",
     "WorkflowDebugger",
     "WorkflowFailed",
     "WorkflowHandle",
@@ -68,6 +74,8 @@ __all__ = [
     "WorkflowRecord",
     "WorkflowSandboxError",
     "WorkflowStatus",
+    "WorkflowTerminated",
+    "WorkflowTimedOut",
     "activity",
     "connect",
     "workflow",

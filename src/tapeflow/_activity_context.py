@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,11 @@ class ActivityContext:
     heartbeat: Any = None
     """The latest details given to ``activity.heartbeat`` (as JSON), not yet stored."""
     heartbeat_pending: bool = False
+    cancelled: bool = False
+    """The attempt no longer counts (cancelled, timed out, its workflow ended): its next
+    ``heartbeat()`` raises ActivityCancelled. Set on the worker's loop, read anywhere."""
+    task: asyncio.Task[object] | None = None
+    """The worker's task running the attempt: an async activity is cancelled through it."""
 
     def record_heartbeat(self, details: Any) -> None:
         self.heartbeat, self.heartbeat_pending = details, True

@@ -35,6 +35,20 @@ def check_name(value: object, what: str, *, allow_empty: bool = False) -> str:
     return value
 
 
+MAX_REASON_LENGTH = 4096
+
+
+def check_reason(value: object, what: str) -> str:
+    """Free text kept with a workflow (a cancel's reason): a string the databases can store
+    (no NUL, no lone surrogate), at most MAX_REASON_LENGTH characters."""
+    expected = f"a string of at most {MAX_REASON_LENGTH} characters"
+    if not isinstance(value, str) or len(value) > MAX_REASON_LENGTH:
+        fail(what, value, expected)
+    if any(ch == "\0" or unicodedata.category(ch) == "Cs" for ch in value):
+        fail(what, value, f"{expected}, without NUL or lone surrogates")
+    return value
+
+
 def check_label(value: object, what: str) -> str:
     """A name shown in logs and lease owners: printable, so no log line can be forged."""
     label = check_name(value, what)

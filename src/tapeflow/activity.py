@@ -10,10 +10,18 @@ from tapeflow._activity_context import ActivityContext, ActivityInfo, current
 from tapeflow._definition import defn_decorator
 from tapeflow._validate import check_moment, check_timedelta
 from tapeflow.converter import to_json
-from tapeflow.errors import TapeflowError
+from tapeflow.errors import ActivityCancelled, TapeflowError
 from tapeflow.options import clamp_delay
 
-__all__ = ["ActivityInfo", "defn", "heartbeat", "info", "retry_after", "retry_at"]
+__all__ = [
+    "ActivityInfo",
+    "defn",
+    "heartbeat",
+    "info",
+    "is_cancelled",
+    "retry_after",
+    "retry_at",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,8 +49,24 @@ def info() -> ActivityInfo:
 
 def heartbeat(details: Any = None) -> None:
     """Record progress (any JSON-able value). It is stored with the next lease renewal, or
-    when the attempt fails, and the next attempt reads it as ``info().heartbeat_details``."""
-    _context().record_heartbeat(to_json(details, what="heartbeat details"))
+    when the attempt fails, and the next attempt reads it as ``info().heartbeat_details``.
+
+    Raises ActivityCancelled once this attempt no longer counts (the workflow cancelled
+    the activity or ended, or the attempt timed out): a sync activity learns it here."""
+    context = _context()
+    if context.cancelled:
+        info = context.info
+        raise ActivityCancelled(
+            f"activity {info.activity_name!r} of {info.workflow_id!r}, attempt {info.attempt}, "
+            "was cancelled: its outcome would be discarded"
+        )
+    context.record_heartbeat(to_json(details, what="heartbeat details"))
+
+
+def is_cancelled() -> bool:
+    """Whether this attempt no longer counts (see ``heartbeat``): its outcome will be
+    discarded, so it may stop now."""
+    return _context().cancelled
 
 
 def retry_after(delay: timedelta) -> None:

@@ -10,11 +10,27 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, cast, overload
 
 from tapeflow._definition import definition_of
-from tapeflow._validate import check_moment, check_name, check_seconds
-from tapeflow.backends.base import Backend, NewWorkflow, WorkflowRecord
+from tapeflow._validate import check_moment, check_name, check_reason, check_seconds
+from tapeflow.backends.base import (
+    Backend,
+    NewWorkflow,
+    WorkflowRecord,
+    WorkflowStatus,
+    imposed_on,
+)
+from tapeflow.backends.plan import plan_commit
 from tapeflow.backends.wakeups import FALLBACK_POLL_SECONDS, finished_topic
 from tapeflow.converter import from_json, to_json
-from tapeflow.errors import BackendUnavailable, WorkflowFailed
+from tapeflow.errors import (
+    BackendUnavailable,
+    LeaseLost,
+    WorkflowAlreadyCompleted,
+    WorkflowCancelled,
+    WorkflowFailed,
+    WorkflowTerminated,
+    WorkflowTimedOut,
+)
+from tapeflow.history import WorkflowExecutionTerminated
 
 R = TypeVar("R")
 log = logging.getLogger("tapeflow.client")
@@ -96,12 +112,45 @@ class WorkflowHandle(Generic[R]):
     async def send_event(self, name: str, payload: Any = None) -> None:
         await send_event(self._backend, self.id, name, payload)
 
+    async def cancel(self, reason: str = "") -> None:
+        """Ask the workflow to cancel: recorded in its history once (a second call does
+        nothing), it raises ``asyncio.CancelledError`` in the workflow at its current
+        ``await``. The workflow may clean up (activities, timers and events still work) and
+        end ``cancelled`` by letting the error out, or catch it and go on. Raises
+        WorkflowNotFound, and WorkflowAlreadyCompleted if it has ended: a cancel is either
+        recorded or refused, never lost."""
+        await self._backend.request_cancel(self.id, check_reason(reason, "cancel reason"))
+
+    async def terminate(self, reason: str = "") -> None:
+        """End the workflow now, as ``terminated``: no workflow code runs, its pending
+        activities are cancelled (a running attempt is told) and its timers dropped, and
+        events still in its inbox are discarded. Raises WorkflowNotFound, and
+        WorkflowAlreadyCompleted if it has ended."""
+        plan = plan_commit([WorkflowExecutionTerminated(check_reason(reason, "terminate reason"))])
+        while True:
+            record = await self._backend.get_workflow(self.id)
+            if record.status.finished:
+                raise WorkflowAlreadyCompleted(self.id, record.status)
+            try:
+                await self._backend.impose_ending(imposed_on(record), plan)
+                return
+            except LeaseLost:  # a task committed meanwhile, or the run ended: look again
+                continue
+
     def _outcome(self, record: WorkflowRecord) -> R:
         if record.failure is not None:
             failure = record.failure
-            raise WorkflowFailed(self.id, failure.type, failure.message, failure.traceback)
+            error = _FAILED_AS.get(record.status, WorkflowFailed)
+            raise error(self.id, failure.type, failure.message, failure.traceback)
         value: R = from_json(record.result, self._result_type, what=f"result of {self.id!r}")
         return value
+
+
+_FAILED_AS: dict[WorkflowStatus, type[WorkflowFailed]] = {
+    WorkflowStatus.CANCELLED: WorkflowCancelled,
+    WorkflowStatus.TERMINATED: WorkflowTerminated,
+    WorkflowStatus.TIMED_OUT: WorkflowTimedOut,
+}
 
 
 class Client:

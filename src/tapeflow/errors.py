@@ -46,6 +46,27 @@ class WorkflowFailed(TapeflowError):
         self.traceback = traceback
 
 
+class WorkflowCancelled(WorkflowFailed):
+    """The workflow was asked to cancel (``handle.cancel``) and let the ``CancelledError``
+    escape: ``type`` is ``"CancelledError"``, ``message`` the reason given."""
+
+
+class WorkflowTerminated(WorkflowFailed):
+    """The workflow was ended by ``handle.terminate``, no code of it run: ``type`` is
+    ``"Terminated"``, ``message`` the reason given."""
+
+
+class WorkflowTimedOut(WorkflowFailed):
+    """The workflow ran past its ``execution_timeout`` and was ended, no code of it run:
+    ``type`` is ``"TimeoutError"``."""
+
+
+class ActivityCancelled(TapeflowError):
+    """Raised inside an activity by ``activity.heartbeat()`` once its attempt no longer
+    counts: the workflow cancelled it, the attempt timed out, or the workflow ended. Its
+    outcome would be discarded; let it end the attempt (cleaning up on the way)."""
+
+
 class WorkflowAlreadyExists(TapeflowError):
     """A workflow with this id was already started; ids are unique for all time."""
 
@@ -63,15 +84,15 @@ class WorkflowNotFound(TapeflowError):
 
 
 class WorkflowAlreadyCompleted(TapeflowError):
-    """The workflow has ended, whether it completed or failed; it accepts no more events.
+    """The workflow has ended, however it ended; it accepts no more events, cancels or
+    terminates.
 
-    ``status`` says how it ended (a ``WorkflowStatus`` value: ``"completed"``, ``"failed"``).
+    ``status`` says how it ended (a ``WorkflowStatus`` value: ``"completed"``, ``"failed"``,
+    ``"cancelled"``, ``"terminated"``, ``"timed_out"``).
     """
 
     def __init__(self, workflow_id: str, status: str) -> None:
-        super().__init__(
-            f"workflow {workflow_id!r} has already {status}: it accepts no more events"
-        )
+        super().__init__(f"workflow {workflow_id!r} has already ended ({status})")
         self.workflow_id = workflow_id
         self.status = status
 
@@ -118,6 +139,11 @@ class LeaseLost(TapeflowError):
 
     The caller's result is discarded, never written.
     """
+
+
+class ActivityTaskGone(LeaseLost):
+    """The activity task no longer exists: its workflow cancelled it, or ended. The
+    attempt's outcome is discarded, as it should be; nothing went wrong."""
 
 
 class UnseenEvents(TapeflowError):

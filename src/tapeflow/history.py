@@ -125,6 +125,24 @@ class EventReceived:
 
 
 @dataclass(frozen=True)
+class WorkflowCancelRequested:
+    """A client asked the workflow to cancel (recorded once): its code sees
+    ``asyncio.CancelledError`` at the ``await`` it is at."""
+
+    reason: str
+    kind: Literal["workflow_cancel_requested"] = "workflow_cancel_requested"
+
+
+@dataclass(frozen=True)
+class ActivityCancelled:
+    """The workflow stopped waiting for an activity (its task was cancelled): the activity
+    task is dropped, a running attempt told, and a late outcome ignored."""
+
+    seq: int
+    kind: Literal["activity_cancelled"] = "activity_cancelled"
+
+
+@dataclass(frozen=True)
 class MarkerRecorded:
     """A fact the workflow code noted in its history, for its own replay to find (the
     version branch a later ``workflow.patched`` takes, say); it writes nothing else."""
@@ -147,23 +165,58 @@ class WorkflowExecutionFailed:
     kind: Literal["workflow_failed"] = "workflow_failed"
 
 
-Terminal: TypeAlias = WorkflowExecutionCompleted | WorkflowExecutionFailed
+@dataclass(frozen=True)
+class WorkflowExecutionCancelled:
+    """Asked to cancel, the workflow let the ``CancelledError`` escape."""
+
+    reason: str
+    kind: Literal["workflow_cancelled"] = "workflow_cancelled"
+
+
+@dataclass(frozen=True)
+class WorkflowExecutionTerminated:
+    """Ended from outside (``terminate``) with no workflow code run: written by the backend
+    after the last task, not decided by the code, so replay stops here."""
+
+    reason: str
+    kind: Literal["workflow_terminated"] = "workflow_terminated"
+
+
+Terminal: TypeAlias = (
+    WorkflowExecutionCompleted | WorkflowExecutionFailed | WorkflowExecutionCancelled
+)
 """The decision that ends a workflow: nothing follows it in history."""
 
-Decision: TypeAlias = ActivityScheduled | TimerStarted | TimerCancelled | MarkerRecorded | Terminal
+Imposed: TypeAlias = WorkflowExecutionTerminated
+"""An ending that no workflow code decided; nothing follows it in history."""
+
+Decision: TypeAlias = (
+    ActivityScheduled
+    | ActivityCancelled
+    | TimerStarted
+    | TimerCancelled
+    | MarkerRecorded
+    | Terminal
+)
 """What a workflow decides in an activation; the worker turns these into writes."""
 
 Incoming: TypeAlias = (
-    WorkflowExecutionStarted | ActivityCompleted | ActivityFailed | TimerFired | EventReceived
+    WorkflowExecutionStarted
+    | ActivityCompleted
+    | ActivityFailed
+    | TimerFired
+    | EventReceived
+    | WorkflowCancelRequested
 )
 """What reaches a workflow from outside, through its inbox."""
 
-HistoryEvent: TypeAlias = WorkflowTaskStarted | Incoming | Decision
+HistoryEvent: TypeAlias = WorkflowTaskStarted | Incoming | Decision | Imposed
 
 
 _DECISIONS = get_args(Decision)
 _TERMINALS = get_args(Terminal)
 _INCOMING = get_args(Incoming)
+_IMPOSED = (WorkflowExecutionTerminated,)
 
 
 def is_decision(event: HistoryEvent | None) -> TypeIs[Decision]:
@@ -176,6 +229,10 @@ def is_terminal(event: HistoryEvent | None) -> TypeIs[Terminal]:
 
 def is_incoming(event: HistoryEvent | None) -> TypeIs[Incoming]:
     return isinstance(event, _INCOMING)
+
+
+def is_imposed(event: HistoryEvent | None) -> TypeIs[Imposed]:
+    return isinstance(event, _IMPOSED)
 
 
 def decision_types() -> tuple[type, ...]:

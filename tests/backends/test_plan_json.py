@@ -20,7 +20,7 @@ FULL = CommitPlan(
     cancelled_activities=(4,),
     cancelled_timers=(5,),
     workflows=(NewWorkflow("child", "flow", "v1", [1], AT, run_id="run-2"),),
-    ending=Ending(WorkflowStatus.COMPLETED, "1", None),
+    ending=Ending(WorkflowStatus.TERMINATED, None, "{}", False, "asked", "client"),
 )
 
 
@@ -56,5 +56,12 @@ def test_the_document_holds_the_plans_values() -> None:
             "run_id": "run-2",
         }
     ]
-    assert document["ending"] == {"status": "completed", "result": "1", "failure": None}
+    assert document["ending"] == {
+        "status": "terminated",
+        "result": None,
+        "failure": "{}",
+        "by_code": False,
+        "reason": "asked",
+        "requested_by": "client",
+    }
     assert CommitPlan().as_json()["ending"] is None

@@ -243,6 +243,7 @@ async def test_the_batch_function_answers_with_refusal_codes(postgres_url: str) 
         assert kept["wake"] is False  # its inbox is empty: nothing came while it ran
         assert {code.value for code in postgres_backend.Refusal} == {
             "lease_lost",
+            "gone",  # an activity outcome's alone
             "history_moved",
             "unseen_events",
             "failed",

@@ -270,14 +270,17 @@ async def gives_up_waiting() -> str:
     return outcome
 
 
-def test_an_outcome_for_an_abandoned_activity_is_dropped(run: RunFactory) -> None:
+def test_an_abandoned_activity_is_cancelled_and_its_late_outcome_dropped(
+    run: RunFactory,
+) -> None:
     wf = run(gives_up_waiting)
     assert wf.start() == [
         TimerStarted(seq=1, fire_at=at(5)),
         ActivityScheduled(seq=2, name="add", args=[1, 1]),
     ]
     assert wf.step(at(5), tapeflow.history.TimerFired(seq=1)) == [
-        TimerStarted(seq=3, fire_at=at(65))
+        tapeflow.history.ActivityCancelled(seq=2),
+        TimerStarted(seq=3, fire_at=at(65)),
     ]
     assert wf.step(at(6), ActivityCompleted(seq=2, result=2, attempt=1)) == []
     assert wf.step(at(65), tapeflow.history.TimerFired(seq=3)) == [

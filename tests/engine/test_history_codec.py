@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from tapeflow import history
 from tapeflow.history import (
+    ActivityCancelled,
     ActivityCompleted,
     ActivityFailed,
     ActivityScheduled,
@@ -21,9 +22,12 @@ from tapeflow.history import (
     TimerCancelled,
     TimerFired,
     TimerStarted,
+    WorkflowCancelRequested,
+    WorkflowExecutionCancelled,
     WorkflowExecutionCompleted,
     WorkflowExecutionFailed,
     WorkflowExecutionStarted,
+    WorkflowExecutionTerminated,
     WorkflowTaskStarted,
 )
 
@@ -79,6 +83,11 @@ EVERY_KIND: list[HistoryEvent] = [
     WorkflowExecutionCompleted(result=PAYLOAD),
     WorkflowExecutionCompleted(result="just a string"),
     WorkflowExecutionFailed(failure=Failure("PayloadError", "bad ✗", "tb")),
+    ActivityCancelled(seq=BIG),
+    WorkflowCancelRequested(reason=TRICKY_TEXT),
+    WorkflowCancelRequested(reason=""),
+    WorkflowExecutionCancelled(reason=TRICKY_TEXT),
+    WorkflowExecutionTerminated(reason="poison input"),
 ]
 
 
@@ -91,6 +100,8 @@ def test_every_event_kind_is_covered() -> None:
         ActivityFailed,
         TimerFired,
         EventReceived,
+        WorkflowCancelRequested,
+        WorkflowExecutionTerminated,
     }
     assert kinds == declared
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from tapeflow.errors import InvalidArgument, NonDeterminismError
 from tapeflow.history import (
+    ActivityCancelled,
     ActivityScheduled,
     Decision,
     JSONValue,
@@ -109,9 +110,12 @@ class Commands:
         return seq
 
     def _activity_future_done(self, seq: int, future: asyncio.Future[Any]) -> None:
+        """An activity's awaiter was cancelled before its outcome came: record that the
+        workflow no longer wants it (the task is dropped, a running attempt told)."""
         command = self._activities.get(seq)
         if future.cancelled() and command is not None and command.state is CommandState.ACTIVE:
             command.move(CommandState.CANCELLED)
+            self.decide(ActivityCancelled(seq=seq))
 
     def resolve_activity(self, seq: int) -> ActivityCommand | None:
         """The activity whose outcome arrived, or None if the workflow stopped caring."""

@@ -34,6 +34,8 @@ from tapeflow.history import (
     Failure,
     Incoming,
     TimerFired,
+    WorkflowCancelRequested,
+    WorkflowExecutionCancelled,
     WorkflowExecutionCompleted,
     WorkflowExecutionFailed,
     WorkflowExecutionStarted,
@@ -101,6 +103,8 @@ class WorkflowInstance:
         self._started: WorkflowExecutionStarted | None = None
         self._main: asyncio.Task[Any] | None = None
         self._callback_error: BaseException | None = None
+        self._cancel_reason: str | None = None
+        """Set once a cancel was requested: a CancelledError escaping then cancels the run."""
         self._now = datetime.fromtimestamp(0, UTC)
         self._replaying = False
 
@@ -199,6 +203,10 @@ class WorkflowInstance:
                     self.loop.fire(handle)
             case EventReceived(name=name, payload=payload):
                 self.channels.deliver(name, payload)
+            case WorkflowCancelRequested(reason=reason):
+                self._cancel_reason = reason
+                if self._main is not None:  # at its current await, as asyncio cancels
+                    self._main.cancel(reason)
 
     def _start(self, event: WorkflowExecutionStarted) -> None:
         if self._started is not None:
@@ -225,6 +233,10 @@ class WorkflowInstance:
                 self._fail(self._callback_error)
             return
         if main.cancelled():
+            if self._cancel_reason is not None:
+                self.finished = True
+                self.commands.decide(WorkflowExecutionCancelled(reason=self._cancel_reason))
+                return
             self._fail(asyncio.CancelledError("the workflow's main task was cancelled"))
             return
         exc = main.exception()

@@ -13,6 +13,7 @@ from tapeflow._definition import Definition
 from tapeflow._engine.instance import Activation, WorkflowInstance
 from tapeflow.errors import NonDeterminismError
 from tapeflow.history import (
+    ActivityCancelled,
     ActivityScheduled,
     Decision,
     HistoryEvent,
@@ -22,6 +23,7 @@ from tapeflow.history import (
     TimerStarted,
     WorkflowTaskStarted,
     is_decision,
+    is_imposed,
 )
 
 
@@ -39,6 +41,12 @@ def split_activations(history: Sequence[HistoryEvent]) -> Iterator[RecordedActiv
     incoming: list[Incoming] = []
     positions: list[int] = []
     for position, event in enumerate(history, start=1):
+        if is_imposed(event):  # ended from outside: no task follows, nothing to check
+            if position != len(history):
+                raise NonDeterminismError(
+                    f"history event #{position} ({event.kind}) ends the run, yet history goes on"
+                )
+            break
         if isinstance(event, WorkflowTaskStarted):
             if current is not None:
                 yield current
@@ -132,6 +140,8 @@ def same_decision(recorded: Decision, emitted: Decision) -> bool:
             return (recorded.seq, recorded.fire_at) == (emitted.seq, emitted.fire_at)
         case TimerCancelled(), TimerCancelled():
             return recorded.seq == emitted.seq
+        case ActivityCancelled(), ActivityCancelled():
+            return recorded.seq == emitted.seq
         case MarkerRecorded(), MarkerRecorded():
             return (recorded.seq, recorded.name) == (emitted.seq, emitted.name)
     return True  # the workflow's end: its kind is what must match
@@ -145,6 +155,8 @@ def describe(decision: Decision) -> str:
             text = f"timer_started seq {seq} due at {fire_at.isoformat()}"
         case TimerCancelled(seq=seq):
             text = f"timer_cancelled seq {seq}"
+        case ActivityCancelled(seq=seq):
+            text = f"activity_cancelled seq {seq}"
         case MarkerRecorded(seq=seq, name=name):
             text = f"marker_recorded seq {seq} {name!r}"
         case _:

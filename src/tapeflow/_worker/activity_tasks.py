@@ -18,7 +18,7 @@ from tapeflow._worker.retrying import retry_while_unavailable
 from tapeflow._worker.workflow_steps import HandOver, WorkflowSteps
 from tapeflow.backends.base import ActivityTask, Backend
 from tapeflow.converter import Signature
-from tapeflow.errors import LeaseLost, NonRetryableError, PayloadError
+from tapeflow.errors import ActivityTaskGone, LeaseLost, NonRetryableError, PayloadError
 from tapeflow.history import ActivityCompleted, ActivityFailed, Failure
 from tapeflow.options import RetryPolicy, clamp_delay
 
@@ -55,6 +55,17 @@ class ActivityTaskRunner:
         self._executor = executor
         self._running: dict[str, ActivityContext] = {}
 
+    def cancel(self, task_id: str) -> None:
+        """The attempt of this activity task no longer counts (the workflow cancelled it,
+        or ended, or the lease is gone): tell it. An async activity's task is cancelled;
+        a sync one sees ActivityCancelled at its next ``activity.heartbeat()``."""
+        context = self._running.get(task_id)
+        if context is None or context.cancelled:
+            return
+        context.cancelled = True
+        if context.task is not None:
+            context.task.cancel()
+
     def take_heartbeats(self) -> dict[str, Any]:
         """Heartbeat details recorded since the last call, by task id, for the lease renewal."""
         beats = {}
@@ -77,17 +88,28 @@ class ActivityTaskRunner:
             )
         )
         outcome: ActivityCompleted | ActivityFailed
+        definition = self._activities[task.name]
         self._running[str(task.id)] = context
+        if definition.is_async:
+            context.task = asyncio.current_task()
         try:
             try:
-                result = await self._invoke(self._activities[task.name], task, context)
+                result = await self._invoke(definition, task, context)
                 outcome = ActivityCompleted(seq=task.seq, result=result, attempt=task.attempt)
             except FINAL_ERRORS as exc:
                 outcome = self._failed(task, exc)
             except BaseException as exc:  # SystemExit, a stray CancelledError: an attempt failed
+                if context.cancelled and isinstance(exc, asyncio.CancelledError):
+                    current = asyncio.current_task()
+                    if current is not None and current.uncancel() == 0:  # only we cancelled
+                        self._discard(task)
+                        return
                 if _cancelled(exc):
                     await self._give_up(task, context)
                     raise
+                if context.cancelled:
+                    self._discard(task)
+                    return
                 policy = RetryPolicy.from_json(task.retry) if task.retry else self._default_retry
                 if not policy.allows_another(task.attempt):
                     outcome = self._failed(task, exc)
@@ -111,11 +133,28 @@ class ActivityTaskRunner:
                         self._lease,
                     )
                     return
+            if context.cancelled:  # it ended on its own before the cancel reached it
+                if context.task is not None and context.task.cancelling():
+                    context.task.uncancel()  # the request it never saw
+                self._discard(task)
+                return
             await self._complete(task, outcome, hand)
+        except ActivityTaskGone as exc:  # cancelled before this worker was told
+            log.info("%s; its outcome is discarded", exc)
         except LeaseLost as exc:
             log.warning("%s; its outcome is discarded", exc)
         finally:
+            context.task = None
             self._running.pop(str(task.id), None)
+
+    @staticmethod
+    def _discard(task: ActivityTask) -> None:
+        log.info(
+            "activity %r of %r: attempt %d was cancelled; its outcome is discarded",
+            task.name,
+            task.workflow_id,
+            task.attempt,
+        )
 
     async def _give_up(self, task: ActivityTask, context: ActivityContext) -> None:
         """The worker stops past its grace period with this attempt still running: release

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
-from tapeflow.backends.base import Backend, LeaseRef
+from tapeflow.backends.base import Backend, LeaseRef, TaskKind
 from tapeflow.history import JSONValue
 
 log = logging.getLogger("tapeflow.worker")
@@ -19,10 +19,13 @@ class LeaseKeeper:
         backend: Backend,
         lease: timedelta,
         heartbeats: Callable[[], dict[str, JSONValue]] = dict,
+        on_lost_activity: Callable[[str], None] = lambda task_id: None,
     ) -> None:
         self._backend = backend
         self._lease = lease
         self._heartbeats = heartbeats
+        self._on_lost_activity = on_lost_activity
+        """Told the id of an activity task whose lease is gone, so its attempt stops."""
         self._held: set[LeaseRef] = set()
 
     def hold(self, ref: LeaseRef) -> None:
@@ -45,10 +48,13 @@ class LeaseKeeper:
                 log.exception("renewing %d lease(s) failed; will try again", len(held))
                 continue
             for ref in lost:
-                if ref in self._held:  # not merely finished while the renewal was on its way
+                if ref not in self._held:  # merely finished while the renewal was on its way
+                    continue
+                self._held.discard(ref)
+                if ref.kind is TaskKind.ACTIVITY:  # cancelled, its run ended, or taken over
+                    log.info("activity task %s is no longer this worker's; it is told", ref.id)
+                    self._on_lost_activity(ref.id)
+                else:
                     log.warning(
-                        "lost the lease of %s task %s; its result will be discarded",
-                        ref.kind,
-                        ref.id,
+                        "lost the lease of workflow task %s; its result is discarded", ref.id
                     )
-                    self._held.discard(ref)

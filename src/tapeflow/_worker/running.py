@@ -65,7 +65,10 @@ class Running:
             )
         runner = self.activity_runner
         self.leases = LeaseKeeper(
-            backend, options.lease_duration, runner.take_heartbeats if runner else dict
+            backend,
+            options.lease_duration,
+            runner.take_heartbeats if runner else dict,
+            runner.cancel if runner else lambda task_id: None,
         )
         owner, lease = worker.lease_owner, options.lease_duration
         self.pollers: list[Poller[Any]] = []

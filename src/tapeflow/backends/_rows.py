@@ -56,6 +56,8 @@ def workflow_record(row: NamedRow, when: Callable[[Any], datetime]) -> WorkflowR
         history_length=row["history_length"],
         task_error=row["last_error"],
         hint=pending_hint(name, bool(row["due"]) and not state.finished, silent),
+        reason=row["stop_reason"],
+        requested_by=row["stop_requested_by"],
     )
 
 

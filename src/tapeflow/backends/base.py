@@ -53,10 +53,15 @@ class WorkflowStatus(enum.StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    """Asked to cancel, it let the ``CancelledError`` escape."""
+    TERMINATED = "terminated"
+    TIMED_OUT = "timed_out"
+    """Past its ``execution_timeout``."""
 
     @property
     def finished(self) -> bool:
-        return self in (WorkflowStatus.COMPLETED, WorkflowStatus.FAILED)
+        return self not in (WorkflowStatus.PENDING, WorkflowStatus.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,10 @@ class WorkflowRecord:
     hint: str | None = None
     """Why an unfinished workflow due to run may not be running: no worker has polled for
     its name lately (none runs that registers it); None otherwise."""
+    reason: str | None = None
+    """Why it was asked to stop: the reason given to cancel or terminate, or the timeout's."""
+    requested_by: str | None = None
+    """Who asked it to stop: ``"client"`` (cancel, terminate) or ``"timeout"``."""
 
 
 @dataclass(frozen=True)
@@ -242,6 +251,20 @@ class Backend(Protocol):
         set by every later commit that concerns them. Make it before looking, wait after."""
         ...
 
+    async def request_cancel(self, workflow_id: str, reason: str) -> None:
+        """Ask the workflow's latest run to cancel: store the reason (``describe``) and put
+        a ``WorkflowCancelRequested`` in its inbox, both once (a run asked already is left
+        as it is), in one transaction. A commit ending the run that races this either
+        lands first (then this raises) or is refused for the unseen event. Raises
+        WorkflowNotFound, WorkflowAlreadyCompleted."""
+
+    async def impose_ending(self, task: WorkflowTask, plan: CommitPlan) -> None:
+        """Store ``plan``, an ending no workflow code decided (a terminate), for the run
+        ``task`` names (see ``imposed_on``) as ``commit_workflow_task`` would, but fenced by
+        the history's length alone, whoever holds the task and whatever the inbox holds:
+        a worker holding the task then has its writes refused. Raises LeaseLost if the run
+        ended or its history moved on, having written nothing."""
+
     @property
     def wakes_other_processes(self) -> bool:
         """Whether watches also wake for commits of other processes (right now; this may stop
@@ -358,6 +381,19 @@ class HandOffs(Protocol):
         task if ``take.owner`` holds it, and the run's activity tasks of ``take.activities``
         it holds on their first attempt. Empty if the write never happened."""
         ...
+
+
+def imposed_on(record: WorkflowRecord) -> WorkflowTask:
+    """The run of ``record`` as ``Backend.impose_ending`` names it: no lease, no inbox."""
+    return WorkflowTask(
+        workflow_id=record.id,
+        run_id=record.run_id,
+        workflow_name=record.name,
+        history_length=record.history_length,
+        inbox=[],
+        lease_token=0,
+        claimed_at=record.created_at,
+    )
 
 
 def hand_offs(backend: Backend) -> HandOffs | None:

@@ -8,8 +8,9 @@ How every backend stores a ``CommitPlan`` for a run's task, in one transaction:
 
 1. Fenced: the task's lease must be held (its token, not expired) and the run's history
    still ``task.history_length`` long; else LeaseLost, and nothing is written.
-2. If the plan has an ``ending`` and the run's inbox holds a row that is not a timer and
-   not among ``consumed``: UnseenEvents, and nothing is written.
+2. If the plan has an ``ending`` decided by code (``by_code``) and the run's inbox holds a
+   row that is not a timer and not among ``consumed``: UnseenEvents, and nothing is
+   written. (An ending imposed from outside, a terminate, drops what is pending.)
 3. The ``consumed`` inbox rows of the run are deleted; ``history`` is appended, numbered
    from ``task.history_length + 1``.
 4. ``inbox`` rows are inserted: into this run's inbox, or, for a row naming another
@@ -19,7 +20,8 @@ How every backend stores a ``CommitPlan`` for a run's task, in one transaction:
 5. ``activities`` are inserted as activity tasks, due now; the run's activity tasks whose
    seqs are in ``cancelled_activities`` are deleted, and so are its inbox rows that are
    timers with seqs in ``cancelled_timers``.
-6. With an ``ending``, the run takes its status, result or failure and its end time, and
+6. With an ``ending``, the run takes its status, result or failure, its end time and (when
+   the ending has them) the stop's ``reason`` and ``requested_by``, and
    its workflow task, activity tasks and inbox are deleted; its own new inbox rows and
    activity tasks (steps 4 and 5) are not written at all, and none is taken. Without one, the run is
    running and its task released (failures and last error cleared).
@@ -48,14 +50,18 @@ from tapeflow.backends.base import (
 )
 from tapeflow.backends.wakeups import finished_topic, work_topic
 from tapeflow.history import (
+    ActivityCancelled,
     ActivityScheduled,
+    Failure,
     HistoryEvent,
     JSONValue,
     TimerCancelled,
     TimerFired,
     TimerStarted,
+    WorkflowExecutionCancelled,
     WorkflowExecutionCompleted,
     WorkflowExecutionFailed,
+    WorkflowExecutionTerminated,
     encode_event,
 )
 
@@ -102,7 +108,13 @@ class Ending:
     result: str | None
     """JSON text, when completed."""
     failure: str | None
-    """JSON text of a ``Failure``, when failed."""
+    """JSON text of a ``Failure``, when failed (cancelled, terminated, timed out too)."""
+    by_code: bool = True
+    """Decided by the workflow's code, which must have seen every event (step 2)."""
+    reason: str | None = None
+    """The stop's reason, when the ending sets it (a terminate; a cancel's was set when
+    it was asked)."""
+    requested_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +169,9 @@ class CommitPlan:
                 "status": self.ending.status.value,
                 "result": self.ending.result,
                 "failure": self.ending.failure,
+                "by_code": self.ending.by_code,
+                "reason": self.ending.reason,
+                "requested_by": self.ending.requested_by,
             },
         }
 
@@ -170,6 +185,7 @@ def plan_commit(events: Sequence[HistoryEvent], consumed: Iterable[int] = ()) ->
     decisions) makes, having consumed the inbox rows ``consumed``."""
     activities: list[NewActivity] = []
     inbox: list[NewInboxEvent] = []
+    cancelled_activities: list[int] = []
     cancelled_timers: list[int] = []
     ending: Ending | None = None
     for event in events:
@@ -177,6 +193,8 @@ def plan_commit(events: Sequence[HistoryEvent], consumed: Iterable[int] = ()) ->
             case ActivityScheduled(seq=seq, name=name, args=args, retry=retry):
                 retry_text = None if retry is None else json_text(retry)
                 activities.append(NewActivity(seq, name, json_text(args), retry_text))
+            case ActivityCancelled(seq=seq):
+                cancelled_activities.append(seq)
             case TimerStarted(seq=seq, fire_at=fire_at):
                 fired = encode_event(TimerFired(seq=seq))
                 inbox.append(NewInboxEvent(fired, fire_at, timer_seq=seq))
@@ -185,14 +203,44 @@ def plan_commit(events: Sequence[HistoryEvent], consumed: Iterable[int] = ()) ->
             case WorkflowExecutionCompleted(result=result):
                 ending = Ending(WorkflowStatus.COMPLETED, json_text(result), None)
             case WorkflowExecutionFailed(failure=failure):
-                ending = Ending(WorkflowStatus.FAILED, None, FAILURE.dump_json(failure).decode())
+                ending = _failed(WorkflowStatus.FAILED, failure)
+            case WorkflowExecutionCancelled(reason=reason):
+                ending = _failed(WorkflowStatus.CANCELLED, Failure("CancelledError", reason))
+            case WorkflowExecutionTerminated(reason=reason):
+                ending = _failed(
+                    WorkflowStatus.TERMINATED,
+                    Failure("Terminated", reason),
+                    reason=reason,
+                    requested_by="client",
+                )
+    dropped = set(cancelled_activities)  # scheduled and cancelled at once: never written
     return CommitPlan(
         history=tuple(encode_event(event) for event in events),
         consumed=tuple(consumed),
         inbox=tuple(inbox),
-        activities=tuple(activities),
+        activities=tuple(a for a in activities if a.seq not in dropped),
+        cancelled_activities=tuple(cancelled_activities),
         cancelled_timers=tuple(cancelled_timers),
         ending=ending,
+    )
+
+
+def _failed(
+    status: WorkflowStatus,
+    failure: Failure,
+    *,
+    reason: str | None = None,
+    requested_by: str | None = None,
+) -> Ending:
+    """An ending with a failure; one imposed from outside (``requested_by``) ends the run
+    whatever its inbox holds."""
+    return Ending(
+        status,
+        None,
+        FAILURE.dump_json(failure).decode(),
+        by_code=requested_by is None,
+        reason=reason,
+        requested_by=requested_by,
     )
 
 

@@ -56,6 +56,7 @@ from tapeflow.backends.plan import CommitPlan, OfRun, commit_topics, taken_activ
 from tapeflow.backends.postgres._conninfo import checked
 from tapeflow.backends.wakeups import Wakeups, Watch, work_topic
 from tapeflow.errors import (
+    ActivityTaskGone,
     BackendUnavailable,
     InvalidArgument,
     LeaseLost,
@@ -73,6 +74,7 @@ from tapeflow.history import (
     Failure,
     HistoryEvent,
     JSONValue,
+    WorkflowCancelRequested,
     encode_event,
 )
 
@@ -91,6 +93,8 @@ class Refusal(enum.StrEnum):
     """Why a function in functions.sql refused a write (its outcome's ``refused``)."""
 
     LEASE_LOST = "lease_lost"
+    GONE = "gone"
+    """An activity task that no longer exists (cancelled, or its run ended)."""
     HISTORY_MOVED = "history_moved"
     UNSEEN_EVENTS = "unseen_events"
     """Nothing was written: ending the run would drop events its task did not see."""
@@ -105,6 +109,8 @@ def _refused(outcome: Outcome, what: str) -> TapeflowError | None:
     match Refusal(outcome["refused"]):
         case Refusal.LEASE_LOST:
             return LeaseLost(f"{what}: lease lost")
+        case Refusal.GONE:
+            return ActivityTaskGone(f"{what}: cancelled, or its workflow ended")
         case Refusal.HISTORY_MOVED:
             return LeaseLost(f"{what}: the run's history moved on")
         case Refusal.UNSEEN_EVENTS:
@@ -367,6 +373,20 @@ class PostgresBackend(OpensAndCloses):
             )
         return [new.run_id in created and first[new.id] == i for i, new in enumerate(starts)]
 
+    async def request_cancel(self, workflow_id: str, reason: str) -> None:
+        event = encode_event(WorkflowCancelRequested(reason=reason))
+        async with self._connection() as conn:
+            cursor = await conn.execute(
+                _Q["request_cancel"], {"id": workflow_id, "event": event, "reason": reason}
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                raise WorkflowNotFound(workflow_id)
+            if (status := WorkflowStatus(row["status"])).finished:
+                raise WorkflowAlreadyCompleted(workflow_id, status)
+            if row["asked"]:
+                await self._wake(conn, {work_topic(TaskKind.WORKFLOW, row["name"])})
+
     async def get_workflow(self, workflow_id: str, run_id: str | None = None) -> WorkflowRecord:
         rows = await self._rows("get_workflow", {"id": workflow_id, "run_id": run_id})
         if not rows:
@@ -421,12 +441,15 @@ class PostgresBackend(OpensAndCloses):
     ) -> list[ActivityTask]:
         return await self._commit(task, plan, take)
 
+    async def impose_ending(self, task: WorkflowTask, plan: CommitPlan) -> None:
+        await self._commit(task, plan, None, leased=False)
+
     async def _commit(
-        self, task: WorkflowTask, plan: CommitPlan, take: Take | None
+        self, task: WorkflowTask, plan: CommitPlan, take: Take | None, *, leased: bool = True
     ) -> list[ActivityTask]:
         params = {
             "run_id": task.run_id,
-            "token": task.lease_token,
+            "token": task.lease_token if leased else None,  # None: fenced by length alone
             "history_length": task.history_length,
             "plan": plan.as_json(),
             "take": _take(take),

@@ -4,7 +4,7 @@
 -- of this file alone. A change of a function's signature or return type must DROP it first.
 -- Raise the revision below with every change: a process whose file has a lower revision
 -- than the one applied leaves the newer functions in place (a rolling upgrade).
--- revision: 8
+-- revision: 9
 --
 -- Every function runs with enable_seqscan off. They only ever reach rows by key, and
 -- PL/pgSQL keeps a session's plans: planned while the tables were nearly empty (a new
@@ -14,7 +14,8 @@
 -- What they take and give is JSON: a task's commit is tapeflow.backends.plan.CommitPlan's
 -- as_json(), stored as that module's docstring says, without knowing which decisions made
 -- it. A write that may be refused returns {"refused": null, ...} or {"refused": code}, the
--- code one of "lease_lost", "history_moved", "unseen_events" (then nothing was written) or
+-- code one of "lease_lost", "gone" (an activity task that no longer exists),
+-- "history_moved", "unseen_events" (then nothing was written) or
 -- "failed" (with "error": the database's message; its savepoint was rolled back). A
 -- "take" is {"owner", "lease" (an interval), "activities" (seqs)}: what the writing worker
 -- leases to itself in the same transaction (tapeflow.backends.base.Take).
@@ -183,6 +184,39 @@ SELECT t.status, t.name, EXISTS (SELECT FROM delivered) FROM target t;
 END
 $$;
 
+-- Ask the latest run of workflow p_id to cancel, once: if it is unfinished and was not
+-- asked yet, store p_reason and deliver p_event (its WorkflowCancelRequested) as deliver
+-- does. Says what was found (no row: no such workflow) and whether this call asked. The
+-- run's row is locked as a commit ending it locks it: one of the two goes first.
+CREATE OR REPLACE FUNCTION request_cancel(p_id text, p_event json, p_reason text)
+RETURNS TABLE (status text, name text, asked boolean)
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+SET enable_seqscan = off
+AS $$
+DECLARE
+    v_run record;
+BEGIN
+    SELECT w.run_id, w.name, w.status, w.start_at, w.stop_requested_by INTO v_run
+    FROM workflows w WHERE w.id = p_id
+    ORDER BY w.run_number DESC LIMIT 1
+    FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    asked := v_run.status IN ('pending', 'running') AND v_run.stop_requested_by IS NULL;
+    IF asked THEN
+        UPDATE workflows SET stop_reason = p_reason, stop_requested_by = 'client'
+        WHERE run_id = v_run.run_id;
+        INSERT INTO inbox (run_id, visible_at, event)
+        VALUES (v_run.run_id, greatest(now(), v_run.start_at), p_event);
+    END IF;
+    status := v_run.status;
+    name := v_run.name;
+    RETURN NEXT;
+END
+$$;
+
 -- Store a commit plan for the run's task, fenced by p_token and p_history_length, exactly
 -- as tapeflow/backends/plan.py says (steps 1-7), and release the task, sticky to p_take's
 -- owner (NULL: to nobody). Returns {"refused": null, "leased": [[task id, seq], ...] (the
@@ -222,14 +256,15 @@ BEGIN
     FROM workflow_tasks t JOIN workflows w ON w.run_id = t.run_id
     WHERE t.run_id = p_run_id
     FOR NO KEY UPDATE OF t, w;
-    IF NOT FOUND OR v_token <> p_token OR v_live IS NOT TRUE THEN  -- NULL: released
+    IF NOT FOUND OR (p_token IS NOT NULL  -- NULL: an imposed ending, held or not
+                     AND (v_token <> p_token OR v_live IS NOT TRUE)) THEN  -- NULL: released
         RETURN json_build_object('refused', 'lease_lost');
     END IF;
     IF v_length <> p_history_length THEN
         RETURN json_build_object('refused', 'history_moved');
     END IF;
     -- 2. Ending past events the task did not see would drop them.
-    IF v_ending IS NOT NULL AND EXISTS (
+    IF (v_ending ->> 'by_code')::boolean AND EXISTS (
         SELECT FROM inbox
         WHERE run_id = p_run_id AND timer_seq IS NULL AND NOT (id = ANY (v_consumed))
     ) THEN
@@ -268,7 +303,9 @@ BEGIN
         UPDATE workflows
         SET status = v_ending ->> 'status', result = (v_ending ->> 'result')::json,
             failure = (v_ending ->> 'failure')::json, completed_at = now(),
-            history_length = v_new
+            history_length = v_new,
+            stop_reason = coalesce(v_ending ->> 'reason', stop_reason),
+            stop_requested_by = coalesce(v_ending ->> 'requested_by', stop_requested_by)
         WHERE run_id = p_run_id;
         DELETE FROM workflow_tasks WHERE run_id = p_run_id;
         DELETE FROM activity_tasks WHERE run_id = p_run_id;
@@ -395,7 +432,9 @@ BEGIN
         WHERE id = item.id AND run_id = item.run_id AND lease_token = item.token
           AND lease_expires_at > now();
         IF NOT FOUND THEN
-            results := results || json_build_object('refused', 'lease_lost');
+            results := results || json_build_object('refused', CASE
+                WHEN EXISTS (SELECT FROM activity_tasks WHERE id = item.id) THEN 'lease_lost'
+                ELSE 'gone' END);
             CONTINUE;
         END IF;
         v_owner := item.take ->> 'owner';

@@ -13,11 +13,16 @@ SELECT pg_notify(%(channel)s, topic) FROM unnest(%(topics)s::text[]) AS topic;
 -- no such workflow.
 SELECT status, name, delivered FROM deliver(%(id)s, %(event)s::json, NULL, NULL);
 
+-- name: request_cancel
+-- See request_cancel in functions.sql; no row means no such workflow.
+SELECT status, name, asked FROM request_cancel(%(id)s, %(event)s::json, %(reason)s);
+
 -- name: get_workflow
 -- The run named, or else the latest run of the id.
 SELECT w.id, w.run_id, w.name, w.version, w.status, w.args::text AS args, w.created_at,
        w.start_at, w.completed_at, w.result::text AS result, w.failure::text AS failure,
-       w.history_length, t.last_error, w.start_at <= now() AS due,
+       w.history_length, t.last_error, w.stop_reason, w.stop_requested_by,
+       w.start_at <= now() AS due,
        extract(epoch FROM now() - p.last_poll_at) AS silent_for
 FROM workflows w LEFT JOIN workflow_tasks t ON t.run_id = w.run_id
     LEFT JOIN pollers p ON p.kind = 'workflow' AND p.name = w.name

@@ -23,6 +23,8 @@ CREATE TABLE workflows (
     completed_at   timestamptz,
     parent_id      text,
     history_length integer NOT NULL DEFAULT 0,
+    stop_reason    text,
+    stop_requested_by text,
     UNIQUE (id, run_number)
 );
 

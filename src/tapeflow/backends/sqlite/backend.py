@@ -57,6 +57,7 @@ from tapeflow.backends.plan import (
 )
 from tapeflow.backends.wakeups import Wakeups, Watch, work_topic
 from tapeflow.errors import (
+    ActivityTaskGone,
     BackendUnavailable,
     LeaseLost,
     SchemaVersionError,
@@ -72,6 +73,7 @@ from tapeflow.history import (
     Failure,
     HistoryEvent,
     JSONValue,
+    WorkflowCancelRequested,
     WorkflowExecutionStarted,
     encode_event,
 )
@@ -246,6 +248,25 @@ class SQLiteBackend(OpensAndCloses):
 
         await self._write(write)
 
+    async def request_cancel(self, workflow_id: str, reason: str) -> None:
+        def write(conn: sqlite3.Connection, now: int) -> tuple[None, list[str]]:
+            run = _find_run(conn, workflow_id)
+            if run is None:
+                raise WorkflowNotFound(workflow_id)
+            if (status := WorkflowStatus(run["status"])).finished:
+                raise WorkflowAlreadyCompleted(workflow_id, status)
+            if run["stop_requested_by"] is not None:  # asked already: once is enough
+                return None, []
+            params = {"run_id": run["run_id"], "reason": reason, "requested_by": "client"}
+            conn.execute(_Q["request_stop"], params)
+            _deliver(conn, run, encode_event(WorkflowCancelRequested(reason=reason)), now)
+            return None, [work_topic(TaskKind.WORKFLOW, run["name"])]
+
+        await self._write(write)
+
+    async def impose_ending(self, task: WorkflowTask, plan: CommitPlan) -> None:
+        await self._write(lambda conn, now: _apply_plan(conn, now, task, plan, leased=False))
+
     @property
     def wakes_other_processes(self) -> bool:
         """No: other processes' commits are seen when the poll interval runs out."""
@@ -351,7 +372,7 @@ class SQLiteBackend(OpensAndCloses):
                 },
             )
             if cursor.rowcount == 0:
-                raise LeaseLost(f"activity task {task.id} ({task.name!r}): lease lost")
+                raise _activity_lease_lost(conn, task)
             return None, [work_topic(TaskKind.ACTIVITY, task.name)]
 
         await self._write(write)
@@ -536,14 +557,17 @@ def _apply_plan(
     task: WorkflowTask,
     plan: CommitPlan,
     take: Take | None = None,
+    *,
+    leased: bool = True,
 ) -> tuple[list[ActivityTask], list[str]]:
     """Store ``plan`` for ``task`` as ``tapeflow.backends.plan`` says (steps 1 to 8, by
     number below); with ``take``, the new activities of ``take.activities`` are leased to
-    its owner (and returned) and the run's next task is sticky to it. Raises LeaseLost or
-    UnseenEvents having written nothing."""
+    its owner (and returned) and the run's next task is sticky to it. Not ``leased``: an
+    imposed ending, fenced by the history's length alone. Raises LeaseLost or UnseenEvents
+    having written nothing."""
     run_id = task.run_id
-    _check_lease(conn, now, task)  # 1
-    if plan.ending is not None:  # 2
+    _check_lease(conn, now, task, leased)  # 1
+    if plan.ending is not None and plan.ending.by_code:  # 2
         _refuse_unseen(conn, task, plan.consumed)
     ids = json_text(list(plan.consumed))  # 3
     conn.execute(_Q["delete_consumed_inbox"], {"run_id": run_id, "ids": ids})
@@ -577,12 +601,10 @@ def _apply_plan(
     return [taken_activity(task, plan, seq, task_id) for seq, task_id in taken.items()], topics
 
 
-def _check_lease(conn: sqlite3.Connection, now: int, task: WorkflowTask) -> None:
+def _check_lease(conn: sqlite3.Connection, now: int, task: WorkflowTask, leased: bool) -> None:
     row = conn.execute(_Q["workflow_task_fence"], {"run_id": task.run_id}).fetchone()
-    if (
-        row is None
-        or row["lease_token"] != task.lease_token
-        or (row["lease_expires_at"] or 0) <= now
+    if row is None or (
+        leased and (row["lease_token"] != task.lease_token or (row["lease_expires_at"] or 0) <= now)
     ):
         raise LeaseLost(f"workflow task {task.workflow_id!r}: lease lost")
     if row["history_length"] != task.history_length:
@@ -658,6 +680,8 @@ def _end_run(conn: sqlite3.Connection, now: int, run_id: str, ending: Ending, le
             "failure": ending.failure,
             "now": now,
             "history_length": length,
+            "reason": ending.reason,
+            "requested_by": ending.requested_by,
         },
     )
     for query in ("drop_workflow_task", "drop_activity_tasks", "drop_inbox"):
@@ -669,6 +693,14 @@ def _has_inbox(conn: sqlite3.Connection, run_id: str) -> bool:
 
 
 # -- activity outcomes ---------------------------------------------------------------------
+
+
+def _activity_lease_lost(conn: sqlite3.Connection, task: ActivityTask) -> LeaseLost:
+    """Why a write of the attempt's outcome was refused: the task is gone, or not held."""
+    what = f"activity task {task.id} ({task.name!r})"
+    if conn.execute(_Q["activity_task_exists"], {"id": task.id}).fetchone()["found"]:
+        return LeaseLost(f"{what}: lease lost")
+    return ActivityTaskGone(f"{what}: cancelled, or its workflow ended")
 
 
 def _complete(
@@ -685,7 +717,7 @@ def _complete(
     inbox, and the task leased comes back resumed, the outcome in its inbox."""
     params = {"id": task.id, "token": task.lease_token, "now": now}
     if conn.execute(_Q["delete_activity_task"], params).rowcount == 0:
-        raise LeaseLost(f"activity task {task.id} ({task.name!r}): lease lost")
+        raise _activity_lease_lost(conn, task)
     held = None
     if take is not None:
         held = _lease_run(

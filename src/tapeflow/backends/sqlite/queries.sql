@@ -16,7 +16,7 @@ VALUES (:run_id, :visible_at, :timer_seq, :event);
 -- name: find_run
 -- The latest run of a workflow (the highest run_number), or the run named, if it is one
 -- of that workflow's.
-SELECT run_id, run_number, name, status, start_at FROM workflows
+SELECT run_id, run_number, name, status, start_at, stop_requested_by FROM workflows
 WHERE id = :id AND (:run_id IS NULL OR run_id = :run_id)
 ORDER BY run_number DESC LIMIT 1;
 
@@ -24,7 +24,7 @@ ORDER BY run_number DESC LIMIT 1;
 -- Chosen as by find_run.
 SELECT w.id, w.run_id, w.name, w.version, w.status, w.args, w.created_at, w.start_at,
        w.completed_at, w.result, w.failure, w.history_length, t.last_error,
-       w.start_at <= :now AS due, (:now - p.last_poll_at) / 1e6 AS silent_for
+       w.stop_reason, w.stop_requested_by, w.start_at <= :now AS due, (:now - p.last_poll_at) / 1e6 AS silent_for
 FROM workflows w LEFT JOIN workflow_tasks t ON t.run_id = w.run_id
     LEFT JOIN pollers p ON p.kind = 'workflow' AND p.name = w.name
 WHERE w.id = :id AND (:run_id IS NULL OR w.run_id = :run_id)
@@ -111,7 +111,12 @@ DELETE FROM inbox WHERE run_id = :run_id AND timer_seq IN (SELECT value FROM jso
 -- name: end_run
 UPDATE workflows
 SET status = :status, result = :result, failure = :failure, completed_at = :now,
-    history_length = :history_length
+    history_length = :history_length, stop_reason = coalesce(:reason, stop_reason),
+    stop_requested_by = coalesce(:requested_by, stop_requested_by)
+WHERE run_id = :run_id;
+
+-- name: request_stop
+UPDATE workflows SET stop_reason = :reason, stop_requested_by = :requested_by
 WHERE run_id = :run_id;
 
 -- name: drop_workflow_task
@@ -174,6 +179,9 @@ RETURNING id, run_id, seq, name, args, retry, attempt, lease_token, heartbeat_de
 
 -- name: delete_activity_task
 DELETE FROM activity_tasks WHERE id = :id AND lease_token = :token AND lease_expires_at > :now;
+
+-- name: activity_task_exists
+SELECT EXISTS (SELECT 1 FROM activity_tasks WHERE id = :id) AS found;
 
 -- name: retry_activity_task
 UPDATE activity_tasks

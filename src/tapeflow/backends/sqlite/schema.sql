@@ -21,6 +21,8 @@ CREATE TABLE workflows (
     completed_at   INTEGER,
     parent_id      TEXT,
     history_length INTEGER NOT NULL DEFAULT 0,
+    stop_reason    TEXT,
+    stop_requested_by TEXT,
     UNIQUE (id, run_number)
 );
 
