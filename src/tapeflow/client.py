@@ -10,7 +10,13 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, cast, overload
 
 from tapeflow._definition import definition_of
-from tapeflow._validate import check_moment, check_name, check_reason, check_seconds
+from tapeflow._validate import (
+    check_moment,
+    check_name,
+    check_reason,
+    check_seconds,
+    check_timedelta,
+)
 from tapeflow.backends.base import (
     Backend,
     NewWorkflow,
@@ -34,6 +40,9 @@ from tapeflow.history import WorkflowExecutionTerminated
 
 R = TypeVar("R")
 log = logging.getLogger("tapeflow.client")
+
+MAX_TIMEOUT = timedelta(days=36_500)
+"""The longest timeout taken: a hundred years (past that, dates overflow)."""
 
 HINT_AFTER = 3.0
 """Seconds ``result()`` waits before it logs why the workflow may not be running (once)."""
@@ -165,6 +174,7 @@ class Client:
         id: str | None = None,
         version: str = "",
         start_at: datetime | None = None,
+        execution_timeout: timedelta | None = None,
     ) -> WorkflowHandle[R]: ...
     @overload
     async def start_workflow(
@@ -174,6 +184,7 @@ class Client:
         id: str | None = None,
         version: str = "",
         start_at: datetime | None = None,
+        execution_timeout: timedelta | None = None,
     ) -> WorkflowHandle[Any]: ...
     async def start_workflow(
         self,
@@ -182,18 +193,25 @@ class Client:
         id: str | None = None,
         version: str = "",
         start_at: datetime | None = None,
+        execution_timeout: timedelta | None = None,
     ) -> WorkflowHandle[Any]:
         """Create a workflow (it runs once a worker that has registered it is up).
 
         ``workflow`` is a ``@workflow.defn`` function, whose annotations check ``args``, or a
         registered name, its arguments then taken as plain JSON. ``start_at`` (tz-aware)
-        delays the start. Raises WorkflowAlreadyExists, PayloadError, InvalidArgument;
-        on any error nothing is written.
+        delays the start. ``execution_timeout``, measured on the database's clock from when
+        it is due to start, ends it as ``timed_out`` (``result()`` raises WorkflowTimedOut)
+        with no more of its code run. Raises WorkflowAlreadyExists, PayloadError,
+        InvalidArgument; on any error nothing is written.
         """
         workflow_id = check_name(id if id is not None else str(uuid.uuid4()), "workflow id")
         check_name(version, "version", allow_empty=True)
         if start_at is not None:
             check_moment(start_at, "start_at")
+        if execution_timeout is not None:
+            check_timedelta(
+                execution_timeout, "execution_timeout", positive=True, maximum=MAX_TIMEOUT
+            )
         if isinstance(workflow, str):
             name = check_name(workflow, "workflow name")
             encoded, hint = [to_json(a) for a in args], cast(object, Any)
@@ -203,7 +221,12 @@ class Client:
             encoded = definition.signature.encode_args(args)
             hint = definition.signature.return_hint
         new = NewWorkflow(
-            id=workflow_id, name=name, version=version, args=encoded, start_at=start_at
+            id=workflow_id,
+            name=name,
+            version=version,
+            args=encoded,
+            start_at=start_at,
+            execution_timeout=execution_timeout,
         )
         await self.backend.create_workflow(new)
         return WorkflowHandle(self.backend, workflow_id, hint, new.run_id)

@@ -134,6 +134,16 @@ class WorkflowCancelRequested:
 
 
 @dataclass(frozen=True)
+class ExecutionTimeoutReached:
+    """The run's ``execution_timeout`` (seconds from when it was due to start) has passed:
+    a timer the backend set when it made the run. The task that finds it ends the run as
+    timed out, running no workflow code; it never enters history itself."""
+
+    timeout: float
+    kind: Literal["execution_timeout_reached"] = "execution_timeout_reached"
+
+
+@dataclass(frozen=True)
 class ActivityCancelled:
     """The workflow stopped waiting for an activity (its task was cancelled): the activity
     task is dropped, a running attempt told, and a late outcome ignored."""
@@ -182,12 +192,20 @@ class WorkflowExecutionTerminated:
     kind: Literal["workflow_terminated"] = "workflow_terminated"
 
 
+@dataclass(frozen=True)
+class WorkflowExecutionTimedOut:
+    """Ended by its ``execution_timeout`` with no workflow code run; replay stops here."""
+
+    timeout: float
+    kind: Literal["workflow_timed_out"] = "workflow_timed_out"
+
+
 Terminal: TypeAlias = (
     WorkflowExecutionCompleted | WorkflowExecutionFailed | WorkflowExecutionCancelled
 )
 """The decision that ends a workflow: nothing follows it in history."""
 
-Imposed: TypeAlias = WorkflowExecutionTerminated
+Imposed: TypeAlias = WorkflowExecutionTerminated | WorkflowExecutionTimedOut
 """An ending that no workflow code decided; nothing follows it in history."""
 
 Decision: TypeAlias = (
@@ -207,6 +225,7 @@ Incoming: TypeAlias = (
     | TimerFired
     | EventReceived
     | WorkflowCancelRequested
+    | ExecutionTimeoutReached
 )
 """What reaches a workflow from outside, through its inbox."""
 
@@ -216,7 +235,7 @@ HistoryEvent: TypeAlias = WorkflowTaskStarted | Incoming | Decision | Imposed
 _DECISIONS = get_args(Decision)
 _TERMINALS = get_args(Terminal)
 _INCOMING = get_args(Incoming)
-_IMPOSED = (WorkflowExecutionTerminated,)
+_IMPOSED = get_args(Imposed)
 
 
 def is_decision(event: HistoryEvent | None) -> TypeIs[Decision]:

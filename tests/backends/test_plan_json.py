@@ -54,6 +54,7 @@ def test_the_document_holds_the_plans_values() -> None:
             "args": "[1]",
             "start_at": AT.isoformat(),
             "run_id": "run-2",
+            "execution_timeout": None,
         }
     ]
     assert document["ending"] == {

@@ -16,9 +16,11 @@ from tapeflow import activity, workflow
 from tapeflow.history import (
     ActivityCancelled,
     ActivityScheduled,
+    ExecutionTimeoutReached,
     HistoryEvent,
     WorkflowCancelRequested,
     WorkflowExecutionTerminated,
+    WorkflowExecutionTimedOut,
 )
 from tests.conformance._waiting import eventually, has_run, history, history_has
 from tests.conftest import WorkerFactory
@@ -293,3 +295,47 @@ async def test_a_cancel_racing_the_end_is_either_recorded_or_refused(
         assert answers[handle.id] == expected, handle.id
         events = await history(client, handle.id)
         assert _count(events, WorkflowCancelRequested) == (1 if expected == "recorded" else 0)
+
+
+@workflow.defn
+async def waits_for_shipping() -> str:
+    try:
+        return str(await workflow.wait_event("shipped"))
+    finally:
+        told.append("workflow code ran on")  # must not: a timeout runs no code
+
+
+async def test_an_execution_timeout_ends_the_run_with_no_code_run(
+    client: tapeflow.Client, worker: WorkerFactory
+) -> None:
+    async with worker(workflows=[waits_for_shipping, one_quick_step], activities=ACTIVITIES):
+        late = await client.start_workflow(
+            waits_for_shipping, id="late", execution_timeout=timedelta(seconds=1)
+        )
+        quick_one = await client.start_workflow(
+            one_quick_step, 7, id="in-time", execution_timeout=timedelta(minutes=5)
+        )
+        assert await quick_one.result(timeout=10) == 7
+        with pytest.raises(tapeflow.WorkflowTimedOut) as raised:
+            await late.result(timeout=10)
+    assert raised.value.type == "TimeoutError"
+    assert "execution_timeout" in raised.value.message
+    record = await late.describe()
+    assert record.status is tapeflow.WorkflowStatus.TIMED_OUT
+    assert record.requested_by == "timeout"
+    assert record.completed_at is not None
+    assert record.completed_at - record.start_at >= timedelta(seconds=1)
+    events = await history(client, late.id)
+    assert isinstance(events[-1], WorkflowExecutionTimedOut)
+    assert not any(isinstance(e, ExecutionTimeoutReached) for e in events)
+    assert told == []
+    with pytest.raises(tapeflow.WorkflowAlreadyCompleted):
+        await late.send_event("shipped", 1)
+
+
+async def test_an_execution_timeout_must_be_a_positive_timedelta(
+    client: tapeflow.Client,
+) -> None:
+    for bad in (timedelta(0), timedelta(seconds=-1), 5, timedelta(days=10**6)):
+        with pytest.raises(tapeflow.InvalidArgument):
+            await client.start_workflow(one_quick_step, 1, execution_timeout=bad)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from tapeflow.history import (
     ActivityFailed,
     ActivityScheduled,
     EventReceived,
+    ExecutionTimeoutReached,
     Failure,
     HistoryEvent,
     MarkerRecorded,
@@ -28,6 +29,7 @@ from tapeflow.history import (
     WorkflowExecutionFailed,
     WorkflowExecutionStarted,
     WorkflowExecutionTerminated,
+    WorkflowExecutionTimedOut,
     WorkflowTaskStarted,
 )
 
@@ -88,6 +90,8 @@ EVERY_KIND: list[HistoryEvent] = [
     WorkflowCancelRequested(reason=""),
     WorkflowExecutionCancelled(reason=TRICKY_TEXT),
     WorkflowExecutionTerminated(reason="poison input"),
+    ExecutionTimeoutReached(timeout=0.5),
+    WorkflowExecutionTimedOut(timeout=604800.0),
 ]
 
 
@@ -102,6 +106,8 @@ def test_every_event_kind_is_covered() -> None:
         EventReceived,
         WorkflowCancelRequested,
         WorkflowExecutionTerminated,
+        ExecutionTimeoutReached,
+        WorkflowExecutionTimedOut,
     }
     assert kinds == declared
 

@@ -40,7 +40,6 @@ from tapeflow.errors import WorkflowSandboxError
 from tapeflow.history import (
     ActivityCompleted,
     ActivityFailed,
-    ActivityScheduled,
     Decision,
     HistoryEvent,
     Incoming,
@@ -168,7 +167,7 @@ class WorkflowSteps:
         if taking is None:
             await self._retrying(lambda: self._backend.commit_workflow_task(task, plan), what)
             return
-        take = self._take(taking, decisions, hand, handing_over=0)
+        take = self._take(taking, plan, hand, handing_over=0)
         try:
             taken = await self._retrying(
                 lambda: taking.backend.commit_and_take(task, plan, take), what
@@ -179,16 +178,10 @@ class WorkflowSteps:
             raise
         hand.activity_tasks.extend(taken)
 
-    def _take(
-        self, taking: Taking, decisions: Sequence[Decision], hand: HandOver, handing_over: int
-    ) -> Take:
+    def _take(self, taking: Taking, plan: CommitPlan, hand: HandOver, handing_over: int) -> Take:
         """Which new activities to take, within the free activity slots (and those the
         caller's own activity is handing over); the slots held go into ``hand``."""
-        wanted = [
-            d.seq
-            for d in decisions
-            if isinstance(d, ActivityScheduled) and d.name in taking.activity_names
-        ]
+        wanted = [a.seq for a in plan.activities if a.name in taking.activity_names]
         slots = taking.activity_slots
         held = slots.reserve(len(wanted), handing_over) if slots and wanted else 0
         hand.activity_slots += held
@@ -222,7 +215,7 @@ class WorkflowSteps:
         ahead = await self._run_ahead(activity, outcome)
         take = Take(taking.owner, taking.lease)
         if ahead is not None:
-            take = self._take(taking, ahead[1].decisions, hand, handing_over=1)
+            take = self._take(taking, ahead[2], hand, handing_over=1)
         run_ahead = None if ahead is None else RunAhead(ahead[0], ahead[2])
         try:
             done = await self._retrying(

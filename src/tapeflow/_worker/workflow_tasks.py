@@ -13,9 +13,11 @@ from tapeflow.backends.base import Backend, WorkflowTask
 from tapeflow.backends.plan import plan_commit
 from tapeflow.errors import LeaseLost, PayloadError, UnseenEvents
 from tapeflow.history import (
+    ExecutionTimeoutReached,
     Failure,
     HistoryEvent,
     WorkflowExecutionFailed,
+    WorkflowExecutionTimedOut,
     WorkflowTaskStarted,
 )
 from tapeflow.options import RetryPolicy
@@ -28,6 +30,13 @@ TASK_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
 )
 """Backoff for a workflow task that failed (non-determinism, a bug): retried until fixed."""
+
+
+def _timeout_reached(task: WorkflowTask) -> ExecutionTimeoutReached | None:
+    return next(
+        (item.event for item in task.inbox if isinstance(item.event, ExecutionTimeoutReached)),
+        None,
+    )
 
 
 class WorkflowTaskRunner:
@@ -48,6 +57,9 @@ class WorkflowTaskRunner:
         try:
             if task.poison is not None:
                 await self._fail_unreadable(task, task.poison, hand)
+                return
+            if (timeout := _timeout_reached(task)) is not None:
+                await self._time_out(task, timeout, hand)
                 return
             instance = self._cache.take(task.run_id, task.history_length)
             try:
@@ -72,6 +84,18 @@ class WorkflowTaskRunner:
         else:
             instance.history_length = task.history_length + len(step.events)
             self._cache.put(instance)
+
+    async def _time_out(
+        self, task: WorkflowTask, timeout: ExecutionTimeoutReached, hand: HandOver
+    ) -> None:
+        """The run is past its execution timeout: it ends as timed out, no code of it run
+        (its cached instance is dropped), whatever else its inbox holds."""
+        cached = self._cache.take_latest(task.run_id)
+        if cached is not None:
+            cached.close()
+        ended = WorkflowExecutionTimedOut(timeout=timeout.timeout)
+        plan = plan_commit([ended], [item.id for item in task.inbox])
+        await self._steps.commit(task, plan, [], hand)
 
     async def _fail_unreadable(self, task: WorkflowTask, why: str, hand: HandOver) -> None:
         """Stored data of the workflow cannot be read (a corrupt row): no task of it can

@@ -42,6 +42,10 @@ if TYPE_CHECKING:
     from tapeflow.backends.plan import CommitPlan
 
 
+EXECUTION_TIMEOUT_SEQ = 0
+"""The timer seq of a run's ``ExecutionTimeoutReached``: workflow timers count from 1."""
+
+
 def new_run_id() -> str:
     """A run's id: random, so that runs made on many machines never collide."""
     return str(uuid.uuid4())
@@ -75,6 +79,9 @@ class NewWorkflow:
     run_id: str = field(default_factory=new_run_id)
     """Its first run's id; made by the caller, so that a commit creating it (a child, the
     next run) can record it."""
+    execution_timeout: timedelta | None = None
+    """How long the run may take from ``start_at``: then it is ended as timed out (the
+    backend sets an ``ExecutionTimeoutReached`` timer, ``EXECUTION_TIMEOUT_SEQ``)."""
 
 
 @dataclass(frozen=True)

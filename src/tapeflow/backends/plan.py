@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from tapeflow.backends._rows import FAILURE, json_text
@@ -62,6 +62,7 @@ from tapeflow.history import (
     WorkflowExecutionCompleted,
     WorkflowExecutionFailed,
     WorkflowExecutionTerminated,
+    WorkflowExecutionTimedOut,
     encode_event,
 )
 
@@ -160,6 +161,7 @@ class CommitPlan:
                     "version": new.version,
                     "args": json_text(new.args),
                     "start_at": _iso(new.start_at),
+                    "execution_timeout": _seconds(new.execution_timeout),
                 }
                 for new in self.workflows
             ],
@@ -178,6 +180,10 @@ class CommitPlan:
 
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
+
+
+def _seconds(duration: timedelta | None) -> float | None:
+    return None if duration is None else duration.total_seconds()
 
 
 def plan_commit(events: Sequence[HistoryEvent], consumed: Iterable[int] = ()) -> CommitPlan:
@@ -212,6 +218,14 @@ def plan_commit(events: Sequence[HistoryEvent], consumed: Iterable[int] = ()) ->
                     Failure("Terminated", reason),
                     reason=reason,
                     requested_by="client",
+                )
+            case WorkflowExecutionTimedOut(timeout=timeout):
+                why = f"the workflow ran past its execution_timeout of {timeout:g}s"
+                ending = _failed(
+                    WorkflowStatus.TIMED_OUT,
+                    Failure("TimeoutError", why),
+                    reason=why,
+                    requested_by="timeout",
                 )
     dropped = set(cancelled_activities)  # scheduled and cancelled at once: never written
     return CommitPlan(

@@ -106,9 +106,10 @@ END
 $$;
 
 -- Create runs, each with its workflow task and its start event (built here, because its
--- time is the database's), from [{"run_id", "id", "name", "version", "args" (JSON text),
--- "start_at" (null: now)}, ...]; returns the run ids created. A first run (p_next false:
--- create_workflow) is refused if its id has any run; a next run (p_next true: a commit
+-- time is the database's) and, with an "execution_timeout" (seconds), its
+-- ExecutionTimeoutReached timer, from [{"run_id", "id", "name", "version", "args" (JSON
+-- text), "start_at" (null: now), "execution_timeout"}, ...]; returns the run ids
+-- created. A first run (p_next false: create_workflow) is refused if its id has any run; a next run (p_next true: a commit
 -- plan's "workflows") if its id has an unfinished one. Runs of one id made at once collide
 -- on (id, run_number), and only the first is made. Rows are written in id order, so
 -- concurrent batches never deadlock.
@@ -120,12 +121,12 @@ AS $$
 BEGIN
 RETURN QUERY
 WITH input AS (
-    SELECT r.run_id, r.id, r.name, r.version, r.args, r.start_at,
+    SELECT r.run_id, r.id, r.name, r.version, r.args, r.start_at, r.execution_timeout,
            CASE WHEN p_next THEN last.run_number ELSE 1 END AS run_number,
            CASE WHEN p_next THEN last.busy ELSE false END AS busy
     FROM json_to_recordset(p_runs)
             AS r (run_id text, id text, name text, version text, args text,
-                  start_at timestamptz)
+                  start_at timestamptz, execution_timeout double precision)
          LEFT JOIN LATERAL (
             SELECT coalesce(max(w.run_number), 0) + 1 AS run_number,
                    coalesce(bool_or(w.status IN ('pending', 'running')), false) AS busy
@@ -140,6 +141,13 @@ WITH input AS (
     ORDER BY id
     ON CONFLICT (id, run_number) DO NOTHING
     RETURNING run_id, name, version, args, start_at
+), deadline AS (  -- timer seq 0: tapeflow.backends.base.EXECUTION_TIMEOUT_SEQ
+    INSERT INTO inbox (run_id, visible_at, timer_seq, event)
+    SELECT c.run_id, c.start_at + make_interval(secs => i.execution_timeout), 0,
+           json_build_object('timeout', i.execution_timeout,
+                             'kind', 'execution_timeout_reached')
+    FROM created c JOIN input i ON i.run_id = c.run_id
+    WHERE i.execution_timeout IS NOT NULL
 ), task AS (
     INSERT INTO workflow_tasks (run_id, name) SELECT run_id, name FROM created
 ), started AS (

@@ -34,6 +34,7 @@ from tapeflow.backends._rows import (
 )
 from tapeflow.backends._sql_files import load_queries, migrations
 from tapeflow.backends.base import (
+    EXECUTION_TIMEOUT_SEQ,
     STICKY_FOR,
     ActivityTask,
     Continued,
@@ -70,6 +71,7 @@ from tapeflow.history import (
     ActivityCompleted,
     ActivityFailed,
     EventReceived,
+    ExecutionTimeoutReached,
     Failure,
     HistoryEvent,
     JSONValue,
@@ -499,6 +501,11 @@ def _create_run(conn: sqlite3.Connection, now: int, new: NewWorkflow, *, only_fi
         name=new.name, version=new.version, args=new.args, started_at=_dt(start_at)
     )
     _insert_inbox(conn, new.run_id, encode_event(started), start_at)
+    if new.execution_timeout is not None:
+        timeout = new.execution_timeout.total_seconds()
+        due = start_at + _micros(new.execution_timeout)
+        reached = encode_event(ExecutionTimeoutReached(timeout=timeout))
+        _insert_inbox(conn, new.run_id, reached, due, EXECUTION_TIMEOUT_SEQ)
 
 
 def _deliver(
