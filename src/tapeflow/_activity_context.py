@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -36,11 +37,22 @@ class ActivityContext:
     cancelled: bool = False
     """The attempt no longer counts (cancelled, timed out, its workflow ended): its next
     ``heartbeat()`` raises ActivityCancelled. Set on the worker's loop, read anywhere."""
-    task: asyncio.Task[object] | None = None
+    timed_out: str | None = None
+    """The timeout it ran past (``"start_to_close_timeout"``, say), so it was told: its
+    failure is recorded, not discarded."""
+    task: asyncio.Task[Any] | None = None
     """The worker's task running the attempt: an async activity is cancelled through it."""
+    started: float = field(default_factory=time.monotonic)
+    last_beat: float = field(default_factory=time.monotonic)
+    """When the attempt last called ``activity.heartbeat()`` (or started): its heartbeat
+    timeout counts from here."""
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
 
     def record_heartbeat(self, details: Any) -> None:
         self.heartbeat, self.heartbeat_pending = details, True
+        self.last_beat = time.monotonic()
 
     def take_heartbeat(self) -> tuple[bool, Any]:
         """The details to store, if any arrived since the last take."""

@@ -35,6 +35,17 @@ def check_name(value: object, what: str, *, allow_empty: bool = False) -> str:
     return value
 
 
+MAX_TIMEOUT = timedelta(days=36_500)
+"""The longest timeout taken: a hundred years (past that, dates overflow)."""
+
+
+def check_timeout(value: object, what: str) -> float | None:
+    """A timeout: None, or a positive timedelta of at most MAX_TIMEOUT; in seconds."""
+    if value is None:
+        return None
+    return check_timedelta(value, what, positive=True, maximum=MAX_TIMEOUT).total_seconds()
+
+
 MAX_REASON_LENGTH = 4096
 
 

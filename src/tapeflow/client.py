@@ -15,7 +15,7 @@ from tapeflow._validate import (
     check_name,
     check_reason,
     check_seconds,
-    check_timedelta,
+    check_timeout,
 )
 from tapeflow.backends.base import (
     Backend,
@@ -40,9 +40,6 @@ from tapeflow.history import WorkflowExecutionTerminated
 
 R = TypeVar("R")
 log = logging.getLogger("tapeflow.client")
-
-MAX_TIMEOUT = timedelta(days=36_500)
-"""The longest timeout taken: a hundred years (past that, dates overflow)."""
 
 HINT_AFTER = 3.0
 """Seconds ``result()`` waits before it logs why the workflow may not be running (once)."""
@@ -208,10 +205,7 @@ class Client:
         check_name(version, "version", allow_empty=True)
         if start_at is not None:
             check_moment(start_at, "start_at")
-        if execution_timeout is not None:
-            check_timedelta(
-                execution_timeout, "execution_timeout", positive=True, maximum=MAX_TIMEOUT
-            )
+        check_timeout(execution_timeout, "execution_timeout")
         if isinstance(workflow, str):
             name = check_name(workflow, "workflow name")
             encoded, hint = [to_json(a) for a in args], cast(object, Any)

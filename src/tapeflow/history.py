@@ -79,6 +79,10 @@ class ActivityScheduled:
     name: str
     args: list[JSONValue]
     retry: dict[str, float | int | None] | None = None
+    start_to_close_timeout: float | None = None
+    """Seconds; None: no limit (so for the two below)."""
+    schedule_to_close_timeout: float | None = None
+    heartbeat_timeout: float | None = None
     kind: Literal["activity_scheduled"] = "activity_scheduled"
 
 

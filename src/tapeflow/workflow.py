@@ -17,7 +17,7 @@ from typing import Any, TypeVar, cast, overload
 
 from tapeflow._definition import definition_of, defn_decorator
 from tapeflow._engine.instance import WorkflowInfo, WorkflowInstance, running_instance
-from tapeflow._validate import check_moment, check_name, check_seconds, fail
+from tapeflow._validate import check_moment, check_name, check_seconds, check_timeout, fail
 from tapeflow._workflow_logger import WorkflowLogger
 from tapeflow.converter import to_json
 from tapeflow.errors import TapeflowError
@@ -120,28 +120,62 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 @overload
 def execute_activity(
-    activity: Callable[..., Awaitable[R]], *args: Any, retry: RetryPolicy | None = None
+    activity: Callable[..., Awaitable[R]],
+    *args: Any,
+    retry: RetryPolicy | None = None,
+    start_to_close_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    heartbeat_timeout: timedelta | None = None,
 ) -> asyncio.Future[R]: ...
 @overload
 def execute_activity(
-    activity: Callable[..., R], *args: Any, retry: RetryPolicy | None = None
+    activity: Callable[..., R],
+    *args: Any,
+    retry: RetryPolicy | None = None,
+    start_to_close_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    heartbeat_timeout: timedelta | None = None,
 ) -> asyncio.Future[R]: ...
 @overload
 def execute_activity(
-    activity: str, *args: Any, retry: RetryPolicy | None = None
+    activity: str,
+    *args: Any,
+    retry: RetryPolicy | None = None,
+    start_to_close_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    heartbeat_timeout: timedelta | None = None,
 ) -> asyncio.Future[Any]: ...
 def execute_activity(
-    activity: Callable[..., Any] | str, *args: Any, retry: RetryPolicy | None = None
+    activity: Callable[..., Any] | str,
+    *args: Any,
+    retry: RetryPolicy | None = None,
+    start_to_close_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    heartbeat_timeout: timedelta | None = None,
 ) -> asyncio.Future[Any]:
     """Schedule an activity now; await the returned future for its result.
 
     Several may be scheduled before any is awaited (fan-out, then ``gather``). A final
     failure is raised from the future as ``tapeflow.ActivityError``. ``activity`` may also be
     the name of an activity registered on some worker, its result then left as plain JSON.
+
+    Timeouts: ``start_to_close_timeout`` limits one attempt, ``heartbeat_timeout`` the time
+    an attempt may go without ``activity.heartbeat()``; either fails the attempt with
+    ``TimeoutError``, retried under ``retry``. ``schedule_to_close_timeout`` limits all
+    attempts and the waits between them: past it the activity fails for good
+    (``ActivityError`` of type ``"TimeoutError"``). A timed-out attempt is told as for a
+    cancellation. Cancelling the future (``asyncio.timeout``, a cancelled task, the
+    workflow's own cancellation) cancels the activity: it is not started or retried, a
+    running attempt is told, and its outcome is ignored.
     """
     instance = _instance()
     if retry is not None and not isinstance(retry, RetryPolicy):
         fail("execute_activity retry", retry, "a RetryPolicy or None")
+    timeouts = (
+        check_timeout(start_to_close_timeout, "start_to_close_timeout"),
+        check_timeout(schedule_to_close_timeout, "schedule_to_close_timeout"),
+        check_timeout(heartbeat_timeout, "heartbeat_timeout"),
+    )
     if isinstance(activity, str):
         name = check_name(activity, "an activity name")
         encoded, hint = [to_json(a) for a in args], cast(object, Any)
@@ -152,7 +186,7 @@ def execute_activity(
         hint = definition.signature.return_hint
     future: asyncio.Future[Any] = instance.loop.create_future()
     instance.commands.schedule_activity(
-        name, encoded, retry.to_json() if retry else None, future, hint
+        name, encoded, retry.to_json() if retry else None, future, hint, timeouts
     )
     return future
 

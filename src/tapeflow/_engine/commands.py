@@ -100,12 +100,25 @@ class Commands:
         retry: dict[str, float | int | None] | None,
         future: asyncio.Future[Any],
         result_hint: object,
+        timeouts: tuple[float | None, float | None, float | None] = (None, None, None),
     ) -> int:
+        """``timeouts``: start to close, schedule to close, heartbeat, in seconds."""
         seq = self._seq()
         self._activities[seq] = ActivityCommand(
             seq, f"activity {name!r}", future=future, result_hint=result_hint, name=name
         )
-        self.decide(ActivityScheduled(seq=seq, name=name, args=args, retry=retry))
+        start_to_close, schedule_to_close, heartbeat = timeouts
+        self.decide(
+            ActivityScheduled(
+                seq=seq,
+                name=name,
+                args=args,
+                retry=retry,
+                start_to_close_timeout=start_to_close,
+                schedule_to_close_timeout=schedule_to_close,
+                heartbeat_timeout=heartbeat,
+            )
+        )
         future.add_done_callback(lambda f: self._activity_future_done(seq, f))
         return seq
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from tapeflow._definition import Definition
 from tapeflow._worker.process_pool import ProcessPool
 from tapeflow._worker.retrying import retry_while_unavailable
 from tapeflow._worker.workflow_steps import HandOver, WorkflowSteps
-from tapeflow.backends.base import ActivityTask, Backend
+from tapeflow.backends.base import ActivityTask, ActivityTimeouts, Backend
 from tapeflow.converter import Signature
 from tapeflow.errors import ActivityTaskGone, LeaseLost, NonRetryableError, PayloadError
 from tapeflow.history import ActivityCompleted, ActivityFailed, Failure
@@ -94,7 +95,7 @@ class ActivityTaskRunner:
             context.task = asyncio.current_task()
         try:
             try:
-                result = await self._invoke(definition, task, context)
+                result = await self._attempt(definition, task, context)
                 outcome = ActivityCompleted(seq=task.seq, result=result, attempt=task.attempt)
             except FINAL_ERRORS as exc:
                 outcome = self._failed(task, exc)
@@ -107,35 +108,17 @@ class ActivityTaskRunner:
                 if _cancelled(exc):
                     await self._give_up(task, context)
                     raise
-                if context.cancelled:
+                if context.cancelled and not context.timed_out:
                     self._discard(task)
                     return
-                policy = RetryPolicy.from_json(task.retry) if task.retry else self._default_retry
-                if not policy.allows_another(task.attempt):
-                    outcome = self._failed(task, exc)
-                else:
-                    delay = policy.delay_after(task.attempt)
-                    if context.next_attempt_at is not None:  # the activity's own override
-                        delay = clamp_delay(context.next_attempt_at - datetime.now(UTC))
-                    log.info(
-                        "activity %r of %r failed on attempt %d, retrying in %.3fs: %s",
-                        task.name,
-                        task.workflow_id,
-                        task.attempt,
-                        delay.total_seconds(),
-                        exc,
-                    )
-                    _, details = context.take_heartbeat()
-                    failure = Failure.from_exception(exc)
-                    await retry_while_unavailable(
-                        lambda: self._backend.retry_activity_task(task, failure, delay, details),
-                        f"scheduling the retry of activity task {task.id}",
-                        self._lease,
-                    )
+                final = await self._retry(task, context, exc)
+                if final is None:
                     return
-            if context.cancelled:  # it ended on its own before the cancel reached it
-                if context.task is not None and context.task.cancelling():
-                    context.task.uncancel()  # the request it never saw
+                outcome = self._failed(task, final)
+            if context.cancelled and not context.timed_out:  # it ended before being told
+                current = asyncio.current_task()
+                if context.task is current and current is not None and current.cancelling():
+                    current.uncancel()  # the request it never saw
                 self._discard(task)
                 return
             await self._complete(task, outcome, hand)
@@ -146,6 +129,74 @@ class ActivityTaskRunner:
         finally:
             context.task = None
             self._running.pop(str(task.id), None)
+
+    async def _retry(
+        self, task: ActivityTask, context: ActivityContext, exc: BaseException
+    ) -> BaseException | None:
+        """Schedule another attempt after a failed one if the retry policy allows it and it
+        would start before the schedule-to-close deadline (None); else the final failure."""
+        if context.timed_out == "schedule_to_close_timeout":
+            return exc
+        policy = RetryPolicy.from_json(task.retry) if task.retry else self._default_retry
+        if not policy.allows_another(task.attempt):
+            return exc
+        delay = policy.delay_after(task.attempt)
+        if context.next_attempt_at is not None:  # the activity's own override
+            delay = clamp_delay(context.next_attempt_at - datetime.now(UTC))
+        left = _schedule_left(task)
+        if left is not None and left - timedelta(seconds=context.elapsed()) <= delay:
+            limit = task.timeouts.schedule_to_close if task.timeouts else None
+            final = _timed_out("schedule_to_close_timeout", limit)
+            return TimeoutError(f"{final}: the next attempt would start past it ({exc})")
+        log.info(
+            "activity %r of %r failed on attempt %d, retrying in %.3fs: %s",
+            task.name,
+            task.workflow_id,
+            task.attempt,
+            delay.total_seconds(),
+            exc,
+        )
+        _, details = context.take_heartbeat()
+        failure = Failure.from_exception(exc)
+        await retry_while_unavailable(
+            lambda: self._backend.retry_activity_task(task, failure, delay, details),
+            f"scheduling the retry of activity task {task.id}",
+            self._lease,
+        )
+        return None
+
+    async def _attempt(
+        self, definition: Definition, task: ActivityTask, context: ActivityContext
+    ) -> Any:
+        """Run the attempt within its time limits, if it has any: past one, it is told as
+        if cancelled and TimeoutError raised at once (an attempt that ignores being told
+        runs on, its outcome discarded)."""
+        limits = task.timeouts
+        if limits is None:
+            return await self._invoke(definition, task, context)
+        left = _schedule_left(task)
+        if left is not None and left <= timedelta(0):
+            context.timed_out = "schedule_to_close_timeout"
+            raise _timed_out(context.timed_out, limits.schedule_to_close)
+        attempt = asyncio.create_task(self._invoke(definition, task, context))
+        if definition.is_async:
+            context.task = attempt
+        try:
+            passed = await _first_limit_passed(attempt, context, limits, left)
+        except asyncio.CancelledError:  # the worker stops, or this attempt is cancelled
+            attempt.cancel()
+            raise
+        if passed is None:
+            return attempt.result()
+        attempt.add_done_callback(_quietly)
+        context.timed_out = passed
+        self.cancel(str(task.id))
+        seconds = {
+            "start_to_close_timeout": limits.start_to_close,
+            "heartbeat_timeout": limits.heartbeat,
+            "schedule_to_close_timeout": limits.schedule_to_close,
+        }[passed]
+        raise _timed_out(passed, seconds)
 
     @staticmethod
     def _discard(task: ActivityTask) -> None:
@@ -225,6 +276,55 @@ class ActivityTaskRunner:
         return ActivityFailed(
             seq=task.seq, failure=Failure.from_exception(exc), attempt=task.attempt
         )
+
+
+def _timed_out(limit: str, seconds: float | None) -> TimeoutError:
+    """The failure of an attempt past one of its activity's timeouts; past
+    ``schedule_to_close_timeout`` the activity fails for good."""
+    return TimeoutError(f"the attempt ran past its {limit} of {seconds or 0:g}s")
+
+
+def _schedule_left(task: ActivityTask) -> timedelta | None:
+    """How long the activity had left before its schedule-to-close deadline when this
+    attempt was leased, by the backend's clock (all of it for an attempt its workflow's
+    worker took as it scheduled it)."""
+    limits = task.timeouts
+    if limits is None or limits.schedule_to_close is None:
+        return None
+    if task.leased_at is None or limits.schedule_deadline is None:
+        return timedelta(seconds=limits.schedule_to_close)
+    return limits.schedule_deadline - task.leased_at
+
+
+async def _first_limit_passed(
+    attempt: asyncio.Task[Any],
+    context: ActivityContext,
+    limits: ActivityTimeouts,
+    schedule_left: timedelta | None,
+) -> str | None:
+    """Wait for the attempt, or until one of its limits passes: which one, or None if the
+    attempt ended first. The heartbeat limit moves with each ``activity.heartbeat()``."""
+    while True:
+        deadlines = {}
+        if limits.start_to_close is not None:
+            deadlines["start_to_close_timeout"] = context.started + limits.start_to_close
+        if schedule_left is not None:
+            deadlines["schedule_to_close_timeout"] = context.started + schedule_left.total_seconds()
+        if limits.heartbeat is not None:
+            deadlines["heartbeat_timeout"] = context.last_beat + limits.heartbeat
+        passed, due = min(deadlines.items(), key=lambda item: item[1])
+        wait = due - time.monotonic()
+        if wait <= 0:
+            return passed
+        await asyncio.wait([attempt], timeout=wait)
+        if attempt.done():
+            return None
+
+
+def _quietly(attempt: asyncio.Task[Any]) -> None:
+    """A timed-out attempt that ended later: its outcome is discarded, unread."""
+    if not attempt.cancelled():
+        attempt.exception()
 
 
 def _call_and_encode(signature: Signature, args: list[Any]) -> Any:

@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 from tapeflow.backends._pollers import pending_hint
 from tapeflow.backends.base import (
     ActivityTask,
+    ActivityTimeouts,
     InboxEvent,
     WorkflowRecord,
     WorkflowStatus,
@@ -94,17 +95,19 @@ def workflow_task(
     )
 
 
-def activity_task(row: NamedRow) -> ActivityTask:
-    """A claimed activity task (columns named as the fields, JSON as text); unreadable
-    stored JSON poisons only this task."""
+def activity_task(row: NamedRow, when: Callable[[Any], datetime]) -> ActivityTask:
+    """A claimed activity task (columns named as the fields, JSON as text, ``leased_at`` as
+    the backend's clock gives it, ``when`` making it a UTC datetime); unreadable stored JSON
+    poisons only this task."""
     task_id, workflow_id, args = row["id"], row["workflow_id"], row["args"]
     try:
         arguments, policy = json.loads(args), _loads(row["retry"])
         details, poison = _loads(row["heartbeat_details"]), None
+        timeouts = timeouts_of(row["timeouts"])
         if not isinstance(arguments, list):
             raise ValueError(f"arguments are not a JSON array: {args[:80]!r}")
-    except ValueError as exc:
-        arguments, policy, details = [], None, None
+    except (ValueError, TypeError, AttributeError) as exc:
+        arguments, policy, details, timeouts = [], None, None, None
         poison = f"activity task {task_id} of {workflow_id!r} cannot be read: {exc}"
     return ActivityTask(
         id=task_id,
@@ -119,7 +122,14 @@ def activity_task(row: NamedRow) -> ActivityTask:
         lease_token=row["lease_token"],
         heartbeat_details=details,
         poison=poison,
+        timeouts=timeouts,
+        leased_at=when(row["leased_at"]),
     )
+
+
+def timeouts_of(text: str | None) -> ActivityTimeouts | None:
+    """An activity task's stored timeouts (JSON text), if it has any."""
+    return None if text is None else ActivityTimeouts.from_json(json.loads(text))
 
 
 def history(workflow_id: str, rows: Iterable[str]) -> list[HistoryEvent]:

@@ -138,6 +138,39 @@ class WorkflowTask:
 
 
 @dataclass(frozen=True)
+class ActivityTimeouts:
+    """An activity's limits, as its task keeps them. ``schedule_deadline`` is absolute, on
+    the backend's clock: the time of the workflow task that scheduled it plus its
+    ``schedule_to_close_timeout``."""
+
+    start_to_close: float | None = None
+    """Seconds one attempt may run."""
+    heartbeat: float | None = None
+    """Seconds an attempt may go without ``activity.heartbeat()``."""
+    schedule_to_close: float | None = None
+    schedule_deadline: datetime | None = None
+
+    def to_json(self) -> dict[str, JSONValue]:
+        deadline = self.schedule_deadline
+        return {
+            "start_to_close": self.start_to_close,
+            "heartbeat": self.heartbeat,
+            "schedule_to_close": self.schedule_to_close,
+            "schedule_deadline": None if deadline is None else deadline.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, JSONValue]) -> ActivityTimeouts:
+        deadline = data.get("schedule_deadline")
+        return cls(
+            start_to_close=data.get("start_to_close"),
+            heartbeat=data.get("heartbeat"),
+            schedule_to_close=data.get("schedule_to_close"),
+            schedule_deadline=None if deadline is None else datetime.fromisoformat(deadline),
+        )
+
+
+@dataclass(frozen=True)
 class ActivityTask:
     id: int
     workflow_id: str
@@ -154,6 +187,10 @@ class ActivityTask:
     """What the last attempt recorded with ``activity.heartbeat``, if anything."""
     poison: str | None = None
     """Why the task's stored arguments cannot be read: the activity then fails for good."""
+    timeouts: ActivityTimeouts | None = None
+    leased_at: datetime | None = None
+    """The backend's time when this attempt was leased (None: as it was scheduled, an
+    activity its workflow's worker took at once): the start of its time limits."""
 
 
 @dataclass(frozen=True)

@@ -41,9 +41,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from tapeflow.backends._rows import FAILURE, json_text
+from tapeflow.backends._rows import FAILURE, json_text, timeouts_of
 from tapeflow.backends.base import (
     ActivityTask,
+    ActivityTimeouts,
     NewWorkflow,
     TaskKind,
     WorkflowStatus,
@@ -63,6 +64,7 @@ from tapeflow.history import (
     WorkflowExecutionFailed,
     WorkflowExecutionTerminated,
     WorkflowExecutionTimedOut,
+    WorkflowTaskStarted,
     encode_event,
 )
 
@@ -89,6 +91,8 @@ class NewActivity:
     """JSON text: the encoded arguments."""
     retry: str | None
     """JSON text: the activity's own retry policy, if any."""
+    timeouts: str | None = None
+    """JSON text of its ``ActivityTimeouts``, if it has any."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,13 @@ class CommitPlan:
                 for row in self.inbox
             ],
             "activities": [
-                {"seq": a.seq, "name": a.name, "args": a.args, "retry": a.retry}
+                {
+                    "seq": a.seq,
+                    "name": a.name,
+                    "args": a.args,
+                    "retry": a.retry,
+                    "timeouts": a.timeouts,
+                }
                 for a in self.activities
             ],
             "cancelled_activities": self.cancelled_activities,
@@ -194,11 +204,15 @@ def plan_commit(events: Sequence[HistoryEvent], consumed: Iterable[int] = ()) ->
     cancelled_activities: list[int] = []
     cancelled_timers: list[int] = []
     ending: Ending | None = None
+    at: datetime | None = None
     for event in events:
         match event:
+            case WorkflowTaskStarted(at=started):
+                at = started
             case ActivityScheduled(seq=seq, name=name, args=args, retry=retry):
                 retry_text = None if retry is None else json_text(retry)
-                activities.append(NewActivity(seq, name, json_text(args), retry_text))
+                timeouts = _timeouts(event, at)
+                activities.append(NewActivity(seq, name, json_text(args), retry_text, timeouts))
             case ActivityCancelled(seq=seq):
                 cancelled_activities.append(seq)
             case TimerStarted(seq=seq, fire_at=fire_at):
@@ -237,6 +251,24 @@ def plan_commit(events: Sequence[HistoryEvent], consumed: Iterable[int] = ()) ->
         cancelled_timers=tuple(cancelled_timers),
         ending=ending,
     )
+
+
+def _timeouts(scheduled: ActivityScheduled, at: datetime | None) -> str | None:
+    """The activity's timeouts as its task keeps them, the schedule-to-close deadline
+    counted from ``at``, the time of the workflow task that scheduled it."""
+    limits = (
+        scheduled.start_to_close_timeout,
+        scheduled.heartbeat_timeout,
+        scheduled.schedule_to_close_timeout,
+    )
+    if limits == (None, None, None):
+        return None
+    start_to_close, heartbeat, schedule_to_close = limits
+    deadline = None
+    if schedule_to_close is not None and at is not None:
+        deadline = at + timedelta(seconds=schedule_to_close)
+    timeouts = ActivityTimeouts(start_to_close, heartbeat, schedule_to_close, deadline)
+    return json_text(timeouts.to_json())
 
 
 def _failed(
@@ -298,4 +330,5 @@ def taken_activity(task: OfRun, plan: CommitPlan, seq: int, task_id: int) -> Act
         retry=None if activity.retry is None else json.loads(activity.retry),
         attempt=1,
         lease_token=1,
+        timeouts=timeouts_of(activity.timeouts),
     )

@@ -123,6 +123,11 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+def _from_json_time(text: str) -> datetime:
+    """A time as json_build_object writes it."""
+    return _utc(datetime.fromisoformat(text))
+
+
 def _interval(duration: timedelta) -> str:
     """A duration as interval text, for the parts of a JSON argument."""
     return f"{duration.total_seconds()} seconds"
@@ -141,7 +146,7 @@ def _take(take: Take | None) -> dict[str, JSONValue] | None:
 
 def _leased(row: Mapping[str, Any]) -> WorkflowTask:
     """A workflow task as ``leased_task`` (functions.sql) gives it."""
-    return workflow_task(row, row["inbox"], _utc(datetime.fromisoformat(row["claimed_at"])))
+    return workflow_task(row, row["inbox"], _from_json_time(row["claimed_at"]))
 
 
 def _plan_topics(task: OfRun, plan: CommitPlan, take: Take | None, outcome: Outcome) -> list[str]:
@@ -498,7 +503,7 @@ class PostgresBackend(OpensAndCloses):
         task = found["task"]
         return Reclaimed(
             None if task is None else _leased(task),
-            [activity_task(row) for row in found["activities"]],
+            [activity_task(row, _from_json_time) for row in found["activities"]],
         )
 
     # -- activity tasks --------------------------------------------------------------------
@@ -515,7 +520,8 @@ class PostgresBackend(OpensAndCloses):
             "limit": limit,
             "polled": self._polls.due(TaskKind.ACTIVITY, names),
         }
-        return [activity_task(row) for row in await self._rows("claim_activity_tasks", params)]
+        rows = await self._rows("claim_activity_tasks", params)
+        return [activity_task(row, _utc) for row in rows]
 
     async def complete_activity_task(
         self, task: ActivityTask, outcome: ActivityCompleted | ActivityFailed

@@ -98,7 +98,8 @@ SELECT json_build_object(
     'id', a.id, 'workflow_id', w.id, 'run_id', a.run_id, 'workflow_name', w.name,
     'seq', a.seq, 'name', a.name, 'args', a.args::text, 'retry', a.retry::text,
     'attempt', a.attempt, 'lease_token', a.lease_token,
-    'heartbeat_details', a.heartbeat_details::text)
+    'heartbeat_details', a.heartbeat_details::text, 'timeouts', a.timeouts::text,
+    'leased_at', now())
 FROM activity_tasks a JOIN workflows w ON w.run_id = a.run_id
 WHERE a.id = ANY (p_ids)
 ORDER BY a.id;
@@ -330,15 +331,17 @@ BEGIN
         -- 5.
         IF jsonb_array_length(v_plan -> 'activities') > 0 THEN
             WITH created AS (
-                INSERT INTO activity_tasks (run_id, seq, name, args, retry, visible_at,
-                                            lease_owner, lease_expires_at, lease_token,
-                                            attempt)
-                SELECT p_run_id, a.seq, a.name, a.args::json, a.retry::json, now(),
+                INSERT INTO activity_tasks (run_id, seq, name, args, retry, timeouts,
+                                            visible_at, lease_owner, lease_expires_at,
+                                            lease_token, attempt)
+                SELECT p_run_id, a.seq, a.name, a.args::json, a.retry::json,
+                       a.timeouts::json, now(),
                        CASE WHEN l.taken THEN v_owner END,
                        CASE WHEN l.taken THEN now() + (p_take ->> 'lease')::interval END,
                        l.taken::integer, l.taken::integer
                 FROM jsonb_to_recordset(v_plan -> 'activities')
-                        AS a (seq integer, name text, args text, retry text),
+                        AS a (seq integer, name text, args text, retry text,
+                              timeouts text),
                      LATERAL (SELECT a.seq = ANY (v_taken) AS taken) AS l
                 RETURNING id, seq, lease_token
             )

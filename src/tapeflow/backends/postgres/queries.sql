@@ -80,7 +80,8 @@ FROM ready, workflows w
 WHERE a.id = ready.id AND w.run_id = a.run_id
 RETURNING a.id, w.id AS workflow_id, a.run_id, w.name AS workflow_name, a.seq, a.name,
     a.args::text AS args, a.retry::text AS retry, a.attempt, a.lease_token,
-    a.heartbeat_details::text AS heartbeat_details;
+    a.heartbeat_details::text AS heartbeat_details, a.timeouts::text AS timeouts,
+    now() AS leased_at;
 
 -- name: reclaim
 SELECT reclaim(%(run_id)s::text, %(take)s::json) AS reclaimed;

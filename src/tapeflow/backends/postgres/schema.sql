@@ -69,6 +69,7 @@ CREATE TABLE activity_tasks (
     lease_expires_at  timestamptz,
     last_failure      json,
     heartbeat_details json,
+    timeouts         json,
     UNIQUE (run_id, seq)
 );
 CREATE INDEX activity_tasks_ready ON activity_tasks (name, visible_at);

@@ -340,12 +340,12 @@ class SQLiteBackend(OpensAndCloses):
             _record_poll(conn, TaskKind.ACTIVITY, polled, now)
             params = {"names": json_text(list(names)), "now": now, "limit": limit}
             ids = [row["id"] for row in conn.execute(_Q["ready_activity_tasks"], params)]
-            lease_params = {"owner": owner, "expires": now + _micros(lease)}
+            lease_params = {"owner": owner, "expires": now + _micros(lease), "now": now}
             rows = (
                 conn.execute(_Q["lease_activity_task"], {**lease_params, "id": id_}).fetchone()
                 for id_ in ids
             )
-            return [activity_task(row) for row in rows], []
+            return [activity_task(row, _dt) for row in rows], []
 
         return await self._write(write)
 
@@ -454,7 +454,7 @@ class SQLiteBackend(OpensAndCloses):
             held = conn.execute(_Q["reclaim_workflow_task"], params).fetchone()
             activities = conn.execute(_Q["reclaim_activity_tasks"], params).fetchall()
             workflow = None if held is None else _with_inbox(conn, now, held)
-            return Reclaimed(workflow, [activity_task(row) for row in activities]), []
+            return Reclaimed(workflow, [activity_task(row, _dt) for row in activities]), []
 
         return await self._write(write)
 
@@ -665,6 +665,7 @@ def _insert_activities(
                 "name": activity.name,
                 "args": activity.args,
                 "retry": activity.retry,
+                "timeouts": activity.timeouts,
                 "now": now,
                 "owner": take.owner if take and leased else None,
                 "expires": now + _micros(take.lease) if take and leased else None,

@@ -98,9 +98,10 @@ INSERT INTO history (run_id, seq, event) VALUES (:run_id, :seq, :event);
 
 -- name: insert_activity_task
 -- Leased at once (attempt 1) when the committing worker takes it (:leased is 1).
-INSERT INTO activity_tasks (run_id, seq, name, args, retry, visible_at,
+INSERT INTO activity_tasks (run_id, seq, name, args, retry, timeouts, visible_at,
                             lease_owner, lease_expires_at, lease_token, attempt)
-VALUES (:run_id, :seq, :name, :args, :retry, :now, :owner, :expires, :leased, :leased);
+VALUES (:run_id, :seq, :name, :args, :retry, :timeouts, :now, :owner, :expires, :leased,
+        :leased);
 
 -- name: cancel_activity_tasks
 DELETE FROM activity_tasks WHERE run_id = :run_id AND seq IN (SELECT value FROM json_each(:seqs));
@@ -162,6 +163,7 @@ SET lease_owner = :owner, lease_token = lease_token + 1, lease_expires_at = :exp
     attempt = attempt + 1
 WHERE id = :id
 RETURNING id, run_id, seq, name, args, retry, attempt, lease_token, heartbeat_details,
+          timeouts, :now AS leased_at,
           (SELECT w.id FROM workflows w WHERE w.run_id = activity_tasks.run_id) AS workflow_id,
           (SELECT w.name FROM workflows w
            WHERE w.run_id = activity_tasks.run_id) AS workflow_name;
@@ -173,6 +175,7 @@ SET lease_token = lease_token + 1, lease_expires_at = :expires
 WHERE run_id = :run_id AND seq IN (SELECT value FROM json_each(:seqs))
   AND lease_owner = :owner AND attempt = 1 AND lease_expires_at > :now
 RETURNING id, run_id, seq, name, args, retry, attempt, lease_token, heartbeat_details,
+          timeouts, :now AS leased_at,
           (SELECT w.id FROM workflows w WHERE w.run_id = activity_tasks.run_id) AS workflow_id,
           (SELECT w.name FROM workflows w
            WHERE w.run_id = activity_tasks.run_id) AS workflow_name;

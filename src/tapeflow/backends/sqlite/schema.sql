@@ -67,6 +67,7 @@ CREATE TABLE activity_tasks (
     lease_expires_at INTEGER,
     last_failure     TEXT,
     heartbeat_details TEXT,
+    timeouts         TEXT,
     UNIQUE (run_id, seq)
 );
 CREATE INDEX activity_tasks_ready ON activity_tasks (name, visible_at);
