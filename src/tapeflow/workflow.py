@@ -63,6 +63,7 @@ def _instance() -> WorkflowInstance:
     instance = running_instance()
     if instance is None:
         raise TapeflowError("this function can only be called from inside a running workflow")
+    instance.loop.check_open()
     return instance
 
 

@@ -167,7 +167,9 @@ class WorkflowInstance:
         return self.commands.take_decisions()
 
     def close(self) -> None:
-        """Drop the instance (evicted from the cache): its pending tasks are abandoned."""
+        """Drop the instance (evicted, or its replay done with): its coroutines are ended
+        now, their ``finally`` blocks unable to act (see ``WorkflowEventLoop.close``), not
+        left to the garbage collector to run outside any workflow."""
         self.loop.close()
 
     def _apply(self, event: Incoming) -> None:

@@ -4,16 +4,22 @@ It reuses asyncio's own Task and Future, so ``gather``, ``wait``, ``TaskGroup``,
 ``Queue`` and ``timeout`` behave as usual. Only scheduling is ours: ready callbacks run in
 FIFO order until none is left, ``time()`` is the workflow's time from history, and every
 ``call_at`` / ``call_later`` becomes a durable timer through the ``TimerSink``.
+
+Closing the loop (the instance is evicted, or a replay is done with it) ends the coroutine
+of every pending task at once, where it waits, instead of leaving them to the garbage
+collector, which would run their ``finally`` blocks later, anywhere, outside the workflow.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import math
+import threading
 from asyncio import events
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Iterator
 from typing import Any, Protocol, TypeVar
 
 from tapeflow.errors import InvalidArgument, WorkflowSandboxError
@@ -22,6 +28,18 @@ _T = TypeVar("_T")
 
 MAX_STEPS_PER_ACTIVATION = 1_000_000
 """A workflow that runs this many callbacks without waiting for anything is spinning."""
+
+END_ATTEMPTS = 100
+"""How many times a closed loop throws GeneratorExit into a coroutine that keeps awaiting."""
+
+
+class LoopClosed(GeneratorExit):
+    """What workflow calls raise on a closed loop: its coroutines are being ended, not run.
+
+    It is a GeneratorExit, the exception that ending a coroutine throws into it, so a
+    ``finally`` (or an ``except BaseException``) that makes a workflow call during the ending
+    stops there, and ``coroutine.close()`` takes it as the coroutine ending: nothing is
+    scheduled or recorded, and nothing is printed."""
 
 
 class TimerSink(Protocol):
@@ -39,6 +57,12 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         self._now = 0.0
         self._running = False
         self._closed = False
+        self._tasks: dict[asyncio.Task[Any], None] = {}
+        """The tasks not yet done, oldest first: what closing must end."""
+        self._lock = threading.Lock()
+        """Held while callbacks or endings run: a loop closed from another thread (a worker
+        giving up on an activation stuck past its timeout) is ended by the thread running it,
+        once it returns."""
         self.runtime = runtime
         """The workflow instance this loop runs; the in-workflow API finds it here."""
         self.violation: WorkflowSandboxError | None = None
@@ -59,7 +83,8 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         context: contextvars.Context | None = None,
     ) -> asyncio.Handle:
         handle = asyncio.Handle(callback, args, self, context)
-        self._ready.append(handle)
+        if not self._closed:  # a closed loop runs nothing: futures settled while ending
+            self._ready.append(handle)
         return handle
 
     def call_later(  # type: ignore[override]
@@ -78,6 +103,7 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
+        self.check_open()
         if math.isnan(when):
             raise InvalidArgument("a workflow timer cannot be due at NaN")
         handle = asyncio.TimerHandle(when, callback, args, self, context)
@@ -90,7 +116,8 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         return handle
 
     def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
-        self._timers.cancel_timer(handle)
+        if not self._closed:  # say, ``asyncio.timeout`` left while its coroutine is ended
+            self._timers.cancel_timer(handle)
 
     def fire(self, handle: asyncio.Handle) -> None:
         """Run a due timer's callback in this activation."""
@@ -98,6 +125,7 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
             self._ready.append(handle)
 
     def create_future(self) -> asyncio.Future[Any]:
+        self.check_open()
         return asyncio.Future(loop=self)
 
     def create_task(
@@ -107,28 +135,56 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         name: str | None = None,
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[_T]:
-        return asyncio.Task(coro, loop=self, name=name, context=context)
+        if self._closed:
+            coro.close()  # never to run: closed, so that it is not reported as never awaited
+            self.check_open()
+        task = asyncio.Task(coro, loop=self, name=name, context=context)
+        self._tasks[task] = None
+        task.add_done_callback(self._forget)
+        return task
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.pop(task, None)
 
     def run_until_quiet(self) -> None:
         """Run ready callbacks until every task waits on something from outside."""
+        try:
+            with self._lock, self._running_here():
+                steps = 0
+                while self._ready and not self._closed:
+                    handle = self._ready.popleft()
+                    if not handle.cancelled():
+                        handle._run()
+                    steps += 1
+                    if steps > MAX_STEPS_PER_ACTIVATION:
+                        raise WorkflowSandboxError(
+                            "the workflow ran a million steps without waiting for anything; "
+                            "is it spinning on asyncio.sleep(0)?"
+                        )
+        finally:
+            if self._closed:  # closed from another thread meanwhile: its tasks end here
+                self._end_tasks()
+
+    @contextlib.contextmanager
+    def _running_here(self) -> Iterator[None]:
+        """This loop as the thread's running loop, so that code run now finds its workflow
+        (and ``asyncio`` its loop) instead of the worker's own event loop."""
         previous = events._get_running_loop()
         events._set_running_loop(self)
         self._running = True
         try:
-            steps = 0
-            while self._ready:
-                handle = self._ready.popleft()
-                if not handle.cancelled():
-                    handle._run()
-                steps += 1
-                if steps > MAX_STEPS_PER_ACTIVATION:
-                    raise WorkflowSandboxError(
-                        "the workflow ran a million steps without waiting for anything; "
-                        "is it spinning on asyncio.sleep(0)?"
-                    )
+            yield
         finally:
             self._running = False
             events._set_running_loop(previous)
+
+    def check_open(self) -> None:
+        """Raise LoopClosed if the loop is closed: a workflow call made while it ends."""
+        if self._closed:
+            raise LoopClosed(
+                "this workflow instance is closed (evicted, or its replay is over): its code "
+                "is being ended, and workflow calls do nothing"
+            )
 
     def refuse(self, message: str) -> WorkflowSandboxError:
         """The error for a forbidden call, kept as the first ``violation`` if none is yet."""
@@ -146,18 +202,45 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         return self._closed
 
     def close(self) -> None:
+        """End every pending task's coroutine, newest first, with no callback run again.
+
+        Each coroutine gets GeneratorExit where it waits, as the garbage collector would give
+        it, but now, on this loop: its ``finally`` blocks run while workflow calls raise
+        LoopClosed, timers record nothing and no future wakes anything."""
         self._closed = True
-        self._ready.clear()
+        self._end_tasks()
+
+    def _end_tasks(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            return  # the loop runs on another thread: run_until_quiet ends them on return
+        try:
+            self._ready.clear()
+            with self._running_here():
+                while self._tasks:
+                    task, _ = self._tasks.popitem()
+                    _end(task.get_coro())
+        finally:
+            self._lock.release()
 
     def call_exception_handler(self, context: dict[str, Any]) -> None:
         """Swallowed: failures that matter reach the workflow's own result instead.
 
-        What lands here is a task destroyed while pending (an evicted instance) or an
-        exception nobody awaited inside the workflow.
+        What lands here is an exception nobody awaited inside the workflow, or a task of a
+        closed loop destroyed while pending (its coroutine was ended, the task never is).
         """
 
     def default_exception_handler(self, context: dict[str, Any]) -> None:
         self.call_exception_handler(context)
+
+
+def _end(coroutine: Coroutine[Any, Any, Any] | Generator[Any, None, Any]) -> None:
+    """Close ``coroutine``; again while it catches GeneratorExit and awaits once more."""
+    for _ in range(END_ATTEMPTS):
+        try:
+            coroutine.close()
+            return
+        except Exception:  # what its finally raised (it is over: the next close is a no-op),
+            continue  # or RuntimeError: it awaited again (where the next close throws)
 
 
 def _forbidden(name: str) -> Callable[..., Any]:
