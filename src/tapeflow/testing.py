@@ -18,7 +18,7 @@ from typing import Any
 from tapeflow._definition import definition_of
 from tapeflow._engine.replay import replay_new
 from tapeflow.backends.base import Backend
-from tapeflow.history import HistoryEvent, decode_events, encode_events
+from tapeflow.history import HistoryEvent, decode_events, encode_events, is_imposed
 
 __all__ = ["Replayed", "load_history", "replay", "save_history"]
 
@@ -30,7 +30,7 @@ class Replayed:
     vars: dict[str, Any]
     """The variables set with ``workflow.set_var``."""
     finished: bool
-    """Whether the history ended the workflow."""
+    """Whether the history ended the workflow (its code did, or a terminate or timeout)."""
 
 
 def replay(
@@ -43,7 +43,8 @@ def replay(
     a restart. Raises NonDeterminismError naming the first event the code no longer fits."""
     instance = replay_new(definition_of(workflow, "workflow"), workflow_id, history)
     try:
-        return Replayed(vars=dict(instance.vars), finished=instance.finished)
+        ended = instance.finished or (bool(history) and is_imposed(history[-1]))
+        return Replayed(vars=dict(instance.vars), finished=ended)
     finally:
         instance.close()
 

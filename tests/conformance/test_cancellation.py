@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 
 import tapeflow
+import tapeflow.testing
 from tapeflow import activity, workflow
 from tapeflow.history import (
     ActivityCancelled,
@@ -171,6 +172,7 @@ async def test_a_cancel_raises_where_the_workflow_waits_and_its_cleanup_runs(
     assert len(refunds) == 1
     if what in ("activity", "gather"):
         assert _count(events, ActivityCancelled) == (1 if what == "activity" else 2)
+    assert tapeflow.testing.replay(order, events).finished  # the same decisions again
 
 
 async def _async_true(value: bool) -> bool:
@@ -226,6 +228,7 @@ async def test_terminate_tells_a_running_sync_attempt_and_writes_nothing_more(
         assert (await handle.describe()).history_length == length
     events = await history(client, handle.id)
     assert isinstance(events[-1], WorkflowExecutionTerminated)
+    assert tapeflow.testing.replay(holds_a_sync_attempt, events).finished
     with pytest.raises(tapeflow.WorkflowAlreadyCompleted) as raised:
         await handle.terminate()
     assert raised.value.status == "terminated"
@@ -242,6 +245,7 @@ async def test_an_activity_cancelled_by_asyncio_timeout_is_told_and_not_retried(
         await eventually(lambda: _async_true(told == ["charge cancelled"]), "the attempt is told")
     events = await history(client, handle.id)
     assert _count(events, ActivityCancelled) == 1
+    assert tapeflow.testing.replay(gives_up_on_charge, events).finished
 
 
 async def test_cancel_and_terminate_of_unknown_or_closed_workflows_are_refused(
@@ -329,6 +333,7 @@ async def test_an_execution_timeout_ends_the_run_with_no_code_run(
     assert isinstance(events[-1], WorkflowExecutionTimedOut)
     assert not any(isinstance(e, ExecutionTimeoutReached) for e in events)
     assert not any(isinstance(e, ActivityScheduled) for e in events)
+    assert tapeflow.testing.replay(waits_for_shipping, events).finished
     with pytest.raises(tapeflow.WorkflowAlreadyCompleted):
         await late.send_event("shipped", 1)
 
