@@ -18,6 +18,7 @@ from tapeflow._worker.process_pool import ProcessPool
 from tapeflow._worker.retrying import retry_while_unavailable
 from tapeflow._worker.workflow_steps import HandOver, WorkflowSteps
 from tapeflow.backends.base import ActivityTask, ActivityTimeouts, Backend
+from tapeflow.backends.plan import CommitPlan
 from tapeflow.converter import Signature
 from tapeflow.errors import ActivityTaskGone, LeaseLost, NonRetryableError, PayloadError
 from tapeflow.history import ActivityCompleted, ActivityFailed, Failure
@@ -66,6 +67,17 @@ class ActivityTaskRunner:
         context.cancelled = True
         if context.task is not None:
             context.task.cancel()
+
+    def cancel_for(self, run_id: str, plan: CommitPlan) -> None:
+        """Tell this worker's running attempts that a plan just committed for their run
+        cancelled them (all of the run's, if it ended)."""
+        if not self._running or not (plan.cancelled_activities or plan.ending):
+            return
+        cancelled = set(plan.cancelled_activities)
+        for task_id, context in list(self._running.items()):
+            info = context.info
+            if info.run_id == run_id and (plan.ending is not None or info.seq in cancelled):
+                self.cancel(task_id)
 
     def take_heartbeats(self) -> dict[str, Any]:
         """Heartbeat details recorded since the last call, by task id, for the lease renewal."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -27,6 +28,12 @@ class LeaseKeeper:
         self._on_lost_activity = on_lost_activity
         """Told the id of an activity task whose lease is gone, so its attempt stops."""
         self._held: set[LeaseRef] = set()
+        self._soon = asyncio.Event()
+
+    def renew_now(self) -> None:
+        """Renew at once, not at the next third of the lease: a task held may be gone (its
+        workflow just ended), and its attempt should hear of it now."""
+        self._soon.set()
 
     def hold(self, ref: LeaseRef) -> None:
         self._held.add(ref)
@@ -38,7 +45,10 @@ class LeaseKeeper:
         """Renew every third of the lease until cancelled; an idle worker asks nothing."""
         interval = self._lease.total_seconds() / 3
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._soon.wait()
+            self._soon.clear()
             held = list(self._held)
             if not held:
                 continue

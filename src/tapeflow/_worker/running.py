@@ -20,6 +20,7 @@ from tapeflow._worker.workflow_steps import HandOver, Taking, WorkflowSteps
 from tapeflow._worker.workflow_tasks import WorkflowTaskRunner
 from tapeflow._worker.workflow_threads import WORKFLOW_THREADS, WorkflowThreads
 from tapeflow.backends.base import ActivityTask, LeaseRef, TaskKind, WorkflowTask, hand_offs
+from tapeflow.backends.wakeups import finished_topic
 from tapeflow.errors import BackendUnavailable
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ class Running:
                 steps,
             )
         runner = self.activity_runner
+        if steps is not None and runner is not None:
+            steps.on_committed = runner.cancel_for
         self.leases = LeaseKeeper(
             backend,
             options.lease_duration,
@@ -166,8 +169,11 @@ class Running:
         await self._leased(_workflow_ref(task), self.workflow_runner.run, task)
 
     async def _run_activity_task(self, task: ActivityTask) -> None:
+        """As its workflow ends (a terminate, say) the lease is looked at at once: the
+        attempt is told it no longer counts without waiting for the renewal."""
         assert self.activity_runner is not None
-        await self._leased(_activity_ref(task), self.activity_runner.run, task)
+        with self.backend.watch([finished_topic(task.workflow_id)], self.leases.renew_now):
+            await self._leased(_activity_ref(task), self.activity_runner.run, task)
 
     async def _leased(
         self,

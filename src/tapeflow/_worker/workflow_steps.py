@@ -104,6 +104,10 @@ class WorkflowSteps:
         self._lease = lease
         self._taking = taking
         self._clock = BackendClock()
+        self.on_committed: Callable[[str, CommitPlan], None] = lambda run_id, plan: None
+        """Told each plan this worker committed, by run id: its running attempts of the
+        activities the plan cancels (all of the run's, if it ends) stop at once, not at
+        the next lease renewal."""
 
     # -- activation ------------------------------------------------------------------------
 
@@ -166,6 +170,7 @@ class WorkflowSteps:
         taking = self._taking
         if taking is None:
             await self._retrying(lambda: self._backend.commit_workflow_task(task, plan), what)
+            self.on_committed(task.run_id, plan)
             return
         take = self._take(taking, plan, hand, handing_over=0)
         try:
@@ -177,6 +182,7 @@ class WorkflowSteps:
                 hand.activity_tasks.extend((await self._reclaim(task.run_id, take)).activities)
             raise
         hand.activity_tasks.extend(taken)
+        self.on_committed(task.run_id, plan)
 
     def _take(self, taking: Taking, plan: CommitPlan, hand: HandOver, handing_over: int) -> Take:
         """Which new activities to take, within the free activity slots (and those the
@@ -235,10 +241,11 @@ class WorkflowSteps:
             hand.workflow_tasks.append(done.resumed)
         if ahead is None:
             return
-        length, step, _ = ahead
+        length, step, plan = ahead
         if done.committed:
             step.instance.history_length = length + len(step.events)
             self._cache.put(step.instance)
+            self.on_committed(activity.run_id, plan)
         else:
             step.instance.close()
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -290,9 +290,10 @@ class Backend(Protocol):
         """Append to the inbox of the workflow's latest run. Raises WorkflowNotFound,
         WorkflowAlreadyCompleted."""
 
-    def watch(self, topics: Iterable[str]) -> Watch:
+    def watch(self, topics: Iterable[str], on_wake: Callable[[], None] | None = None) -> Watch:
         """Start watching wake-up topics (``work_topic``, ``finished_topic``): the watch is
-        set by every later commit that concerns them. Make it before looking, wait after."""
+        set (and ``on_wake`` called) by every later commit that concerns them. Make it
+        before looking, wait after."""
         ...
 
     async def request_cancel(self, workflow_id: str, reason: str) -> None:

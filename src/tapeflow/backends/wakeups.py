@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
 FALLBACK_POLL_SECONDS = 10.0
@@ -29,10 +29,13 @@ def finished_topic(workflow_id: str) -> str:
 class Watch:
     """Set by any wake-up on its topics from the moment it is made until it is closed."""
 
-    def __init__(self, hub: Wakeups, topics: Iterable[str]) -> None:
+    def __init__(
+        self, hub: Wakeups, topics: Iterable[str], on_wake: Callable[[], None] | None = None
+    ) -> None:
         self._hub = hub
         self._topics = list(topics)
         self._event = asyncio.Event()
+        self._on_wake = on_wake
         for topic in self._topics:
             hub._watchers[topic].add(self)
 
@@ -42,6 +45,8 @@ class Watch:
 
     def wake(self) -> None:
         self._event.set()
+        if self._on_wake is not None:
+            self._on_wake()
 
     @property
     def woken(self) -> bool:
@@ -81,8 +86,8 @@ class Wakeups:
     def __init__(self) -> None:
         self._watchers: defaultdict[str, set[Watch]] = defaultdict(set)
 
-    def watch(self, topics: Iterable[str]) -> Watch:
-        return Watch(self, topics)
+    def watch(self, topics: Iterable[str], on_wake: Callable[[], None] | None = None) -> Watch:
+        return Watch(self, topics, on_wake)
 
     def notify(self, topics: Iterable[str]) -> None:
         for topic in topics:

@@ -418,8 +418,8 @@ class PostgresBackend(OpensAndCloses):
         if (status := WorkflowStatus(row["status"])).finished:
             raise WorkflowAlreadyCompleted(workflow_id, status)
 
-    def watch(self, topics: Iterable[str]) -> Watch:
-        return self._wakeups.watch(topics)
+    def watch(self, topics: Iterable[str], on_wake: Callable[[], None] | None = None) -> Watch:
+        return self._wakeups.watch(topics, on_wake)
 
     # -- workflow tasks --------------------------------------------------------------------
 

@@ -274,8 +274,8 @@ class SQLiteBackend(OpensAndCloses):
         """No: other processes' commits are seen when the poll interval runs out."""
         return False
 
-    def watch(self, topics: Iterable[str]) -> Watch:
-        return self._wakeups.watch(topics)
+    def watch(self, topics: Iterable[str], on_wake: Callable[[], None] | None = None) -> Watch:
+        return self._wakeups.watch(topics, on_wake)
 
     # -- workflow tasks --------------------------------------------------------------------
 
