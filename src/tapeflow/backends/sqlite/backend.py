@@ -240,11 +240,7 @@ class SQLiteBackend(OpensAndCloses):
 
     async def send_event(self, workflow_id: str, name: str, payload: JSONValue) -> None:
         def write(conn: sqlite3.Connection, now: int) -> tuple[None, list[str]]:
-            run = _find_run(conn, workflow_id)
-            if run is None:
-                raise WorkflowNotFound(workflow_id)
-            if (status := WorkflowStatus(run["status"])).finished:
-                raise WorkflowAlreadyCompleted(workflow_id, status)
+            run = _open_run(conn, workflow_id)
             _deliver(conn, run, encode_event(EventReceived(name=name, payload=payload)), now)
             return None, [work_topic(TaskKind.WORKFLOW, run["name"])]
 
@@ -252,11 +248,7 @@ class SQLiteBackend(OpensAndCloses):
 
     async def request_cancel(self, workflow_id: str, reason: str) -> None:
         def write(conn: sqlite3.Connection, now: int) -> tuple[None, list[str]]:
-            run = _find_run(conn, workflow_id)
-            if run is None:
-                raise WorkflowNotFound(workflow_id)
-            if (status := WorkflowStatus(run["status"])).finished:
-                raise WorkflowAlreadyCompleted(workflow_id, status)
+            run = _open_run(conn, workflow_id)
             if run["stop_requested_by"] is not None:  # asked already: once is enough
                 return None, []
             params = {"run_id": run["run_id"], "reason": reason, "requested_by": "client"}
@@ -470,6 +462,17 @@ def _find_run(
         _Q["find_run"], {"id": workflow_id, "run_id": run_id}
     ).fetchone()
     return row
+
+
+def _open_run(conn: sqlite3.Connection, workflow_id: str) -> sqlite3.Row:
+    """The workflow's latest run, unfinished. Raises WorkflowNotFound,
+    WorkflowAlreadyCompleted."""
+    run = _find_run(conn, workflow_id)
+    if run is None:
+        raise WorkflowNotFound(workflow_id)
+    if (status := WorkflowStatus(run["status"])).finished:
+        raise WorkflowAlreadyCompleted(workflow_id, status)
+    return run
 
 
 def _create_run(conn: sqlite3.Connection, now: int, new: NewWorkflow, *, only_first: bool) -> None:
