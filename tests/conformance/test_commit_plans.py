@@ -29,11 +29,13 @@ from tapeflow.backends.base import (
 )
 from tapeflow.backends.plan import CommitPlan, NewInboxEvent, plan_commit
 from tapeflow.backends.wakeups import work_topic
-from tapeflow.errors import LeaseLost, UnseenEvents
+from tapeflow.errors import ActivityTaskGone, LeaseLost, UnseenEvents
 from tapeflow.history import (
+    ActivityCancelled,
     ActivityCompleted,
     ActivityScheduled,
     EventReceived,
+    Failure,
     HistoryEvent,
     WorkflowExecutionCompleted,
     WorkflowExecutionStarted,
@@ -165,6 +167,30 @@ async def test_cancelled_activities_deletes_the_runs_activity_tasks(
         ("bystander", 2),
         ("cancelling", 2),
     ]
+
+
+async def test_an_outcome_for_a_cancelled_activity_is_refused_as_gone_not_as_lost(
+    backend: tapeflow.Backend,
+) -> None:
+    await backend.create_workflow(NewWorkflow("gone", "gone", "1", [], None))
+    task = await _claim(backend, "gone")
+    await backend.commit_workflow_task(task, _plan(task, _schedule(1), _schedule(2)))
+    first, second = sorted(
+        await backend.claim_activity_tasks(["act"], "w", LEASE, 10), key=lambda a: a.seq
+    )
+    await backend.send_event("gone", "stop", None)
+    task = await _claim(backend, "gone")
+    await backend.commit_workflow_task(task, _plan(task, ActivityCancelled(seq=1)))
+
+    with pytest.raises(ActivityTaskGone):
+        await backend.complete_activity_task(first, OUTCOME)
+    with pytest.raises(ActivityTaskGone):
+        await backend.retry_activity_task(first, Failure("E", "e"), timedelta(0))
+    taken_over = replace(second, lease_token=second.lease_token + 1)
+    with pytest.raises(LeaseLost) as lost:
+        await backend.complete_activity_task(taken_over, OUTCOME)
+    assert not isinstance(lost.value, ActivityTaskGone)  # held by another: a real loss
+    await backend.complete_activity_task(second, replace(OUTCOME, seq=2))
 
 
 async def test_commit_and_take_leases_the_taken_activities_and_makes_the_task_sticky(

@@ -599,16 +599,29 @@ class PostgresBackend(OpensAndCloses):
             },
             f"activity task {task.id} ({task.name!r})",
             [work_topic(TaskKind.ACTIVITY, task.name)],
+            activity=task.id,
         )
 
     async def _fenced(
-        self, query: str, params: dict[str, Any], what: str, topics: list[str]
+        self,
+        query: str,
+        params: dict[str, Any],
+        what: str,
+        topics: list[str],
+        *,
+        activity: int | None = None,
     ) -> None:
         """One statement that writes only while our lease holds, then wakes ``topics``;
-        no row changed means the lease was lost."""
+        no row changed means the lease was lost (for an ``activity`` task that no longer
+        exists: ActivityTaskGone)."""
         async with self._connection() as conn:
             cursor = await conn.execute(_Q[query], params)
             if cursor.rowcount == 0:
+                if activity is not None:
+                    found = await conn.execute(_Q["activity_task_exists"], {"id": activity})
+                    row = await found.fetchone()
+                    if row is not None and not row["found"]:
+                        raise ActivityTaskGone(f"{what}: cancelled, or its workflow ended")
                 raise LeaseLost(f"{what}: lease lost")
             await self._wake(conn, set(topics))
 

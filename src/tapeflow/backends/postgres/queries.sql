@@ -83,6 +83,9 @@ RETURNING a.id, w.id AS workflow_id, a.run_id, w.name AS workflow_name, a.seq, a
     a.heartbeat_details::text AS heartbeat_details, a.timeouts::text AS timeouts,
     now() AS leased_at;
 
+-- name: activity_task_exists
+SELECT EXISTS (SELECT FROM activity_tasks WHERE id = %(id)s) AS found;
+
 -- name: reclaim
 SELECT reclaim(%(run_id)s::text, %(take)s::json) AS reclaimed;
 
