@@ -12,21 +12,27 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from tapeflow._definition import definition_of
 from tapeflow._engine.replay import replay_new
 from tapeflow.history import (
+    ActivityCancelled,
     ActivityCompleted,
     ActivityFailed,
     ActivityScheduled,
     EventReceived,
     HistoryEvent,
+    TimerCancelled,
     TimerFired,
     TimerStarted,
+    WorkflowCancelRequested,
+    WorkflowExecutionCancelled,
     WorkflowExecutionCompleted,
     WorkflowExecutionFailed,
     WorkflowExecutionStarted,
+    WorkflowExecutionTerminated,
     WorkflowTaskStarted,
     decode_event,
 )
@@ -40,11 +46,24 @@ from tests.chaos.workload import (
     POISON_SECONDS,
     POISONED_PREFIX,
     WORK_SECONDS,
+    chaos_cleanup,
     chaos_flow,
     chaos_poisoned,
 )
 
-TERMINAL = (WorkflowExecutionCompleted, WorkflowExecutionFailed)
+TERMINAL = (
+    WorkflowExecutionCompleted,
+    WorkflowExecutionFailed,
+    WorkflowExecutionCancelled,
+    WorkflowExecutionTerminated,
+)
+ENDINGS: dict[str, type[HistoryEvent]] = {
+    "completed": WorkflowExecutionCompleted,
+    "cancelled": WorkflowExecutionCancelled,
+    "terminated": WorkflowExecutionTerminated,
+}
+"""The status a workflow must end with, and its last event."""
+CLEANUP = definition_of(chaos_cleanup, "activity").name
 
 
 @dataclass
@@ -54,6 +73,30 @@ class Outcome:
 
     def violate(self, message: str) -> None:
         self.violations.append(message)
+
+
+@dataclass
+class Answers:
+    """What the client asked of each workflow, by id, and what it was answered: what the
+    tables are held to (an unconfirmed request was looked up, so each is known)."""
+
+    sends: dict[str, set[str]] = field(default_factory=dict)
+    """The send ids of every attempt to send its "go" event (at least one)."""
+    refused: set[str] = field(default_factory=set)
+    """Its "go" event was refused as finished: only a stopped workflow's may be."""
+    late: dict[str, set[str]] = field(default_factory=dict)
+    """The send ids of the late events ``send_event`` accepted."""
+    cancels: dict[str, bool] = field(default_factory=dict)
+    """Each cancel asked: recorded (True) or refused as finished (False)."""
+    terminates: dict[str, bool] = field(default_factory=dict)
+    """Each terminate asked, likewise."""
+
+    def ending(self, workflow_id: str) -> str:
+        """The status the answers call for: a recorded terminate wins, then a recorded cancel
+        (the workflow lets it out after its cleanup); a refused one changes nothing."""
+        if self.terminates.get(workflow_id):
+            return "terminated"
+        return "cancelled" if self.cancels.get(workflow_id) else "completed"
 
 
 def percentile(values: Iterable[float], share: float) -> float:
@@ -68,16 +111,13 @@ def check_run(
     workflows: Mapping[str, WorkflowRow],
     history_rows: Mapping[str, list[tuple[int, str]]],
     attempts: list[Attempt],
-    sends: Mapping[str, set[str]],
+    answers: Answers,
     leftovers: Mapping[str, int],
-    late: Mapping[str, set[str]] | None = None,
 ) -> Outcome:
-    """Every invariant of a finished run. ``expected`` maps each workflow id to its result,
-    ``sends`` to the send ids of the events the client sent it (at least one), ``late`` to
-    the send ids of the late events ``send_event`` accepted: each is in history exactly once,
-    and no other late event is."""
+    """Every invariant of a finished run. ``expected`` maps each workflow id to its result
+    (if it completes); ``answers`` says how each must have ended, which events must be in its
+    history (each accepted one exactly once, no other) and which cancels."""
     out = Outcome()
-    accepted_late = late or {}
     late_received = 0
     poisoned_attempts = 0
     ledger_rows: dict[tuple[str, int, int], list[Attempt]] = {}
@@ -86,6 +126,9 @@ def check_run(
             attempt
         )
     scheduled_all: set[tuple[str, int]] = set()
+    cleanups: set[tuple[str, int]] = set()
+    endings: Counter[str] = Counter()
+    cancelled_at: Counter[str] = Counter()
     timer_late: list[float] = []
     wake_late: list[float] = []
     retried = 0
@@ -95,8 +138,14 @@ def check_run(
         if row is None:
             out.violate(f"{workflow_id}: was never started")
             continue
-        if row.status != "completed":
-            out.violate(f"{workflow_id}: status {row.status}, not completed")
+        ending = answers.ending(workflow_id)
+        endings[row.status] += 1
+        if row.status != ending:
+            out.violate(
+                f"{workflow_id}: status {row.status}, not {ending} (cancel recorded: "
+                f"{answers.cancels.get(workflow_id)}, terminate recorded: "
+                f"{answers.terminates.get(workflow_id)})"
+            )
         rows = history_rows.get(workflow_id, [])
         seqs = [seq for seq, _ in rows]
         if seqs != list(range(1, len(seqs) + 1)):
@@ -117,58 +166,29 @@ def check_run(
         elif terminals[0] != len(events) - 1:
             out.violate(f"{workflow_id}: {len(events) - 1 - terminals[0]} events after the end")
         final = events[terminals[-1]] if terminals else None
-        if not isinstance(final, WorkflowExecutionCompleted) or final.result != result:
-            out.violate(f"{workflow_id}: ended with {final!r}, expected result {result}")
-        if row.result is None or json.loads(row.result) != result:
-            out.violate(f"{workflow_id}: stored result {row.result}, expected {result}")
+        if ending == "completed":
+            if not isinstance(final, WorkflowExecutionCompleted) or final.result != result:
+                out.violate(f"{workflow_id}: ended with {final!r}, expected result {result}")
+            if row.result is None or json.loads(row.result) != result:
+                out.violate(f"{workflow_id}: stored result {row.result}, expected {result}")
+        elif not isinstance(final, ENDINGS[ending]):
+            out.violate(f"{workflow_id}: ended with {final!r}, expected {ending}")
         starts = sum(isinstance(e, WorkflowExecutionStarted) for e in events)
         if starts != 1:
             out.violate(f"{workflow_id}: {starts} start events")
 
-        received = [e for e in events if isinstance(e, EventReceived) and e.name == EVENT_NAME]
-        sent = sends.get(workflow_id, set())
-        if len(received) != 1:
-            out.violate(f"{workflow_id}: {len(received)} events received (sends {sorted(sent)})")
-        for go in received:
-            if not isinstance(go.payload, dict) or go.payload.get("send_id") not in sent:
-                out.violate(f"{workflow_id}: received an event nobody sent: {go.payload}")
-
-        late_ids = [
-            e.payload.get("send_id") if isinstance(e.payload, dict) else e.payload
-            for e in events
-            if isinstance(e, EventReceived) and e.name == LATE_EVENT_NAME
-        ]
-        late_received += len(late_ids)
-        wanted = accepted_late.get(workflow_id, set())
-        if len(late_ids) != len(set(late_ids)) or set(late_ids) != wanted:
-            out.violate(
-                f"{workflow_id}: late events in history {sorted(map(str, late_ids))}, "
-                f"accepted {sorted(wanted)}"
-            )
+        late_received += _check_events(out, workflow_id, events, answers, ending)
+        cleanups.update(_check_cancel(out, workflow_id, events, answers, ending))
+        if row.status == "cancelled":
+            cancelled_at[_cancelled_at(events)] += 1
 
         scheduled = Counter(e.seq for e in events if isinstance(e, ActivityScheduled))
-        outcomes = Counter(
-            e.seq for e in events if isinstance(e, ActivityCompleted | ActivityFailed)
-        )
+        scheduled_all.update((workflow_id, seq) for seq in scheduled)
         if workflow_id.startswith(POISONED_PREFIX):
             poisoned_attempts += _check_poisoned(out, workflow_id, events, ledger_rows)
-            scheduled_all.update((workflow_id, seq) for seq in scheduled)
             _check_replay(out, chaos_poisoned, workflow_id, events)
             continue
-        if len(scheduled) != ACTIVITIES or any(n != 1 for n in scheduled.values()):
-            out.violate(f"{workflow_id}: activities scheduled {dict(scheduled)}")
-        if outcomes != scheduled:
-            out.violate(
-                f"{workflow_id}: outcomes {dict(outcomes)} do not match scheduled {dict(scheduled)}"
-            )
-        scheduled_all.update((workflow_id, seq) for seq in scheduled)
-        for event in events:
-            if isinstance(event, ActivityFailed):
-                out.violate(f"{workflow_id}: activity {event.seq} failed: {event.failure.message}")
-        timers = {e.seq: e.fire_at for e in events if isinstance(e, TimerStarted)}
-        fired = Counter(e.seq for e in events if isinstance(e, TimerFired))
-        if set(fired) != set(timers) or any(n != 1 for n in fired.values()):
-            out.violate(f"{workflow_id}: timers started {sorted(timers)}, fired {dict(fired)}")
+        timers = _check_steps(out, workflow_id, events, ending)
 
         # Side effects: every recorded completion came from an attempt that really ran.
         activation_at = None
@@ -203,9 +223,22 @@ def check_run(
     duplicates = sum(runs.values()) - len(runs)
     out.figures.update(
         workflows=len(expected),
+        workflows_completed=endings["completed"],
+        workflows_cancelled=endings["cancelled"],
+        workflows_terminated=endings["terminated"],
         poisoned_workflows=sum(w.startswith(POISONED_PREFIX) for w in expected),
         poisoned_attempts=poisoned_attempts,
-        late_events_accepted=sum(len(ids) for ids in accepted_late.values()),
+        cancels_asked=len(answers.cancels),
+        cancels_recorded=sum(answers.cancels.values()),
+        cancels_refused_as_finished=sum(not v for v in answers.cancels.values()),
+        terminates_asked=len(answers.terminates),
+        terminates_recorded=sum(answers.terminates.values()),
+        terminates_refused_as_finished=sum(not v for v in answers.terminates.values()),
+        events_refused_as_finished=len(answers.refused),
+        cancels_reached_the_code_at=dict(sorted(cancelled_at.items())),
+        cleanup_activities=len(cleanups),
+        cleanup_executions=sum(runs[key] for key in cleanups),
+        late_events_accepted=sum(len(ids) for ids in answers.late.values()),
         late_events_in_history=late_received,
         activities=activities,
         activity_executions=sum(runs.values()),
@@ -221,6 +254,167 @@ def check_run(
         completion_to_next_task_max_s=max(wake_late, default=0.0),
     )
     return out
+
+
+def _check_events(
+    out: Outcome, workflow_id: str, events: list[HistoryEvent], answers: Answers, ending: str
+) -> int:
+    """Its "go" event received once, one that was sent, unless refused as finished; every
+    accepted late event once, and no other. A terminate drops what is still in the inbox, so
+    of a terminated workflow's accepted events some may be missing, but none twice. Returns
+    the late events received."""
+    received = [e for e in events if isinstance(e, EventReceived) and e.name == EVENT_NAME]
+    sent = answers.sends.get(workflow_id, set())
+    refused = workflow_id in answers.refused
+    if refused and ending == "completed":
+        out.violate(f"{workflow_id}: finished before its event was delivered")
+    wanted = {0} if refused else {0, 1} if ending == "terminated" else {1}
+    if len(received) not in wanted:
+        out.violate(f"{workflow_id}: {len(received)} events received (sends {sorted(sent)})")
+    for go in received:
+        if not isinstance(go.payload, dict) or go.payload.get("send_id") not in sent:
+            out.violate(f"{workflow_id}: received an event nobody sent: {go.payload}")
+
+    late_ids = [
+        e.payload.get("send_id") if isinstance(e.payload, dict) else e.payload
+        for e in events
+        if isinstance(e, EventReceived) and e.name == LATE_EVENT_NAME
+    ]
+    accepted = answers.late.get(workflow_id, set())
+    missing = accepted - set(late_ids)
+    if (
+        len(late_ids) != len(set(late_ids))
+        or not set(late_ids) <= accepted
+        or (missing and ending != "terminated")
+    ):
+        out.violate(
+            f"{workflow_id}: late events in history {sorted(map(str, late_ids))}, "
+            f"accepted {sorted(accepted)}"
+        )
+    return len(late_ids)
+
+
+def _check_cancel(
+    out: Outcome, workflow_id: str, events: list[HistoryEvent], answers: Answers, ending: str
+) -> set[tuple[str, int]]:
+    """A recorded cancel is in history exactly once (a terminate may have dropped it from
+    the inbox first), a refused one not at all; a cancelled workflow scheduled its cleanup
+    once, after the request, and it completed once; no other workflow has one, but a cancelled
+    one terminated during its cleanup. Returns the cleanups scheduled, as (id, seq)."""
+    requests = [i for i, e in enumerate(events) if isinstance(e, WorkflowCancelRequested)]
+    recorded = answers.cancels.get(workflow_id, False)
+    wanted = {0, 1} if recorded and ending == "terminated" else {1} if recorded else {0}
+    if len(requests) not in wanted:
+        out.violate(
+            f"{workflow_id}: {len(requests)} cancel requests in history (recorded: "
+            f"{answers.cancels.get(workflow_id)}, ended {ending})"
+        )
+    scheduled = [
+        (i, e.seq)
+        for i, e in enumerate(events)
+        if isinstance(e, ActivityScheduled) and e.name == CLEANUP
+    ]
+    seqs = {seq for _, seq in scheduled}
+    completed = [e for e in events if isinstance(e, ActivityCompleted) and e.seq in seqs]
+    others = [
+        e for e in events if isinstance(e, ActivityFailed | ActivityCancelled) and e.seq in seqs
+    ]
+    if ending == "cancelled":
+        if len(scheduled) != 1 or len(completed) != 1 or others:
+            out.violate(
+                f"{workflow_id}: cleanup scheduled {len(scheduled)} times, completed "
+                f"{len(completed)}, else {others!r}"
+            )
+    elif len(scheduled) > (1 if ending == "terminated" else 0) or others:
+        out.violate(f"{workflow_id}: ended {ending} with cleanup {scheduled}, {others!r}")
+    if scheduled and (not requests or scheduled[0][0] < requests[0]):
+        out.violate(f"{workflow_id}: cleanup scheduled before any cancel request")
+    return {(workflow_id, seq) for seq in seqs}
+
+
+def _cancelled_at(events: list[HistoryEvent]) -> str:
+    """Where a cancel reached the workflow's code, from the task that took it in: its first
+    (with the start), at an activity or the timer (which it cancelled), or ``other`` (the
+    wait for the event, or an await whose outcome came in that same task)."""
+    tasks = [i for i, e in enumerate(events) if isinstance(e, WorkflowTaskStarted)]
+    request = next((i for i, e in enumerate(events) if isinstance(e, WorkflowCancelRequested)), -1)
+    began = max((i for i in tasks if i < request), default=-1)
+    if began < 0:
+        return "nowhere"  # no request, or none in a task: _check_cancel reports it
+    if began == tasks[0]:
+        return "first_task"
+    ended = min((i for i in tasks if i > request), default=len(events))
+    task = events[began:ended]
+    if any(isinstance(e, ActivityCancelled) for e in task):
+        return "activity"
+    return "timer" if any(isinstance(e, TimerCancelled) for e in task) else "other"
+
+
+def _check_steps(
+    out: Outcome, workflow_id: str, events: list[HistoryEvent], ending: str
+) -> dict[int, datetime]:
+    """Of a completed workflow, the ten steps scheduled once and completed once each, and
+    its timer fired once. Of a stopped one, none scheduled twice nor ended twice, none
+    failed, and, if it was cancelled (it let the cancel out), each step and timer resolved:
+    completed, fired or cancelled (an outcome already in the inbox may follow its cancel,
+    dropped). Returns its timers' due times."""
+    steps = {e.seq for e in events if isinstance(e, ActivityScheduled) and e.name != CLEANUP}
+    scheduled = Counter(
+        e.seq for e in events if isinstance(e, ActivityScheduled) and e.seq in steps
+    )
+    outcomes = Counter(
+        e.seq
+        for e in events
+        if isinstance(e, ActivityCompleted | ActivityFailed) and e.seq in steps
+    )
+    dropped = Counter(e.seq for e in events if isinstance(e, ActivityCancelled))
+    timers = {e.seq: e.fire_at for e in events if isinstance(e, TimerStarted)}
+    fired = Counter(e.seq for e in events if isinstance(e, TimerFired))
+    stopped = Counter(e.seq for e in events if isinstance(e, TimerCancelled))
+    for event in events:
+        if isinstance(event, ActivityFailed):
+            out.violate(f"{workflow_id}: activity {event.seq} failed: {event.failure.message}")
+    if ending == "completed":
+        if len(scheduled) != ACTIVITIES or any(n != 1 for n in scheduled.values()):
+            out.violate(f"{workflow_id}: activities scheduled {dict(scheduled)}")
+        if outcomes != scheduled or dropped:
+            out.violate(
+                f"{workflow_id}: outcomes {dict(outcomes)}, cancelled {dict(dropped)}, "
+                f"do not match scheduled {dict(scheduled)}"
+            )
+        if set(fired) != set(timers) or any(n != 1 for n in fired.values()) or stopped:
+            out.violate(
+                f"{workflow_id}: timers started {sorted(timers)}, fired {dict(fired)}, "
+                f"cancelled {dict(stopped)}"
+            )
+        return timers
+    twice = [
+        name
+        for name, counts in (
+            ("scheduled", scheduled),
+            ("completed", outcomes),
+            ("cancelled", dropped),
+            ("fired", fired),
+            ("timer cancelled", stopped),
+        )
+        if any(n > 1 for n in counts.values())
+    ]
+    if len(scheduled) > ACTIVITIES or twice:
+        out.violate(f"{workflow_id}: {len(scheduled)} steps scheduled; twice: {twice}")
+    if not set(dropped) <= steps or not set(fired) | set(stopped) <= set(timers):
+        out.violate(
+            f"{workflow_id}: cancelled {dict(dropped)} or timers {dict(fired)}, "
+            f"{dict(stopped)} never started"
+        )
+    if ending == "cancelled" and (
+        steps != set(outcomes) | set(dropped) or set(timers) != set(fired) | set(stopped)
+    ):
+        out.violate(
+            f"{workflow_id}: cancelled with steps {sorted(steps)} unresolved "
+            f"(outcomes {dict(outcomes)}, cancelled {dict(dropped)}) or timers {sorted(timers)} "
+            f"(fired {dict(fired)}, cancelled {dict(stopped)})"
+        )
+    return timers
 
 
 def _check_poisoned(

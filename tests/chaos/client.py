@@ -7,10 +7,13 @@
 - ``event INDEX SEND_ID`` sends its event: ``ok``, ``finished`` (the workflow has ended),
   ``unavailable ...`` or ``error ...``;
 - ``late INDEX SEND_ID`` sends a "late" event (one the workflow does not wait for), with the
-  same answers.
+  same answers;
+- ``cancel INDEX REASON`` and ``terminate INDEX REASON`` cancel or terminate it: ``ok``,
+  ``finished`` (it had ended: refused), ``unavailable ...`` or ``error ...``.
 
 It runs in a process of its own so that the client-side failpoints (``start_workflow``,
-``send_event``) can kill it with a hard exit, as they do a worker.
+``send_event``, ``request_cancel``, ``impose_ending``) can kill it with a hard exit, as they
+do a worker.
 """
 
 from __future__ import annotations
@@ -49,6 +52,16 @@ async def answer(client: tapeflow.Client, line: str) -> str:
                 await client.send_event(
                     workflow_id(index), name, Go(send_id=send_id, value=event_value(index))
                 )
+            except tapeflow.WorkflowAlreadyCompleted:
+                return "finished"
+            return "ok"
+        if command in ("cancel", "terminate"):
+            handle = client.get_handle(workflow_id(int(args[0])))
+            try:
+                if command == "cancel":
+                    await handle.cancel(reason=args[1])
+                else:
+                    await handle.terminate(reason=args[1])
             except tapeflow.WorkflowAlreadyCompleted:
                 return "finished"
             return "ok"

@@ -15,12 +15,16 @@ and meanwhile:
 - sends each workflow's "late" events around the time it completes, each of which, if
   accepted, must be in its history; one workflow in 50 is poisoned (its activity calls
   ``sys.exit``), and no worker may die of it;
+- cancels one workflow in ten mid-flight and terminates a few (``workload.cancelled``,
+  ``workload.terminated``), some of them during the cleanup their cancel began;
 - runs the outages it is given (a PostgreSQL restart, killed connections) and times how long
   the workers take to commit again once the database is back.
 
 A command the client could not confirm (it died, or the database was away) is sent again;
 an event only after checking it did not arrive (a resend would deliver it twice: events
-carry no idempotency key). At the end every invariant of ``checks.check_run`` is checked.
+carry no idempotency key). A cancel or terminate is simply sent again, but a refusal after
+an unconfirmed try is looked up: the try may have landed and ended the workflow. At the
+end every invariant of ``checks.check_run`` is checked.
 """
 
 from __future__ import annotations
@@ -43,11 +47,11 @@ from typing import Any, TypeVar
 
 import tapeflow
 from tapeflow.backends.failpoints import ENABLE_VARIABLE, ENV_VARIABLE
-from tests.chaos.checks import Outcome, check_run, percentile
+from tests.chaos.checks import Answers, Outcome, check_run, percentile
 from tests.chaos.inspector import Held, Inspector, ReadyWatch, Waiting, owned_by
 from tests.chaos.ledger import Ledger
 from tests.chaos.worker import owner_name
-from tests.chaos.workload import LATE_EVENTS, expected, workflow_id
+from tests.chaos.workload import LATE_EVENTS, cancelled, expected, terminated, workflow_id
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -68,9 +72,15 @@ started, in turn. The probabilities are set so each kills its worker every few s
 CLIENT_FAILPOINTS = (
     "start_workflow=exit@0.01",
     "start_workflow=exit-after@0.01",
+    "request_cancel=exit-after@0.1",
+    "impose_ending=exit-after@0.25",
     "send_event=exit@0.01",
     "send_event=exit-after@0.01",
+    "request_cancel=exit@0.1",
+    "impose_ending=exit@0.25",
 )
+"""Likewise for the client, a cancel or terminate (one workflow in ten, in thirty) at a
+higher probability; the writes that end in an ambiguous answer (``exit-after``) come first."""
 
 
 def environment(spec: str) -> dict[str, str]:
@@ -99,6 +109,12 @@ class Plan:
     event_delay: tuple[float, float] = (0.3, 3.0)
     late_delay: tuple[float, float] = (0.0, 1.0)
     """After its event, when each late event is sent: while the workflow completes."""
+    stop_delay: tuple[float, float] = (0.1, 2.5)
+    """After its start, when a workflow is cancelled or terminated: mid-flight, mostly (at
+    an activity, its timer or its wait for the event), and now and then after its end."""
+    terminate_after_cancel: tuple[float, float] = (0.0, 0.3)
+    """After its cancel, when a workflow both cancelled and terminated is terminated: during
+    its cleanup, or before it starts, or after the cancel ended it."""
     lease: float = 2.0
     poll: float = 0.15
     finish_timeout: float = 300.0
@@ -382,7 +398,7 @@ class ClientProcess:
 class Command:
     due: float
     kind: str
-    """``start``, ``event`` or ``late``."""
+    """``start``, ``event``, ``late``, ``cancel`` or ``terminate``."""
     index: int
     number: int = 0
     """Which of the workflow's late events."""
@@ -398,9 +414,7 @@ class Feeder:
         self.plan = plan
         self.client = client
         self.probe = probe
-        self.sends: dict[str, set[str]] = {}
-        self.late: dict[str, set[str]] = {}
-        """The late events accepted (confirmed, or found delivered), by workflow."""
+        self.answers = Answers()
         self.late_refused = 0
         self.errors: list[str] = []
         self.resends = 0
@@ -415,6 +429,12 @@ class Feeder:
             for number in range(LATE_EVENTS):  # around the time the workflow completes
                 late_due = event_due + chance.uniform(*plan.late_delay)
                 self.commands.append(Command(late_due, "late", index, number))
+            stop_due = due + chance.uniform(*plan.stop_delay)
+            if cancelled(index):
+                self.commands.append(Command(stop_due, "cancel", index))
+                stop_due += chance.uniform(*plan.terminate_after_cancel)
+            if terminated(index):
+                self.commands.append(Command(stop_due, "terminate", index))
         self.commands.sort(key=lambda c: (c.due, c.kind != "start"))
 
     async def run(self) -> None:
@@ -441,25 +461,38 @@ class Feeder:
                     return
             elif command.kind == "event":
                 send_id = f"s{command.index}x{attempt}e"
-                self.sends.setdefault(wid, set()).add(send_id)
+                self.answers.sends.setdefault(wid, set()).add(send_id)
                 answer = await self.client.call(f"event {command.index} {send_id}")
                 if answer == "ok":
                     return
-                if answer == "finished":
-                    self.errors.append(f"{wid}: finished before its event was delivered")
+                if answer == "finished":  # the checks say whether it may be (stopped)
+                    self.answers.refused.add(wid)
                     return
                 # Unconfirmed: did it arrive all the same (committed, then the sender died or
                 # the connection dropped)? Then it must not be sent again.
                 if await self._delivered(wid, send_id):
                     return
-            else:
+            elif command.kind == "late":
                 send_id = f"s{command.index}x{attempt}l{command.number}"
                 answer = await self.client.call(f"late {command.index} {send_id}")
                 if answer == "finished":
                     self.late_refused += 1
                     return
                 if answer == "ok" or await self._delivered(wid, send_id):
-                    self.late.setdefault(wid, set()).add(send_id)
+                    self.answers.late.setdefault(wid, set()).add(send_id)
+                    return
+            else:
+                reason = f"{command.kind}-{command.index}"  # the same for every try
+                answer = await self.client.call(f"{command.kind} {command.index} {reason}")
+                if answer in ("ok", "finished"):
+                    asked = (
+                        self.answers.cancels
+                        if command.kind == "cancel"
+                        else self.answers.terminates
+                    )
+                    asked[wid] = answer == "ok" or (
+                        attempt > 1 and await self._delivered(wid, reason)
+                    )
                     return
             if answer is not None and answer.startswith("error"):
                 self.errors.append(f"{command.kind} {wid}: {answer}")
@@ -710,9 +743,8 @@ class ChaosRun:
             workflows,
             history_rows,
             attempts,
-            self.feeder.sends,
+            self.feeder.answers,
             leftovers,
-            self.feeder.late,
         )
         self.violations.extend(self.feeder.errors)
         self.violations.extend(outcome.violations)

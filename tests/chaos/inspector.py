@@ -149,7 +149,10 @@ class Inspector:
         }
 
     def finished_count(self) -> int:
-        rows = self._rows("SELECT count(*) FROM workflows WHERE status IN ('completed', 'failed')")
+        """Workflows ended, whichever way (a cancelled or terminated one too)."""
+        rows = self._rows(
+            "SELECT count(*) FROM workflows WHERE status NOT IN ('pending', 'running')"
+        )
         return int(rows[0][0])
 
     def progress(self) -> int:
@@ -157,7 +160,8 @@ class Inspector:
         return int(self._rows("SELECT coalesce(sum(history_length), 0) FROM workflows")[0][0])
 
     def event_delivered(self, workflow_id: str, send_id: str) -> bool:
-        """Whether an event of this send is in the workflow's inbox or history (one read)."""
+        """Whether an event carrying this send id (an event's, or the reason of a cancel or a
+        terminate) is in the workflow's inbox or history (one read)."""
         event = "event" if self.sqlite else "event::text"
         pattern = f'%"{send_id}"%'  # send ids are distinct and never a quoted substring
         rows = self._rows(

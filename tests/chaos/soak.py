@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import tapeflow
-from tests.chaos.checks import check_run, percentile
+from tests.chaos.checks import Answers, check_run, percentile
 from tests.chaos.driver import Fleet, Plan, Probe, Report
 from tests.chaos.ledger import Ledger
 from tests.chaos.location import locate, with_application_name
@@ -232,7 +232,7 @@ class Soak:
         attempts = await asyncio.to_thread(self.ledger.attempts)
         ids = {workflow_id(i): expected(i) for i in range(self.next_index)}
         outcome = await asyncio.to_thread(
-            check_run, ids, workflows, history_rows, attempts, self.sends, leftovers
+            check_run, ids, workflows, history_rows, attempts, Answers(sends=self.sends), leftovers
         )
         violations = list(outcome.violations)
         violations.extend(f"worker died during the soak: {d}" for d in self.deaths)

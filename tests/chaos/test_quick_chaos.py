@@ -1,6 +1,7 @@
 """The quick chaos run, part of every test run: 100 workflows on four worker processes sharing
-one database (a SQLite file, or PostgreSQL), a few SIGKILLs, and hard exits at the
-failpoints; every invariant holds at the end. The full run is tests/chaos/test_chaos.py."""
+one database (a SQLite file, or PostgreSQL), ten of them cancelled and four terminated
+mid-flight, a few SIGKILLs, and hard exits at the failpoints; every invariant holds at the
+end. The full run is tests/chaos/test_chaos.py."""
 
 from __future__ import annotations
 
@@ -31,5 +32,9 @@ async def test_quick_chaos(backend_url: str, tmp_path: Path) -> None:
             drop_schemas(locate(backend_url).schema)
     print(report.summary())
     assert not report.violations, report.summary()
-    assert report.figures["workflows"] == 100
-    assert report.figures["sigkills"] >= 3
+    figures = report.figures
+    assert figures["workflows"] == 100
+    assert figures["sigkills"] >= 3
+    assert (figures["cancels_asked"], figures["terminates_asked"]) == (10, 4)
+    assert figures["workflows_cancelled"] >= 1
+    assert figures["workflows_terminated"] >= 1

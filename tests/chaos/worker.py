@@ -19,7 +19,13 @@ from pathlib import Path
 
 import tapeflow
 from tests.chaos import ledger
-from tests.chaos.workload import chaos_exit, chaos_flow, chaos_poisoned, chaos_step
+from tests.chaos.workload import (
+    chaos_cleanup,
+    chaos_exit,
+    chaos_flow,
+    chaos_poisoned,
+    chaos_step,
+)
 
 ACTIVITY_RETRY = tapeflow.RetryPolicy(
     initial_interval=timedelta(milliseconds=100),
@@ -40,7 +46,7 @@ async def serve(args: argparse.Namespace) -> None:
         worker = tapeflow.Worker(
             backend,
             workflows=[chaos_flow, chaos_poisoned],
-            activities=[chaos_step, chaos_exit],
+            activities=[chaos_step, chaos_cleanup, chaos_exit],
             name=owner_name(os.getpid()),
             workflow_cache_size=args.cache,
             max_concurrent_activities=args.activities,

@@ -1,7 +1,8 @@
 """The chaos workload: ten activities per workflow, a durable timer and an external event,
 then "late" events sent while the workflow completes; and, one workflow in POISON_EVERY, a
 poisoned one, whose code raises SystemExit for a while and whose activity ends its process
-with ``sys.exit``: the fleet must stay up.
+with ``sys.exit``: the fleet must stay up. A share of them is cancelled mid-flight (and then
+runs one cleanup activity) and a smaller share terminated (``cancelled``, ``terminated``).
 
 Every activity writes its attempt to the side-effect ledger before it returns. The result of
 each workflow is known in advance (``expected``), so a lost, repeated or reordered step shows.
@@ -9,6 +10,7 @@ each workflow is known in advance (``expected``), so a lost, repeated or reorder
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
 import time
@@ -37,6 +39,12 @@ POISONED_PREFIX = "chaos-poison-"
 POISON_BASE = 1_000_000
 WORK_SECONDS = 0.02
 """What an activity spends after its side effect: a kill may land in between."""
+CANCEL_EVERY = 10
+"""One workflow in this many is cancelled mid-flight."""
+TERMINATE_EVERY = 60
+TERMINATED = (7, 13)
+"""Of each TERMINATE_EVERY workflows, these are terminated: 13 right after its cancel (so
+that the terminate may land during the cleanup), 7 alone."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,16 @@ class Go:
 
 def poisoned(index: int) -> bool:
     return index % POISON_EVERY == POISON_EVERY // 2
+
+
+def cancelled(index: int) -> bool:
+    """Whether the client cancels it mid-flight (never a poisoned one, which is 5 modulo 10)."""
+    return index % CANCEL_EVERY == 3
+
+
+def terminated(index: int) -> bool:
+    """Whether the client terminates it (never a poisoned one either)."""
+    return index % TERMINATE_EVERY in TERMINATED
 
 
 def workflow_id(index: int) -> str:
@@ -74,32 +92,49 @@ def expected(index: int) -> int:
     return sum(step_value(index, n) for n in range(ACTIVITIES)) + event_value(index)
 
 
-@activity.defn
-def chaos_step(index: int, number: int) -> int:
+def _record() -> None:
+    """This attempt's side effect, in the ledger."""
     info = activity.info()
     ledger.active().record(info.workflow_id, info.seq, info.attempt)
+
+
+@activity.defn
+def chaos_step(index: int, number: int) -> int:
+    _record()
     time.sleep(WORK_SECONDS)
     return step_value(index, number)
+
+
+@activity.defn
+def chaos_cleanup(index: int) -> int:
+    """What a cancelled workflow runs before it lets the cancel out: a side effect like the
+    others, so the ledger shows whether it ran."""
+    _record()
+    time.sleep(WORK_SECONDS)
+    return index
 
 
 @workflow.defn
 async def chaos_flow(index: int, timer: int) -> int:
     total = 0
-    for number in range(ACTIVITIES):
-        if number == TIMER_BEFORE:
-            await workflow.sleep(timedelta(milliseconds=timer))
-        if number == EVENT_BEFORE:
-            go: Go = await workflow.wait_event(EVENT_NAME, type=Go)
-            total += go.value
-        total += await workflow.execute_activity(chaos_step, index, number)
+    try:
+        for number in range(ACTIVITIES):
+            if number == TIMER_BEFORE:
+                await workflow.sleep(timedelta(milliseconds=timer))
+            if number == EVENT_BEFORE:
+                go: Go = await workflow.wait_event(EVENT_NAME, type=Go)
+                total += go.value
+            total += await workflow.execute_activity(chaos_step, index, number)
+    except asyncio.CancelledError:
+        await workflow.execute_activity(chaos_cleanup, index)
+        raise
     return total
 
 
 @activity.defn
 def chaos_exit() -> None:
     """A poisoned activity: it ends the process it runs in, or would, were it not caught."""
-    info = activity.info()
-    ledger.active().record(info.workflow_id, info.seq, info.attempt)
+    _record()
     sys.exit(3)
 
 

@@ -175,6 +175,24 @@ async def test_a_cancel_raises_where_the_workflow_waits_and_its_cleanup_runs(
     assert tapeflow.testing.replay(order, events).finished  # the same decisions again
 
 
+@pytest.mark.parametrize("what", ["activity", "timer"])
+async def test_a_cancel_before_the_first_task_still_lets_the_cleanup_run(
+    client: tapeflow.Client, worker: WorkerFactory, what: str
+) -> None:
+    """The cancel and the start reach the workflow in one task (no worker was up, or the
+    one that claimed the first task died): its code still runs to its first await, and the
+    cancel raises there, so its cleanup runs like that of a workflow cancelled later."""
+    handle = await client.start_workflow(order, what, id=f"early-{what}")
+    await handle.cancel(reason="changed my mind")
+    async with worker(workflows=[order], activities=ACTIVITIES, lease_duration=LEASE):
+        with pytest.raises(tapeflow.WorkflowCancelled):
+            await handle.result(timeout=10)
+    events = await history(client, handle.id)
+    refunds = [e for e in events if isinstance(e, ActivityScheduled) and e.name == "refund"]
+    assert len(refunds) == 1
+    assert _count(events, WorkflowCancelRequested) == 1
+
+
 async def _async_true(value: bool) -> bool:
     return value
 

@@ -65,6 +65,18 @@ async def test_a_failed_start_writes_nothing(backend: tapeflow.Backend) -> None:
         await backend.get_workflow("never")
 
 
+@pytest.mark.parametrize("spec", ["request_cancel=raise", "impose_ending=raise"])
+async def test_a_failed_cancel_or_terminate_writes_nothing(
+    backend: tapeflow.Backend, spec: str
+) -> None:
+    await tapeflow.Client(backend).start_workflow(twice, 1, id="left-alone")
+    handle = tapeflow.Client(wrap(backend, parse(spec))).get_handle("left-alone")
+    with pytest.raises(tapeflow.BackendUnavailable, match="failpoint"):
+        await (handle.cancel() if spec.startswith("request_cancel") else handle.terminate())
+    record = await backend.get_workflow("left-alone")
+    assert (record.status, record.reason) == (tapeflow.WorkflowStatus.PENDING, None)
+
+
 def test_bad_failpoint_specs_are_refused() -> None:
     with pytest.raises(tapeflow.InvalidArgument, match="failpoint"):
         parse("commit=explode")

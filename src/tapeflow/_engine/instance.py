@@ -102,6 +102,8 @@ class WorkflowInstance:
         self.finished = False
         self._started: WorkflowExecutionStarted | None = None
         self._main: asyncio.Task[Any] | None = None
+        self._main_began = False
+        """Whether the main task has run its first step (a cancel can reach its code)."""
         self._callback_error: BaseException | None = None
         self._cancel_reason: str | None = None
         """Set once a cancel was requested: a CancelledError escaping then cancels the run."""
@@ -207,8 +209,13 @@ class WorkflowInstance:
                 self.channels.deliver(name, payload)
             case WorkflowCancelRequested(reason=reason):
                 self._cancel_reason = reason
-                if self._main is not None:  # at its current await, as asyncio cancels
-                    self._main.cancel(reason)
+                main = self._main
+                if main is not None and self._main_began:  # at its current await, as asyncio
+                    main.cancel(reason)
+                elif main is not None:  # started in this activation: cancelled now, it would
+                    # stop before its first line, out of reach of its own ``try``; so, at its
+                    # first await (after its first step, which is already due)
+                    self.loop.call_soon(main.cancel, reason)
 
     def _start(self, event: WorkflowExecutionStarted) -> None:
         if self._started is not None:
@@ -217,6 +224,7 @@ class WorkflowInstance:
         self._main = self.loop.create_task(self._run_main(event), name=self.workflow_id)
 
     async def _run_main(self, event: WorkflowExecutionStarted) -> Any:
+        self._main_began = True
         args = self.definition.signature.decode_args(event.args)
         return await self.definition.function(*args)
 

@@ -8,7 +8,8 @@ environment) is ignored, so it can never make a production worker exit. Each ent
 ``point=mode[@probability][#count]``:
 
 - points: ``start_workflow``, ``claim``, ``commit_workflow_task``, ``timer_fired`` (a commit
-  that consumes a fired timer), ``complete_activity``, ``send_event``;
+  that consumes a fired timer), ``complete_activity``, ``send_event``, ``request_cancel``
+  (a cancel), ``impose_ending`` (a terminate's write);
 - modes: ``raise`` (before the call: nothing written), ``raise-after`` (the call commits,
   then the caller sees an error), ``hang`` (never returns), ``exit`` / ``exit-after``
   (the process dies at once, before or after the call);
@@ -51,6 +52,8 @@ POINTS = (
     "timer_fired",
     "complete_activity",
     "send_event",
+    "request_cancel",
+    "impose_ending",
 )
 MODES = ("raise", "raise-after", "hang", "exit", "exit-after")
 EXIT_CODE = 86
@@ -167,6 +170,12 @@ class FailpointBackend:
 
     async def send_event(self, *args: Any) -> None:
         await self._through("send_event", lambda: self._backend.send_event(*args))
+
+    async def request_cancel(self, *args: Any) -> None:
+        await self._through("request_cancel", lambda: self._backend.request_cancel(*args))
+
+    async def impose_ending(self, *args: Any) -> None:
+        await self._through("impose_ending", lambda: self._backend.impose_ending(*args))
 
     async def claim_workflow_tasks(self, *args: Any) -> Any:
         return await self._through("claim", lambda: self._backend.claim_workflow_tasks(*args))
