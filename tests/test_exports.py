@@ -11,6 +11,7 @@ from tapeflow import activity, workflow
 
 def test_package_exports() -> None:
     assert sorted(tapeflow.__all__) == [
+        "ActivityCancelled",
         "ActivityError",
         "Backend",
         "BackendUnavailable",
@@ -29,6 +30,7 @@ def test_package_exports() -> None:
         "WorkerOptions",
         "WorkflowAlreadyCompleted",
         "WorkflowAlreadyExists",
+        "WorkflowCancelled",
         "WorkflowDebugger",
         "WorkflowFailed",
         "WorkflowHandle",
@@ -37,6 +39,8 @@ def test_package_exports() -> None:
         "WorkflowRecord",
         "WorkflowSandboxError",
         "WorkflowStatus",
+        "WorkflowTerminated",
+        "WorkflowTimedOut",
         "activity",
         "connect",
         "workflow",
@@ -70,6 +74,7 @@ def test_activity_api_exports() -> None:
         "defn",
         "heartbeat",
         "info",
+        "is_cancelled",
         "retry_after",
         "retry_at",
     ]
@@ -78,6 +83,8 @@ def test_activity_api_exports() -> None:
 def test_every_error_has_one_root() -> None:
     errors = [getattr(tapeflow, n) for n in tapeflow.__all__ if n.endswith(("Error", "Failed"))]
     errors += [tapeflow.WorkflowNotFound, tapeflow.WorkflowAlreadyExists, tapeflow.LeaseLost]
+    errors += [tapeflow.WorkflowCancelled, tapeflow.WorkflowTerminated, tapeflow.WorkflowTimedOut]
+    errors += [tapeflow.ActivityCancelled]
     assert all(issubclass(e, tapeflow.TapeflowError) for e in errors)
 
 

@@ -92,7 +92,8 @@ class WorkflowAlreadyCompleted(TapeflowError):
     """
 
     def __init__(self, workflow_id: str, status: str) -> None:
-        super().__init__(f"workflow {workflow_id!r} has already ended ({status})")
+        ended = status.replace("_", " ")
+        super().__init__(f"workflow {workflow_id!r} has already {ended}: it accepts no more events")
         self.workflow_id = workflow_id
         self.status = status
 

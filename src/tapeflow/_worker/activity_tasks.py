@@ -183,6 +183,13 @@ class ActivityTaskRunner:
         """Run the attempt within its time limits, if it has any: past one, it is told as
         if cancelled and TimeoutError raised at once (an attempt that ignores being told
         runs on, its outcome discarded)."""
+        policy = RetryPolicy.from_json(task.retry) if task.retry else self._default_retry
+        if task.attempt > 1 and not policy.allows_another(task.attempt - 1):
+            raise NonRetryableError(  # the attempts before were lost with their workers
+                f"attempt {task.attempt - 1} ended without an outcome (its worker was lost) "
+                "and the retry policy allows no more",
+                type="AttemptsExhausted",
+            )
         limits = task.timeouts
         if limits is None:
             return await self._invoke(definition, task, context)
