@@ -22,6 +22,7 @@ from tapeflow._worker.cache import WorkflowCache
 from tapeflow.backends.base import Backend
 from tapeflow.debugger import WorkflowDebugger
 from tapeflow.history import (
+    ActivityCancelled,
     ActivityScheduled,
     HistoryEvent,
     TimerFired,
@@ -283,7 +284,7 @@ def test_a_finally_run_as_a_timeout_cancels_the_wait_still_acts(
     tidying = ActivityScheduled(seq=3, name="tidy", args=["after the timeout"])
     with caplog.at_level(logging.WARNING, logger="tapeflow.workflow"):
         wf.start()
-        assert wf.step(at(5), TimerFired(seq=1)) == [tidying]
+        assert wf.step(at(5), TimerFired(seq=1)) == [ActivityCancelled(seq=2), tidying]
     assert [r.getMessage() for r in caplog.records] == ["tidying up"]
     assert wf.step(at(6), complete(tidying, "tidied")) == [
         WorkflowExecutionCompleted(result="timed out")
