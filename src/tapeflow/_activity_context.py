@@ -37,6 +37,9 @@ class ActivityContext:
     cancelled: bool = False
     """The attempt no longer counts (cancelled, timed out, its workflow ended): its next
     ``heartbeat()`` raises ActivityCancelled. Set on the worker's loop, read anywhere."""
+    ended: bool = False
+    """The attempt has returned or raised: its outcome is being written, and a cancel
+    that comes now (its own commit's, say) has nothing left to tell."""
     timed_out: str | None = None
     """The timeout it ran past (``"start_to_close_timeout"``, say), so it was told: its
     failure is recorded, not discarded."""

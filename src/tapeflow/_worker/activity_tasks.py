@@ -62,11 +62,16 @@ class ActivityTaskRunner:
         or ended, or the lease is gone): tell it. An async activity's task is cancelled;
         a sync one sees ActivityCancelled at its next ``activity.heartbeat()``."""
         context = self._running.get(task_id)
-        if context is None or context.cancelled:
+        if context is None or context.cancelled or context.ended:
             return
         context.cancelled = True
         if context.task is not None:
             context.task.cancel()
+
+    def still_running(self, task_id: str) -> bool:
+        """Whether an attempt of this task runs here and has not ended yet."""
+        context = self._running.get(task_id)
+        return context is not None and not context.ended
 
     def cancel_for(self, run_id: str, plan: CommitPlan) -> None:
         """Tell this worker's running attempts that a plan just committed for their run
@@ -107,7 +112,10 @@ class ActivityTaskRunner:
             context.task = asyncio.current_task()
         try:
             try:
-                result = await self._attempt(definition, task, context)
+                try:
+                    result = await self._attempt(definition, task, context)
+                finally:
+                    context.ended = True  # a cancel from now on must not reach this task
                 outcome = ActivityCompleted(seq=task.seq, result=result, attempt=task.attempt)
             except FINAL_ERRORS as exc:
                 outcome = self._failed(task, exc)

@@ -171,9 +171,15 @@ class Running:
     async def _run_activity_task(self, task: ActivityTask) -> None:
         """As its workflow ends (a terminate, say) the lease is looked at at once: the
         attempt is told it no longer counts without waiting for the renewal."""
-        assert self.activity_runner is not None
-        with self.backend.watch([finished_topic(task.workflow_id)], self.leases.renew_now):
-            await self._leased(_activity_ref(task), self.activity_runner.run, task)
+        runner = self.activity_runner
+        assert runner is not None
+
+        def ended_elsewhere() -> None:  # not the end this attempt's own outcome brought
+            if runner.still_running(str(task.id)):
+                self.leases.renew_now()
+
+        with self.backend.watch([finished_topic(task.workflow_id)], ended_elsewhere):
+            await self._leased(_activity_ref(task), runner.run, task)
 
     async def _leased(
         self,
