@@ -61,9 +61,11 @@ def test_workflow_api_exports() -> None:
         "on_event",
         "random",
         "set_var",
+        "side_effect",
         "sleep",
         "sleep_until",
         "uuid4",
+        "wait_condition",
         "wait_event",
     ]
 

@@ -19,7 +19,7 @@ from tapeflow._definition import definition_of, defn_decorator
 from tapeflow._engine.instance import WorkflowInfo, WorkflowInstance, running_instance
 from tapeflow._validate import check_moment, check_name, check_seconds, check_timeout, fail
 from tapeflow._workflow_logger import WorkflowLogger
-from tapeflow.converter import to_json
+from tapeflow.converter import from_json, to_json
 from tapeflow.errors import TapeflowError
 from tapeflow.options import RetryPolicy
 
@@ -34,9 +34,11 @@ __all__ = [
     "on_event",
     "random",
     "set_var",
+    "side_effect",
     "sleep",
     "sleep_until",
     "uuid4",
+    "wait_condition",
     "wait_event",
 ]
 
@@ -190,6 +192,39 @@ def execute_activity(
         name, encoded, retry.to_json() if retry else None, future, hint, timeouts
     )
     return future
+
+
+async def side_effect(fn: Callable[[], Any], *, type: object = Any) -> Any:
+    """Call ``fn`` once and record its result (plain JSON) in history; on every replay the
+    recorded value comes back and ``fn`` is not called. For a small non-deterministic value
+    (a token, a random choice) where an activity would be too much; ``fn`` must not do I/O
+    (the sandbox applies). ``type`` decodes the value, the first time as on replays."""
+    if not callable(fn):
+        fail("side_effect fn", fn, "a function of no arguments")
+    instance = _instance()
+    value = instance.commands.side_effect(
+        lambda: to_json(fn(), what="side_effect value"), instance.recorded
+    )
+    return from_json(value, type, what="side_effect value")
+
+
+async def wait_condition(
+    predicate: Callable[[], object], *, timeout: timedelta | float | None = None
+) -> None:
+    """Return once ``predicate()`` is true, checked now and after every change of the
+    workflow's state (an activity's outcome, a timer, an event). With ``timeout``, raise
+    ``TimeoutError`` if it is still false then (a durable timer)."""
+    if not callable(predicate):
+        fail("wait_condition predicate", predicate, "a function of no arguments")
+    seconds = None if timeout is None else check_seconds(timeout, "wait_condition timeout")
+    if predicate():
+        return
+    waiting = _instance().wait_for(predicate)
+    try:
+        async with asyncio.timeout(seconds):
+            await waiting
+    finally:
+        waiting.cancel()
 
 
 def on_event(name: str, callback: Callable[[Any], object], *, type: object = Any) -> None:

@@ -85,6 +85,7 @@ class Run:
         self.now = when
         decisions = self.instance.activate(Activation(when, list(events)))
         self.history += [WorkflowTaskStarted(at=when), *events, *decisions]
+        self.instance.history_length = len(self.history)  # as a worker's commit sets it
         self.activations.append(decisions)
         return decisions
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,9 @@ from tapeflow.history import (
     TimerCancelled,
     TimerStarted,
 )
+
+SIDE_EFFECT = "side_effect"
+"""The name of the marker a ``side_effect`` records its value in."""
 
 
 class CommandState(enum.Enum):
@@ -192,6 +196,17 @@ class Commands:
         seq = self._seq()
         self.decide(MarkerRecorded(seq=seq, name=name, details=details))
         return seq
+
+    def side_effect(
+        self, compute: Callable[[], JSONValue], recorded: Mapping[int, MarkerRecorded]
+    ) -> JSONValue:
+        """A value made once and kept in history: on replay, the recorded one (``recorded``,
+        by seq) comes back and ``compute`` is not called."""
+        seq = self._next_seq
+        found = recorded.get(seq)
+        value = found.details if found is not None and found.name == SIDE_EFFECT else compute()
+        self.record_marker(SIDE_EFFECT, value)
+        return value
 
     @property
     def pending(self) -> int:

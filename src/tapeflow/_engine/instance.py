@@ -7,7 +7,7 @@ the replay tests all drive a workflow through it, from stored or hand-built hist
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from random import Random
@@ -33,6 +33,7 @@ from tapeflow.history import (
     EventReceived,
     Failure,
     Incoming,
+    MarkerRecorded,
     TimerFired,
     WorkflowCancelRequested,
     WorkflowExecutionCancelled,
@@ -66,6 +67,9 @@ class Activation:
     """When replaying: the sequence number of the task's WorkflowTaskStarted in history."""
     positions: Sequence[int] = ()
     """When replaying: the events' sequence numbers in history, so errors can name them."""
+    recorded: Sequence[Decision] = ()
+    """When replaying: the decisions history has for this activation, so that a value the
+    workflow recorded (``side_effect``) is read back instead of made again."""
 
     def describe(self, index: int) -> str:
         event = self.events[index]
@@ -84,6 +88,10 @@ class WorkflowInfo:
     started_at: datetime
     """When the workflow was due to start: its ``start_at``, else when it was started."""
     is_replaying: bool
+    history_length: int = 0
+    """Events in the run's history so far: those before this task, its start and what it
+    brought in (its own decisions not yet counted). A workflow that grows long continues as
+    new past some length."""
 
 
 class WorkflowInstance:
@@ -109,6 +117,10 @@ class WorkflowInstance:
         """Set once a cancel was requested: a CancelledError escaping then cancels the run."""
         self._now = datetime.fromtimestamp(0, UTC)
         self._replaying = False
+        self._length_at_start = 0
+        self.recorded: dict[int, MarkerRecorded] = {}
+        """The markers history has for the activation being replayed, by seq."""
+        self._conditions: list[tuple[Callable[[], object], asyncio.Future[None]]] = []
 
     # -- what the in-workflow API reads -----------------------------------------------------
 
@@ -127,6 +139,7 @@ class WorkflowInstance:
             version=started.version,
             started_at=started.started_at.astimezone(UTC),
             is_replaying=self._replaying,
+            history_length=self._length_at_start,
         )
 
     # -- driving ---------------------------------------------------------------------------
@@ -156,6 +169,8 @@ class WorkflowInstance:
             )
         self._now = activation.at.astimezone(UTC)
         self._replaying = activation.replaying
+        self._length_at_start = self.history_length + 1 + len(activation.events)
+        self.recorded = {d.seq: d for d in activation.recorded if isinstance(d, MarkerRecorded)}
         self.loop.set_time(self._now.timestamp())
         for index, event in enumerate(activation.events):
             try:
@@ -163,10 +178,41 @@ class WorkflowInstance:
             except NonDeterminismError as exc:
                 raise NonDeterminismError(f"{activation.describe(index)}: {exc}") from exc
         self.loop.run_until_quiet()
+        while self._conditions_met():  # what a met condition wakes may meet another
+            self.loop.run_until_quiet()
         if self.loop.violation is not None:
             raise self.loop.violation
         self._conclude()
         return self.commands.take_decisions()
+
+    def wait_for(self, predicate: Callable[[], object]) -> asyncio.Future[None]:
+        """A future set once ``predicate()`` is true, checked after every change of the
+        workflow's state (each activation's events, and each wake-up they cause)."""
+        future: asyncio.Future[None] = self.loop.create_future()
+        self._conditions.append((predicate, future))
+        return future
+
+    def _conditions_met(self) -> bool:
+        """Resolve the waits whose predicate holds now; whether any was."""
+        met = False
+        for entry in list(self._conditions):
+            predicate, future = entry
+            if future.done():  # cancelled (a timeout)
+                self._conditions.remove(entry)
+                continue
+            error: Exception | None = None
+            try:
+                holds = bool(predicate())
+            except Exception as exc:  # raised where the workflow waits, not in the worker
+                holds, error = True, exc
+            if holds:
+                self._conditions.remove(entry)
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+                met = True
+        return met
 
     def close(self) -> None:
         """Drop the instance (evicted, or its replay done with): its coroutines are ended

@@ -40,6 +40,7 @@ def split_activations(history: Sequence[HistoryEvent]) -> Iterator[RecordedActiv
     current: RecordedActivation | None = None
     incoming: list[Incoming] = []
     positions: list[int] = []
+    recorded: list[Decision] = []
     for position, event in enumerate(history, start=1):
         if is_imposed(event):  # ended from outside: no task follows, nothing to check
             if position != len(history):
@@ -50,9 +51,9 @@ def split_activations(history: Sequence[HistoryEvent]) -> Iterator[RecordedActiv
         if isinstance(event, WorkflowTaskStarted):
             if current is not None:
                 yield current
-            incoming, positions = [], []
+            incoming, positions, recorded = [], [], []
             current = RecordedActivation(
-                Activation(event.at, incoming, True, position, positions), position
+                Activation(event.at, incoming, True, position, positions, recorded), position
             )
         elif current is None:
             raise NonDeterminismError(
@@ -60,6 +61,7 @@ def split_activations(history: Sequence[HistoryEvent]) -> Iterator[RecordedActiv
             )
         elif is_decision(event):
             current.decisions.append((position, event))
+            recorded.append(event)
         else:
             if current.decisions:
                 raise NonDeterminismError(
