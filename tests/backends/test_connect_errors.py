@@ -16,6 +16,7 @@ from psycopg import sql
 
 import tapeflow
 from tapeflow.backends._redact import redact
+from tests.conformance.plugin import require_available
 from tests.conftest import POSTGRES_URL
 
 _TEST = urlsplit(POSTGRES_URL)
@@ -75,8 +76,7 @@ async def test_a_refused_port_fails_within_seconds_naming_host_and_port(
 async def test_a_missing_database_is_named_with_the_servers_message(
     postgres_reachable: bool,
 ) -> None:
-    if not postgres_reachable:
-        pytest.skip(f"postgres unreachable at {POSTGRES_URL}")
+    require_available("postgres", None if postgres_reachable else f"unreachable at {POSTGRES_URL}")
     began = time.monotonic()
     with pytest.raises(tapeflow.BackendUnavailable) as caught:
         await tapeflow.connect(url(database="tapeflow_no_such_database"))
@@ -120,8 +120,7 @@ def test_a_pool_size_that_is_not_a_positive_number_is_refused(size: str) -> None
 async def test_other_spellings_connect_and_the_repr_hides_the_password(
     postgres_reachable: bool, scheme: str
 ) -> None:
-    if not postgres_reachable:
-        pytest.skip(f"postgres unreachable at {POSTGRES_URL}")
+    require_available("postgres", None if postgres_reachable else f"unreachable at {POSTGRES_URL}")
     schema = f"test_{uuid.uuid4().hex[:16]}"
     application = f"tapeflow {schema}"  # a space: libpq's parameters reach it as written
     query = f"schema={schema}&pool_max_size=2&application_name=tapeflow%20{schema}"

@@ -15,6 +15,7 @@ import pytest
 import tapeflow
 from tapeflow import activity, workflow
 from tapeflow.history import ActivityCompleted, ActivityFailed
+from tests.conformance.plugin import unavailable
 from tests.conftest import POSTGRES_URL
 
 STEPS = 5
@@ -88,7 +89,7 @@ def cluster_version() -> str:
     """The local cluster's version, for pg_ctlcluster."""
     clusters = Path("/etc/postgresql")
     if shutil.which("pg_ctlcluster") is None or not clusters.is_dir():
-        pytest.skip("restarting postgres needs a local cluster managed by pg_ctlcluster")
+        unavailable("a local cluster", "restarting postgres needs pg_ctlcluster")
     return sorted(p.name for p in clusters.iterdir())[-1]
 
 

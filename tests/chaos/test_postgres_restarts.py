@@ -25,13 +25,14 @@ import pytest
 
 from tests.chaos.driver import Disruption, Outage, Plan, Probe, run_chaos
 from tests.chaos.location import locate
+from tests.conformance.plugin import unavailable
 from tests.conftest import POSTGRES_URL
 
 
 def cluster_of(url: str) -> tuple[str, str]:
     """(version, name) of the local pg_ctlcluster cluster listening on the URL's port."""
     if shutil.which("pg_lsclusters") is None:
-        pytest.skip("restarting PostgreSQL needs a local cluster managed by pg_ctlcluster")
+        unavailable("a local cluster", "restarting PostgreSQL needs pg_ctlcluster")
     port = str(urlsplit(url).port or 5432)
     listing = subprocess.run(
         ["pg_lsclusters", "--no-header"], capture_output=True, text=True, check=True
@@ -40,7 +41,7 @@ def cluster_of(url: str) -> tuple[str, str]:
         version, name, cluster_port, *_ = line.split()
         if cluster_port == port:
             return version, name
-    pytest.skip(f"no local cluster listens on port {port}")
+    unavailable("a local cluster", f"no local cluster listens on port {port}")
 
 
 async def pg_ctl(cluster: tuple[str, str], *args: str) -> None:

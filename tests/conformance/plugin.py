@@ -63,7 +63,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, NoReturn, Self, cast
 
 import pytest
 
@@ -157,8 +157,12 @@ def in_ci() -> bool:
 
 def require_available(name: str, reason: str | None) -> None:
     """Skip the test if the backend is unavailable, or fail it under CI=true."""
-    if reason is None:
-        return
+    if reason is not None:
+        unavailable(name, reason)
+
+
+def unavailable(name: str, reason: str) -> NoReturn:
+    """Skip the test for want of ``name``, or fail it under CI=true: CI never skips."""
     if in_ci():
         pytest.fail(f"CI=true but the {name} backend is unavailable: {reason}")
     pytest.skip(f"{name} unavailable: {reason} (CI=true makes this a failure)")
