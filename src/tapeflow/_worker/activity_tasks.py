@@ -112,10 +112,7 @@ class ActivityTaskRunner:
             context.task = asyncio.current_task()
         try:
             try:
-                try:
-                    result = await self._attempt(definition, task, context)
-                finally:
-                    context.ended = True  # a cancel from now on must not reach this task
+                result = await self._attempt(definition, task, context)
                 outcome = ActivityCompleted(seq=task.seq, result=result, attempt=task.attempt)
             except FINAL_ERRORS as exc:
                 outcome = self._failed(task, exc)
@@ -157,7 +154,7 @@ class ActivityTaskRunner:
         would start before the schedule-to-close deadline (None); else the final failure."""
         if context.timed_out == "schedule_to_close_timeout":
             return exc
-        policy = RetryPolicy.from_json(task.retry) if task.retry else self._default_retry
+        policy = self._policy(task)
         if not policy.allows_another(task.attempt):
             return exc
         delay = policy.delay_after(task.attempt)
@@ -185,14 +182,26 @@ class ActivityTaskRunner:
         )
         return None
 
+    def _policy(self, task: ActivityTask) -> RetryPolicy:
+        return RetryPolicy.from_json(task.retry) if task.retry else self._default_retry
+
     async def _attempt(
+        self, definition: Definition, task: ActivityTask, context: ActivityContext
+    ) -> Any:
+        """The attempt's result; once it returns or raises, a cancel has nothing left to
+        tell (its own commit's, say, must not reach the worker's task)."""
+        try:
+            return await self._within_limits(definition, task, context)
+        finally:
+            context.ended = True
+
+    async def _within_limits(
         self, definition: Definition, task: ActivityTask, context: ActivityContext
     ) -> Any:
         """Run the attempt within its time limits, if it has any: past one, it is told as
         if cancelled and TimeoutError raised at once (an attempt that ignores being told
         runs on, its outcome discarded)."""
-        policy = RetryPolicy.from_json(task.retry) if task.retry else self._default_retry
-        if task.attempt > 1 and not policy.allows_another(task.attempt - 1):
+        if task.attempt > 1 and not self._policy(task).allows_another(task.attempt - 1):
             raise NonRetryableError(  # the attempts before were lost with their workers
                 f"attempt {task.attempt - 1} ended without an outcome (its worker was lost) "
                 "and the retry policy allows no more",
