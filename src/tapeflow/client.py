@@ -132,13 +132,14 @@ class WorkflowHandle(Generic[R]):
         activities are cancelled (a running attempt is told) and its timers dropped, and
         events still in its inbox are discarded. Raises WorkflowNotFound, and
         WorkflowAlreadyCompleted if it has ended."""
-        plan = plan_commit([WorkflowExecutionTerminated(check_reason(reason, "terminate reason"))])
+        ended = WorkflowExecutionTerminated(check_reason(reason, "terminate reason"))
         while True:
             record = await self._backend.get_workflow(self.id)
             if record.status.finished:
                 raise WorkflowAlreadyCompleted(self.id, record.status)
+            run = imposed_on(record)
             try:
-                await self._backend.impose_ending(imposed_on(record), plan)
+                await self._backend.impose_ending(run, plan_commit([ended], (), run, run.parent))
                 return
             except LeaseLost:  # a task committed meanwhile, or the run ended: look again
                 continue

@@ -35,6 +35,29 @@ class ActivityError(TapeflowError):
         self.traceback = traceback
 
 
+class ChildWorkflowError(TapeflowError):
+    """Raised inside a parent workflow when a child did not complete: it failed, was
+    cancelled, terminated or timed out (``type``: its error's type, ``"CancelledError"``,
+    ``"Terminated"``, ``"TimeoutError"``), or its id was taken (``"WorkflowAlreadyExists"``)."""
+
+    def __init__(
+        self,
+        workflow_id: str,
+        type: str,
+        message: str,
+        *,
+        status: str | None = None,
+        traceback: str | None = None,
+    ) -> None:
+        super().__init__(f"child workflow {workflow_id!r} did not complete: {type}: {message}")
+        self.workflow_id = workflow_id
+        self.type = type
+        self.message = message
+        self.status = status
+        """The child's status (``WorkflowStatus`` value); None if it never started."""
+        self.traceback = traceback
+
+
 class WorkflowFailed(TapeflowError):
     """Raised by a workflow handle's ``result()`` when the workflow ended with an error."""
 

@@ -168,6 +168,100 @@ class MarkerRecorded:
 
 
 @dataclass(frozen=True)
+class ChildWorkflowScheduled:
+    """The workflow started a child: made in the transaction that records this, unless its
+    id is taken (then a ``ChildWorkflowStartFailed`` comes back)."""
+
+    seq: int
+    workflow_id: str
+    name: str
+    args: list[JSONValue]
+    version: str = ""
+    execution_timeout: float | None = None
+    parent_close_policy: Literal["terminate", "cancel", "abandon"] = "terminate"
+    kind: Literal["child_workflow_scheduled"] = "child_workflow_scheduled"
+
+
+@dataclass(frozen=True)
+class ChildWorkflowCancelRequested:
+    """The workflow stopped waiting for a child (its task was cancelled): the child is
+    asked to cancel."""
+
+    seq: int
+    workflow_id: str
+    reason: str
+    kind: Literal["child_workflow_cancel_requested"] = "child_workflow_cancel_requested"
+
+
+@dataclass(frozen=True)
+class EventSent:
+    """An event for another workflow, delivered in the transaction that records this; an
+    ``EventDelivered`` or ``EventDeliveryFailed`` comes back."""
+
+    seq: int
+    workflow_id: str
+    name: str
+    payload: JSONValue
+    kind: Literal["event_sent"] = "event_sent"
+
+
+@dataclass(frozen=True)
+class ChildWorkflowStarted:
+    seq: int
+    workflow_id: str
+    run_id: str
+    kind: Literal["child_workflow_started"] = "child_workflow_started"
+
+
+@dataclass(frozen=True)
+class ChildWorkflowStartFailed:
+    """The child's id was taken: it was not started."""
+
+    seq: int
+    workflow_id: str
+    failure: Failure
+    kind: Literal["child_workflow_start_failed"] = "child_workflow_start_failed"
+
+
+@dataclass(frozen=True)
+class ChildWorkflowClosed:
+    """A child's last run ended (a run continued as new is not its end)."""
+
+    seq: int
+    workflow_id: str
+    run_id: str
+    status: str
+    result: JSONValue = None
+    failure: Failure | None = None
+    kind: Literal["child_workflow_closed"] = "child_workflow_closed"
+
+
+@dataclass(frozen=True)
+class EventDelivered:
+    seq: int
+    kind: Literal["event_delivered"] = "event_delivered"
+
+
+@dataclass(frozen=True)
+class EventDeliveryFailed:
+    """The target of an ``EventSent`` does not exist, or has ended."""
+
+    seq: int
+    failure: Failure
+    kind: Literal["event_delivery_failed"] = "event_delivery_failed"
+
+
+@dataclass(frozen=True)
+class TerminationRequested:
+    """The run's parent closed under the ``"terminate"`` policy: the task that finds this
+    ends the run as terminated, running no workflow code; it never enters history itself."""
+
+    reason: str
+    requested_by: str = "parent"
+    kind: Literal["termination_requested"] = "termination_requested"
+
+
+@dataclass(frozen=True)
 class WorkflowExecutionCompleted:
     result: JSONValue
     kind: Literal["workflow_completed"] = "workflow_completed"
@@ -188,11 +282,25 @@ class WorkflowExecutionCancelled:
 
 
 @dataclass(frozen=True)
+class WorkflowContinuedAsNew:
+    """The run ended and the next run of its id began, in the same transaction, with
+    ``args`` and the events this run had not handled (``carried``)."""
+
+    args: list[JSONValue]
+    run_id: str
+    """The next run's."""
+    carried: list[EventReceived]
+    version: str = ""
+    kind: Literal["workflow_continued_as_new"] = "workflow_continued_as_new"
+
+
+@dataclass(frozen=True)
 class WorkflowExecutionTerminated:
-    """Ended from outside (``terminate``) with no workflow code run: written by the backend
-    after the last task, not decided by the code, so replay stops here."""
+    """Ended from outside (``terminate``, or its parent's close) with no workflow code run:
+    written after the last task, not decided by the code, so replay stops here."""
 
     reason: str
+    requested_by: str = "client"
     kind: Literal["workflow_terminated"] = "workflow_terminated"
 
 
@@ -205,7 +313,10 @@ class WorkflowExecutionTimedOut:
 
 
 Terminal: TypeAlias = (
-    WorkflowExecutionCompleted | WorkflowExecutionFailed | WorkflowExecutionCancelled
+    WorkflowExecutionCompleted
+    | WorkflowExecutionFailed
+    | WorkflowExecutionCancelled
+    | WorkflowContinuedAsNew
 )
 """The decision that ends a workflow: nothing follows it in history."""
 
@@ -218,6 +329,9 @@ Decision: TypeAlias = (
     | TimerStarted
     | TimerCancelled
     | MarkerRecorded
+    | ChildWorkflowScheduled
+    | ChildWorkflowCancelRequested
+    | EventSent
     | Terminal
 )
 """What a workflow decides in an activation; the worker turns these into writes."""
@@ -230,6 +344,12 @@ Incoming: TypeAlias = (
     | EventReceived
     | WorkflowCancelRequested
     | ExecutionTimeoutReached
+    | TerminationRequested
+    | ChildWorkflowStarted
+    | ChildWorkflowStartFailed
+    | ChildWorkflowClosed
+    | EventDelivered
+    | EventDeliveryFailed
 )
 """What reaches a workflow from outside, through its inbox."""
 

@@ -13,30 +13,43 @@ import random as _random
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, cast, overload
+from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, cast, get_args, overload
 
 from tapeflow._definition import definition_of, defn_decorator
+from tapeflow._engine.commands import ChildOptions
 from tapeflow._engine.instance import WorkflowInfo, WorkflowInstance, running_instance
-from tapeflow._validate import check_moment, check_name, check_seconds, check_timeout, fail
+from tapeflow._validate import (
+    check_moment,
+    check_name,
+    check_seconds,
+    check_timeout,
+    fail,
+)
 from tapeflow._workflow_logger import WorkflowLogger
 from tapeflow.converter import from_json, to_json
 from tapeflow.errors import TapeflowError
 from tapeflow.options import RetryPolicy
 
 __all__ = [
+    "ChildWorkflowHandle",
+    "ParentClosePolicy",
     "WorkflowInfo",
+    "continue_as_new",
     "defn",
     "execute_activity",
+    "execute_child_workflow",
     "info",
     "is_replaying",
     "logger",
     "now",
     "on_event",
     "random",
+    "send_event",
     "set_var",
     "side_effect",
     "sleep",
     "sleep_until",
+    "start_child_workflow",
     "uuid4",
     "wait_condition",
     "wait_event",
@@ -235,3 +248,155 @@ def on_event(name: str, callback: Callable[[Any], object], *, type: object = Any
 async def wait_event(name: str, *, type: object = Any) -> Any:
     """The oldest external event ``name`` not yet returned here, waiting if there is none."""
     return await _instance().channels.wait(check_name(name, "event name"), type)
+
+
+ParentClosePolicy: TypeAlias = Literal["terminate", "cancel", "abandon"]
+"""What happens to a child still open when its parent's run closes: it is terminated, asked
+to cancel, or left to go on."""
+
+
+class ChildWorkflowHandle(Generic[R]):
+    """A child workflow this workflow started: its id and first run, its result, events."""
+
+    def __init__(self, workflow_id: str, run_id: str, result: asyncio.Future[R]) -> None:
+        self.id = workflow_id
+        self.run_id = run_id
+        self._result = result
+
+    def __repr__(self) -> str:
+        return f"ChildWorkflowHandle({self.id!r})"
+
+    def result(self) -> asyncio.Future[R]:
+        """Await this for the child's result (the annotated type); raises
+        ``tapeflow.ChildWorkflowError`` if it did not complete. Cancelling the wait (a
+        timeout, a cancelled task) asks the child to cancel."""
+        return self._result
+
+    async def send_event(self, name: str, payload: Any = None) -> None:
+        """Send the child an external event (see ``send_event``)."""
+        await send_event(self.id, name, payload)
+
+
+@overload
+async def start_child_workflow(
+    workflow: Callable[..., Awaitable[R]],
+    *args: Any,
+    id: str | None = None,
+    version: str = "",
+    execution_timeout: timedelta | None = None,
+    parent_close_policy: ParentClosePolicy = "terminate",
+) -> ChildWorkflowHandle[R]: ...
+@overload
+async def start_child_workflow(
+    workflow: str,
+    *args: Any,
+    id: str | None = None,
+    version: str = "",
+    execution_timeout: timedelta | None = None,
+    parent_close_policy: ParentClosePolicy = "terminate",
+) -> ChildWorkflowHandle[Any]: ...
+async def start_child_workflow(
+    workflow: Callable[..., Awaitable[Any]] | str,
+    *args: Any,
+    id: str | None = None,
+    version: str = "",
+    execution_timeout: timedelta | None = None,
+    parent_close_policy: ParentClosePolicy = "terminate",
+) -> ChildWorkflowHandle[Any]:
+    """Start a child workflow and return its handle once it has started.
+
+    The child is a workflow of its own (``client.get_handle(id)`` finds it), run by any
+    worker that registered it, made in the transaction that records its start here. Its id
+    is ``id``, else one derived from this workflow's id, run and the child's position.
+    Raises ``tapeflow.ChildWorkflowError`` of type ``"WorkflowAlreadyExists"`` if a workflow
+    has that id. ``parent_close_policy`` says what happens to the child if it is still
+    open when this run closes (completes, fails, continues as new, is terminated...).
+    ``execution_timeout`` limits the child as ``start_workflow``'s does."""
+    instance = _instance()
+    if parent_close_policy not in get_args(ParentClosePolicy):
+        fail("parent_close_policy", parent_close_policy, "'terminate', 'cancel' or 'abandon'")
+    options = ChildOptions(
+        workflow_id=None if id is None else check_name(id, "child workflow id"),
+        version=check_name(version, "version", allow_empty=True),
+        execution_timeout=check_timeout(execution_timeout, "execution_timeout"),
+        parent_close_policy=parent_close_policy,
+    )
+    if isinstance(workflow, str):
+        name = check_name(workflow, "workflow name")
+        encoded, hint = [to_json(a) for a in args], cast(object, Any)
+    else:
+        definition = definition_of(workflow, "workflow")
+        name = definition.name
+        encoded = definition.signature.encode_args(args)
+        hint = definition.signature.return_hint
+    command = instance.commands.start_child(
+        name, encoded, options, instance.child_id, instance.recorded, hint
+    )
+    assert command.started is not None
+    assert command.result is not None
+    run_id = await command.started
+    return ChildWorkflowHandle(command.workflow_id, run_id, command.result)
+
+
+@overload
+async def execute_child_workflow(
+    workflow: Callable[..., Awaitable[R]],
+    *args: Any,
+    id: str | None = None,
+    version: str = "",
+    execution_timeout: timedelta | None = None,
+    parent_close_policy: ParentClosePolicy = "terminate",
+) -> R: ...
+@overload
+async def execute_child_workflow(
+    workflow: str,
+    *args: Any,
+    id: str | None = None,
+    version: str = "",
+    execution_timeout: timedelta | None = None,
+    parent_close_policy: ParentClosePolicy = "terminate",
+) -> Any: ...
+async def execute_child_workflow(
+    workflow: Callable[..., Awaitable[Any]] | str,
+    *args: Any,
+    id: str | None = None,
+    version: str = "",
+    execution_timeout: timedelta | None = None,
+    parent_close_policy: ParentClosePolicy = "terminate",
+) -> Any:
+    """Run a child workflow and return its result: ``start_child_workflow``, then its
+    ``result()``. Cancelling the wait cancels the child."""
+    child = await start_child_workflow(
+        workflow,
+        *args,
+        id=id,
+        version=version,
+        execution_timeout=execution_timeout,
+        parent_close_policy=parent_close_policy,
+    )
+    return await child.result()
+
+
+async def send_event(workflow_id: str, name: str, payload: Any = None) -> None:
+    """Send an external event to any workflow, by id (its latest run), as the client's
+    ``send_event`` does: recorded in this workflow's history and delivered once, in the
+    transaction of this task. Returns once the delivery is known; raises
+    ``tapeflow.WorkflowNotFound`` if there is no such workflow, and
+    ``tapeflow.WorkflowAlreadyCompleted`` if it has ended."""
+    instance = _instance()
+    target = check_name(workflow_id, "workflow id")
+    encoded = to_json(payload, what=f"payload of event {name!r}")
+    future: asyncio.Future[None] = instance.loop.create_future()
+    instance.commands.send_event(target, check_name(name, "event name"), encoded, future)
+    await future
+
+
+def continue_as_new(*args: Any) -> NoReturn:
+    """End this run now and start the next run of the same workflow id with ``args`` and an
+    empty history, in one transaction: how a workflow that runs forever keeps its history
+    short (see ``info().history_length``). Never returns. Events that came and that no
+    ``wait_event`` returned (and no ``on_event`` callback saw) go to the next run; open
+    children are closed as their ``parent_close_policy`` says; ``result()`` on the
+    workflow's handle follows to the last run. The next run has no ``execution_timeout``."""
+    instance = _instance()
+    raise instance.continue_as_new(instance.definition.signature.encode_args(args))

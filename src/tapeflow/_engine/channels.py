@@ -29,12 +29,15 @@ class EventChannels:
         self._taken: defaultdict[str, int] = defaultdict(int)
         self._waiters: defaultdict[str, deque[asyncio.Future[None]]] = defaultdict(deque)
         self._callbacks: defaultdict[str, list[tuple[Callback, object]]] = defaultdict(list)
+        self._arrivals: list[str] = []
+        """The names of the events delivered, in order."""
         self._due: deque[tuple[Callback, object, JSONValue]] = deque()
         """Callback calls not made yet, in history order."""
         self._flush_scheduled = False
 
     def deliver(self, name: str, payload: JSONValue) -> None:
         self._log[name].append(payload)
+        self._arrivals.append(name)
         self._call_later((callback, hint, payload) for callback, hint in self._callbacks[name])
         self._wake_next(name)
 
@@ -57,6 +60,18 @@ class EventChannels:
         self._taken[name] += 1
         self._flush()
         return from_json(payload, hint, what=f"event {name!r}")
+
+    def unhandled(self) -> list[tuple[str, JSONValue]]:
+        """The events no ``wait`` returned and no ``on`` callback saw, in arrival order:
+        what a run that continues as new hands to the next."""
+        seen: defaultdict[str, int] = defaultdict(int)
+        left = []
+        for name in self._arrivals:
+            index = seen[name]
+            seen[name] += 1
+            if index >= self._taken[name] and not self._callbacks[name]:
+                left.append((name, self._log[name][index]))
+        return left
 
     def on(self, name: str, callback: Callback, hint: object) -> None:
         self._callbacks[name].append((callback, hint))

@@ -12,13 +12,27 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from tapeflow.errors import InvalidArgument, NonDeterminismError
+from tapeflow.converter import from_json
+from tapeflow.errors import (
+    ChildWorkflowError,
+    InvalidArgument,
+    NonDeterminismError,
+    PayloadError,
+    TapeflowError,
+    WorkflowAlreadyCompleted,
+    WorkflowNotFound,
+)
 from tapeflow.history import (
     ActivityCancelled,
     ActivityScheduled,
+    ChildWorkflowCancelRequested,
+    ChildWorkflowClosed,
+    ChildWorkflowScheduled,
     Decision,
+    EventSent,
+    Failure,
     JSONValue,
     MarkerRecorded,
     TimerCancelled,
@@ -73,6 +87,35 @@ class TimerCommand(_Machine):
     handle: asyncio.TimerHandle | None = None
 
 
+@dataclass
+class ChildCommand(_Machine):
+    workflow_id: str = ""
+    started: asyncio.Future[str] | None = None
+    """Set to the child's run id once its start is seen."""
+    result: asyncio.Future[Any] | None = None
+    result_hint: object = Any
+    run_id: str | None = None
+    cancel_reason: str | None = None
+    """Cancelled before its start was seen: asked to cancel once it is (its id may have
+    been taken, by a workflow that is not ours to cancel)."""
+
+
+@dataclass
+class SendCommand(_Machine):
+    workflow_id: str = ""
+    future: asyncio.Future[None] | None = None
+
+
+@dataclass(frozen=True)
+class ChildOptions:
+    """What a child is started with, besides its name and arguments."""
+
+    workflow_id: str | None
+    version: str
+    execution_timeout: float | None
+    parent_close_policy: Literal["terminate", "cancel", "abandon"]
+
+
 class Commands:
     """Issues sequence numbers, records decisions, and routes outcomes back to futures."""
 
@@ -82,6 +125,8 @@ class Commands:
         self._timers: dict[int, TimerCommand] = {}
         self._timer_seq_by_handle: dict[int, int] = {}
         self._cancelled_timers: set[int] = set()
+        self._children: dict[int, ChildCommand] = {}
+        self._sends: dict[int, SendCommand] = {}
         self._decisions: list[Decision] = []
 
     def take_decisions(self) -> list[Decision]:
@@ -198,16 +243,177 @@ class Commands:
         return seq
 
     def side_effect(
-        self, compute: Callable[[], JSONValue], recorded: Mapping[int, MarkerRecorded]
+        self, compute: Callable[[], JSONValue], recorded: Mapping[int, Decision]
     ) -> JSONValue:
         """A value made once and kept in history: on replay, the recorded one (``recorded``,
         by seq) comes back and ``compute`` is not called."""
         seq = self._next_seq
         found = recorded.get(seq)
-        value = found.details if found is not None and found.name == SIDE_EFFECT else compute()
+        if isinstance(found, MarkerRecorded) and found.name == SIDE_EFFECT:
+            value = found.details
+        else:
+            value = compute()
         self.record_marker(SIDE_EFFECT, value)
         return value
 
+    # -- child workflows -------------------------------------------------------------------
+
+    def start_child(
+        self,
+        name: str,
+        args: list[JSONValue],
+        options: ChildOptions,
+        derived_id: Callable[[int], str],
+        recorded: Mapping[int, Decision],
+        result_hint: object,
+    ) -> ChildCommand:
+        """Start a child: its id is ``options.workflow_id``, else ``derived_id(seq)`` the
+        first time and the one history recorded (``recorded``, by seq) on replay."""
+        seq = self._seq()
+        found = recorded.get(seq)
+        child_id = options.workflow_id
+        if child_id is None and isinstance(found, ChildWorkflowScheduled):
+            child_id = found.workflow_id
+        elif child_id is None:
+            child_id = derived_id(seq)
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[str] = loop.create_future()
+        result: asyncio.Future[Any] = loop.create_future()
+        command = ChildCommand(
+            seq,
+            f"child workflow {child_id!r}",
+            workflow_id=child_id,
+            started=started,
+            result=result,
+            result_hint=result_hint,
+        )
+        self._children[seq] = command
+        self.decide(
+            ChildWorkflowScheduled(
+                seq=seq,
+                workflow_id=child_id,
+                name=name,
+                args=args,
+                version=options.version,
+                execution_timeout=options.execution_timeout,
+                parent_close_policy=options.parent_close_policy,
+            )
+        )
+        started.add_done_callback(lambda f: self._child_abandoned(seq, f))
+        result.add_done_callback(lambda f: self._child_abandoned(seq, f))
+        return command
+
+    def _child_abandoned(self, seq: int, future: asyncio.Future[Any]) -> None:
+        """The child's start or result was awaited by a task that was cancelled: the
+        workflow no longer wants it, so the child is asked to cancel."""
+        command = self._children.get(seq)
+        if not future.cancelled() or command is None or command.state is not CommandState.ACTIVE:
+            return
+        command.move(CommandState.CANCELLED)
+        reason = "its parent workflow stopped waiting for it"
+        if command.run_id is None:
+            command.cancel_reason = reason
+        else:
+            self._cancel_child(command, reason)
+
+    def _cancel_child(self, command: ChildCommand, reason: str) -> None:
+        self.decide(
+            ChildWorkflowCancelRequested(
+                seq=command.seq, workflow_id=command.workflow_id, reason=reason
+            )
+        )
+
+    def child_started(self, seq: int, run_id: str) -> None:
+        command = self._child(seq)
+        command.run_id = run_id
+        if command.cancel_reason is not None:
+            self._cancel_child(command, command.cancel_reason)
+            command.cancel_reason = None
+        if command.started is not None and not command.started.done():
+            command.started.set_result(run_id)
+
+    def child_start_failed(self, seq: int, failure: Failure) -> None:
+        command = self._settle_child(seq)
+        error = ChildWorkflowError(command.workflow_id, failure.type, failure.message)
+        if command.started is not None and not command.started.done():
+            command.started.set_exception(error)
+        if command.result is not None and not command.result.done():
+            command.result.cancel()  # its start raises; no one can wait for it
+
+    def child_closed(self, closed: ChildWorkflowClosed) -> None:
+        command = self._settle_child(closed.seq)
+        future = command.result
+        if future is None or future.done():
+            return
+        if closed.failure is not None:
+            failure = closed.failure
+            future.set_exception(
+                ChildWorkflowError(
+                    closed.workflow_id,
+                    failure.type,
+                    failure.message,
+                    status=closed.status,
+                    traceback=failure.traceback,
+                )
+            )
+            return
+        try:
+            value = from_json(closed.result, command.result_hint, what=f"result of {command.what}")
+        except PayloadError as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(value)
+
+    def _child(self, seq: int) -> ChildCommand:
+        command = self._children.get(seq)
+        if command is None:
+            raise NonDeterminismError(
+                f"history has news of child workflow seq {seq}, "
+                "which this workflow code never started"
+            )
+        return command
+
+    def _settle_child(self, seq: int) -> ChildCommand:
+        """The child whose end (or failed start) arrived, no longer outstanding."""
+        command = self._child(seq)
+        command.move(
+            CommandState.DONE if command.state is CommandState.ACTIVE else CommandState.CANCELLED
+        )
+        del self._children[seq]
+        return command
+
+    # -- events for other workflows --------------------------------------------------------
+
+    def send_event(
+        self, workflow_id: str, name: str, payload: JSONValue, future: asyncio.Future[None]
+    ) -> None:
+        seq = self._seq()
+        self._sends[seq] = SendCommand(
+            seq, f"event {name!r} for {workflow_id!r}", workflow_id=workflow_id, future=future
+        )
+        self.decide(EventSent(seq=seq, workflow_id=workflow_id, name=name, payload=payload))
+
+    def event_sent(self, seq: int, failure: Failure | None) -> None:
+        """An event's receipt: delivered, or not (``failure``)."""
+        command = self._sends.pop(seq, None)
+        if command is None:
+            raise NonDeterminismError(
+                f"history has a receipt for event seq {seq}, which this workflow code never sent"
+            )
+        command.move(CommandState.DONE)
+        future = command.future
+        if future is None or future.done():
+            return
+        if failure is None:
+            future.set_result(None)
+            return
+        error: TapeflowError
+        if failure.type == WorkflowNotFound.__name__:
+            error = WorkflowNotFound(command.workflow_id)
+        else:
+            error = WorkflowAlreadyCompleted(command.workflow_id, "ended")
+        future.set_exception(error)
+
     @property
     def pending(self) -> int:
-        return len(self._activities) + len(self._timers)
+        return len(self._activities) + len(self._timers) + len(self._children) + len(self._sends)

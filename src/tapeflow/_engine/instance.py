@@ -7,11 +7,12 @@ the replay tests all drive a workflow through it, from stored or hand-built hist
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from random import Random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tapeflow._definition import Definition
 from tapeflow._engine import sandbox
@@ -29,23 +30,37 @@ from tapeflow.errors import (
 from tapeflow.history import (
     ActivityCompleted,
     ActivityFailed,
+    ChildWorkflowClosed,
+    ChildWorkflowStarted,
+    ChildWorkflowStartFailed,
     Decision,
+    EventDelivered,
+    EventDeliveryFailed,
     EventReceived,
     Failure,
     Incoming,
-    MarkerRecorded,
+    JSONValue,
     TimerFired,
     WorkflowCancelRequested,
+    WorkflowContinuedAsNew,
     WorkflowExecutionCancelled,
     WorkflowExecutionCompleted,
     WorkflowExecutionFailed,
     WorkflowExecutionStarted,
 )
 
+if TYPE_CHECKING:
+    from tapeflow.backends.base import ParentLink
+
 sandbox.install()  # at import: before user modules bind names such as ``from time import sleep``
 
 TASK_FAILURES = (NonDeterminismError, WorkflowSandboxError, WorkflowInterrupted)
 """Errors that fail the workflow task (retried later) instead of the workflow itself."""
+
+
+class ContinueAsNew(BaseException):
+    """Raised by ``workflow.continue_as_new`` to end the workflow's code where it is; a
+    BaseException, so that no ``except Exception`` in workflow code stops it."""
 
 
 def _fails_the_task(exc: BaseException) -> bool:
@@ -118,8 +133,13 @@ class WorkflowInstance:
         self._now = datetime.fromtimestamp(0, UTC)
         self._replaying = False
         self._length_at_start = 0
-        self.recorded: dict[int, MarkerRecorded] = {}
-        """The markers history has for the activation being replayed, by seq."""
+        self.recorded: dict[int, Decision] = {}
+        """The decisions history has for the activation being replayed, by seq."""
+        self.parent: ParentLink | None = None
+        """The parent run, for a child: the worker keeps it here for the tasks it runs
+        ahead, whose plans report the child's end."""
+        self._next_run_args: list[JSONValue] | None = None
+        """Set by ``continue_as_new``: the next run's arguments."""
         self._conditions: list[tuple[Callable[[], object], asyncio.Future[None]]] = []
 
     # -- what the in-workflow API reads -----------------------------------------------------
@@ -170,7 +190,7 @@ class WorkflowInstance:
         self._now = activation.at.astimezone(UTC)
         self._replaying = activation.replaying
         self._length_at_start = self.history_length + 1 + len(activation.events)
-        self.recorded = {d.seq: d for d in activation.recorded if isinstance(d, MarkerRecorded)}
+        self.recorded = {d.seq: d for d in activation.recorded if hasattr(d, "seq")}
         self.loop.set_time(self._now.timestamp())
         for index, event in enumerate(activation.events):
             try:
@@ -253,6 +273,18 @@ class WorkflowInstance:
                     self.loop.fire(handle)
             case EventReceived(name=name, payload=payload):
                 self.channels.deliver(name, payload)
+            case ChildWorkflowStarted(seq=seq, run_id=run_id):
+                self.commands.child_started(seq, run_id)
+            case ChildWorkflowStartFailed(seq=seq, failure=failure):
+                self.commands.child_start_failed(seq, failure)
+            case ChildWorkflowClosed():
+                self.commands.child_closed(event)
+            case EventDelivered(seq=seq):
+                self.commands.event_sent(seq, None)
+            case EventDeliveryFailed(seq=seq, failure=failure):
+                self.commands.event_sent(seq, failure)
+            case WorkflowCancelRequested() if self._cancel_reason is not None:
+                pass  # asked already (by its parent, say): once is what it sees
             case WorkflowCancelRequested(reason=reason):
                 self._cancel_reason = reason
                 main = self._main
@@ -278,8 +310,22 @@ class WorkflowInstance:
         if self._callback_error is None:
             self._callback_error = exc
 
+    def child_id(self, seq: int) -> str:
+        """The id of a child started without one: this workflow's, this run's, its seq."""
+        run = f"{self.run_id[:8]}/" if self.run_id else ""
+        return f"{self.workflow_id}/{run}{seq}"
+
+    def continue_as_new(self, args: list[JSONValue]) -> ContinueAsNew:
+        """Note the next run's arguments; the caller raises what this returns."""
+        if self._next_run_args is None:
+            self._next_run_args = args
+        return ContinueAsNew()
+
     def _conclude(self) -> None:
         main = self._main
+        if self._next_run_args is not None:
+            self._continue()
+            return
         if self._callback_error is not None and _fails_the_task(self._callback_error):
             raise self._callback_error
         if main is None:
@@ -308,6 +354,21 @@ class WorkflowInstance:
             return
         self.finished = True
         self.commands.decide(WorkflowExecutionCompleted(result=result))
+
+    def _continue(self) -> None:
+        """End the run, continued by the next: the events not handled here go with it."""
+        assert self._started is not None
+        assert self._next_run_args is not None
+        self.finished = True
+        carried = [EventReceived(name, payload) for name, payload in self.channels.unhandled()]
+        self.commands.decide(
+            WorkflowContinuedAsNew(
+                args=self._next_run_args,
+                run_id=str(uuid.uuid4()),  # not from random(): every run draws the same
+                carried=carried,
+                version=self._started.version,
+            )
+        )
 
     def _fail(self, exc: BaseException) -> None:
         self.finished = True

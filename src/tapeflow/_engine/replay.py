@@ -15,7 +15,10 @@ from tapeflow.errors import NonDeterminismError
 from tapeflow.history import (
     ActivityCancelled,
     ActivityScheduled,
+    ChildWorkflowCancelRequested,
+    ChildWorkflowScheduled,
     Decision,
+    EventSent,
     HistoryEvent,
     Incoming,
     MarkerRecorded,
@@ -146,6 +149,21 @@ def same_decision(recorded: Decision, emitted: Decision) -> bool:
             return recorded.seq == emitted.seq
         case MarkerRecorded(), MarkerRecorded():
             return (recorded.seq, recorded.name) == (emitted.seq, emitted.name)
+        case ChildWorkflowScheduled(), ChildWorkflowScheduled():
+            return (recorded.seq, recorded.workflow_id, recorded.name, recorded.args) == (
+                emitted.seq,
+                emitted.workflow_id,
+                emitted.name,
+                emitted.args,
+            )
+        case ChildWorkflowCancelRequested(), ChildWorkflowCancelRequested():
+            return recorded.seq == emitted.seq
+        case EventSent(), EventSent():
+            return (recorded.seq, recorded.workflow_id, recorded.name) == (
+                emitted.seq,
+                emitted.workflow_id,
+                emitted.name,
+            )
     return True  # the workflow's end: its kind is what must match
 
 
@@ -161,6 +179,12 @@ def describe(decision: Decision) -> str:
             text = f"activity_cancelled seq {seq}"
         case MarkerRecorded(seq=seq, name=name):
             text = f"marker_recorded seq {seq} {name!r}"
+        case ChildWorkflowScheduled(seq=seq, workflow_id=child, name=name, args=args):
+            text = f"child_workflow_scheduled seq {seq} {name!r} id {child!r} with args {args!r}"
+        case ChildWorkflowCancelRequested(seq=seq, workflow_id=child):
+            text = f"child_workflow_cancel_requested seq {seq} id {child!r}"
+        case EventSent(seq=seq, workflow_id=target, name=name):
+            text = f"event_sent seq {seq} {name!r} to {target!r}"
         case _:
             text = decision.kind
     return text if len(text) < 300 else text[:297] + "..."

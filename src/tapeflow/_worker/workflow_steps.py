@@ -121,10 +121,12 @@ class WorkflowSteps:
         ``history``."""
         self._clock.observe(task.claimed_at)
         incoming = [item.event for item in task.inbox]
-        return await self._step(
+        step = await self._step(
             task.workflow_id, task.run_id, task.workflow_name, instance, history, task.claimed_at,
             incoming,
         )  # fmt: skip
+        step.instance.parent = task.parent  # for the tasks it runs ahead
+        return step
 
     async def _step(
         self,
@@ -268,7 +270,7 @@ class WorkflowSteps:
             )  # fmt: skip
         except Exception:  # closed by _step
             return None
-        return length, step, plan_commit(step.events)
+        return length, step, plan_commit(step.events, (), activity, instance.parent)
 
     # -- plumbing --------------------------------------------------------------------------
 

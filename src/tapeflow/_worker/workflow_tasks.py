@@ -16,7 +16,10 @@ from tapeflow.history import (
     ExecutionTimeoutReached,
     Failure,
     HistoryEvent,
+    Imposed,
+    TerminationRequested,
     WorkflowExecutionFailed,
+    WorkflowExecutionTerminated,
     WorkflowExecutionTimedOut,
     WorkflowTaskStarted,
 )
@@ -32,11 +35,16 @@ TASK_RETRY = RetryPolicy(
 """Backoff for a workflow task that failed (non-determinism, a bug): retried until fixed."""
 
 
-def _timeout_reached(task: WorkflowTask) -> ExecutionTimeoutReached | None:
-    return next(
-        (item.event for item in task.inbox if isinstance(item.event, ExecutionTimeoutReached)),
-        None,
-    )
+def _imposed(task: WorkflowTask) -> Imposed | None:
+    """The ending the task's inbox imposes, if any: its execution timeout was reached, or
+    its parent closed under the "terminate" policy."""
+    for item in task.inbox:
+        match item.event:
+            case ExecutionTimeoutReached(timeout=timeout):
+                return WorkflowExecutionTimedOut(timeout=timeout)
+            case TerminationRequested(reason=reason, requested_by=requested_by):
+                return WorkflowExecutionTerminated(reason=reason, requested_by=requested_by)
+    return None
 
 
 class WorkflowTaskRunner:
@@ -58,8 +66,8 @@ class WorkflowTaskRunner:
             if task.poison is not None:
                 await self._fail_unreadable(task, task.poison, hand)
                 return
-            if (timeout := _timeout_reached(task)) is not None:
-                await self._time_out(task, timeout, hand)
+            if (ending := _imposed(task)) is not None:
+                await self._impose(task, ending, hand)
                 return
             instance = self._cache.take(task.run_id, task.history_length)
             try:
@@ -69,7 +77,8 @@ class WorkflowTaskRunner:
                 return
             step = await self._steps.activate(task, instance, history)
             instance = step.instance
-            plan = plan_commit(step.events, [item.id for item in task.inbox])
+            consumed = [item.id for item in task.inbox]
+            plan = plan_commit(step.events, consumed, task, task.parent)
             await self._steps.commit(task, plan, step.decisions, hand)
         except (LeaseLost, UnseenEvents) as exc:  # refused, nothing written: run it again
             unseen = isinstance(exc, UnseenEvents)  # a race the design expects: no warning
@@ -85,16 +94,13 @@ class WorkflowTaskRunner:
             instance.history_length = task.history_length + len(step.events)
             self._cache.put(instance)
 
-    async def _time_out(
-        self, task: WorkflowTask, timeout: ExecutionTimeoutReached, hand: HandOver
-    ) -> None:
-        """The run is past its execution timeout: it ends as timed out, no code of it run
-        (its cached instance is dropped), whatever else its inbox holds."""
+    async def _impose(self, task: WorkflowTask, ending: Imposed, hand: HandOver) -> None:
+        """The run ends as ``ending`` says (timed out, terminated), no code of it run (its
+        cached instance is dropped), whatever else its inbox holds."""
         cached = self._cache.take_latest(task.run_id)
         if cached is not None:
             cached.close()
-        ended = WorkflowExecutionTimedOut(timeout=timeout.timeout)
-        plan = plan_commit([ended], [item.id for item in task.inbox])
+        plan = plan_commit([ending], [item.id for item in task.inbox], task, task.parent)
         await self._steps.commit(task, plan, [], hand)
 
     async def _fail_unreadable(self, task: WorkflowTask, why: str, hand: HandOver) -> None:
@@ -110,7 +116,7 @@ class WorkflowTaskRunner:
             WorkflowExecutionFailed(failure=failure),
         ]
         consumed = [item.id for item in task.inbox] + list(task.unreadable)
-        await self._steps.commit(task, plan_commit(events, consumed), [], hand)
+        await self._steps.commit(task, plan_commit(events, consumed, task, task.parent), [], hand)
 
     async def _history(self, task: WorkflowTask) -> list[HistoryEvent]:
         if not task.history_length:

@@ -14,6 +14,7 @@ from tapeflow.backends.base import (
     ActivityTask,
     ActivityTimeouts,
     InboxEvent,
+    ParentLink,
     WorkflowRecord,
     WorkflowStatus,
     WorkflowTask,
@@ -59,6 +60,12 @@ def workflow_record(row: NamedRow, when: Callable[[Any], datetime]) -> WorkflowR
         hint=pending_hint(name, bool(row["due"]) and not state.finished, silent),
         reason=row["stop_reason"],
         requested_by=row["stop_requested_by"],
+        parent=None
+        if row["parent_run_id"] is None
+        else ParentLink(
+            row["parent_id"], row["parent_run_id"], row["parent_seq"], row["on_parent_close"]
+        ),
+        previous_run_id=row["previous_run_id"],
     )
 
 
@@ -92,7 +99,17 @@ def workflow_task(
         failures=row["failures"],
         poison="; ".join(errors) or None,
         unreadable=tuple(unreadable),
+        parent=_parent(row["parent"]),
     )
+
+
+def _parent(found: str | list[Any] | None) -> ParentLink | None:
+    """A claimed run's parent, as its claim reads it: [workflow id, run id, seq, on
+    close] (JSON text, or decoded), or None."""
+    if found is None:
+        return None
+    workflow_id, run_id, seq, on_close = json.loads(found) if isinstance(found, str) else found
+    return ParentLink(workflow_id, run_id, seq, on_close)
 
 
 def activity_task(row: NamedRow, when: Callable[[Any], datetime]) -> ActivityTask:

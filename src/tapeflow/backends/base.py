@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, Self, runtime_checkable
 
 from tapeflow.backends.wakeups import Watch
 from tapeflow.history import (
@@ -62,10 +62,30 @@ class WorkflowStatus(enum.StrEnum):
     TERMINATED = "terminated"
     TIMED_OUT = "timed_out"
     """Past its ``execution_timeout``."""
+    CONTINUED_AS_NEW = "continued_as_new"
+    """Ended by ``continue_as_new``: the next run of its id goes on (the id's latest run is
+    never in this status)."""
 
     @property
     def finished(self) -> bool:
         return self not in (WorkflowStatus.PENDING, WorkflowStatus.RUNNING)
+
+
+IdReuse = Literal["reject", "allow", "allow_failed"]
+"""Whether a new run may take an id whose latest run has ended: never, always, or only if
+that run did not complete. An id whose latest run is unfinished is never taken."""
+
+
+@dataclass(frozen=True)
+class ParentLink:
+    """A child run's parent: the run it reports its end to (a ``ChildWorkflowClosed`` with
+    the seq of the parent's ``ChildWorkflowScheduled``), and the encoded inbox event the
+    child gets if that run closes first (its parent close policy; None: abandoned)."""
+
+    workflow_id: str
+    run_id: str
+    seq: int
+    on_close: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +102,14 @@ class NewWorkflow:
     execution_timeout: timedelta | None = None
     """How long the run may take from ``start_at``: then it is ended as timed out (the
     backend sets an ``ExecutionTimeoutReached`` timer, ``EXECUTION_TIMEOUT_SEQ``)."""
+    id_reuse: IdReuse = "reject"
+    events: tuple[str, ...] = ()
+    """Encoded events for its inbox, after its start event: a start's event, or the events
+    a run that continues as new had not handled."""
+    parent: ParentLink | None = None
+    receipt: tuple[str, str] | None = None
+    """Two encoded events, of which a plan's commit puts one into its own run's inbox: the
+    first if this was created, the second if its id was taken."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +135,18 @@ class WorkflowRecord:
     reason: str | None = None
     """Why it was asked to stop: the reason given to cancel or terminate, or the timeout's."""
     requested_by: str | None = None
-    """Who asked it to stop: ``"client"`` (cancel, terminate) or ``"timeout"``."""
+    """Who asked it to stop: ``"client"`` (cancel, terminate), ``"parent"`` (its parent
+    closed) or ``"timeout"``."""
+    parent: ParentLink | None = None
+    """The parent run, for a child workflow."""
+    previous_run_id: str | None = None
+    """The run before this one of the same id (that continued as new, or ended before
+    its id was reused)."""
+
+    @property
+    def parent_id(self) -> str | None:
+        """The parent's workflow id, for a child workflow."""
+        return None if self.parent is None else self.parent.workflow_id
 
 
 @dataclass(frozen=True)
@@ -135,6 +174,8 @@ class WorkflowTask:
     workflow fails, visibly, and only it; ``inbox`` holds the events that can be read."""
     unreadable: tuple[int, ...] = ()
     """The ids of the inbox events that cannot be read."""
+    parent: ParentLink | None = None
+    """Where the run reports its end, if it is a child."""
 
 
 @dataclass(frozen=True)
@@ -438,6 +479,7 @@ def imposed_on(record: WorkflowRecord) -> WorkflowTask:
         inbox=[],
         lease_token=0,
         claimed_at=record.created_at,
+        parent=record.parent,
     )
 
 

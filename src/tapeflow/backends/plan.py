@@ -13,21 +13,26 @@ How every backend stores a ``CommitPlan`` for a run's task, in one transaction:
    written. (An ending imposed from outside, a terminate, drops what is pending.)
 3. The ``consumed`` inbox rows of the run are deleted; ``history`` is appended, numbered
    from ``task.history_length + 1``.
-4. ``inbox`` rows are inserted: into this run's inbox, or, for a row naming another
-   ``workflow_id``, into that workflow's latest run if it is unfinished (else the row is
-   dropped; the plan's maker must not rely on it), never visible before that run's start
-   (as ``send_event``).
+4. ``inbox`` rows are inserted: into this run's inbox; for a row naming a ``run_id``,
+   into that run if it is unfinished; for a row naming a ``workflow_id``, into that
+   workflow's latest run if it is unfinished; never visible before that run's start (as
+   ``send_event``). A row that finds no such run is dropped, and its ``receipt`` (if it
+   has one) says so: its ``missing`` event (no such workflow) or ``closed`` event (it has
+   ended) goes into this run's inbox, else its ``delivered`` event.
 5. ``activities`` are inserted as activity tasks, due now; the run's activity tasks whose
    seqs are in ``cancelled_activities`` are deleted, and so are its inbox rows that are
    timers with seqs in ``cancelled_timers``.
 6. With an ``ending``, the run takes its status, result or failure, its end time and (when
    the ending has them) the stop's ``reason`` and ``requested_by``, and
    its workflow task, activity tasks and inbox are deleted; its own new inbox rows and
-   activity tasks (steps 4 and 5) are not written at all, and none is taken. Without one, the run is
-   running and its task released (failures and last error cleared).
-7. ``workflows`` are created, each as the next run of its id (as ``create_workflow`` makes
-   a first one), unless that id has an unfinished run (after step 6: the run that ends here
-   may be continued by a new run of its own id).
+   activity tasks (steps 4 and 5) are not written at all, and none is taken; each
+   unfinished run whose parent is this run gets the event its ``ParentLink.on_close``
+   holds, if it holds one. Without an ending, the run is running and its task released
+   (failures and last error cleared).
+7. ``workflows`` are created as ``create_workflow`` makes them, each as the next run of
+   its id if its ``id_reuse`` allows (after step 6: the run that ends here may be
+   continued by a new run of its own id); one whose id is taken is not. A ``receipt``
+   says which into this run's inbox, unless the run ended.
 8. Wake-ups (``commit_topics``) go to the pollers of the new activities, the pollers of the
    workflows written to or created, and the run's own pollers if its inbox is not empty
    (events that came while the task was held, or timers), or its result waiters if it ended.
@@ -37,7 +42,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -46,6 +51,7 @@ from tapeflow.backends.base import (
     ActivityTask,
     ActivityTimeouts,
     NewWorkflow,
+    ParentLink,
     TaskKind,
     WorkflowStatus,
 )
@@ -53,12 +59,24 @@ from tapeflow.backends.wakeups import finished_topic, work_topic
 from tapeflow.history import (
     ActivityCancelled,
     ActivityScheduled,
+    ChildWorkflowCancelRequested,
+    ChildWorkflowClosed,
+    ChildWorkflowScheduled,
+    ChildWorkflowStarted,
+    ChildWorkflowStartFailed,
+    EventDelivered,
+    EventDeliveryFailed,
+    EventReceived,
+    EventSent,
     Failure,
     HistoryEvent,
     JSONValue,
+    TerminationRequested,
     TimerCancelled,
     TimerFired,
     TimerStarted,
+    WorkflowCancelRequested,
+    WorkflowContinuedAsNew,
     WorkflowExecutionCancelled,
     WorkflowExecutionCompleted,
     WorkflowExecutionFailed,
@@ -105,6 +123,19 @@ class NewInboxEvent:
     """Set for a timer: dropped by ``cancelled_timers``, and not an unseen event (step 2)."""
     workflow_id: str | None = None
     """Another workflow's (its latest run's) inbox; None: this run's."""
+    run_id: str | None = None
+    """A given run's inbox (a parent's), whatever run of its id is the latest."""
+    receipt: Receipt | None = None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What became of a row for another workflow, as an encoded event for this run's own
+    inbox (step 4)."""
+
+    delivered: str
+    missing: str
+    closed: str
 
 
 @dataclass(frozen=True)
@@ -148,6 +179,14 @@ class CommitPlan:
                     "visible_at": _iso(row.visible_at),
                     "timer_seq": row.timer_seq,
                     "workflow_id": row.workflow_id,
+                    "run_id": row.run_id,
+                    "receipt": None
+                    if row.receipt is None
+                    else {
+                        "delivered": row.receipt.delivered,
+                        "missing": row.receipt.missing,
+                        "closed": row.receipt.closed,
+                    },
                 }
                 for row in self.inbox
             ],
@@ -163,18 +202,7 @@ class CommitPlan:
             ],
             "cancelled_activities": self.cancelled_activities,
             "cancelled_timers": self.cancelled_timers,
-            "workflows": [
-                {
-                    "id": new.id,
-                    "run_id": new.run_id,
-                    "name": new.name,
-                    "version": new.version,
-                    "args": json_text(new.args),
-                    "start_at": _iso(new.start_at),
-                    "execution_timeout": _seconds(new.execution_timeout),
-                }
-                for new in self.workflows
-            ],
+            "workflows": [new_workflow_json(new) for new in self.workflows],
             "ending": None
             if self.ending is None
             else {
@@ -188,6 +216,27 @@ class CommitPlan:
         }
 
 
+def new_workflow_json(new: NewWorkflow) -> dict[str, JSONValue]:
+    """A new run as the database takes it (``create_workflow``, a plan's step 7)."""
+    parent = new.parent
+    return {
+        "id": new.id,
+        "run_id": new.run_id,
+        "name": new.name,
+        "version": new.version,
+        "args": json_text(new.args),
+        "start_at": _iso(new.start_at),
+        "execution_timeout": _seconds(new.execution_timeout),
+        "id_reuse": new.id_reuse,
+        "events": list(new.events),
+        "parent_id": None if parent is None else parent.workflow_id,
+        "parent_run_id": None if parent is None else parent.run_id,
+        "parent_seq": None if parent is None else parent.seq,
+        "on_parent_close": None if parent is None else parent.on_close,
+        "receipt": None if new.receipt is None else list(new.receipt),
+    }
+
+
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
@@ -196,13 +245,23 @@ def _seconds(duration: timedelta | None) -> float | None:
     return None if duration is None else duration.total_seconds()
 
 
-def plan_commit(events: Sequence[HistoryEvent], consumed: Iterable[int] = ()) -> CommitPlan:
-    """The writes that a task appending ``events`` (its start, what it consumed, then its
-    decisions) makes, having consumed the inbox rows ``consumed``."""
+def plan_commit(
+    events: Sequence[HistoryEvent],
+    consumed: Iterable[int] = (),
+    run: OfRun | None = None,
+    parent: ParentLink | None = None,
+) -> CommitPlan:
+    """The writes that a task of ``run`` (whose parent is ``parent``) appending ``events``
+    (its start, what it consumed, then its decisions) makes, having consumed the inbox
+    rows ``consumed``. Decisions about other workflows (children, events sent, continuing
+    as new) need ``run``."""
     activities: list[NewActivity] = []
     inbox: list[NewInboxEvent] = []
+    workflows: list[NewWorkflow] = []
     cancelled_activities: list[int] = []
     cancelled_timers: list[int] = []
+    children: dict[int, NewWorkflow] = {}
+    child_cancels: dict[int, NewInboxEvent] = {}
     ending: Ending | None = None
     at: datetime | None = None
     for event in events:
@@ -220,18 +279,29 @@ def plan_commit(events: Sequence[HistoryEvent], consumed: Iterable[int] = ()) ->
                 inbox.append(NewInboxEvent(fired, fire_at, timer_seq=seq))
             case TimerCancelled(seq=seq):
                 cancelled_timers.append(seq)
+            case ChildWorkflowScheduled(seq=seq):
+                children[seq] = _child(event, _named(run, event))
+            case ChildWorkflowCancelRequested(seq=seq, workflow_id=child, reason=reason):
+                asked = encode_event(WorkflowCancelRequested(reason=reason))
+                child_cancels[seq] = NewInboxEvent(asked, workflow_id=child)
+            case EventSent():
+                inbox.append(_sent(event))
+            case WorkflowContinuedAsNew():
+                ending = Ending(WorkflowStatus.CONTINUED_AS_NEW, None, None)
+                workflows.append(_next_run(event, _named(run, event), parent))
             case WorkflowExecutionCompleted(result=result):
                 ending = Ending(WorkflowStatus.COMPLETED, json_text(result), None)
             case WorkflowExecutionFailed(failure=failure):
                 ending = _failed(WorkflowStatus.FAILED, failure)
             case WorkflowExecutionCancelled(reason=reason):
-                ending = _failed(WorkflowStatus.CANCELLED, Failure("CancelledError", reason))
-            case WorkflowExecutionTerminated(reason=reason):
+                failure = Failure("CancelledError", reason)
+                ending = _failed(WorkflowStatus.CANCELLED, failure, reason=reason)
+            case WorkflowExecutionTerminated(reason=reason, requested_by=requested_by):
                 ending = _failed(
                     WorkflowStatus.TERMINATED,
                     Failure("Terminated", reason),
                     reason=reason,
-                    requested_by="client",
+                    requested_by=requested_by,
                 )
             case WorkflowExecutionTimedOut(timeout=timeout):
                 why = f"the workflow ran past its execution_timeout of {timeout:g}s"
@@ -241,16 +311,110 @@ def plan_commit(events: Sequence[HistoryEvent], consumed: Iterable[int] = ()) ->
                     reason=why,
                     requested_by="timeout",
                 )
+    if ending is not None and parent is not None and run is not None:
+        inbox.append(_closed(run, parent, ending))
     dropped = set(cancelled_activities)  # scheduled and cancelled at once: never written
+    for seq in set(children) & set(child_cancels):  # so for a child: never started
+        del children[seq], child_cancels[seq]
     return CommitPlan(
         history=tuple(encode_event(event) for event in events),
         consumed=tuple(consumed),
-        inbox=tuple(inbox),
+        inbox=(*inbox, *child_cancels.values()),
         activities=tuple(a for a in activities if a.seq not in dropped),
         cancelled_activities=tuple(cancelled_activities),
         cancelled_timers=tuple(cancelled_timers),
+        workflows=(*children.values(), *workflows),
         ending=ending,
     )
+
+
+def _named(run: OfRun | None, event: HistoryEvent) -> OfRun:
+    if run is None:
+        raise ValueError(f"a plan with a {event.kind} decision needs the run it is for")
+    return run
+
+
+_ON_PARENT_CLOSE = {
+    "terminate": lambda parent: encode_event(
+        TerminationRequested(reason=f"its parent workflow {parent!r} closed")
+    ),
+    "cancel": lambda parent: encode_event(
+        WorkflowCancelRequested(reason=f"its parent workflow {parent!r} closed")
+    ),
+}
+
+
+def _child(scheduled: ChildWorkflowScheduled, run: OfRun) -> NewWorkflow:
+    """A child, as the next run of its id only if no run has that id, reporting to ``run``."""
+    seq, child = scheduled.seq, scheduled.workflow_id
+    close = _ON_PARENT_CLOSE.get(scheduled.parent_close_policy)
+    new = NewWorkflow(
+        id=child,
+        name=scheduled.name,
+        version=scheduled.version,
+        args=scheduled.args,
+        start_at=None,
+        execution_timeout=None
+        if scheduled.execution_timeout is None
+        else timedelta(seconds=scheduled.execution_timeout),
+        parent=ParentLink(
+            run.workflow_id, run.run_id, seq, None if close is None else close(run.workflow_id)
+        ),
+    )
+    taken = Failure("WorkflowAlreadyExists", f"a workflow with id {child!r} exists already")
+    receipt = (
+        encode_event(ChildWorkflowStarted(seq=seq, workflow_id=child, run_id=new.run_id)),
+        encode_event(ChildWorkflowStartFailed(seq=seq, workflow_id=child, failure=taken)),
+    )
+    return replace(new, receipt=receipt)
+
+
+def _sent(sent: EventSent) -> NewInboxEvent:
+    """An event for another workflow, with its receipt."""
+    target, seq = sent.workflow_id, sent.seq
+    missing = Failure("WorkflowNotFound", f"no workflow with id {target!r}")
+    closed = Failure("WorkflowAlreadyCompleted", f"workflow {target!r} has already ended")
+    return NewInboxEvent(
+        encode_event(EventReceived(name=sent.name, payload=sent.payload)),
+        workflow_id=target,
+        receipt=Receipt(
+            delivered=encode_event(EventDelivered(seq=seq)),
+            missing=encode_event(EventDeliveryFailed(seq=seq, failure=missing)),
+            closed=encode_event(EventDeliveryFailed(seq=seq, failure=closed)),
+        ),
+    )
+
+
+def _next_run(
+    continued: WorkflowContinuedAsNew, run: OfRun, parent: ParentLink | None
+) -> NewWorkflow:
+    """The run that continues ``run``: same id, name and parent, the unhandled events."""
+    return NewWorkflow(
+        id=run.workflow_id,
+        name=run.workflow_name,
+        version=continued.version,
+        args=continued.args,
+        start_at=None,
+        run_id=continued.run_id,
+        id_reuse="allow",
+        events=tuple(encode_event(event) for event in continued.carried),
+        parent=parent,
+    )
+
+
+def _closed(run: OfRun, parent: ParentLink, ending: Ending) -> NewInboxEvent:
+    """The row that tells a child's parent run how the child ended (not when it goes on
+    as a new run: its last run will tell)."""
+    failure = None if ending.failure is None else FAILURE.validate_json(ending.failure)
+    closed = ChildWorkflowClosed(
+        seq=parent.seq,
+        workflow_id=run.workflow_id,
+        run_id=run.run_id,
+        status=ending.status.value,
+        result=None if ending.result is None else json.loads(ending.result),
+        failure=failure,
+    )
+    return NewInboxEvent(encode_event(closed), run_id=parent.run_id)
 
 
 def _timeouts(scheduled: ActivityScheduled, at: datetime | None) -> str | None:

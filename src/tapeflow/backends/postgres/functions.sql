@@ -4,7 +4,7 @@
 -- of this file alone. A change of a function's signature or return type must DROP it first.
 -- Raise the revision below with every change: a process whose file has a lower revision
 -- than the one applied leaves the newer functions in place (a rolling upgrade).
--- revision: 9
+-- revision: 10
 --
 -- Every function runs with enable_seqscan off. They only ever reach rows by key, and
 -- PL/pgSQL keeps a session's plans: planned while the tables were nearly empty (a new
@@ -31,6 +31,9 @@ DROP FUNCTION IF EXISTS claim_activity_tasks(text[], text, interval, integer, te
 DROP FUNCTION IF EXISTS commit_workflow_tasks(json);
 DROP FUNCTION IF EXISTS complete_activity_tasks(json);
 DROP FUNCTION IF EXISTS apply_plan(text, bigint, integer, json, json);
+-- Revision 10: a new run's id_reuse decides (no p_next); deliveries to a given run.
+DROP FUNCTION IF EXISTS create_runs(json, boolean);
+DROP FUNCTION IF EXISTS deliver(text, json, timestamptz, integer);
 
 -- A JSON array of integers (or null) as an SQL array.
 CREATE OR REPLACE FUNCTION json_ints(p_array json) RETURNS bigint[]
@@ -63,7 +66,8 @@ $$;
 
 -- The runs' workflow tasks as a worker gets them, each with its visible inbox:
 -- {"workflow_id", "run_id", "name", "history_length", "lease_token", "failures",
--- "claimed_at", "inbox": [[id, event text], ...]}. Read in a statement of its own after the
+-- "claimed_at", "parent": null or [id, run id, seq, on close], "inbox": [[id, event
+-- text], ...]}. Read in a statement of its own after the
 -- lease (see claim_workflow_tasks). A run without a task gives nothing.
 CREATE OR REPLACE FUNCTION leased_tasks(p_run_ids text[]) RETURNS SETOF json
 LANGUAGE plpgsql
@@ -76,6 +80,8 @@ SELECT json_build_object(
     'workflow_id', w.id, 'run_id', t.run_id, 'name', t.name,
     'history_length', w.history_length, 'lease_token', t.lease_token,
     'failures', t.failures, 'claimed_at', now(),
+    'parent', CASE WHEN w.parent_run_id IS NOT NULL THEN json_build_array(
+        w.parent_id, w.parent_run_id, w.parent_seq, w.on_parent_close) END,
     'inbox', coalesce(
         (SELECT json_agg(json_build_array(e.id, e.event::text) ORDER BY e.id)
          FROM inbox e WHERE e.run_id = t.run_id AND e.visible_at <= now()),
@@ -106,15 +112,15 @@ ORDER BY a.id;
 END
 $$;
 
--- Create runs, each with its workflow task and its start event (built here, because its
--- time is the database's) and, with an "execution_timeout" (seconds), its
--- ExecutionTimeoutReached timer, from [{"run_id", "id", "name", "version", "args" (JSON
--- text), "start_at" (null: now), "execution_timeout"}, ...]; returns the run ids
--- created. A first run (p_next false: create_workflow) is refused if its id has any run; a next run (p_next true: a commit
--- plan's "workflows") if its id has an unfinished one. Runs of one id made at once collide
--- on (id, run_number), and only the first is made. Rows are written in id order, so
--- concurrent batches never deadlock.
-CREATE OR REPLACE FUNCTION create_runs(p_runs json, p_next boolean) RETURNS SETOF text
+-- Create runs, each with its workflow task, its start event (built here, because its time
+-- is the database's) and its other "events" after it, and, with an "execution_timeout"
+-- (seconds), its ExecutionTimeoutReached timer, from tapeflow.backends.plan's
+-- new_workflow_json rows; returns the run ids created. A run is made as the next of its
+-- id unless the id is taken: its latest run is unfinished, or has ended and "id_reuse"
+-- does not allow another ("reject" never does, "allow_failed" only after a run that did
+-- not complete). Runs of one id made at once collide on (id, run_number), and only the
+-- first is made. Rows are written in id order, so concurrent batches never deadlock.
+CREATE OR REPLACE FUNCTION create_runs(p_runs json) RETURNS SETOF text
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 SET enable_seqscan = off
@@ -122,23 +128,29 @@ AS $$
 BEGIN
 RETURN QUERY
 WITH input AS (
-    SELECT r.run_id, r.id, r.name, r.version, r.args, r.start_at, r.execution_timeout,
-           CASE WHEN p_next THEN last.run_number ELSE 1 END AS run_number,
-           CASE WHEN p_next THEN last.busy ELSE false END AS busy
+    SELECT r.*, coalesce(last.run_number, 0) + 1 AS run_number,
+           CASE WHEN last.status IS NULL THEN true
+                WHEN last.status IN ('pending', 'running') THEN false
+                ELSE r.id_reuse = 'allow'
+                     OR (r.id_reuse = 'allow_failed' AND last.status <> 'completed')
+           END AS free
     FROM json_to_recordset(p_runs)
             AS r (run_id text, id text, name text, version text, args text,
-                  start_at timestamptz, execution_timeout double precision)
-         LEFT JOIN LATERAL (
-            SELECT coalesce(max(w.run_number), 0) + 1 AS run_number,
-                   coalesce(bool_or(w.status IN ('pending', 'running')), false) AS busy
-            FROM workflows w WHERE p_next AND w.id = r.id  -- a first run looks at nothing
-         ) AS last ON p_next
+                  start_at timestamptz, execution_timeout double precision, id_reuse text,
+                  events json, parent_id text, parent_run_id text, parent_seq integer,
+                  on_parent_close text)
+         LEFT JOIN LATERAL (  -- a run that may not follow another is run 1, or nothing
+            SELECT w.run_number, w.status FROM workflows w
+            WHERE r.id_reuse <> 'reject' AND w.id = r.id
+            ORDER BY w.run_number DESC LIMIT 1
+         ) AS last ON true
 ), created AS (
-    INSERT INTO workflows (run_id, id, run_number, name, version, status, args, start_at)
+    INSERT INTO workflows (run_id, id, run_number, name, version, status, args, start_at,
+                           parent_id, parent_run_id, parent_seq, on_parent_close)
     SELECT run_id, id, run_number, name, version, 'pending', args::json,
-           coalesce(start_at, now())
+           coalesce(start_at, now()), parent_id, parent_run_id, parent_seq, on_parent_close
     FROM input
-    WHERE run_number = 1 OR (p_next AND NOT busy)
+    WHERE free
     ORDER BY id
     ON CONFLICT (id, run_number) DO NOTHING
     RETURNING run_id, name, version, args, start_at
@@ -151,45 +163,63 @@ WITH input AS (
     WHERE i.execution_timeout IS NOT NULL
 ), task AS (
     INSERT INTO workflow_tasks (run_id, name) SELECT run_id, name FROM created
-), started AS (
+), started AS (  -- in order: the start first, then the events, as given
     INSERT INTO inbox (run_id, visible_at, event)
-    SELECT run_id, start_at,
-           json_build_object('name', name, 'version', version, 'args', args,
-                             'started_at', start_at, 'kind', 'workflow_started')
-    FROM created
+    SELECT e.run_id, e.start_at, e.event
+    FROM (
+        SELECT c.run_id, c.start_at, 0::bigint AS n,
+               json_build_object('name', c.name, 'version', c.version, 'args', c.args,
+                                 'started_at', c.start_at, 'kind', 'workflow_started')
+                   AS event
+        FROM created c
+        UNION ALL
+        SELECT c.run_id, c.start_at, x.n, x.event::json
+        FROM created c JOIN input i ON i.run_id = c.run_id,
+             json_array_elements_text(coalesce(i.events, '[]')) WITH ORDINALITY AS x (event, n)
+    ) AS e
+    ORDER BY e.run_id, e.n
 )
 SELECT c.run_id FROM created c;
 END
 $$;
 
--- Append an event to the inbox of the latest run of workflow p_id if that run is
--- unfinished, visible no earlier than its start (its history begins with its start), and
--- say what was found: no row if the workflow does not exist. The run's row is locked FOR
--- SHARE: a commit ending it that is in flight either finishes first (and the event is not
--- delivered) or sees the event (and refuses to end past it).
+-- Append an event to the inbox of the run p_run_id, or (p_run_id null) of the latest run
+-- of workflow p_id, if that run is unfinished, visible no earlier than its start (its
+-- history begins with its start), and say what was found: no row if there is no such
+-- run. The run's row is locked FOR SHARE: a commit ending it that is in flight either
+-- finishes first (and the event is not delivered) or sees the event (and refuses to end
+-- past it).
 CREATE OR REPLACE FUNCTION deliver(
-    p_id text, p_event json, p_visible_at timestamptz, p_timer_seq integer)
+    p_id text, p_run_id text, p_event json, p_visible_at timestamptz, p_timer_seq integer)
 RETURNS TABLE (status text, name text, delivered boolean)
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 SET enable_seqscan = off
 AS $$
+DECLARE
+    v_run record;
 BEGIN
-RETURN QUERY
-WITH target AS (
-    SELECT w.run_id, w.name, w.status, w.start_at FROM workflows w
-    WHERE w.id = p_id
-    ORDER BY w.run_number DESC
-    LIMIT 1
-    FOR SHARE
-), delivered AS (
-    INSERT INTO inbox (run_id, visible_at, timer_seq, event)
-    SELECT t.run_id, greatest(coalesce(p_visible_at, now()), t.start_at), p_timer_seq, p_event
-    FROM target t
-    WHERE t.status IN ('pending', 'running')
-    RETURNING run_id
-)
-SELECT t.status, t.name, EXISTS (SELECT FROM delivered) FROM target t;
+    IF p_run_id IS NULL THEN
+        SELECT w.run_id, w.name, w.status, w.start_at INTO v_run FROM workflows w
+        WHERE w.id = p_id ORDER BY w.run_number DESC LIMIT 1
+        FOR SHARE;
+    ELSE
+        SELECT w.run_id, w.name, w.status, w.start_at INTO v_run FROM workflows w
+        WHERE w.run_id = p_run_id
+        FOR SHARE;
+    END IF;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    delivered := v_run.status IN ('pending', 'running');
+    IF delivered THEN
+        INSERT INTO inbox (run_id, visible_at, timer_seq, event)
+        VALUES (v_run.run_id, greatest(coalesce(p_visible_at, now()), v_run.start_at),
+                p_timer_seq, p_event);
+    END IF;
+    status := v_run.status;
+    name := v_run.name;
+    RETURN NEXT;
 END
 $$;
 
@@ -256,6 +286,8 @@ DECLARE
     v_length   integer;
     v_leased   json := '[]';
     v_woken    text[] := '{}';
+    v_created  text[];
+    v_found    record;
     v_wake     boolean := false;
     v_row      record;
 BEGIN
@@ -289,21 +321,30 @@ BEGIN
     SELECT p_run_id, p_history_length + u.n, u.event::json
     FROM jsonb_array_elements_text(v_history) WITH ORDINALITY AS u (event, n);
 
-    -- 4, other workflows' rows (in id order, as batches lock): kept even when this run
-    -- ends (a child's outcome for its parent, say).
-    IF jsonb_path_exists(v_inbox, '$[*] ? (@.workflow_id != null)') THEN
+    -- 4, other runs' rows (in id order, as batches lock): kept even when this run ends (a
+    -- child's end for its parent, say), their receipts only if it goes on.
+    IF jsonb_path_exists(v_inbox, '$[*] ? (@.workflow_id != null || @.run_id != null)') THEN
         FOR v_row IN
-            SELECT x.workflow_id, x.event, x.visible_at, x.timer_seq
+            SELECT x.workflow_id, x.run_id, x.event, x.visible_at, x.timer_seq, x.receipt
             FROM jsonb_to_recordset(v_inbox)
-                AS x (event text, visible_at timestamptz, timer_seq integer, workflow_id text)
-            WHERE x.workflow_id IS NOT NULL
-            ORDER BY x.workflow_id
+                AS x (event text, visible_at timestamptz, timer_seq integer, workflow_id text,
+                      run_id text, receipt jsonb)
+            WHERE x.workflow_id IS NOT NULL OR x.run_id IS NOT NULL
+            ORDER BY coalesce(x.workflow_id, x.run_id)
         LOOP
-            v_woken := v_woken || ARRAY(
-                SELECT d.name
-                FROM deliver(v_row.workflow_id, v_row.event::json, v_row.visible_at,
-                             v_row.timer_seq) AS d
-                WHERE d.delivered);
+            SELECT d.status, d.name, d.delivered INTO v_found
+            FROM deliver(v_row.workflow_id, v_row.run_id, v_row.event::json,
+                         v_row.visible_at, v_row.timer_seq) AS d;
+            IF v_found.delivered THEN
+                v_woken := v_woken || v_found.name;
+            END IF;
+            IF v_row.receipt IS NOT NULL AND v_ending IS NULL THEN
+                INSERT INTO inbox (run_id, visible_at, event)
+                VALUES (p_run_id, now(), (v_row.receipt ->> CASE
+                    WHEN v_found.delivered THEN 'delivered'
+                    WHEN v_found.status IS NOT NULL THEN 'closed'
+                    ELSE 'missing' END)::json);
+            END IF;
         END LOOP;
     END IF;
 
@@ -319,6 +360,18 @@ BEGIN
         DELETE FROM workflow_tasks WHERE run_id = p_run_id;
         DELETE FROM activity_tasks WHERE run_id = p_run_id;
         DELETE FROM inbox WHERE run_id = p_run_id;
+        -- Its open children get its close, as their parent close policy says.
+        WITH children AS (
+            SELECT c.run_id, c.name, c.start_at, c.on_parent_close FROM workflows c
+            WHERE c.parent_run_id = p_run_id AND c.status IN ('pending', 'running')
+              AND c.on_parent_close IS NOT NULL
+            ORDER BY c.run_id
+            FOR SHARE
+        ), told AS (
+            INSERT INTO inbox (run_id, visible_at, event)
+            SELECT run_id, greatest(now(), start_at), on_parent_close::json FROM children
+        )
+        SELECT v_woken || coalesce(array_agg(DISTINCT name), '{}') INTO v_woken FROM children;
     ELSE
         -- 4, this run's rows.
         IF jsonb_array_length(v_inbox) > 0 THEN
@@ -366,12 +419,24 @@ BEGIN
         SET lease_owner = NULL, lease_expires_at = NULL, failures = 0, last_error = NULL,
             not_before = '-infinity', sticky_owner = v_owner
         WHERE run_id = p_run_id;
-        v_wake := EXISTS (SELECT FROM inbox WHERE run_id = p_run_id);
     END IF;
 
-    -- 7.
+    -- 7, and the receipts of what was created or not.
     IF jsonb_array_length(v_plan -> 'workflows') > 0 THEN
-        PERFORM create_runs((v_plan -> 'workflows')::json, true);
+        v_created := ARRAY(SELECT create_runs((v_plan -> 'workflows')::json));
+        IF v_ending IS NULL THEN
+            INSERT INTO inbox (run_id, visible_at, event)
+            SELECT p_run_id, now(),
+                   (x.new -> 'receipt'
+                        ->> CASE WHEN x.new ->> 'run_id' = ANY (v_created) THEN 0 ELSE 1 END
+                   )::json
+            FROM jsonb_array_elements(v_plan -> 'workflows') WITH ORDINALITY AS x (new, n)
+            WHERE jsonb_typeof(x.new -> 'receipt') = 'array'
+            ORDER BY x.n;
+        END IF;
+    END IF;
+    IF v_ending IS NULL THEN
+        v_wake := EXISTS (SELECT FROM inbox WHERE run_id = p_run_id);
     END IF;
     RETURN json_build_object(
         'refused', NULL, 'leased', v_leased, 'wake', v_wake, 'woken', to_json(v_woken));

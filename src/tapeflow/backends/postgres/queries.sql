@@ -1,7 +1,7 @@
 -- name: create_workflows
 -- First runs of many workflows in one statement (see create_runs in functions.sql); the
 -- run ids that come back are those created (the others' ids were taken).
-SELECT run_id FROM create_runs(%(runs)s::json, false) AS run_id;
+SELECT run_id FROM create_runs(%(runs)s::json) AS run_id;
 
 -- name: notify
 -- Wake-ups, sent after the commit that made the work: this transaction writes nothing, so
@@ -11,7 +11,7 @@ SELECT pg_notify(%(channel)s, topic) FROM unnest(%(topics)s::text[]) AS topic;
 -- name: send_event
 -- To the workflow's latest run, if unfinished (see deliver in functions.sql); no row means
 -- no such workflow.
-SELECT status, name, delivered FROM deliver(%(id)s, %(event)s::json, NULL, NULL);
+SELECT status, name, delivered FROM deliver(%(id)s, NULL, %(event)s::json, NULL, NULL);
 
 -- name: request_cancel
 -- See request_cancel in functions.sql; no row means no such workflow.
@@ -23,7 +23,10 @@ SELECT w.id, w.run_id, w.name, w.version, w.status, w.args::text AS args, w.crea
        w.start_at, w.completed_at, w.result::text AS result, w.failure::text AS failure,
        w.history_length, t.last_error, w.stop_reason, w.stop_requested_by,
        w.start_at <= now() AS due,
-       extract(epoch FROM now() - p.last_poll_at) AS silent_for
+       extract(epoch FROM now() - p.last_poll_at) AS silent_for,
+       w.parent_id, w.parent_run_id, w.parent_seq, w.on_parent_close,
+       (SELECT b.run_id FROM workflows b
+        WHERE b.id = w.id AND b.run_number = w.run_number - 1) AS previous_run_id
 FROM workflows w LEFT JOIN workflow_tasks t ON t.run_id = w.run_id
     LEFT JOIN pollers p ON p.kind = 'workflow' AND p.name = w.name
 WHERE w.id = %(id)s AND (%(run_id)s::text IS NULL OR w.run_id = %(run_id)s)

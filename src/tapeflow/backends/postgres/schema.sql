@@ -14,7 +14,7 @@ CREATE TABLE workflows (
     version        text NOT NULL,
     status         text NOT NULL CHECK (status IN ('pending', 'running', 'completed', 'failed',
                                                    'cancelled', 'terminated', 'timed_out',
-                                                   'continued')),
+                                                   'continued_as_new')),
     args           json NOT NULL,
     result         json,
     failure        json,
@@ -25,8 +25,14 @@ CREATE TABLE workflows (
     history_length integer NOT NULL DEFAULT 0,
     stop_reason    text,
     stop_requested_by text,
+    -- A child's parent: the run it reports its end to, the seq of the decision that
+    -- started it there, and the inbox event (JSON text) it gets if that run closes first.
+    parent_run_id  text,
+    parent_seq     integer,
+    on_parent_close text,
     UNIQUE (id, run_number)
 );
+CREATE INDEX workflows_by_parent ON workflows (parent_run_id) WHERE parent_run_id IS NOT NULL;
 
 -- One per unfinished run: claimable while its inbox has a visible event.
 CREATE TABLE workflow_tasks (

@@ -38,6 +38,7 @@ from tapeflow.backends.base import (
     STICKY_FOR,
     ActivityTask,
     Continued,
+    IdReuse,
     LeaseRef,
     NewWorkflow,
     Reclaimed,
@@ -213,7 +214,7 @@ class SQLiteBackend(OpensAndCloses):
 
     async def create_workflow(self, new: NewWorkflow) -> None:
         def write(conn: sqlite3.Connection, now: int) -> tuple[None, list[str]]:
-            _create_run(conn, now, new, only_first=True)
+            _create_run(conn, now, new)
             return None, [work_topic(TaskKind.WORKFLOW, new.name)]
 
         await self._write(write)
@@ -475,14 +476,15 @@ def _open_run(conn: sqlite3.Connection, workflow_id: str) -> sqlite3.Row:
     return run
 
 
-def _create_run(conn: sqlite3.Connection, now: int, new: NewWorkflow, *, only_first: bool) -> None:
-    """Write ``new`` as the next run of its id: its row, its workflow task, its start event.
-    Raises WorkflowAlreadyExists, having written nothing, if the id has an unfinished run,
-    or with ``only_first`` any run."""
+def _create_run(conn: sqlite3.Connection, now: int, new: NewWorkflow) -> None:
+    """Write ``new`` as the next run of its id: its row, its workflow task, its start event
+    and its other events. Raises WorkflowAlreadyExists, having written nothing, if the id
+    is taken (``new.id_reuse``)."""
     latest = _find_run(conn, new.id)
-    if latest is not None and (only_first or not WorkflowStatus(latest["status"]).finished):
+    if latest is not None and not _reusable(WorkflowStatus(latest["status"]), new.id_reuse):
         raise WorkflowAlreadyExists(new.id)
     start_at = _us(new.start_at) if new.start_at else now
+    parent = new.parent
     try:
         conn.execute(
             _Q["insert_run"],
@@ -495,6 +497,10 @@ def _create_run(conn: sqlite3.Connection, now: int, new: NewWorkflow, *, only_fi
                 "args": json_text(new.args),
                 "now": now,
                 "start_at": start_at,
+                "parent_id": None if parent is None else parent.workflow_id,
+                "parent_run_id": None if parent is None else parent.run_id,
+                "parent_seq": None if parent is None else parent.seq,
+                "on_parent_close": None if parent is None else parent.on_close,
             },
         )
     except sqlite3.IntegrityError:  # the run id is taken
@@ -503,12 +509,20 @@ def _create_run(conn: sqlite3.Connection, now: int, new: NewWorkflow, *, only_fi
     started = WorkflowExecutionStarted(
         name=new.name, version=new.version, args=new.args, started_at=_dt(start_at)
     )
-    _insert_inbox(conn, new.run_id, encode_event(started), start_at)
+    for event in (encode_event(started), *new.events):
+        _insert_inbox(conn, new.run_id, event, start_at)
     if new.execution_timeout is not None:
         timeout = new.execution_timeout.total_seconds()
         due = start_at + _micros(new.execution_timeout)
         reached = encode_event(ExecutionTimeoutReached(timeout=timeout))
         _insert_inbox(conn, new.run_id, reached, due, EXECUTION_TIMEOUT_SEQ)
+
+
+def _reusable(latest: WorkflowStatus, reuse: IdReuse) -> bool:
+    """Whether a new run may follow an id's latest run, in status ``latest``."""
+    if not latest.finished:
+        return False
+    return reuse == "allow" or (reuse == "allow_failed" and latest is not WorkflowStatus.COMPLETED)
 
 
 def _deliver(
@@ -598,14 +612,19 @@ def _apply_plan(
     ):
         conn.execute(_Q[query], {"run_id": run_id, "seqs": json_text(list(seqs))})
     if plan.ending is not None:  # 6
-        _end_run(conn, now, run_id, plan.ending, length)
+        woken |= _end_run(conn, now, run_id, plan.ending, length)
     else:
         conn.execute(_Q["advance_run"], {"run_id": run_id, "history_length": length})
         sticky = None if take is None else take.owner
         conn.execute(_Q["release_workflow_task"], {"run_id": run_id, "sticky_owner": sticky})
     for new in plan.workflows:  # 7
-        with contextlib.suppress(WorkflowAlreadyExists):  # the id has an unfinished run
-            _create_run(conn, now, new, only_first=False)
+        try:
+            _create_run(conn, now, new)
+            created = True
+        except WorkflowAlreadyExists:
+            created = False
+        if new.receipt is not None and going_on:
+            _insert_inbox(conn, run_id, new.receipt[0 if created else 1], now)
     wake_run = plan.ending is None and _has_inbox(conn, run_id)  # 8
     topics = commit_topics(task, plan, taken=frozenset(taken), wake_run=wake_run, woken=woken)
     return [taken_activity(task, plan, seq, task_id) for seq, task_id in taken.items()], topics
@@ -631,20 +650,28 @@ def _refuse_unseen(conn: sqlite3.Connection, task: WorkflowTask, consumed: Seque
 def _insert_plan_inbox(
     conn: sqlite3.Connection, now: int, run_id: str, rows: Iterable[NewInboxEvent], *, own: bool
 ) -> set[str]:
-    """The plan's inbox rows, into this run's inbox (if ``own``) or another workflow's
-    latest run if it is unfinished (else dropped); returns the names of the other workflows
-    written to."""
+    """The plan's inbox rows (step 4): into this run's inbox (if ``own``: it goes on), or
+    another run's if it is unfinished (else dropped), their receipts into this run's;
+    returns the names of the other workflows written to."""
     woken = set()
     for row in rows:
         visible_at = now if row.visible_at is None else _us(row.visible_at)
-        if row.workflow_id is None:
+        if row.workflow_id is None and row.run_id is None:
             if own:
                 _insert_inbox(conn, run_id, row.event, visible_at, row.timer_seq)
             continue
-        target = _find_run(conn, row.workflow_id)
-        if target is not None and not WorkflowStatus(target["status"]).finished:
+        if row.run_id is not None:
+            target = conn.execute(_Q["get_run"], {"run_id": row.run_id}).fetchone()
+        else:
+            target = _find_run(conn, row.workflow_id or "")
+        delivered = target is not None and not WorkflowStatus(target["status"]).finished
+        if delivered:
             _deliver(conn, target, row.event, visible_at, row.timer_seq)
             woken.add(target["name"])
+        if row.receipt is not None and own:
+            receipt = row.receipt
+            said = receipt.delivered if delivered else receipt.closed if target else receipt.missing
+            _insert_inbox(conn, run_id, said, now)
     return woken
 
 
@@ -680,8 +707,11 @@ def _insert_activities(
     return taken
 
 
-def _end_run(conn: sqlite3.Connection, now: int, run_id: str, ending: Ending, length: int) -> None:
-    """The run takes its ending; its task, activity tasks and inbox go."""
+def _end_run(
+    conn: sqlite3.Connection, now: int, run_id: str, ending: Ending, length: int
+) -> set[str]:
+    """The run takes its ending; its task, activity tasks and inbox go; its open children
+    get its close (step 6). Returns the names of the children written to."""
     conn.execute(
         _Q["end_run"],
         {
@@ -697,6 +727,10 @@ def _end_run(conn: sqlite3.Connection, now: int, run_id: str, ending: Ending, le
     )
     for query in ("drop_workflow_task", "drop_activity_tasks", "drop_inbox"):
         conn.execute(_Q[query], {"run_id": run_id})
+    children = conn.execute(_Q["open_children"], {"run_id": run_id}).fetchall()
+    for child in children:  # their parent close policy
+        _deliver(conn, child, child["on_parent_close"], now)
+    return {child["name"] for child in children}
 
 
 def _has_inbox(conn: sqlite3.Connection, run_id: str) -> bool:

@@ -3,8 +3,9 @@
 
 -- name: insert_run
 INSERT INTO workflows (run_id, id, run_number, name, version, status, args, created_at,
-                       start_at)
-VALUES (:run_id, :id, :run_number, :name, :version, 'pending', :args, :now, :start_at);
+                       start_at, parent_id, parent_run_id, parent_seq, on_parent_close)
+VALUES (:run_id, :id, :run_number, :name, :version, 'pending', :args, :now, :start_at,
+        :parent_id, :parent_run_id, :parent_seq, :on_parent_close);
 
 -- name: insert_workflow_task
 INSERT INTO workflow_tasks (run_id, name) VALUES (:run_id, :name);
@@ -20,11 +21,25 @@ SELECT run_id, run_number, name, status, start_at, stop_requested_by FROM workfl
 WHERE id = :id AND (:run_id IS NULL OR run_id = :run_id)
 ORDER BY run_number DESC LIMIT 1;
 
+-- name: get_run
+SELECT run_id, run_number, name, status, start_at, stop_requested_by FROM workflows
+WHERE run_id = :run_id;
+
+-- name: open_children
+-- The unfinished runs whose parent is this run, and what they get when it closes.
+SELECT run_id, name, start_at, on_parent_close FROM workflows
+WHERE parent_run_id = :run_id AND status IN ('pending', 'running')
+  AND on_parent_close IS NOT NULL;
+
 -- name: get_workflow
 -- Chosen as by find_run.
 SELECT w.id, w.run_id, w.name, w.version, w.status, w.args, w.created_at, w.start_at,
        w.completed_at, w.result, w.failure, w.history_length, t.last_error,
-       w.stop_reason, w.stop_requested_by, w.start_at <= :now AS due, (:now - p.last_poll_at) / 1e6 AS silent_for
+       w.stop_reason, w.stop_requested_by, w.start_at <= :now AS due,
+       (:now - p.last_poll_at) / 1e6 AS silent_for, w.parent_id, w.parent_run_id,
+       w.parent_seq, w.on_parent_close,
+       (SELECT b.run_id FROM workflows b
+        WHERE b.id = w.id AND b.run_number = w.run_number - 1) AS previous_run_id
 FROM workflows w LEFT JOIN workflow_tasks t ON t.run_id = w.run_id
     LEFT JOIN pollers p ON p.kind = 'workflow' AND p.name = w.name
 WHERE w.id = :id AND (:run_id IS NULL OR w.run_id = :run_id)
@@ -62,7 +77,10 @@ WHERE run_id = :run_id AND not_before <= :now
 RETURNING run_id, name, lease_token, failures,
           (SELECT w.id FROM workflows w WHERE w.run_id = workflow_tasks.run_id) AS workflow_id,
           (SELECT w.history_length FROM workflows w
-           WHERE w.run_id = workflow_tasks.run_id) AS history_length;
+           WHERE w.run_id = workflow_tasks.run_id) AS history_length,
+          (SELECT json_array(w.parent_id, w.parent_run_id, w.parent_seq, w.on_parent_close)
+           FROM workflows w
+           WHERE w.run_id = workflow_tasks.run_id AND w.parent_run_id IS NOT NULL) AS parent;
 
 -- name: reclaim_workflow_task
 -- Leased anew to the owner that holds it already.
@@ -72,7 +90,10 @@ WHERE run_id = :run_id AND lease_owner = :owner AND lease_expires_at > :now
 RETURNING run_id, name, lease_token, failures,
           (SELECT w.id FROM workflows w WHERE w.run_id = workflow_tasks.run_id) AS workflow_id,
           (SELECT w.history_length FROM workflows w
-           WHERE w.run_id = workflow_tasks.run_id) AS history_length;
+           WHERE w.run_id = workflow_tasks.run_id) AS history_length,
+          (SELECT json_array(w.parent_id, w.parent_run_id, w.parent_seq, w.on_parent_close)
+           FROM workflows w
+           WHERE w.run_id = workflow_tasks.run_id AND w.parent_run_id IS NOT NULL) AS parent;
 
 -- name: visible_inbox
 SELECT id, event FROM inbox WHERE run_id = :run_id AND visible_at <= :now ORDER BY id;

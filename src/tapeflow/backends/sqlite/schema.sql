@@ -12,7 +12,7 @@ CREATE TABLE workflows (
     version        TEXT NOT NULL,
     status         TEXT NOT NULL CHECK (status IN ('pending', 'running', 'completed', 'failed',
                                                    'cancelled', 'terminated', 'timed_out',
-                                                   'continued')),
+                                                   'continued_as_new')),
     args           TEXT NOT NULL,
     result         TEXT,
     failure        TEXT,
@@ -23,8 +23,14 @@ CREATE TABLE workflows (
     history_length INTEGER NOT NULL DEFAULT 0,
     stop_reason    TEXT,
     stop_requested_by TEXT,
+    -- A child's parent: the run it reports its end to, the seq of the decision that
+    -- started it there, and the inbox event it gets if that run closes first.
+    parent_run_id  TEXT,
+    parent_seq     INTEGER,
+    on_parent_close TEXT,
     UNIQUE (id, run_number)
 );
+CREATE INDEX workflows_by_parent ON workflows (parent_run_id) WHERE parent_run_id IS NOT NULL;
 
 -- One per unfinished run: claimable while its inbox has a visible event.
 CREATE TABLE workflow_tasks (
