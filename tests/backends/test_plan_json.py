@@ -7,19 +7,36 @@ import json
 from dataclasses import fields
 from datetime import UTC, datetime
 
-from tapeflow.backends.base import NewWorkflow, WorkflowStatus
-from tapeflow.backends.plan import CommitPlan, Ending, NewActivity, NewInboxEvent
+from tapeflow.backends.base import NewWorkflow, ParentLink, WorkflowStatus
+from tapeflow.backends.plan import CommitPlan, Ending, NewActivity, NewInboxEvent, Receipt
 
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 FULL = CommitPlan(
     history=('{"kind": "workflow_task_started", "at": "2026-12-01T12:00:00Z"}',),
     consumed=(7,),
-    inbox=(NewInboxEvent('{"kind": "timer_fired", "seq": 2}', AT, 2, "other"),),
+    inbox=(
+        NewInboxEvent(
+            '{"kind": "timer_fired", "seq": 2}', AT, 2, "other", "run-9", Receipt("d", "m", "c")
+        ),
+    ),
     activities=(NewActivity(1, "charge", "[1]", '{"maximum_attempts": 3}'),),
     cancelled_activities=(4,),
     cancelled_timers=(5,),
-    workflows=(NewWorkflow("child", "flow", "v1", [1], AT, run_id="run-2"),),
+    workflows=(
+        NewWorkflow(
+            "child",
+            "flow",
+            "v1",
+            [1],
+            AT,
+            run_id="run-2",
+            id_reuse="allow",
+            events=("e",),
+            parent=ParentLink("parent", "run-1", 3, "closing"),
+            receipt=("made", "taken"),
+        ),
+    ),
     ending=Ending(WorkflowStatus.TERMINATED, None, "{}", False, "asked", "client"),
 )
 
@@ -44,6 +61,8 @@ def test_the_document_holds_the_plans_values() -> None:
             "visible_at": AT.isoformat(),
             "timer_seq": 2,
             "workflow_id": "other",
+            "run_id": "run-9",
+            "receipt": {"delivered": "d", "missing": "m", "closed": "c"},
         }
     ]
     assert document["workflows"] == [
@@ -55,6 +74,10 @@ def test_the_document_holds_the_plans_values() -> None:
             "start_at": AT.isoformat(),
             "run_id": "run-2",
             "execution_timeout": None,
+            "id_reuse": "allow",
+            "events": ["e"],
+            "parent": {"workflow_id": "parent", "run_id": "run-1", "seq": 3, "on_close": "closing"},
+            "receipt": ["made", "taken"],
         }
     ]
     assert document["ending"] == {

@@ -376,7 +376,7 @@ async def _continue(backend: tapeflow.Backend, run: NewWorkflow) -> NewWorkflow:
     await backend.send_event(run.id, "continue", None)
     task = await _claim(backend, run.name)
     assert task.run_id == run.run_id
-    following = NewWorkflow(run.id, run.name, run.version, ["next"], None)
+    following = NewWorkflow(run.id, run.name, run.version, ["next"], None, id_reuse="allow")
     ending = WorkflowExecutionCompleted(result=None)
     await backend.commit_workflow_task(task, _plan(task, ending, workflows=(following,)))
     return following

@@ -15,15 +15,25 @@ from tapeflow.history import (
     ActivityCompleted,
     ActivityFailed,
     ActivityScheduled,
+    ChildWorkflowCancelRequested,
+    ChildWorkflowClosed,
+    ChildWorkflowScheduled,
+    ChildWorkflowStarted,
+    ChildWorkflowStartFailed,
+    EventDelivered,
+    EventDeliveryFailed,
     EventReceived,
+    EventSent,
     ExecutionTimeoutReached,
     Failure,
     HistoryEvent,
     MarkerRecorded,
     TimerCancelled,
     TimerFired,
+    TerminationRequested,
     TimerStarted,
     WorkflowCancelRequested,
+    WorkflowContinuedAsNew,
     WorkflowExecutionCancelled,
     WorkflowExecutionCompleted,
     WorkflowExecutionFailed,
@@ -90,8 +100,33 @@ EVERY_KIND: list[HistoryEvent] = [
     WorkflowCancelRequested(reason=""),
     WorkflowExecutionCancelled(reason=TRICKY_TEXT),
     WorkflowExecutionTerminated(reason="poison input"),
+    WorkflowExecutionTerminated(reason="its parent closed", requested_by="parent"),
     ExecutionTimeoutReached(timeout=0.5),
     WorkflowExecutionTimedOut(timeout=604800.0),
+    ChildWorkflowScheduled(seq=9, workflow_id=TRICKY_TEXT, name="ship", args=[PAYLOAD]),
+    ChildWorkflowScheduled(
+        seq=10,
+        workflow_id="c",
+        name="bill",
+        args=[],
+        version="v2",
+        execution_timeout=86400.0,
+        parent_close_policy="abandon",
+    ),
+    ChildWorkflowStarted(seq=9, workflow_id=TRICKY_TEXT, run_id="r-1"),
+    ChildWorkflowStartFailed(seq=10, workflow_id="c", failure=Failure("WorkflowAlreadyExists", "")),
+    ChildWorkflowClosed(seq=9, workflow_id="c", run_id="r-1", status="completed", result=PAYLOAD),
+    ChildWorkflowClosed(
+        seq=9, workflow_id="c", run_id="r-2", status="failed", failure=Failure("E", TRICKY_TEXT)
+    ),
+    ChildWorkflowCancelRequested(seq=9, workflow_id="c", reason=TRICKY_TEXT),
+    EventSent(seq=11, workflow_id="other", name=TRICKY_TEXT, payload=PAYLOAD),
+    EventDelivered(seq=11),
+    EventDeliveryFailed(seq=11, failure=Failure("WorkflowNotFound", "no workflow")),
+    TerminationRequested(reason=TRICKY_TEXT),
+    WorkflowContinuedAsNew(
+        args=[PAYLOAD], run_id="r-3", carried=[EventReceived(name="x", payload=PAYLOAD)]
+    ),
 ]
 
 
@@ -108,6 +143,12 @@ def test_every_event_kind_is_covered() -> None:
         WorkflowExecutionTerminated,
         ExecutionTimeoutReached,
         WorkflowExecutionTimedOut,
+        ChildWorkflowStarted,
+        ChildWorkflowStartFailed,
+        ChildWorkflowClosed,
+        EventDelivered,
+        EventDeliveryFailed,
+        TerminationRequested,
     }
     assert kinds == declared
 

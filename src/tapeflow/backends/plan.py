@@ -229,10 +229,14 @@ def new_workflow_json(new: NewWorkflow) -> dict[str, JSONValue]:
         "execution_timeout": _seconds(new.execution_timeout),
         "id_reuse": new.id_reuse,
         "events": list(new.events),
-        "parent_id": None if parent is None else parent.workflow_id,
-        "parent_run_id": None if parent is None else parent.run_id,
-        "parent_seq": None if parent is None else parent.seq,
-        "on_parent_close": None if parent is None else parent.on_close,
+        "parent": None
+        if parent is None
+        else {
+            "workflow_id": parent.workflow_id,
+            "run_id": parent.run_id,
+            "seq": parent.seq,
+            "on_close": parent.on_close,
+        },
         "receipt": None if new.receipt is None else list(new.receipt),
     }
 

@@ -128,7 +128,9 @@ AS $$
 BEGIN
 RETURN QUERY
 WITH input AS (
-    SELECT r.*, coalesce(last.run_number, 0) + 1 AS run_number,
+    SELECT r.*, r.parent ->> 'workflow_id' AS parent_id, r.parent ->> 'run_id' AS parent_run_id,
+           (r.parent ->> 'seq')::integer AS parent_seq, r.parent ->> 'on_close' AS on_parent_close,
+           coalesce(last.run_number, 0) + 1 AS run_number,
            CASE WHEN last.status IS NULL THEN true
                 WHEN last.status IN ('pending', 'running') THEN false
                 ELSE r.id_reuse = 'allow'
@@ -137,8 +139,7 @@ WITH input AS (
     FROM json_to_recordset(p_runs)
             AS r (run_id text, id text, name text, version text, args text,
                   start_at timestamptz, execution_timeout double precision, id_reuse text,
-                  events json, parent_id text, parent_run_id text, parent_seq integer,
-                  on_parent_close text)
+                  events json, parent json)
          LEFT JOIN LATERAL (  -- a run that may not follow another is run 1, or nothing
             SELECT w.run_number, w.status FROM workflows w
             WHERE r.id_reuse <> 'reject' AND w.id = r.id
