@@ -155,3 +155,15 @@ def test_worker_and_client_programs_share_one_database(tmp_path: Path) -> None:
     assert worker.returncode == 0, log
     assert f"worker {socket.gethostname()}:{worker.pid} started" in log  # named host:pid
     assert "stopped" in log
+
+
+def test_order_fulfilment_compensates_a_cancelled_order(tmp_path: Path) -> None:
+    out = run(EXAMPLES / "order_fulfilment" / "fulfilment.py", cwd=tmp_path)
+    assert out.splitlines() == [
+        "order-1: shipped, tracking TRK-order-1",
+        "order-2: CancelledError: the customer changed their mind",
+        "ship-order-2: cancelled, child of order-2",
+        "stock put back: ['lamp', 'rug']",
+        "audit-log: 2 entries in 3 runs: "
+        "['order-1 shipped as TRK-order-1', 'order-2 cancelled, CH-order-2 refunded']",
+    ]
