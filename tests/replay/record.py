@@ -104,6 +104,7 @@ RECORDINGS: list[Recording] = [
     ),
     Recording("fan_out_sum", wf.fan_out_sum, (40,), wf.ACTIVITIES),
     Recording("gives_up", wf.gives_up, ("not today",), wf.ACTIVITIES, ends="failed"),
+    Recording("composed", wf.composed, (["cup", "pot"],), wf.ACTIVITIES),
 ]
 
 
@@ -178,7 +179,7 @@ async def _run(recording: Recording, cache_size: int, timeout: float) -> list[Hi
             tapeflow.connect(f"sqlite:///{Path(tmp) / 'record.db'}") as backend,
             tapeflow.Worker(
                 backend,
-                workflows=[recording.workflow],
+                workflows=[recording.workflow, *wf.CHILDREN],
                 activities=list(recording.activities),
                 workflow_cache_size=cache_size,
                 poll_interval=timedelta(milliseconds=50),

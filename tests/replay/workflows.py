@@ -210,6 +210,39 @@ async def gives_up(reason: str) -> None:
     await workflow.execute_activity(refuse, reason)
 
 
+@workflow.defn
+async def packs(item: str) -> str:
+    """A child of ``composed``."""
+    await workflow.sleep(0.02)
+    return f"{item} packed"
+
+
+@workflow.defn
+async def waits_for_label() -> str:
+    """A child of ``composed`` that its parent sends an event."""
+    return await workflow.wait_event("label", type=str)
+
+
+@workflow.defn
+async def composed(items: list[str]) -> dict[str, Any]:
+    """Children with derived ids and a given one, an event for a child, one for nobody."""
+    packed = await asyncio.gather(*(workflow.execute_child_workflow(packs, i) for i in items))
+    labeller = await workflow.start_child_workflow(
+        waits_for_label, id=f"{workflow.info().workflow_id}-label"
+    )
+    await labeller.send_event("label", "fragile")
+    label = await labeller.result()
+    try:
+        await workflow.send_event("nobody-has-this-id", "label", None)
+        missing = False
+    except tapeflow.WorkflowNotFound:
+        missing = True
+    return {"packed": list(packed), "label": label, "missing": missing}
+
+
+CHILDREN: list[Callable[..., Any]] = [packs, waits_for_label]
+"""Workflows that the recorded ones start as children."""
+
 WORKFLOWS: list[Callable[..., Any]] = [
     order_pipeline,
     timers_and_randomness,
@@ -218,4 +251,5 @@ WORKFLOWS: list[Callable[..., Any]] = [
     saga,
     fan_out_sum,
     gives_up,
+    composed,
 ]
