@@ -220,7 +220,8 @@ async def packs(item: str) -> str:
 @workflow.defn
 async def waits_for_label() -> str:
     """A child of ``composed`` that its parent sends an event."""
-    return await workflow.wait_event("label", type=str)
+    label: str = await workflow.wait_event("label", type=str)
+    return label
 
 
 @workflow.defn

@@ -316,7 +316,8 @@ def plan_commit(
                     requested_by="timeout",
                 )
     if ending is not None and parent is not None and run is not None:
-        inbox.append(_closed(run, parent, ending))
+        if ending.status is not WorkflowStatus.CONTINUED_AS_NEW:  # its last run tells
+            inbox.append(_closed(run, parent, ending))
     dropped = set(cancelled_activities)  # scheduled and cancelled at once: never written
     for seq in set(children) & set(child_cancels):  # so for a child: never started
         del children[seq], child_cancels[seq]
