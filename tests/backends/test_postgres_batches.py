@@ -327,3 +327,48 @@ async def test_wake_ups_reach_other_processes_while_the_sender_is_not_listening(
         with other.watch([work_topic(TaskKind.WORKFLOW, "plus_one")]) as watch:
             await tapeflow.Client(sender).start_workflow(plus_one, 1)
             assert await watch.wait(5), "the other process was not woken"
+
+
+async def test_a_batch_undone_by_a_deadlock_is_sent_again(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows of other runs (a parent, an event's target) lock in no order a sort can fix:
+    the database undoes one of two deadlocked batches whole, and it goes out again."""
+    async with tapeflow.connect(postgres_url) as backend:
+        assert isinstance(backend, postgres_backend.PostgresBackend)
+        run_batch = backend._run_batch
+        failures = [psycopg.errors.DeadlockDetected("deadlock detected")] * 2
+
+        async def deadlocking(*args: Any) -> Any:
+            if failures:
+                raise tapeflow.BackendUnavailable("undone") from failures.pop()
+            return await run_batch(*args)
+
+        monkeypatch.setattr(backend, "_run_batch", deadlocking)
+        await tapeflow.Client(backend).start_workflow(plus_one, 41, id="undone")
+        [task] = await backend.claim_workflow_tasks(["plus_one"], "w", LEASE, 1)
+        events = [WorkflowTaskStarted(at=task.claimed_at), *(i.event for i in task.inbox)]
+        done = WorkflowExecutionCompleted(result=42)
+        consumed = [i.id for i in task.inbox]
+        await backend.commit_workflow_task(task, plan_commit([*events, done], consumed, task))
+        assert failures == []
+        assert (await backend.get_workflow("undone")).result == 42
+
+
+async def test_a_batch_that_keeps_deadlocking_fails_as_unavailable(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with tapeflow.connect(postgres_url) as backend:
+        assert isinstance(backend, postgres_backend.PostgresBackend)
+        sent: list[int] = []
+
+        async def deadlocking(*args: Any) -> Any:
+            sent.append(1)
+            raise tapeflow.BackendUnavailable("undone") from psycopg.errors.DeadlockDetected()
+
+        monkeypatch.setattr(backend, "_run_batch", deadlocking)
+        await tapeflow.Client(backend).start_workflow(plus_one, 1, id="stuck")
+        [task] = await backend.claim_workflow_tasks(["plus_one"], "w", LEASE, 1)
+        with pytest.raises(tapeflow.BackendUnavailable):
+            await backend.commit_workflow_task(task, CommitPlan())
+        assert len(sent) == postgres_backend.DEADLOCK_RETRIES

@@ -315,9 +315,9 @@ def plan_commit(
                     reason=why,
                     requested_by="timeout",
                 )
-    if ending is not None and parent is not None and run is not None:
-        if ending.status is not WorkflowStatus.CONTINUED_AS_NEW:  # its last run tells
-            inbox.append(_closed(run, parent, ending))
+    continued = ending is not None and ending.status is WorkflowStatus.CONTINUED_AS_NEW
+    if ending is not None and parent is not None and run is not None and not continued:
+        inbox.append(_closed(run, parent, ending))  # (a continued run's last run tells)
     dropped = set(cancelled_activities)  # scheduled and cancelled at once: never written
     for seq in set(children) & set(child_cancels):  # so for a child: never started
         del children[seq], child_cancels[seq]

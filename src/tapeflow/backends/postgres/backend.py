@@ -14,6 +14,7 @@ import contextlib
 import enum
 import hashlib
 import logging
+import random
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,50}")
 _REVISION = re.compile(r"^-- revision: (\d+)$", re.MULTILINE)
 
 Connection = psycopg.AsyncConnection[DictRow]
+DEADLOCK_RETRIES = 5
 Outcome = dict[str, Any]
 """What a function in functions.sql returned for one write, decoded from JSON."""
 
@@ -117,6 +119,12 @@ def _refused(outcome: Outcome, what: str) -> TapeflowError | None:
             return UnseenEvents(f"{what}: events came while it ran")
         case Refusal.FAILED:
             return TapeflowError(f"{what} could not be stored: {outcome['error']}")
+
+
+def _rolled_back(error: BaseException | None) -> bool:
+    """Whether the database undid the transaction for a conflict with another (a deadlock,
+    a serialization failure: SQLSTATE class 40), which sending it again resolves."""
+    return isinstance(error, psycopg.Error) and (error.sqlstate or "").startswith("40")
 
 
 def _utc(moment: datetime) -> datetime:
@@ -470,14 +478,31 @@ class PostgresBackend(OpensAndCloses):
         return await self._in_run_order(writes, "commit_workflow_tasks")
 
     async def _in_run_order(self, writes: list[_Write], query: str) -> list[Outcome]:
-        """Run a batch function over ``writes`` sorted by run id, so concurrent batches
-        lock rows in the same order and never deadlock, then wake whom they ask for;
-        outcomes come back in the writes' order."""
+        """Run a batch function over ``writes`` sorted by run id, so that concurrent batches
+        lock their own runs' rows in the same order, then wake whom they ask for; outcomes
+        come back in the writes' order.
+
+        Rows of other runs (a child's parent, an event's target) are locked later, in an
+        order no sort can fix: two batches may deadlock. The database then undoes one of
+        them whole, and it is sent again at once, up to DEADLOCK_RETRIES times."""
         order = sorted(range(len(writes)), key=lambda i: str(writes[i].params["run_id"]))
+        items = json_text([writes[i].params for i in order])
+        attempt = 1
+        while True:
+            try:
+                return await self._run_batch(writes, order, query, items)
+            except BackendUnavailable as exc:
+                if attempt == DEADLOCK_RETRIES or not _rolled_back(exc.__cause__):
+                    raise
+                log.debug("%s: %s; sent again", query, exc.__cause__)
+            await asyncio.sleep(random.uniform(0, 0.01 * attempt))
+            attempt += 1
+
+    async def _run_batch(
+        self, writes: list[_Write], order: list[int], query: str, items: str
+    ) -> list[Outcome]:
         async with self._connection() as conn:
-            cursor = await conn.execute(
-                _Q[query], {"items": json_text([writes[i].params for i in order])}
-            )
+            cursor = await conn.execute(_Q[query], {"items": items})
             row = await cursor.fetchone()
             assert row is not None
             outcomes: list[Outcome] = [{}] * len(writes)
