@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from tapeflow._validate import check_name
-from tapeflow.converter import Signature
+from tapeflow.converter import Signature, to_json
 from tapeflow.errors import NotADefinition
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -103,3 +103,25 @@ def definition_of(function: object, kind: Literal["workflow", "activity"]) -> De
     if inspect.ismethod(function) and definition.function is function.__func__:
         return Definition(kind, definition.name, function)
     return definition
+
+
+@dataclass(frozen=True)
+class Call:
+    """A workflow or activity to call, by definition or by name: its name, its arguments
+    encoded, and the type its result decodes to."""
+
+    name: str
+    args: list[Any]
+    result_hint: object
+
+
+def call_of(
+    target: Callable[..., Any] | str, kind: Literal["workflow", "activity"], args: tuple[Any, ...]
+) -> Call:
+    """A definition's call, its arguments checked against its annotations; or a name's,
+    the arguments taken as plain JSON and the result left so."""
+    if isinstance(target, str):
+        return Call(check_name(target, f"a {kind} name"), [to_json(a) for a in args], Any)
+    definition = definition_of(target, kind)
+    signature = definition.signature
+    return Call(definition.name, signature.encode_args(args), signature.return_hint)

@@ -7,9 +7,9 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import Any, Generic, TypeVar, overload
 
-from tapeflow._definition import definition_of
+from tapeflow._definition import call_of
 from tapeflow._validate import (
     check_moment,
     check_name,
@@ -207,24 +207,17 @@ class Client:
         if start_at is not None:
             check_moment(start_at, "start_at")
         check_timeout(execution_timeout, "execution_timeout")
-        if isinstance(workflow, str):
-            name = check_name(workflow, "workflow name")
-            encoded, hint = [to_json(a) for a in args], cast(object, Any)
-        else:
-            definition = definition_of(workflow, "workflow")
-            name = definition.name
-            encoded = definition.signature.encode_args(args)
-            hint = definition.signature.return_hint
+        call = call_of(workflow, "workflow", args)
         new = NewWorkflow(
             id=workflow_id,
-            name=name,
+            name=call.name,
             version=version,
-            args=encoded,
+            args=call.args,
             start_at=start_at,
             execution_timeout=execution_timeout,
         )
         await self.backend.create_workflow(new)
-        return WorkflowHandle(self.backend, workflow_id, hint, new.run_id)
+        return WorkflowHandle(self.backend, workflow_id, call.result_hint, new.run_id)
 
     @overload
     def get_handle(self, workflow_id: str) -> WorkflowHandle[Any]: ...

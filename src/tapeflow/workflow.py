@@ -13,9 +13,9 @@ import random as _random
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, cast, get_args, overload
+from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, get_args, overload
 
-from tapeflow._definition import definition_of, defn_decorator
+from tapeflow._definition import call_of, defn_decorator
 from tapeflow._engine.commands import ChildOptions
 from tapeflow._engine.instance import WorkflowInfo, WorkflowInstance, running_instance
 from tapeflow._validate import (
@@ -192,17 +192,10 @@ def execute_activity(
         check_timeout(schedule_to_close_timeout, "schedule_to_close_timeout"),
         check_timeout(heartbeat_timeout, "heartbeat_timeout"),
     )
-    if isinstance(activity, str):
-        name = check_name(activity, "an activity name")
-        encoded, hint = [to_json(a) for a in args], cast(object, Any)
-    else:
-        definition = definition_of(activity, "activity")
-        name = definition.name
-        encoded = definition.signature.encode_args(args)
-        hint = definition.signature.return_hint
+    call = call_of(activity, "activity", args)
     future: asyncio.Future[Any] = instance.loop.create_future()
     instance.commands.schedule_activity(
-        name, encoded, retry.to_json() if retry else None, future, hint, timeouts
+        call.name, call.args, retry.to_json() if retry else None, future, call.result_hint, timeouts
     )
     return future
 
@@ -321,16 +314,9 @@ async def start_child_workflow(
         execution_timeout=check_timeout(execution_timeout, "execution_timeout"),
         parent_close_policy=parent_close_policy,
     )
-    if isinstance(workflow, str):
-        name = check_name(workflow, "workflow name")
-        encoded, hint = [to_json(a) for a in args], cast(object, Any)
-    else:
-        definition = definition_of(workflow, "workflow")
-        name = definition.name
-        encoded = definition.signature.encode_args(args)
-        hint = definition.signature.return_hint
+    call = call_of(workflow, "workflow", args)
     command = instance.commands.start_child(
-        name, encoded, options, instance.child_id, instance.recorded, hint
+        call.name, call.args, options, instance.child_id, instance.recorded, call.result_hint
     )
     assert command.started is not None
     assert command.result is not None
