@@ -4,7 +4,7 @@
 -- of this file alone. A change of a function's signature or return type must DROP it first.
 -- Raise the revision below with every change: a process whose file has a lower revision
 -- than the one applied leaves the newer functions in place (a rolling upgrade).
--- revision: 10
+-- revision: 11
 --
 -- Every function runs with enable_seqscan off. They only ever reach rows by key, and
 -- PL/pgSQL keeps a session's plans: planned while the tables were nearly empty (a new
@@ -201,9 +201,13 @@ DECLARE
     v_run record;
 BEGIN
     IF p_run_id IS NULL THEN
-        SELECT w.run_id, w.name, w.status, w.start_at INTO v_run FROM workflows w
-        WHERE w.id = p_id ORDER BY w.run_number DESC LIMIT 1
-        FOR SHARE;
+        LOOP  -- a run found continued as new once its lock came: its next run, made by
+              -- the commit waited for, is in the next statement's snapshot
+            SELECT w.run_id, w.name, w.status, w.start_at INTO v_run FROM workflows w
+            WHERE w.id = p_id ORDER BY w.run_number DESC LIMIT 1
+            FOR SHARE;
+            EXIT WHEN NOT FOUND OR v_run.status <> 'continued_as_new';
+        END LOOP;
     ELSE
         SELECT w.run_id, w.name, w.status, w.start_at INTO v_run FROM workflows w
         WHERE w.run_id = p_run_id
@@ -237,10 +241,13 @@ AS $$
 DECLARE
     v_run record;
 BEGIN
-    SELECT w.run_id, w.name, w.status, w.start_at, w.stop_requested_by INTO v_run
-    FROM workflows w WHERE w.id = p_id
-    ORDER BY w.run_number DESC LIMIT 1
-    FOR NO KEY UPDATE;
+    LOOP  -- as in deliver: a run continued as new while we waited has a next run
+        SELECT w.run_id, w.name, w.status, w.start_at, w.stop_requested_by INTO v_run
+        FROM workflows w WHERE w.id = p_id
+        ORDER BY w.run_number DESC LIMIT 1
+        FOR NO KEY UPDATE;
+        EXIT WHEN NOT FOUND OR v_run.status <> 'continued_as_new';
+    END LOOP;
     IF NOT FOUND THEN
         RETURN;
     END IF;
