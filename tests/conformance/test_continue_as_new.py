@@ -80,7 +80,19 @@ async def compacts(total: int, done: int) -> int:
     return done
 
 
-WORKFLOWS = [counts_ticks, relays, compacts]
+@workflow.defn
+async def counts_down(n: int) -> str:
+    if n > 0:
+        workflow.continue_as_new(n - 1)
+    return "liftoff"
+
+
+@workflow.defn
+async def launches(n: int) -> str:
+    return await workflow.execute_child_workflow(counts_down, n, id="countdown")
+
+
+WORKFLOWS = [counts_ticks, relays, compacts, counts_down, launches]
 
 
 async def _runs(client: tapeflow.Client, workflow_id: str) -> list[tapeflow.WorkflowRecord]:
@@ -187,3 +199,15 @@ async def test_continuing_as_new_when_the_history_grows_long(
         assert len(events) < 2 * LIMIT, "a run's history stays short"
         steps += sum(isinstance(e, ActivityScheduled) for e in events)
     assert steps == total, "no step is done twice, or skipped"
+
+
+async def test_a_child_that_continues_as_new_gives_its_last_runs_result_to_the_parent(
+    client: tapeflow.Client, worker: WorkerFactory
+) -> None:
+    async with worker(workflows=WORKFLOWS):
+        handle = await client.start_workflow(launches, 3, id="launch")
+        assert await handle.result(timeout=10) == "liftoff"
+    runs = await _runs(client, "countdown")
+    assert [run.args for run in runs] == [[3], [2], [1], [0]]
+    assert runs[-1].status is tapeflow.WorkflowStatus.COMPLETED
+    assert runs[-1].parent_id == "launch"  # the latest run is still the parent's child
