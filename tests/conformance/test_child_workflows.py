@@ -142,13 +142,23 @@ async def awaits_child(child_id: str, timeout_seconds: float | None) -> list[str
 
 
 @workflow.defn
-async def gives_up_on_child(child_id: str) -> str:
-    """Waits for the child in a task of its own, cancels that task, and goes on. The child
-    is abandoned at the parent's end, so only the cancelled wait can have cancelled it."""
-    waiting = asyncio.ensure_future(
-        workflow.execute_child_workflow(waits_forever, id=child_id, parent_close_policy="abandon")
-    )
-    await workflow.sleep(0.05)  # the child's start is committed by now
+async def gives_up_on_child(child_id: str, how: str) -> str:
+    """Waits for the child in a task of its own (``execute_child_workflow``, or the
+    ``result()`` of a started child), cancels that task, and goes on. The child is
+    abandoned at the parent's end, so only the cancelled wait can have cancelled it."""
+    waiting: asyncio.Future[str]
+    if how == "execute":
+        waiting = asyncio.ensure_future(
+            workflow.execute_child_workflow(
+                waits_forever, id=child_id, parent_close_policy="abandon"
+            )
+        )
+    else:
+        child = await workflow.start_child_workflow(
+            waits_forever, id=child_id, parent_close_policy="abandon"
+        )
+        waiting = asyncio.ensure_future(child.result())
+    await workflow.sleep(0.05)  # a later task: the child has started
     waiting.cancel()
     try:
         await waiting
@@ -335,11 +345,12 @@ async def test_a_child_whose_id_is_taken_raises_workflow_already_exists(
 # -- cancellation through the parent -----------------------------------------------------------
 
 
+@pytest.mark.parametrize("how", ["execute", "result"])
 async def test_cancelling_the_parents_wait_for_a_child_cancels_the_child(
-    client: tapeflow.Client, worker: WorkerFactory
+    client: tapeflow.Client, worker: WorkerFactory, how: str
 ) -> None:
     async with worker(workflows=WORKFLOWS):
-        handle = await client.start_workflow(gives_up_on_child, "given-up", id="gives-up")
+        handle = await client.start_workflow(gives_up_on_child, "given-up", how, id="gives-up")
         assert await handle.result(timeout=10) == "CancelledError"
         with pytest.raises(tapeflow.WorkflowCancelled):
             await client.get_handle("given-up").result(timeout=10)
