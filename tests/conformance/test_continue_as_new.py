@@ -143,16 +143,15 @@ async def test_a_hundred_continuations_carry_every_event_over_exactly_once(
 
     for run in runs[:-1]:
         events = await client.backend.load_history("ticker", run.run_id)
-        assert isinstance(events[0], WorkflowExecutionStarted)
-        assert events[0].args[0] == run.args[0]
+        [started] = [e for e in events if isinstance(e, WorkflowExecutionStarted)]
+        assert started.args[0] == run.args[0]
         assert isinstance(events[-1], WorkflowContinuedAsNew), run.args[0]
     first = await client.backend.load_history("ticker", handle.run_id)
     assert tapeflow.testing.replay(counts_ticks, first, workflow_id="ticker").finished
     last = await client.backend.load_history("ticker")
     assert last == await client.backend.load_history("ticker", latest.run_id)
-    assert isinstance(last[0], WorkflowExecutionStarted)
-    assert last[0].args == [RUNS, list(range(TICKS))]
-    assert sum(isinstance(e, WorkflowExecutionStarted) for e in last) == 1  # a fresh history
+    [started] = [e for e in last if isinstance(e, WorkflowExecutionStarted)]  # a fresh history
+    assert started.args == [RUNS, list(range(TICKS))]
     assert isinstance(last[-1], WorkflowExecutionCompleted)
 
     debugger = tapeflow.WorkflowDebugger(client.backend)
