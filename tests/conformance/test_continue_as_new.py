@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
+
 import tapeflow
 import tapeflow.testing
 from tapeflow import activity, workflow
@@ -92,7 +94,14 @@ async def launches(n: int) -> str:
     return await workflow.execute_child_workflow(counts_down, n, id="countdown")
 
 
-WORKFLOWS = [counts_ticks, relays, compacts, counts_down, launches]
+@workflow.defn
+async def sends_ticks(target: str, count: int) -> int:
+    for tick in range(count):
+        await workflow.send_event(target, "tick", tick)
+    return count
+
+
+WORKFLOWS = [counts_ticks, sends_ticks, relays, compacts, counts_down, launches]
 
 
 async def _runs(client: tapeflow.Client, workflow_id: str) -> list[tapeflow.WorkflowRecord]:
@@ -104,16 +113,20 @@ async def _runs(client: tapeflow.Client, workflow_id: str) -> list[tapeflow.Work
     return runs[::-1]
 
 
+@pytest.mark.parametrize("sender", ["client", "workflow"])
 async def test_a_hundred_continuations_carry_every_event_over_exactly_once(
-    client: tapeflow.Client, worker: WorkerFactory
+    client: tapeflow.Client, worker: WorkerFactory, sender: str
 ) -> None:
-    """Ticks are sent while the runs go on, some before the run that takes them, some while
-    a run ends: each is taken exactly once, in the order sent."""
+    """Ticks are sent while the runs go on (by the client, or by another workflow), some
+    before the run that takes them, some while a run ends: none is refused, and each is
+    taken exactly once, in the order sent."""
     async with worker(workflows=WORKFLOWS):
         handle = await client.start_workflow(counts_ticks, 0, [], id="ticker")
-
-        for tick in range(TICKS):  # tick k is taken by run k * EVERY: send it a little before
-            due = max(0, tick * EVERY - 7)
+        if sender == "workflow":
+            ticks = await client.start_workflow(sends_ticks, "ticker", TICKS, id="sender")
+            assert await ticks.result(timeout=60) == TICKS
+        for tick in range(TICKS if sender == "client" else 0):
+            due = max(0, tick * EVERY - 7)  # tick k is taken by run k * EVERY: a little before
 
             async def reached(due: int = due) -> bool:
                 return int((await handle.describe()).args[0]) >= due
