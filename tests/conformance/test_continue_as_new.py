@@ -101,7 +101,14 @@ async def sends_ticks(target: str, count: int) -> int:
     return count
 
 
-WORKFLOWS = [counts_ticks, sends_ticks, relays, compacts, counts_down, launches]
+@workflow.defn
+async def keeps_going(run: int) -> int:
+    """Never ends by itself: each run waits a moment and continues as new."""
+    await workflow.sleep(0.01)
+    workflow.continue_as_new(run + 1)
+
+
+WORKFLOWS = [counts_ticks, sends_ticks, relays, compacts, counts_down, launches, keeps_going]
 
 
 async def _runs(client: tapeflow.Client, workflow_id: str) -> list[tapeflow.WorkflowRecord]:
@@ -223,3 +230,33 @@ async def test_a_child_that_continues_as_new_gives_its_last_runs_result_to_the_p
     assert [run.args for run in runs] == [[3], [2], [1], [0]]
     assert runs[-1].status is tapeflow.WorkflowStatus.COMPLETED
     assert runs[-1].parent_id == "launch"  # the latest run is still the parent's child
+
+
+@pytest.mark.parametrize("how", ["cancel", "terminate"])
+async def test_a_cancel_or_terminate_reaches_a_workflow_that_keeps_continuing(
+    client: tapeflow.Client, worker: WorkerFactory, how: str
+) -> None:
+    """Asked while its runs follow one another, the workflow's latest run takes the cancel
+    (or the terminate): it is neither refused nor lost in a run's hand-over to the next."""
+    async with worker(workflows=WORKFLOWS):
+        handle = await client.start_workflow(keeps_going, 0, id="keeps-going")
+
+        async def going() -> bool:
+            return int((await handle.describe()).args[0]) >= 5
+
+        await eventually(going, "the workflow has continued as new five times")
+        if how == "cancel":
+            await handle.cancel(reason="enough")
+            with pytest.raises(tapeflow.WorkflowCancelled):
+                await handle.result(timeout=10)
+        else:
+            await handle.terminate(reason="enough")
+            with pytest.raises(tapeflow.WorkflowTerminated):
+                await handle.result(timeout=10)
+    latest = await handle.describe()
+    expected = {"cancel": "cancelled", "terminate": "terminated"}[how]
+    assert latest.status == expected
+    assert latest.reason == "enough"
+    assert latest.previous_run_id is not None
+    runs = await _runs(client, "keeps-going")
+    assert all(run.status is tapeflow.WorkflowStatus.CONTINUED_AS_NEW for run in runs[:-1])
