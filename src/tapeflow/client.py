@@ -7,18 +7,21 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, get_args, overload
 
 from tapeflow._definition import call_of
 from tapeflow._validate import (
+    check_choice,
     check_moment,
     check_name,
     check_reason,
     check_seconds,
     check_timeout,
+    fail,
 )
 from tapeflow.backends.base import (
     Backend,
+    IdReuse,
     NewWorkflow,
     WorkflowRecord,
     WorkflowStatus,
@@ -36,13 +39,18 @@ from tapeflow.errors import (
     WorkflowTerminated,
     WorkflowTimedOut,
 )
-from tapeflow.history import WorkflowExecutionTerminated
+from tapeflow.history import EventReceived, WorkflowExecutionTerminated, encode_event
 
 R = TypeVar("R")
 log = logging.getLogger("tapeflow.client")
 
 HINT_AFTER = 3.0
 """Seconds ``result()`` waits before it logs why the workflow may not be running (once)."""
+
+IdConflict = Literal["fail", "use_existing"]
+"""What a start does when its id is taken (its latest run is unfinished, or ended and
+``id_reuse`` does not allow a new one): raise WorkflowAlreadyExists, or return a handle on
+that run."""
 
 
 class WorkflowHandle(Generic[R]):
@@ -59,8 +67,8 @@ class WorkflowHandle(Generic[R]):
         self._backend = backend
         self.id = workflow_id
         self.run_id = run_id
-        """The run this handle started, if it started one (``describe().run_id`` is the
-        latest)."""
+        """The run this handle started (or found, with ``id_conflict="use_existing"``), if
+        it came from ``start_workflow`` (``describe().run_id`` is the latest)."""
         self._result_type = result_type
 
     def __repr__(self) -> str:
@@ -115,8 +123,11 @@ class WorkflowHandle(Generic[R]):
                 raise
             return None
 
-    async def send_event(self, name: str, payload: Any = None) -> None:
-        await send_event(self._backend, self.id, name, payload)
+    async def send_event(
+        self, name: str, payload: Any = None, *, idempotency_key: str | None = None
+    ) -> None:
+        """As ``Client.send_event``."""
+        await send_event(self._backend, self.id, name, payload, idempotency_key)
 
     async def cancel(self, reason: str = "") -> None:
         """Ask the workflow to cancel: recorded in its history once (a second call does
@@ -173,6 +184,9 @@ class Client:
         version: str = "",
         start_at: datetime | None = None,
         execution_timeout: timedelta | None = None,
+        id_conflict: IdConflict = "fail",
+        id_reuse: IdReuse = "reject",
+        start_event: tuple[str, Any] | None = None,
     ) -> WorkflowHandle[R]: ...
     @overload
     async def start_workflow(
@@ -183,6 +197,9 @@ class Client:
         version: str = "",
         start_at: datetime | None = None,
         execution_timeout: timedelta | None = None,
+        id_conflict: IdConflict = "fail",
+        id_reuse: IdReuse = "reject",
+        start_event: tuple[str, Any] | None = None,
     ) -> WorkflowHandle[Any]: ...
     async def start_workflow(
         self,
@@ -192,6 +209,9 @@ class Client:
         version: str = "",
         start_at: datetime | None = None,
         execution_timeout: timedelta | None = None,
+        id_conflict: IdConflict = "fail",
+        id_reuse: IdReuse = "reject",
+        start_event: tuple[str, Any] | None = None,
     ) -> WorkflowHandle[Any]:
         """Create a workflow (it runs once a worker that has registered it is up).
 
@@ -199,14 +219,27 @@ class Client:
         registered name, its arguments then taken as plain JSON. ``start_at`` (tz-aware)
         delays the start. ``execution_timeout``, measured on the database's clock from when
         it is due to start, ends it as ``timed_out`` (``result()`` raises WorkflowTimedOut)
-        with no more of its code run. Raises WorkflowAlreadyExists, PayloadError,
-        InvalidArgument; on any error nothing is written.
+        with no more of its code run.
+
+        An id whose latest run has ended may start a new run if ``id_reuse`` allows:
+        ``"reject"`` never, ``"allow"`` always, ``"allow_failed"`` unless it completed.
+        Otherwise the id is taken, and ``id_conflict`` says what happens: ``"fail"`` raises
+        WorkflowAlreadyExists, ``"use_existing"`` returns a handle on the id's latest run,
+        open or closed (of many concurrent starts of one id, one creates it). So that an
+        event sent right after a start cannot miss the run, ``start_event=(name, payload)``
+        delivers it in the start's transaction, to the run created or found; a closed run
+        found cannot take it (WorkflowAlreadyCompleted). Raises WorkflowAlreadyExists,
+        WorkflowAlreadyCompleted, PayloadError, InvalidArgument; on any error nothing is
+        written.
         """
         workflow_id = check_name(id if id is not None else str(uuid.uuid4()), "workflow id")
         check_name(version, "version", allow_empty=True)
         if start_at is not None:
             check_moment(start_at, "start_at")
         check_timeout(execution_timeout, "execution_timeout")
+        conflict: IdConflict = check_choice(id_conflict, "id_conflict", get_args(IdConflict))
+        reuse: IdReuse = check_choice(id_reuse, "id_reuse", get_args(IdReuse))
+        events = () if start_event is None else (_start_event(start_event),)
         call = call_of(workflow, "workflow", args)
         new = NewWorkflow(
             id=workflow_id,
@@ -215,9 +248,11 @@ class Client:
             args=call.args,
             start_at=start_at,
             execution_timeout=execution_timeout,
+            id_reuse=reuse,
+            events=events,
         )
-        await self.backend.create_workflow(new)
-        return WorkflowHandle(self.backend, workflow_id, call.result_hint, new.run_id)
+        run_id = await self.backend.create_workflow(new, use_existing=conflict == "use_existing")
+        return WorkflowHandle(self.backend, workflow_id, call.result_hint, run_id)
 
     @overload
     def get_handle(self, workflow_id: str) -> WorkflowHandle[Any]: ...
@@ -227,17 +262,43 @@ class Client:
         """A handle on an existing workflow; ``result_type`` decodes its result."""
         return WorkflowHandle(self.backend, check_name(workflow_id, "workflow id"), result_type)
 
-    async def send_event(self, workflow_id: str, name: str, payload: Any = None) -> None:
-        """Deliver an external event. Raises WorkflowNotFound, WorkflowAlreadyCompleted."""
-        await send_event(self.backend, workflow_id, name, payload)
+    async def send_event(
+        self,
+        workflow_id: str,
+        name: str,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Deliver an external event to the workflow's latest run. A send retried with the
+        same ``idempotency_key`` (after a timeout, say) delivers at most once: a key the
+        workflow id has had (in any of its runs) delivers nothing and returns. Raises
+        WorkflowNotFound, WorkflowAlreadyCompleted."""
+        await send_event(self.backend, workflow_id, name, payload, idempotency_key)
 
     async def describe(self, workflow_id: str) -> WorkflowRecord:
         return await self.backend.get_workflow(check_name(workflow_id, "workflow id"))
 
 
-async def send_event(backend: Backend, workflow_id: str, name: str, payload: Any) -> None:
+async def send_event(
+    backend: Backend, workflow_id: str, name: str, payload: Any, idempotency_key: str | None
+) -> None:
     await backend.send_event(
         check_name(workflow_id, "workflow id"),
         check_name(name, "event name"),
         to_json(payload, what=f"payload of event {name!r}"),
+        idempotency_key=None
+        if idempotency_key is None
+        else check_name(idempotency_key, "idempotency key"),
+    )
+
+
+def _start_event(start_event: object) -> str:
+    """A ``start_event=(name, payload)``, checked and encoded as its inbox event."""
+    if not isinstance(start_event, tuple) or len(start_event) != 2:
+        fail("start_event", start_event, "a (name, payload) tuple")
+    name, payload = start_event
+    name = check_name(name, "start_event name")
+    return encode_event(
+        EventReceived(name=name, payload=to_json(payload, what=f"payload of event {name!r}"))
     )

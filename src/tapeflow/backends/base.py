@@ -314,9 +314,15 @@ class Backend(Protocol):
 
     # -- clients ---------------------------------------------------------------------------
 
-    async def create_workflow(self, new: NewWorkflow) -> None:
-        """Write the workflow's first run, its workflow task and its start event, all or
-        nothing. Raises WorkflowAlreadyExists if the id has a run already."""
+    async def create_workflow(self, new: NewWorkflow, *, use_existing: bool = False) -> str:
+        """Write ``new`` as the next run of its id, with its workflow task, its start event
+        and ``new.events``, all or nothing, and return its run id. An id whose latest run is
+        unfinished, or ended and ``new.id_reuse`` does not allow another, is taken: then it
+        raises WorkflowAlreadyExists, or with ``use_existing`` returns that run's id, having
+        put ``new.events`` into its inbox in the same transaction (WorkflowAlreadyCompleted
+        if it has ended and there are events). Concurrent starts of one id create one run;
+        the others get it as taken."""
+        ...
 
     async def get_workflow(self, workflow_id: str, run_id: str | None = None) -> WorkflowRecord:
         """The latest run of the workflow, or the run named. Raises WorkflowNotFound."""
@@ -327,9 +333,19 @@ class Backend(Protocol):
         Raises WorkflowNotFound."""
         ...
 
-    async def send_event(self, workflow_id: str, name: str, payload: JSONValue) -> None:
-        """Append to the inbox of the workflow's latest run. Raises WorkflowNotFound,
-        WorkflowAlreadyCompleted."""
+    async def send_event(
+        self,
+        workflow_id: str,
+        name: str,
+        payload: JSONValue,
+        *,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Append to the inbox of the workflow's latest run. With an ``idempotency_key``, at
+        most once per key and workflow id, whatever run it went to: a send with a key the
+        id has had returns having delivered nothing, even if the run has ended since. The
+        key is kept with the id, in the send's transaction, only if the event is
+        delivered. Raises WorkflowNotFound, WorkflowAlreadyCompleted."""
 
     def watch(self, topics: Iterable[str], on_wake: Callable[[], None] | None = None) -> Watch:
         """Start watching wake-up topics (``work_topic``, ``finished_topic``): the watch is

@@ -165,11 +165,13 @@ class FailpointBackend:
         )
         return "timer_fired" if fires and "timer_fired" in self._points else "commit_workflow_task"
 
-    async def create_workflow(self, *args: Any) -> None:
-        await self._through("start_workflow", lambda: self._backend.create_workflow(*args))
+    async def create_workflow(self, *args: Any, **kwargs: Any) -> str:
+        return await self._through(
+            "start_workflow", lambda: self._backend.create_workflow(*args, **kwargs)
+        )
 
-    async def send_event(self, *args: Any) -> None:
-        await self._through("send_event", lambda: self._backend.send_event(*args))
+    async def send_event(self, *args: Any, **kwargs: Any) -> None:
+        await self._through("send_event", lambda: self._backend.send_event(*args, **kwargs))
 
     async def request_cancel(self, *args: Any) -> None:
         await self._through("request_cancel", lambda: self._backend.request_cancel(*args))

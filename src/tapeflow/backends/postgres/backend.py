@@ -53,7 +53,13 @@ from tapeflow.backends.base import (
     WorkflowStatus,
     WorkflowTask,
 )
-from tapeflow.backends.plan import CommitPlan, OfRun, commit_topics, taken_activity
+from tapeflow.backends.plan import (
+    CommitPlan,
+    OfRun,
+    commit_topics,
+    new_workflow_json,
+    taken_activity,
+)
 from tapeflow.backends.postgres._conninfo import checked
 from tapeflow.backends.wakeups import Wakeups, Watch, work_topic
 from tapeflow.errors import (
@@ -173,6 +179,20 @@ def _plan_topics(task: OfRun, plan: CommitPlan, take: Take | None, outcome: Outc
 def _taken(task: OfRun, plan: CommitPlan, outcome: Outcome) -> list[ActivityTask]:
     """The new activity tasks the stored plan leased to its worker."""
     return [taken_activity(task, plan, seq, task_id) for task_id, seq in outcome["leased"]]
+
+
+@dataclass(frozen=True)
+class _Start:
+    """One item of a batch of starts: ``create_workflow``'s arguments."""
+
+    new: NewWorkflow
+    use_existing: bool
+
+
+Started = tuple[str, str, str, str]
+"""What ``start_run`` (functions.sql) said of a start: its outcome ("created", "found",
+"taken" or "closed"), and the run id, workflow name and status of the run it made or
+found."""
 
 
 @dataclass(frozen=True)
@@ -366,25 +386,32 @@ class PostgresBackend(OpensAndCloses):
 
     # -- clients ---------------------------------------------------------------------------
 
-    async def create_workflow(self, new: NewWorkflow) -> None:
-        if not await self._starts.submit(new):
+    async def create_workflow(self, new: NewWorkflow, *, use_existing: bool = False) -> str:
+        outcome, run_id, _, status = await self._starts.submit(_Start(new, use_existing))
+        if outcome == "taken":
             raise WorkflowAlreadyExists(new.id)
+        if outcome == "closed":
+            raise WorkflowAlreadyCompleted(new.id, WorkflowStatus(status))
+        return run_id
 
-    async def _flush_starts(self, starts: list[NewWorkflow]) -> list[bool]:
-        """Starts that arrive together go out in one statement; which of them were created
-        (an id taken, in the database or earlier in the batch, is not)."""
-        first: dict[str, int] = {}
-        for index, new in enumerate(starts):
-            first.setdefault(new.id, index)
-        unique = tuple(starts[i] for i in first.values())
-        runs = CommitPlan(workflows=unique).as_json()["workflows"]  # as a plan's step 7 has them
+    async def _flush_starts(self, starts: list[_Start]) -> list[Started]:
+        """Starts that arrive together go out in one statement (start_runs, functions.sql),
+        settled in the order they came: of several with one id, the first may create it."""
+        rows = [{**new_workflow_json(s.new), "use_existing": s.use_existing} for s in starts]
         async with self._connection() as conn:
-            cursor = await conn.execute(_Q["create_workflows"], {"runs": json_text(runs)})
-            created = {row["run_id"] for row in await cursor.fetchall()}
+            cursor = await conn.execute(_Q["start_workflows"], {"starts": json_text(rows)})
+            row = await cursor.fetchone()
+            assert row is not None
+            outcomes: list[Started] = [tuple(o) for o in row["outcomes"]]
             await self._wake(
-                conn, {work_topic(TaskKind.WORKFLOW, n.name) for n in unique if n.run_id in created}
+                conn,
+                {
+                    work_topic(TaskKind.WORKFLOW, name)
+                    for start, (outcome, _, name, _) in zip(starts, outcomes, strict=True)
+                    if outcome == "created" or (outcome == "found" and start.new.events)
+                },
             )
-        return [new.run_id in created and first[new.id] == i for i, new in enumerate(starts)]
+        return outcomes
 
     async def request_cancel(self, workflow_id: str, reason: str) -> None:
         event = encode_event(WorkflowCancelRequested(reason=reason))
@@ -412,17 +439,25 @@ class PostgresBackend(OpensAndCloses):
             raise WorkflowNotFound(workflow_id)
         return history(workflow_id, (row["event"] for row in rows if row["event"] is not None))
 
-    async def send_event(self, workflow_id: str, name: str, payload: JSONValue) -> None:
+    async def send_event(
+        self,
+        workflow_id: str,
+        name: str,
+        payload: JSONValue,
+        *,
+        idempotency_key: str | None = None,
+    ) -> None:
         event = EventReceived(name=name, payload=payload)
+        params = {"id": workflow_id, "event": encode_event(event), "key": idempotency_key}
         async with self._connection() as conn:
-            cursor = await conn.execute(
-                _Q["send_event"], {"id": workflow_id, "event": encode_event(event)}
-            )
+            cursor = await conn.execute(_Q["send_event"], params)
             row = await cursor.fetchone()
             if row is not None and row["delivered"]:
                 await self._wake(conn, {work_topic(TaskKind.WORKFLOW, row["name"])})
         if row is None:
             raise WorkflowNotFound(workflow_id)
+        if not row["fresh"]:  # sent with this key already
+            return
         if (status := WorkflowStatus(row["status"])).finished:
             raise WorkflowAlreadyCompleted(workflow_id, status)
 

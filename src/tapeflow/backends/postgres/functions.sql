@@ -4,7 +4,7 @@
 -- of this file alone. A change of a function's signature or return type must DROP it first.
 -- Raise the revision below with every change: a process whose file has a lower revision
 -- than the one applied leaves the newer functions in place (a rolling upgrade).
--- revision: 11
+-- revision: 12
 --
 -- Every function runs with enable_seqscan off. They only ever reach rows by key, and
 -- PL/pgSQL keeps a session's plans: planned while the tables were nearly empty (a new
@@ -112,6 +112,16 @@ ORDER BY a.id;
 END
 $$;
 
+-- Whether a new run may follow an id's latest run, in p_status, by p_reuse (a new run's
+-- "id_reuse"): never after an unfinished one; after an ended one, as
+-- tapeflow.backends.base.IdReuse says.
+CREATE OR REPLACE FUNCTION reusable(p_status text, p_reuse text) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $$
+SELECT p_status NOT IN ('pending', 'running')
+       AND (p_reuse = 'allow' OR (p_reuse = 'allow_failed' AND p_status <> 'completed'));
+$$;
+
 -- Create runs, each with its workflow task, its start event (built here, because its time
 -- is the database's) and its other "events" after it, and, with an "execution_timeout"
 -- (seconds), its ExecutionTimeoutReached timer, from tapeflow.backends.plan's
@@ -131,11 +141,7 @@ WITH input AS (
     SELECT r.*, r.parent ->> 'workflow_id' AS parent_id, r.parent ->> 'run_id' AS parent_run_id,
            (r.parent ->> 'seq')::integer AS parent_seq, r.parent ->> 'on_close' AS on_parent_close,
            coalesce(last.run_number, 0) + 1 AS run_number,
-           CASE WHEN last.status IS NULL THEN true
-                WHEN last.status IN ('pending', 'running') THEN false
-                ELSE r.id_reuse = 'allow'
-                     OR (r.id_reuse = 'allow_failed' AND last.status <> 'completed')
-           END AS free
+           last.status IS NULL OR reusable(last.status, r.id_reuse) AS free
     FROM json_to_recordset(p_runs)
             AS r (run_id text, id text, name text, version text, args text,
                   start_at timestamptz, execution_timeout double precision, id_reuse text,
@@ -181,6 +187,120 @@ WITH input AS (
     ORDER BY e.run_id, e.n
 )
 SELECT c.run_id FROM created c;
+END
+$$;
+
+-- Client starts (Backend.create_workflow), many in one statement: p_starts is
+-- [new_workflow_json row + {"use_existing"}, ...]. The first start of each id is made by
+-- create_runs, all together (the plain path: one statement); every other start (a later one
+-- of an id, or one whose id was taken) is then settled by start_run, in id order as
+-- create_runs writes. Returns, per start in order, [outcome, run id, workflow name,
+-- status] as start_run says, or ["created", its run id, its name, "pending"].
+CREATE OR REPLACE FUNCTION start_runs(p_starts json) RETURNS json[]
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+SET enable_seqscan = off
+AS $$
+DECLARE
+    v_created text[];
+    v_start   record;
+    v_results json[] := array_fill(NULL::json, ARRAY[json_array_length(p_starts)]);
+BEGIN
+    v_created := ARRAY(SELECT c FROM create_runs(coalesce(
+        (SELECT json_agg(f.start ORDER BY f.n)
+         FROM (SELECT x.start, x.n,
+                      row_number() OVER (PARTITION BY x.start ->> 'id' ORDER BY x.n) AS k
+               FROM json_array_elements(p_starts) WITH ORDINALITY AS x (start, n)) AS f
+         WHERE f.k = 1),
+        '[]')) AS c);
+    FOR v_start IN
+        SELECT x.start, x.n FROM json_array_elements(p_starts) WITH ORDINALITY AS x (start, n)
+        ORDER BY x.start ->> 'id', x.n
+    LOOP
+        v_results[v_start.n::integer] := CASE
+            WHEN v_start.start ->> 'run_id' = ANY (v_created) THEN json_build_array(
+                'created', v_start.start ->> 'run_id', v_start.start ->> 'name', 'pending')
+            ELSE start_run(v_start.start) END;
+    END LOOP;
+    RETURN v_results;
+END
+$$;
+
+-- One client start that create_runs did not make, against its id's latest run, locked
+-- FOR SHARE as deliver locks it (a commit ending it goes first, or after this): if the id
+-- is free now, it is made, unless another start takes it first (then look again), and is
+-- "created"; else it is "taken" (WorkflowAlreadyExists), or with "use_existing" "found":
+-- the run's, with the start's "events" put into its inbox if it is unfinished, or
+-- "closed" if it has ended and there are events (nothing written). Returns [outcome,
+-- run id, workflow name, status].
+CREATE OR REPLACE FUNCTION start_run(p_start json) RETURNS json
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+SET enable_seqscan = off
+AS $$
+DECLARE
+    v_run_id text;
+    v_name   text;
+    v_status text;
+    v_events json := coalesce(p_start -> 'events', '[]');
+    v_answer text;
+BEGIN
+    LOOP
+        SELECT w.run_id, w.name, w.status INTO v_run_id, v_name, v_status FROM workflows w
+        WHERE w.id = p_start ->> 'id' ORDER BY w.run_number DESC LIMIT 1
+        FOR SHARE;
+        IF v_status IS NULL OR reusable(v_status, p_start ->> 'id_reuse') THEN
+            IF EXISTS (SELECT FROM create_runs(json_build_array(p_start))) THEN
+                RETURN json_build_array(
+                    'created', p_start ->> 'run_id', p_start ->> 'name', 'pending');
+            END IF;
+            CONTINUE;  -- another start took the id meanwhile
+        END IF;
+        IF NOT (p_start ->> 'use_existing')::boolean THEN
+            v_answer := 'taken';
+        ELSIF json_array_length(v_events) = 0 THEN
+            v_answer := 'found';
+        ELSIF v_status IN ('pending', 'running') THEN
+            PERFORM deliver(NULL, v_run_id, e.event::json, NULL, NULL)
+            FROM json_array_elements_text(v_events) WITH ORDINALITY AS e (event, n)
+            ORDER BY e.n;
+            v_answer := 'found';
+        ELSE
+            v_answer := 'closed';
+        END IF;
+        RETURN json_build_array(v_answer, v_run_id, v_name, v_status);
+    END LOOP;
+END
+$$;
+
+-- An external event for the latest run of workflow p_id, delivered as deliver does, at
+-- most once per key: with a p_key the id has had, nothing is delivered ("fresh" false; a
+-- send racing the first with its key waits here for it). The key is kept with the id, for
+-- all its runs, only if the event is delivered. No row: no such workflow.
+CREATE OR REPLACE FUNCTION send_event(p_id text, p_event json, p_key text)
+RETURNS TABLE (status text, name text, delivered boolean, fresh boolean)
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+SET enable_seqscan = off
+AS $$
+BEGIN
+    IF p_key IS NOT NULL THEN
+        INSERT INTO event_keys (workflow_id, key) VALUES (p_id, p_key) ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            fresh := false;
+            RETURN NEXT;
+            RETURN;
+        END IF;
+    END IF;
+    fresh := true;
+    SELECT d.status, d.name, d.delivered INTO status, name, delivered
+    FROM deliver(p_id, NULL, p_event, NULL, NULL) AS d;
+    IF delivered IS NOT TRUE AND p_key IS NOT NULL THEN
+        DELETE FROM event_keys k WHERE k.workflow_id = p_id AND k.key = p_key;
+    END IF;
+    IF status IS NOT NULL THEN
+        RETURN NEXT;
+    END IF;
 END
 $$;
 

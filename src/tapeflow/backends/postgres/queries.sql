@@ -1,7 +1,6 @@
--- name: create_workflows
--- First runs of many workflows in one statement (see create_runs in functions.sql); the
--- run ids that come back are those created (the others' ids were taken).
-SELECT run_id FROM create_runs(%(runs)s::json) AS run_id;
+-- name: start_workflows
+-- Many client starts in one statement (see start_runs in functions.sql).
+SELECT start_runs(%(starts)s::json) AS outcomes;
 
 -- name: notify
 -- Wake-ups, sent after the commit that made the work: this transaction writes nothing, so
@@ -9,9 +8,10 @@ SELECT run_id FROM create_runs(%(runs)s::json) AS run_id;
 SELECT pg_notify(%(channel)s, topic) FROM unnest(%(topics)s::text[]) AS topic;
 
 -- name: send_event
--- To the workflow's latest run, if unfinished (see deliver in functions.sql); no row means
--- no such workflow.
-SELECT status, name, delivered FROM deliver(%(id)s, NULL, %(event)s::json, NULL, NULL);
+-- To the workflow's latest run, if unfinished, once per key (see send_event in
+-- functions.sql); no row means no such workflow.
+SELECT status, name, delivered, fresh
+FROM send_event(%(id)s, %(event)s::json, %(key)s::text);
 
 -- name: request_cancel
 -- See request_cancel in functions.sql; no row means no such workflow.

@@ -99,3 +99,11 @@ CREATE TABLE pollers (
     last_poll_at timestamptz NOT NULL,
     PRIMARY KEY (kind, name)
 );
+
+-- The idempotency keys of the events sent to each workflow id, kept for as long as the id,
+-- across its runs: a send with a key the id has had delivers nothing.
+CREATE TABLE event_keys (
+    workflow_id text NOT NULL,
+    key         text NOT NULL,
+    PRIMARY KEY (workflow_id, key)
+);

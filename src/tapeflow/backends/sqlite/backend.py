@@ -212,12 +212,26 @@ class SQLiteBackend(OpensAndCloses):
 
     # -- clients ---------------------------------------------------------------------------
 
-    async def create_workflow(self, new: NewWorkflow) -> None:
-        def write(conn: sqlite3.Connection, now: int) -> tuple[None, list[str]]:
-            _create_run(conn, now, new)
-            return None, [work_topic(TaskKind.WORKFLOW, new.name)]
+    async def create_workflow(self, new: NewWorkflow, *, use_existing: bool = False) -> str:
+        def write(conn: sqlite3.Connection, now: int) -> tuple[str, list[str]]:
+            try:
+                _create_run(conn, now, new)
+                return new.run_id, [work_topic(TaskKind.WORKFLOW, new.name)]
+            except WorkflowAlreadyExists:
+                if not use_existing:
+                    raise
+            run = _find_run(conn, new.id)
+            if run is None:  # its run id was another's: not this id's run to use
+                raise WorkflowAlreadyExists(new.id)
+            if not new.events:
+                return run["run_id"], []
+            if (status := WorkflowStatus(run["status"])).finished:
+                raise WorkflowAlreadyCompleted(new.id, status)
+            for event in new.events:
+                _deliver(conn, run, event, now)
+            return run["run_id"], [work_topic(TaskKind.WORKFLOW, run["name"])]
 
-        await self._write(write)
+        return await self._write(write)
 
     async def get_workflow(self, workflow_id: str, run_id: str | None = None) -> WorkflowRecord:
         def read(conn: sqlite3.Connection) -> WorkflowRecord:
@@ -239,8 +253,19 @@ class SQLiteBackend(OpensAndCloses):
 
         return await self._read(read)
 
-    async def send_event(self, workflow_id: str, name: str, payload: JSONValue) -> None:
+    async def send_event(
+        self,
+        workflow_id: str,
+        name: str,
+        payload: JSONValue,
+        *,
+        idempotency_key: str | None = None,
+    ) -> None:
         def write(conn: sqlite3.Connection, now: int) -> tuple[None, list[str]]:
+            if idempotency_key is not None:  # kept only if delivered: a raise rolls it back
+                key = {"id": workflow_id, "key": idempotency_key}
+                if conn.execute(_Q["insert_event_key"], key).rowcount == 0:
+                    return None, []  # sent with this key already
             run = _open_run(conn, workflow_id)
             _deliver(conn, run, encode_event(EventReceived(name=name, payload=payload)), now)
             return None, [work_topic(TaskKind.WORKFLOW, run["name"])]

@@ -14,6 +14,10 @@ INSERT INTO workflow_tasks (run_id, name) VALUES (:run_id, :name);
 INSERT INTO inbox (run_id, visible_at, timer_seq, event)
 VALUES (:run_id, :visible_at, :timer_seq, :event);
 
+-- name: insert_event_key
+-- No row inserted: the workflow id has had an event sent with this key.
+INSERT INTO event_keys (workflow_id, key) VALUES (:id, :key) ON CONFLICT DO NOTHING;
+
 -- name: find_run
 -- The latest run of a workflow (the highest run_number), or the run named, if it is one
 -- of that workflow's.

@@ -94,3 +94,11 @@ CREATE TABLE pollers (
     last_poll_at INTEGER NOT NULL,
     PRIMARY KEY (kind, name)
 ) WITHOUT ROWID;
+
+-- The idempotency keys of the events sent to each workflow id, kept for as long as the id,
+-- across its runs: a send with a key the id has had delivers nothing.
+CREATE TABLE event_keys (
+    workflow_id TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    PRIMARY KEY (workflow_id, key)
+) WITHOUT ROWID;
