@@ -51,7 +51,7 @@ async def test_a_start_racing_an_uncommitted_start_settles_by_its_outcome(
         start = json.dumps([{**new_workflow_json(winner), "use_existing": False}])
         async for conn in _in_flight(postgres_url):
             async with conn.transaction(force_rollback=not winner_commits):
-                await conn.execute("SELECT start_runs(%s::json)", [start])
+                await conn.execute("SELECT start_runs(%s::json, '[]')", [start])
                 loser = asyncio.create_task(
                     tapeflow.Client(backend).start_workflow(
                         tally, 1, id="raced", id_conflict="use_existing", start_event=("vote", 2)

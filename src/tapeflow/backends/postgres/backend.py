@@ -395,14 +395,27 @@ class PostgresBackend(OpensAndCloses):
         return run_id
 
     async def _flush_starts(self, starts: list[_Start]) -> list[Started]:
-        """Starts that arrive together go out in one statement (start_runs, functions.sql),
-        settled in the order they came: of several with one id, the first may create it."""
-        rows = [{**new_workflow_json(s.new), "use_existing": s.use_existing} for s in starts]
+        """Starts that arrive together go out in one statement (start_runs, functions.sql):
+        the first of each id made together, then the others settled in the order they
+        came."""
+        first: dict[str, int] = {}  # each id's first start
+        for index, start in enumerate(starts):
+            first.setdefault(start.new.id, index)
+        order = [*first.values(), *(i for i, s in enumerate(starts) if first[s.new.id] != i)]
+        rows = [
+            {**new_workflow_json(starts[i].new), "use_existing": starts[i].use_existing}
+            for i in order
+        ]
+        params = {"runs": json_text(rows[: len(first)]), "later": json_text(rows[len(first) :])}
         async with self._connection() as conn:
-            cursor = await conn.execute(_Q["start_workflows"], {"starts": json_text(rows)})
+            cursor = await conn.execute(_Q["start_workflows"], params)
             row = await cursor.fetchone()
             assert row is not None
-            outcomes: list[Started] = [tuple(o) for o in row["outcomes"]]
+            settled = {order[position]: tuple(said) for position, said in row["settled"]}
+            outcomes: list[Started] = [  # each start not settled was made
+                settled.get(i, ("created", s.new.run_id, s.new.name, "pending"))
+                for i, s in enumerate(starts)
+            ]
             await self._wake(
                 conn,
                 {

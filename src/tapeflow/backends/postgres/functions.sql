@@ -190,39 +190,39 @@ SELECT c.run_id FROM created c;
 END
 $$;
 
--- Client starts (Backend.create_workflow), many in one statement: p_starts is
--- [new_workflow_json row + {"use_existing"}, ...]. The first start of each id is made by
--- create_runs, all together (the plain path: one statement); every other start (a later one
--- of an id, or one whose id was taken) is then settled by start_run, in id order as
--- create_runs writes. Returns, per start in order, [outcome, run id, workflow name,
--- status] as start_run says, or ["created", its run id, its name, "pending"].
-CREATE OR REPLACE FUNCTION start_runs(p_starts json) RETURNS json[]
+-- Client starts (Backend.create_workflow), many in one statement, as new_workflow_json
+-- rows with "use_existing": p_runs the first start of each id, made by create_runs all
+-- together (the plain path, which this adds nothing to), p_later the other starts of
+-- those ids, in the order they came. Every start not made then (a later one, or one whose
+-- id was taken) is settled by start_run, in id order as create_runs writes. Returns the
+-- run ids made, and for each start settled [its position in p_runs then p_later, from 0,
+-- and what start_run returned].
+CREATE OR REPLACE FUNCTION start_runs(p_runs json, p_later json)
+RETURNS TABLE (created text[], settled json[])
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 SET enable_seqscan = off
 AS $$
 DECLARE
-    v_created text[];
-    v_start   record;
-    v_results json[] := array_fill(NULL::json, ARRAY[json_array_length(p_starts)]);
+    v_start record;
 BEGIN
-    v_created := ARRAY(SELECT c FROM create_runs(coalesce(
-        (SELECT json_agg(f.start ORDER BY f.n)
-         FROM (SELECT x.start, x.n,
-                      row_number() OVER (PARTITION BY x.start ->> 'id' ORDER BY x.n) AS k
-               FROM json_array_elements(p_starts) WITH ORDINALITY AS x (start, n)) AS f
-         WHERE f.k = 1),
-        '[]')) AS c);
-    FOR v_start IN
-        SELECT x.start, x.n FROM json_array_elements(p_starts) WITH ORDINALITY AS x (start, n)
-        ORDER BY x.start ->> 'id', x.n
-    LOOP
-        v_results[v_start.n::integer] := CASE
-            WHEN v_start.start ->> 'run_id' = ANY (v_created) THEN json_build_array(
-                'created', v_start.start ->> 'run_id', v_start.start ->> 'name', 'pending')
-            ELSE start_run(v_start.start) END;
-    END LOOP;
-    RETURN v_results;
+    created := ARRAY(SELECT c FROM create_runs(p_runs) AS c);
+    settled := '{}';
+    IF cardinality(created) < json_array_length(p_runs) OR json_array_length(p_later) > 0 THEN
+        FOR v_start IN
+            SELECT x.start, x.position
+            FROM (SELECT r.start, r.n - 1 AS position
+                  FROM json_array_elements(p_runs) WITH ORDINALITY AS r (start, n)
+                  UNION ALL
+                  SELECT l.start, json_array_length(p_runs) + l.n - 1
+                  FROM json_array_elements(p_later) WITH ORDINALITY AS l (start, n)) AS x
+            WHERE NOT (x.start ->> 'run_id' = ANY (created))
+            ORDER BY x.start ->> 'id', x.position
+        LOOP
+            settled := settled || json_build_array(v_start.position, start_run(v_start.start));
+        END LOOP;
+    END IF;
+    RETURN NEXT;
 END
 $$;
 

@@ -1,6 +1,6 @@
 -- name: start_workflows
 -- Many client starts in one statement (see start_runs in functions.sql).
-SELECT start_runs(%(starts)s::json) AS outcomes;
+SELECT created, settled FROM start_runs(%(runs)s::json, %(later)s::json);
 
 -- name: notify
 -- Wake-ups, sent after the commit that made the work: this transaction writes nothing, so
