@@ -84,3 +84,36 @@ async def test_a_keyed_send_racing_an_uncommitted_one_delivers_once(
         await asyncio.wait_for(second, 5)
         async with tapeflow.Worker(backend, workflows=[tally]):
             assert await handle.result(timeout=10) == [1 if first_commits else 2]
+
+
+async def test_a_start_waiting_on_a_run_that_continues_as_new_finds_the_next_run(
+    postgres_url: str,
+) -> None:
+    """start_run (a start that create_runs did not make) locks the run it saw: if that run
+    continued as new meanwhile, the run to use is the next one, made by the same commit."""
+    async with tapeflow.connect(postgres_url) as backend:
+        first = await tapeflow.Client(backend).start_workflow(tally, 1, id="looping")
+        following = NewWorkflow("looping", "tally", "", [1], None, id_reuse="allow")
+        vote = encode_event(EventReceived(name="vote", payload=3))
+        late = NewWorkflow("looping", "tally", "", [1], None, events=(vote,))
+        start = json.dumps({**new_workflow_json(late), "use_existing": True})
+        async for committing in _in_flight(postgres_url):
+            async for starting in _in_flight(postgres_url):
+                async with committing.transaction():  # a commit continuing the run as new
+                    await committing.execute(
+                        "UPDATE workflows SET status = 'continued_as_new' WHERE run_id = %s",
+                        [first.run_id],
+                    )
+                    await committing.execute(
+                        "SELECT create_runs(%s::json)",
+                        [json.dumps([new_workflow_json(following)])],
+                    )
+                    found = asyncio.create_task(
+                        starting.execute("SELECT start_run(%s::json)", [start])
+                    )
+                    await _blocked(found)  # on the run it saw, which is ending
+                cursor = await asyncio.wait_for(found, 5)
+                assert await cursor.fetchone() == (["found", following.run_id, "tally", "pending"],)
+        async with tapeflow.Worker(backend, workflows=[tally]):
+            handle = tapeflow.Client(backend).get_handle("looping")
+            assert await handle.result(timeout=10) == [3]

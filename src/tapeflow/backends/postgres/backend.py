@@ -16,10 +16,10 @@ import hashlib
 import logging
 import random
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -91,6 +91,7 @@ _Q = load_queries(_PACKAGE)
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,50}")
 _REVISION = re.compile(r"^-- revision: (\d+)$", re.MULTILINE)
 
+T = TypeVar("T")
 Connection = psycopg.AsyncConnection[DictRow]
 DEADLOCK_RETRIES = 5
 Outcome = dict[str, Any]
@@ -131,6 +132,22 @@ def _rolled_back(error: BaseException | None) -> bool:
     """Whether the database undid the transaction for a conflict with another (a deadlock,
     a serialization failure: SQLSTATE class 40), which sending it again resolves."""
     return isinstance(error, psycopg.Error) and (error.sqlstate or "").startswith("40")
+
+
+async def _resent(what: str, send: Callable[[], Awaitable[T]]) -> T:
+    """``send()``, sent again at once if the database undid it for a conflict with another
+    transaction (a deadlock: batches lock some rows in an order no sort can fix), up to
+    DEADLOCK_RETRIES times. Undone, it wrote nothing."""
+    attempt = 1
+    while True:
+        try:
+            return await send()
+        except BackendUnavailable as exc:
+            if attempt == DEADLOCK_RETRIES or not _rolled_back(exc.__cause__):
+                raise
+            log.debug("%s: %s; sent again", what, exc.__cause__)
+        await asyncio.sleep(random.uniform(0, 0.01 * attempt))
+        attempt += 1
 
 
 def _utc(moment: datetime) -> datetime:
@@ -407,6 +424,11 @@ class PostgresBackend(OpensAndCloses):
             for i in order
         ]
         params = {"runs": json_text(rows[: len(first)]), "later": json_text(rows[len(first) :])}
+        return await _resent("start_workflows", lambda: self._run_starts(starts, order, params))
+
+    async def _run_starts(
+        self, starts: list[_Start], order: list[int], params: dict[str, str]
+    ) -> list[Started]:
         async with self._connection() as conn:
             cursor = await conn.execute(_Q["start_workflows"], params)
             row = await cursor.fetchone()
@@ -531,20 +553,10 @@ class PostgresBackend(OpensAndCloses):
         come back in the writes' order.
 
         Rows of other runs (a child's parent, an event's target) are locked later, in an
-        order no sort can fix: two batches may deadlock. The database then undoes one of
-        them whole, and it is sent again at once, up to DEADLOCK_RETRIES times."""
+        order no sort can fix: two batches may deadlock (see ``_resent``)."""
         order = sorted(range(len(writes)), key=lambda i: str(writes[i].params["run_id"]))
         items = json_text([writes[i].params for i in order])
-        attempt = 1
-        while True:
-            try:
-                return await self._run_batch(writes, order, query, items)
-            except BackendUnavailable as exc:
-                if attempt == DEADLOCK_RETRIES or not _rolled_back(exc.__cause__):
-                    raise
-                log.debug("%s: %s; sent again", query, exc.__cause__)
-            await asyncio.sleep(random.uniform(0, 0.01 * attempt))
-            attempt += 1
+        return await _resent(query, lambda: self._run_batch(writes, order, query, items))
 
     async def _run_batch(
         self, writes: list[_Write], order: list[int], query: str, items: str

@@ -227,7 +227,8 @@ END
 $$;
 
 -- One client start that create_runs did not make, against its id's latest run, locked
--- FOR SHARE as deliver locks it (a commit ending it goes first, or after this): if the id
+-- FOR SHARE as deliver locks it (a commit ending it goes first, or after this; one that
+-- continued it as new made a next run, looked for again): if the id
 -- is free now, it is made, unless another start takes it first (then look again), and is
 -- "created"; else it is "taken" (WorkflowAlreadyExists), or with "use_existing" "found":
 -- the run's, with the start's "events" put into its inbox if it is unfinished, or
@@ -249,6 +250,7 @@ BEGIN
         SELECT w.run_id, w.name, w.status INTO v_run_id, v_name, v_status FROM workflows w
         WHERE w.id = p_start ->> 'id' ORDER BY w.run_number DESC LIMIT 1
         FOR SHARE;
+        CONTINUE WHEN v_status = 'continued_as_new';  -- as in deliver: it has a next run
         IF v_status IS NULL OR reusable(v_status, p_start ->> 'id_reuse') THEN
             IF EXISTS (SELECT FROM create_runs(json_build_array(p_start))) THEN
                 RETURN json_build_array(
