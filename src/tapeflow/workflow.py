@@ -19,6 +19,7 @@ from tapeflow._definition import call_of, defn_decorator
 from tapeflow._engine.commands import ChildOptions
 from tapeflow._engine.instance import WorkflowInfo, WorkflowInstance, running_instance
 from tapeflow._validate import (
+    check_choice,
     check_moment,
     check_name,
     check_seconds,
@@ -306,13 +307,12 @@ async def start_child_workflow(
     open when this run closes (completes, fails, continues as new, is terminated...).
     ``execution_timeout`` limits the child as ``start_workflow``'s does."""
     instance = _instance()
-    if parent_close_policy not in get_args(ParentClosePolicy):
-        fail("parent_close_policy", parent_close_policy, "'terminate', 'cancel' or 'abandon'")
+    policy = check_choice(parent_close_policy, "parent_close_policy", get_args(ParentClosePolicy))
     options = ChildOptions(
         workflow_id=None if id is None else check_name(id, "child workflow id"),
         version=check_name(version, "version", allow_empty=True),
         execution_timeout=check_timeout(execution_timeout, "execution_timeout"),
-        parent_close_policy=parent_close_policy,
+        parent_close_policy=policy,
     )
     call = call_of(workflow, "workflow", args)
     command = instance.commands.start_child(

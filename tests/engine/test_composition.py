@@ -278,3 +278,20 @@ def test_a_childs_close_policy_is_an_event_kept_with_it(policy: str, kind: str) 
     [new] = plan_commit([WorkflowTaskStarted(at=T0), abandoned], (), _RunRef()).workflows
     assert new.parent is not None
     assert new.parent.on_close is None
+
+
+@workflow.defn
+async def bad_policy() -> str:
+    try:
+        await workflow.start_child_workflow(child, 1, parent_close_policy="orphan")  # type: ignore[call-overload]
+    except tapeflow.InvalidArgument as err:
+        return str(err)
+    return "started"
+
+
+def test_a_bad_parent_close_policy_is_refused_before_anything_is_decided(
+    run: RunFactory,
+) -> None:
+    [end] = run(bad_policy).start()
+    assert isinstance(end, WorkflowExecutionCompleted)
+    assert "parent_close_policy must be one of 'terminate', 'cancel', 'abandon'" in end.result
