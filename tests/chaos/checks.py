@@ -101,10 +101,9 @@ class Answers:
     """Each cancel asked: recorded (True) or refused as finished (False)."""
     terminates: dict[str, bool] = field(default_factory=dict)
     """Each terminate asked, likewise."""
-    relayed: dict[str, list[str]] = field(default_factory=dict)
-    """A relay's events ``send_event`` accepted, in the order sent."""
-    relay_refused: dict[str, set[str]] = field(default_factory=dict)
-    """A relay's events refused as finished."""
+    relayed: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)
+    """A relay's events, in the order sent, each with whether ``send_event`` accepted it
+    (else it was refused as finished)."""
 
     def ending(self, workflow_id: str) -> str:
         """The status the answers call for: a recorded terminate wins, then a recorded cancel
@@ -447,8 +446,16 @@ def _check_relay(
                     f"{workflow_id}: run {row.run_number} received {dict(received)}, took one "
                     f"and carried {dict(carried_in)}"
                 )
-    accepted = answers.relayed.get(workflow_id, [])
-    refused = answers.relay_refused.get(workflow_id, set())
+    answered = answers.relayed.get(workflow_id, [])
+    accepted = [send_id for send_id, ok in answered if ok]
+    refused = [send_id for send_id, ok in answered if not ok]
+    # Sent one after the other: once one is refused as finished, so is every later one (a
+    # workflow's end is for good; the end of a run it continued from is not its end).
+    oks = [ok for _, ok in answered]
+    if any(not ok and any(oks[n + 1 :]) for n, ok in enumerate(oks)):
+        out.violate(
+            f"{workflow_id}: an event refused as finished, a later one accepted: {answered}"
+        )
     doubled = sorted(sid for sid, n in seen.items() if n > 1)
     unknown = sorted(set(seen) - set(accepted))
     missing = sorted(set(accepted) - set(seen))

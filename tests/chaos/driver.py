@@ -492,12 +492,9 @@ class Feeder:
             elif command.kind == "relay":
                 send_id = relay_send_id(command.index, command.number)
                 answer = await self.client.call(f"event {command.index} {send_id}")
-                if answer == "finished":
-                    self.answers.relay_refused.setdefault(wid, set()).add(send_id)
-                    return
                 # The same send id for every try: it is sent again only once known lost.
-                if answer == "ok" or await self._delivered(wid, send_id):
-                    self.answers.relayed.setdefault(wid, []).append(send_id)
+                if answer in ("ok", "finished") or await self._delivered(wid, send_id):
+                    self.answers.relayed.setdefault(wid, []).append((send_id, answer != "finished"))
                     return
             elif command.kind == "late":
                 send_id = f"s{command.index}x{attempt}l{command.number}"
