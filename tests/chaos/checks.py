@@ -194,7 +194,8 @@ def check_run(
         else:
             sent = answers.sends.get(workflow_id, set())
             tally.late_received += _check_events(out, workflow_id, events, answers, ending, sent)
-        tally.cleanups.update(_check_cancel(out, workflow_id, events, answers, ending))
+        cleanups = _check_cancel(out, workflow_id, events, answers, ending)
+        tally.cleanups.update((row.run_id, seq) for seq in cleanups)
         if row.status == "cancelled":
             tally.cancelled_at[_cancelled_at(events)] += 1
         if wanted.kind == "poisoned":
@@ -593,11 +594,11 @@ def _check_events(
 
 def _check_cancel(
     out: Outcome, workflow_id: str, events: list[HistoryEvent], answers: Answers, ending: str
-) -> set[tuple[str, int]]:
+) -> set[int]:
     """A recorded cancel is in history exactly once (a terminate may have dropped it from
     the inbox first), a refused one not at all; a cancelled workflow scheduled its cleanup
     once, after the request, and it completed once; no other workflow has one, but a cancelled
-    one terminated during its cleanup. Returns the cleanups scheduled, as (id, seq)."""
+    one terminated during its cleanup. Returns the seqs of the cleanups scheduled."""
     requests = [i for i, e in enumerate(events) if isinstance(e, WorkflowCancelRequested)]
     recorded = answers.cancels.get(workflow_id, False)
     wanted = {0, 1} if recorded and ending == "terminated" else {1} if recorded else {0}
@@ -626,7 +627,7 @@ def _check_cancel(
         out.violate(f"{workflow_id}: ended {ending} with cleanup {scheduled}, {others!r}")
     if scheduled and (not requests or scheduled[0][0] < requests[0]):
         out.violate(f"{workflow_id}: cleanup scheduled before any cancel request")
-    return {(workflow_id, seq) for seq in seqs}
+    return seqs
 
 
 def _cancelled_at(events: list[HistoryEvent]) -> str:

@@ -16,7 +16,10 @@ and meanwhile:
   accepted, must be in its history; one workflow in 50 is poisoned (its activity calls
   ``sys.exit``), and no worker may die of it;
 - cancels one workflow in ten mid-flight and terminates a few (``workload.cancelled``,
-  ``workload.terminated``), some of them during the cleanup their cancel began;
+  ``workload.terminated``), some of them during the cleanup their cancel began, and some
+  parents (their open children go with them) and relays (mid-way through their runs);
+- sends each relay (a workflow that continues as new) its events one after the other, a
+  random 0-0.8 s apart: some come while a run waits, some early enough to be carried over;
 - runs the outages it is given (a PostgreSQL restart, killed connections) and times how long
   the workers take to commit again once the database is back.
 
@@ -24,7 +27,8 @@ A command the client could not confirm (it died, or the database was away) is se
 an event only after checking it did not arrive (a resend would deliver it twice: events
 carry no idempotency key). A cancel or terminate is simply sent again, but a refusal after
 an unconfirmed try is looked up: the try may have landed and ended the workflow. At the
-end every invariant of ``checks.check_run`` is checked.
+end every invariant of ``checks.check_run`` is checked; if any fails, the runs and
+histories of the workflows named go into ``histories.json`` in the log folder.
 """
 
 from __future__ import annotations
