@@ -127,6 +127,8 @@ class Plan:
     stop_delay: tuple[float, float] = (0.1, 2.5)
     """After its start, when a workflow is cancelled or terminated: mid-flight, mostly (at
     an activity, its timer or its wait for the event), and now and then after its end."""
+    parent_stop_delay: tuple[float, float] = (0.05, 1.0)
+    """Likewise for a parent, which ends sooner: mostly while its children run."""
     terminate_after_cancel: tuple[float, float] = (0.0, 0.3)
     """After its cancel, when a workflow both cancelled and terminated is terminated: during
     its cleanup, or before it starts, or after the cancel ended it."""
@@ -450,7 +452,9 @@ class Feeder:
             for number in range(LATE_EVENTS if kind(index) != "relay" else 0):
                 late_due = event_due + chance.uniform(*plan.late_delay)
                 self.commands.append(Command(late_due, "late", index, number))
-            stop_due = due + chance.uniform(*plan.stop_delay)
+            stop_due = due + chance.uniform(
+                *(plan.parent_stop_delay if kind(index) == "parent" else plan.stop_delay)
+            )
             if cancelled(index):
                 self.commands.append(Command(stop_due, "cancel", index))
                 stop_due += chance.uniform(*plan.terminate_after_cancel)
