@@ -4,8 +4,8 @@
 
 - ``start INDEX`` starts workflow ``chaos-INDEX``: ``ok``, ``exists`` (already started: a
   resend after a crash), ``unavailable ...`` or ``error ...``;
-- ``event INDEX SEND_ID`` sends its event: ``ok``, ``finished`` (the workflow has ended),
-  ``unavailable ...`` or ``error ...``;
+- ``event INDEX SEND_ID`` sends its event (a relay gets several): ``ok``, ``finished`` (the
+  workflow has ended), ``unavailable ...`` or ``error ...``;
 - ``late INDEX SEND_ID`` sends a "late" event (one the workflow does not wait for), with the
   same answers;
 - ``cancel INDEX REASON`` and ``terminate INDEX REASON`` cancel or terminate it: ``ok``,
@@ -27,7 +27,7 @@ from tests.chaos.workload import (
     LATE_EVENT_NAME,
     Go,
     event_value,
-    timer_ms,
+    start_args,
     workflow_for,
     workflow_id,
 )
@@ -40,7 +40,7 @@ async def answer(client: tapeflow.Client, line: str) -> str:
             index = int(args[0])
             try:
                 await client.start_workflow(
-                    workflow_for(index), index, timer_ms(index), id=workflow_id(index)
+                    workflow_for(index), *start_args(index), id=workflow_id(index)
                 )
             except tapeflow.WorkflowAlreadyExists:
                 return "exists"

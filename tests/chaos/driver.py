@@ -16,7 +16,10 @@ and meanwhile:
   accepted, must be in its history; one workflow in 50 is poisoned (its activity calls
   ``sys.exit``), and no worker may die of it;
 - cancels one workflow in ten mid-flight and terminates a few (``workload.cancelled``,
-  ``workload.terminated``), some of them during the cleanup their cancel began;
+  ``workload.terminated``), some of them during the cleanup their cancel began, and some
+  parents (their open children go with them) and relays (mid-way through their runs);
+- sends each relay (a workflow that continues as new) its events one after the other, a
+  random 0-0.8 s apart: some come while a run waits, some early enough to be carried over;
 - runs the outages it is given (a PostgreSQL restart, killed connections) and times how long
   the workers take to commit again once the database is back.
 
@@ -24,7 +27,8 @@ A command the client could not confirm (it died, or the database was away) is se
 an event only after checking it did not arrive (a resend would deliver it twice: events
 carry no idempotency key). A cancel or terminate is simply sent again, but a refusal after
 an unconfirmed try is looked up: the try may have landed and ended the workflow. At the
-end every invariant of ``checks.check_run`` is checked.
+end every invariant of ``checks.check_run`` is checked; if any fails, the runs and
+histories of the workflows named go into ``histories.json`` in the log folder.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,10 +52,19 @@ from typing import Any, TypeVar
 import tapeflow
 from tapeflow.backends.failpoints import ENABLE_VARIABLE, ENV_VARIABLE
 from tests.chaos.checks import Answers, Outcome, check_run, percentile
-from tests.chaos.inspector import Held, Inspector, ReadyWatch, Waiting, owned_by
+from tests.chaos.inspector import Held, Inspector, ReadyWatch, Waiting, WorkflowRow, owned_by
 from tests.chaos.ledger import Ledger
 from tests.chaos.worker import owner_name
-from tests.chaos.workload import LATE_EVENTS, cancelled, expected, terminated, workflow_id
+from tests.chaos.workload import (
+    LATE_EVENTS,
+    RELAY_EVENTS,
+    cancelled,
+    expectations,
+    kind,
+    relay_send_id,
+    terminated,
+    workflow_id,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -107,11 +120,15 @@ class Plan:
     worker_failpoints: Sequence[str] = WORKER_FAILPOINTS
     client_failpoints: Sequence[str] = CLIENT_FAILPOINTS
     event_delay: tuple[float, float] = (0.3, 3.0)
+    relay_gap: tuple[float, float] = (0.0, 0.8)
+    """Between a relay's events: some come while a run waits, some early (carried over)."""
     late_delay: tuple[float, float] = (0.0, 1.0)
     """After its event, when each late event is sent: while the workflow completes."""
     stop_delay: tuple[float, float] = (0.1, 2.5)
     """After its start, when a workflow is cancelled or terminated: mid-flight, mostly (at
     an activity, its timer or its wait for the event), and now and then after its end."""
+    parent_stop_delay: tuple[float, float] = (0.05, 1.0)
+    """Likewise for a parent, which ends sooner: mostly while its children run."""
     terminate_after_cancel: tuple[float, float] = (0.0, 0.3)
     """After its cancel, when a workflow both cancelled and terminated is terminated: during
     its cleanup, or before it starts, or after the cancel ended it."""
@@ -398,10 +415,10 @@ class ClientProcess:
 class Command:
     due: float
     kind: str
-    """``start``, ``event``, ``late``, ``cancel`` or ``terminate``."""
+    """``start``, ``event``, ``late``, ``relay``, ``cancel`` or ``terminate``."""
     index: int
     number: int = 0
-    """Which of the workflow's late events."""
+    """Which of the workflow's late events, or of a relay's events."""
 
 
 class Feeder:
@@ -425,11 +442,19 @@ class Feeder:
             due = index / plan.rate
             self.commands.append(Command(due, "start", index))
             event_due = due + chance.uniform(*plan.event_delay)
-            self.commands.append(Command(event_due, "event", index))
-            for number in range(LATE_EVENTS):  # around the time the workflow completes
+            if kind(index) == "relay":  # its events only, in order, across its runs
+                relay_due = due
+                for number in range(RELAY_EVENTS):
+                    relay_due += chance.uniform(*plan.relay_gap)
+                    self.commands.append(Command(relay_due, "relay", index, number))
+            elif kind(index) != "parent":  # a parent's children get theirs from it
+                self.commands.append(Command(event_due, "event", index))
+            for number in range(LATE_EVENTS if kind(index) != "relay" else 0):
                 late_due = event_due + chance.uniform(*plan.late_delay)
                 self.commands.append(Command(late_due, "late", index, number))
-            stop_due = due + chance.uniform(*plan.stop_delay)
+            stop_due = due + chance.uniform(
+                *(plan.parent_stop_delay if kind(index) == "parent" else plan.stop_delay)
+            )
             if cancelled(index):
                 self.commands.append(Command(stop_due, "cancel", index))
                 stop_due += chance.uniform(*plan.terminate_after_cancel)
@@ -471,6 +496,13 @@ class Feeder:
                 # Unconfirmed: did it arrive all the same (committed, then the sender died or
                 # the connection dropped)? Then it must not be sent again.
                 if await self._delivered(wid, send_id):
+                    return
+            elif command.kind == "relay":
+                send_id = relay_send_id(command.index, command.number)
+                answer = await self.client.call(f"event {command.index} {send_id}")
+                # The same send id for every try: it is sent again only once known lost.
+                if answer in ("ok", "finished") or await self._delivered(wid, send_id):
+                    self.answers.relayed.setdefault(wid, []).append((send_id, answer != "finished"))
                     return
             elif command.kind == "late":
                 send_id = f"s{command.index}x{attempt}l{command.number}"
@@ -697,10 +729,12 @@ class ChaosRun:
             deadline = time.monotonic() + plan.finish_timeout
             while True:
                 try:
-                    finished = await self.probe.run(lambda i: i.finished_count())
+                    finished, still_open = await self.probe.run(
+                        lambda i: (i.finished_count(), i.open_count())
+                    )
                 except Exception:
-                    finished = -1
-                if finished == plan.workflows:
+                    finished, still_open = -1, -1
+                if finished == plan.workflows and still_open == 0:
                     break
                 if time.monotonic() > deadline:
                     self.violations.append(
@@ -730,7 +764,7 @@ class ChaosRun:
 
     async def _check(self, began: float, fed: float, ended: float) -> None:
         plan = self.plan
-        ids = {workflow_id(i): expected(i) for i in range(plan.workflows)}
+        ids = expectations(range(plan.workflows))
 
         def read(i: Inspector) -> tuple[Any, Any, Any]:
             return i.workflows(), i.history(), i.leftovers()
@@ -748,6 +782,10 @@ class ChaosRun:
         )
         self.violations.extend(self.feeder.errors)
         self.violations.extend(outcome.violations)
+        if outcome.violations:
+            await asyncio.to_thread(
+                dump_histories, plan.log_dir, outcome.violations, workflows, history_rows
+            )
 
         # No ready task waited longer than lease + poll + 2 s (outside outages and the 10 s
         # the workers are allowed to resume in).
@@ -822,6 +860,30 @@ class ChaosRun:
         for probe in (self.probe, self.tracker, self.feeder.probe):
             await probe.close()
         await asyncio.to_thread(self.ledger.close)
+
+
+def dump_histories(
+    folder: Path,
+    violations: Sequence[str],
+    workflows: dict[str, list[WorkflowRow]],
+    history_rows: dict[str, list[tuple[int, str]]],
+) -> None:
+    """The runs and histories of the workflows the violations name (and of their
+    children), into ``histories.json``, to look into once the tables are gone."""
+    named = {wid for wid in workflows if any(f"{wid}:" in v or f"{wid} " in v for v in violations)}
+    named |= {wid for wid, runs in workflows.items() if runs[0].parent_id in named}
+    body = {
+        wid: [
+            {
+                **asdict(row),
+                "history": [json.loads(text) for _, text in history_rows.get(row.run_id, [])],
+            }
+            for row in workflows[wid]
+        ]
+        for wid in sorted(named)
+    }
+    (folder / "histories.json").write_text(json.dumps(body, indent=1, default=str))
+    print(f"histories of {len(body)} workflows in {folder / 'histories.json'}", file=sys.stderr)
 
 
 async def run_chaos(name: str, plan: Plan) -> Report:

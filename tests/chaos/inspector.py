@@ -40,12 +40,17 @@ class Waiting:
 
 @dataclass(frozen=True)
 class WorkflowRow:
+    """One run of a workflow id."""
+
     id: str
+    run_id: str
+    run_number: int
     status: str
     history_length: int
     result: str | None
     created_at: float
     completed_at: float | None
+    parent_id: str | None
 
 
 class Inspector:
@@ -112,33 +117,39 @@ class Inspector:
     def ping(self) -> None:
         self._rows("SELECT 1")
 
-    def workflows(self) -> dict[str, WorkflowRow]:
+    def workflows(self) -> dict[str, list[WorkflowRow]]:
+        """Every workflow id's runs, first to last."""
         result = "result" if self.sqlite else "result::text"
         rows = self._rows(
-            f"""SELECT id, status, history_length, {result}, {self._epoch("created_at")},
-                       {self._epoch("completed_at")} FROM workflows"""
+            f"""SELECT id, run_id, run_number, status, history_length, {result},
+                       {self._epoch("created_at")}, {self._epoch("completed_at")}, parent_id
+                FROM workflows ORDER BY id, run_number"""
         )
-        return {
-            row[0]: WorkflowRow(
-                row[0],
-                row[1],
-                int(row[2]),
-                row[3],
-                float(row[4]),
-                None if row[5] is None else float(row[5]),
+        found: dict[str, list[WorkflowRow]] = {}
+        for wid, run_id, number, status, length, stored, created, completed, parent in rows:
+            found.setdefault(wid, []).append(
+                WorkflowRow(
+                    wid,
+                    str(run_id),
+                    int(number),
+                    status,
+                    int(length),
+                    stored,
+                    float(created),
+                    None if completed is None else float(completed),
+                    parent,
+                )
             )
-            for row in rows
-        }
+        return found
 
     def history(self) -> dict[str, list[tuple[int, str]]]:
-        """Every workflow's history rows, (seq, event JSON), in seq order."""
+        """Every run's history rows, (seq, event JSON), in seq order, by run id."""
         event = "event" if self.sqlite else "event::text"
         found: dict[str, list[tuple[int, str]]] = {}
-        for workflow_id, seq, text in self._rows(
-            f"""SELECT w.id, h.seq, h.{event} FROM history h JOIN workflows w USING (run_id)
-                ORDER BY w.id, h.seq"""
+        for run_id, seq, text in self._rows(
+            f"SELECT run_id, seq, {event} FROM history ORDER BY run_id, seq"
         ):
-            found.setdefault(workflow_id, []).append((int(seq), text))
+            found.setdefault(str(run_id), []).append((int(seq), text))
         return found
 
     def leftovers(self) -> dict[str, int]:
@@ -149,10 +160,18 @@ class Inspector:
         }
 
     def finished_count(self) -> int:
-        """Workflows ended, whichever way (a cancelled or terminated one too)."""
+        """Workflows started by the client (not children) whose last run has ended,
+        whichever way (a cancelled or terminated one too)."""
         rows = self._rows(
-            "SELECT count(*) FROM workflows WHERE status NOT IN ('pending', 'running')"
+            """SELECT count(*) FROM workflows
+               WHERE parent_id IS NULL
+                 AND status NOT IN ('pending', 'running', 'continued_as_new')"""
         )
+        return int(rows[0][0])
+
+    def open_count(self) -> int:
+        """Runs not ended: a terminated parent's children end after it."""
+        rows = self._rows("SELECT count(*) FROM workflows WHERE status IN ('pending', 'running')")
         return int(rows[0][0])
 
     def progress(self) -> int:

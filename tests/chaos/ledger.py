@@ -1,6 +1,6 @@
 """A side-effect ledger: every activity attempt writes one row, so re-executions are counted.
 
-An attempt records (workflow id, activity seq, attempt, worker pid, time) through the
+An attempt records (workflow id, run id, activity seq, attempt, worker pid, time) through the
 ledger's own connection, outside tapeflow's transactions: a worker killed after the write but
 before its completion is committed leaves a row that tapeflow never hears of, exactly like a
 real side effect (an e-mail sent, a card charged). For a SQLite run the ledger is a separate
@@ -30,6 +30,8 @@ LEDGER_APPLICATION = "tapeflow-chaos-ledger"
 @dataclass(frozen=True)
 class Attempt:
     workflow_id: str
+    run_id: str
+    """Activity seqs are numbered per run: a workflow that continues as new reuses them."""
     seq: int
     attempt: int
     pid: int
@@ -97,17 +99,19 @@ class Ledger:
             )
         conn.execute(
             f"""CREATE TABLE IF NOT EXISTS {self._table()} (
-                    workflow_id TEXT NOT NULL, seq INTEGER NOT NULL, attempt INTEGER NOT NULL,
+                    workflow_id TEXT NOT NULL, run_id TEXT NOT NULL, seq INTEGER NOT NULL,
+                    attempt INTEGER NOT NULL,
                     pid INTEGER NOT NULL, at DOUBLE PRECISION NOT NULL)"""
         )
 
-    def record(self, workflow_id: str, seq: int, attempt: int) -> None:
+    def record(self, workflow_id: str, run_id: str, seq: int, attempt: int) -> None:
         """Write one attempt; raises if the ledger's database is away (the attempt then fails
         before its side effect, and tapeflow retries it)."""
         marker = "?" if self.location.kind == "sqlite" else "%s"
-        statement = f"INSERT INTO {self._table()} VALUES ({', '.join([marker] * 5)})"
+        statement = f"INSERT INTO {self._table()} VALUES ({', '.join([marker] * 6)})"
+        row = (workflow_id, run_id, seq, attempt, os.getpid(), time.time())
         try:
-            self._conn().execute(statement, (workflow_id, seq, attempt, os.getpid(), time.time()))
+            self._conn().execute(statement, row)
         except (sqlite3.Error, psycopg.Error):
             self._forget()
             raise
@@ -115,7 +119,7 @@ class Ledger:
     # -- reads -----------------------------------------------------------------------------
 
     def attempts(self) -> list[Attempt]:
-        query = f"SELECT workflow_id, seq, attempt, pid, at FROM {self._table()}"
+        query = f"SELECT workflow_id, run_id, seq, attempt, pid, at FROM {self._table()}"
         for retry in (True, False):  # a connection broken by a restart: once more on a new one
             try:
                 rows = self._conn().execute(query).fetchall()
@@ -124,7 +128,9 @@ class Ledger:
                 self._forget()
                 if not retry:
                     raise
-        return [Attempt(str(w), int(s), int(a), int(p), float(t)) for w, s, a, p, t in rows]
+        return [
+            Attempt(str(w), str(r), int(s), int(a), int(p), float(t)) for w, r, s, a, p, t in rows
+        ]
 
     def drop(self) -> None:
         """Remove the PostgreSQL ledger schema (a SQLite ledger goes with its directory)."""
@@ -138,8 +144,8 @@ class Ledger:
 
 
 def executions(attempts: list[Attempt]) -> Counter[tuple[str, int]]:
-    """How many times each (workflow id, activity seq) ran its side effect."""
-    return Counter((a.workflow_id, a.seq) for a in attempts)
+    """How many times each (run id, activity seq) ran its side effect."""
+    return Counter((a.run_id, a.seq) for a in attempts)
 
 
 _active: Ledger | None = None

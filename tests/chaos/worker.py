@@ -19,13 +19,7 @@ from pathlib import Path
 
 import tapeflow
 from tests.chaos import ledger
-from tests.chaos.workload import (
-    chaos_cleanup,
-    chaos_exit,
-    chaos_flow,
-    chaos_poisoned,
-    chaos_step,
-)
+from tests.chaos.workload import WORKFLOWS, chaos_cleanup, chaos_exit, chaos_step
 
 ACTIVITY_RETRY = tapeflow.RetryPolicy(
     initial_interval=timedelta(milliseconds=100),
@@ -45,7 +39,7 @@ async def serve(args: argparse.Namespace) -> None:
     async with tapeflow.connect(args.url) as backend:
         worker = tapeflow.Worker(
             backend,
-            workflows=[chaos_flow, chaos_poisoned],
+            workflows=list(WORKFLOWS.values()),
             activities=[chaos_step, chaos_cleanup, chaos_exit],
             name=owner_name(os.getpid()),
             workflow_cache_size=args.cache,

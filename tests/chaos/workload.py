@@ -4,6 +4,13 @@ poisoned one, whose code raises SystemExit for a while and whose activity ends i
 with ``sys.exit``: the fleet must stay up. A share of them is cancelled mid-flight (and then
 runs one cleanup activity) and a smaller share terminated (``cancelled``, ``terminated``).
 
+One in ten is a parent (``chaos_parent``): it runs two or three child workflows of three
+activities each, the first with ``execute_child_workflow``, the others started, sent an event
+each and awaited together, and sums their results. One in ten continues as new
+(``chaos_relay``): RELAY_RUNS runs, each of one activity and one wait for an event, while
+the driver sends RELAY_RUNS + 1 events across the run boundaries; its result lists the send
+ids it took, in order. A few of each are terminated (a parent's open children with it).
+
 Every activity writes its attempt to the side-effect ledger before it returns. The result of
 each workflow is known in advance (``expected``), so a lost, repeated or reordered step shows.
 """
@@ -14,9 +21,10 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, Literal
 
 from tapeflow import ActivityError, RetryPolicy, activity, workflow
 from tests.chaos import ledger
@@ -42,9 +50,20 @@ WORK_SECONDS = 0.02
 CANCEL_EVERY = 10
 """One workflow in this many is cancelled mid-flight."""
 TERMINATE_EVERY = 60
-TERMINATED = (7, 13)
+TERMINATED = (7, 13, 49)
 """Of each TERMINATE_EVERY workflows, these are terminated: 13 right after its cancel (so
-that the terminate may land during the cleanup), 7 alone."""
+that the terminate may land during the cleanup), 7 (a parent) and 49 (a relay) alone."""
+COMPOSE_EVERY = 10
+PARENT_AT = 7
+"""A workflow whose index is this modulo COMPOSE_EVERY is a parent."""
+RELAY_AT = 9
+"""Likewise a relay (it continues as new)."""
+CHILD_STEPS = 3
+RELAY_RUNS = 5
+RELAY_EVENTS = RELAY_RUNS + 1
+"""One more than it takes: the last is unhandled, in the last run's history or refused."""
+
+Kind = Literal["flow", "poisoned", "parent", "child", "relay"]
 
 
 @dataclass(frozen=True)
@@ -69,8 +88,51 @@ def terminated(index: int) -> bool:
     return index % TERMINATE_EVERY in TERMINATED
 
 
+def parent(index: int) -> bool:
+    return index % COMPOSE_EVERY == PARENT_AT
+
+
+def relay(index: int) -> bool:
+    return index % COMPOSE_EVERY == RELAY_AT
+
+
+def kind(index: int) -> Kind:
+    """What the workflow of this index runs (never both cancelled and composed)."""
+    if poisoned(index):
+        return "poisoned"
+    return "parent" if parent(index) else "relay" if relay(index) else "flow"
+
+
 def workflow_id(index: int) -> str:
     return f"{POISONED_PREFIX}{index}" if poisoned(index) else f"chaos-{index}"
+
+
+def children(index: int) -> int:
+    """How many children a parent runs: two or three."""
+    return 2 + (index // COMPOSE_EVERY) % 2
+
+
+def child_id(index: int, number: int) -> str:
+    return f"chaos-{index}-child-{number}"
+
+
+def child_waits(number: int) -> bool:
+    """Whether the child waits for an event from its parent (those started, not executed)."""
+    return number > 0
+
+
+def child_event(index: int, number: int) -> Go:
+    return Go(send_id=f"p{index}c{number}", value=event_value(index) + number)
+
+
+def child_step(number: int, step: int) -> int:
+    """The ``number`` a child's activity gets: distinct from a plain workflow's steps."""
+    return 10 * (number + 1) + step
+
+
+def relay_send_id(index: int, number: int) -> str:
+    """The same for every try: a resend is only made once the try is known lost."""
+    return f"r{index}n{number}"
 
 
 def timer_ms(index: int) -> int:
@@ -86,16 +148,61 @@ def step_value(index: int, number: int) -> int:
     return index * 100 + number
 
 
-def expected(index: int) -> int:
+def expected_child(index: int, number: int) -> int:
+    steps = sum(step_value(index, child_step(number, s)) for s in range(CHILD_STEPS))
+    return steps + (child_event(index, number).value if child_waits(number) else 0)
+
+
+def expected(index: int) -> Any:
+    """The result of the workflow of this index, if it completes."""
     if poisoned(index):
         return POISON_BASE + event_value(index)
+    if parent(index):
+        return sum(expected_child(index, n) for n in range(children(index)))
+    if relay(index):
+        return [relay_send_id(index, n) for n in range(RELAY_RUNS)]
     return sum(step_value(index, n) for n in range(ACTIVITIES)) + event_value(index)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the checks hold one workflow id to."""
+
+    kind: Kind
+    index: int
+    """Its index in the workload (a child's, its parent's)."""
+    result: Any
+    parent: str | None = None
+    """A child's parent's id."""
+    number: int = 0
+    """A child's number among its parent's."""
+
+
+def expectations(indices: Iterable[int]) -> dict[str, Expected]:
+    """Every workflow id these indices make, a parent's children too."""
+    found: dict[str, Expected] = {}
+    for index in indices:
+        wid = workflow_id(index)
+        found[wid] = Expected(kind(index), index, expected(index))
+        if parent(index):
+            for number in range(children(index)):
+                child = Expected("child", index, expected_child(index, number), wid, number)
+                found[child_id(index, number)] = child
+    return found
+
+
+def start_args(index: int) -> tuple[Any, ...]:
+    if parent(index):
+        return (index,)
+    if relay(index):
+        return (index, 0, [])
+    return (index, timer_ms(index))
 
 
 def _record() -> None:
     """This attempt's side effect, in the ledger."""
     info = activity.info()
-    ledger.active().record(info.workflow_id, info.seq, info.attempt)
+    ledger.active().record(info.workflow_id, info.run_id, info.seq, info.attempt)
 
 
 @activity.defn
@@ -158,5 +265,62 @@ async def chaos_poisoned(index: int, timer: int) -> int:
     return POISON_BASE + go.value
 
 
-def workflow_for(index: int) -> Callable[[int, int], Awaitable[int]]:
-    return chaos_poisoned if poisoned(index) else chaos_flow
+@workflow.defn
+async def chaos_child(index: int, number: int, waits: bool) -> int:
+    """A child: its steps, then (if started rather than executed) its parent's event."""
+    total = 0
+    for step in range(CHILD_STEPS):
+        total += await workflow.execute_activity(chaos_step, index, child_step(number, step))
+    if waits:
+        go: Go = await workflow.wait_event(EVENT_NAME, type=Go)
+        total += go.value
+    return total
+
+
+@workflow.defn
+async def chaos_parent(index: int) -> int:
+    """Its first child executed, the others started together, each sent its event, then
+    awaited together: the sum of their results."""
+    total = await workflow.execute_child_workflow(
+        chaos_child, index, 0, child_waits(0), id=child_id(index, 0)
+    )
+    handles = [
+        await workflow.start_child_workflow(
+            chaos_child,
+            index,
+            number,
+            child_waits(number),
+            id=child_id(index, number),
+            parent_close_policy="terminate",
+        )
+        for number in range(1, children(index))
+    ]
+    for number, handle in enumerate(handles, start=1):
+        await handle.send_event(EVENT_NAME, child_event(index, number))
+    results = await asyncio.gather(*(handle.result() for handle in handles))
+    return total + sum(results)
+
+
+@workflow.defn
+async def chaos_relay(index: int, run: int, seen: list[str]) -> list[str]:
+    """One run of RELAY_RUNS: an activity, an event taken, then the next run with the send
+    ids taken so far. Events that come early wait in the inbox, or are carried over."""
+    await workflow.execute_activity(chaos_step, index, run)
+    go: Go = await workflow.wait_event(EVENT_NAME, type=Go)
+    seen = [*seen, go.send_id]
+    if run + 1 < RELAY_RUNS:
+        workflow.continue_as_new(index, run + 1, seen)
+    return seen
+
+
+WORKFLOWS: dict[Kind, Callable[..., Awaitable[Any]]] = {
+    "flow": chaos_flow,
+    "poisoned": chaos_poisoned,
+    "parent": chaos_parent,
+    "child": chaos_child,
+    "relay": chaos_relay,
+}
+
+
+def workflow_for(index: int) -> Callable[..., Awaitable[Any]]:
+    return WORKFLOWS[kind(index)]
