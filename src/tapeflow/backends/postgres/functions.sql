@@ -4,7 +4,7 @@
 -- of this file alone. A change of a function's signature or return type must DROP it first.
 -- Raise the revision below with every change: a process whose file has a lower revision
 -- than the one applied leaves the newer functions in place (a rolling upgrade).
--- revision: 12
+-- revision: 13
 --
 -- Every function runs with enable_seqscan off. They only ever reach rows by key, and
 -- PL/pgSQL keeps a session's plans: planned while the tables were nearly empty (a new
@@ -46,6 +46,24 @@ CREATE OR REPLACE FUNCTION jsonb_ints(p_array jsonb) RETURNS bigint[]
 LANGUAGE sql IMMUTABLE
 AS $$
 SELECT ARRAY(SELECT jsonb_array_elements_text(coalesce(p_array, '[]'))::bigint);
+$$;
+
+-- The run a read names: p_run_id if it is one of workflow p_id's runs, else (p_run_id
+-- null) p_id's latest; null if there is none. A function, so that each case is a plan of
+-- its own: one query for both ("p_run_id IS NULL OR run_id = p_run_id") is planned anew at
+-- every call, which costs more than running it.
+CREATE OR REPLACE FUNCTION chosen_run(p_id text, p_run_id text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+SET enable_seqscan = off
+AS $$
+BEGIN
+    IF p_run_id IS NULL THEN
+        RETURN (SELECT w.run_id FROM workflows w WHERE w.id = p_id
+                ORDER BY w.run_number DESC LIMIT 1);
+    END IF;
+    RETURN (SELECT w.run_id FROM workflows w WHERE w.run_id = p_run_id AND w.id = p_id);
+END
 $$;
 
 -- Record that workers claimed these names now (see tapeflow.backends._pollers); the names

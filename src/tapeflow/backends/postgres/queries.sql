@@ -29,19 +29,15 @@ SELECT w.id, w.run_id, w.name, w.version, w.status, w.args::text AS args, w.crea
         WHERE b.id = w.id AND b.run_number = w.run_number - 1) AS previous_run_id
 FROM workflows w LEFT JOIN workflow_tasks t ON t.run_id = w.run_id
     LEFT JOIN pollers p ON p.kind = 'workflow' AND p.name = w.name
-WHERE w.id = %(id)s AND (%(run_id)s::text IS NULL OR w.run_id = %(run_id)s)
-ORDER BY w.run_number DESC
-LIMIT 1;
+WHERE w.run_id = chosen_run(%(id)s, %(run_id)s);
 
 -- name: load_history
 -- The history of the run named, or else of the latest run of the id: no row means no such
 -- run, one row with a NULL event an empty history.
 SELECT h.event::text AS event
-FROM (SELECT run_id FROM workflows
-      WHERE id = %(id)s AND (%(run_id)s::text IS NULL OR run_id = %(run_id)s)
-      ORDER BY run_number DESC
-      LIMIT 1) AS w
+FROM (SELECT chosen_run(%(id)s, %(run_id)s) AS run_id) AS w
     LEFT JOIN history h ON h.run_id = w.run_id
+WHERE w.run_id IS NOT NULL
 ORDER BY h.seq;
 
 -- name: claim_workflow_tasks
