@@ -40,6 +40,7 @@ def test_package_exports() -> None:
         "WorkflowRecord",
         "WorkflowSandboxError",
         "WorkflowStatus",
+        "WorkflowStillOpen",
         "WorkflowTerminated",
         "WorkflowTimedOut",
         "activity",

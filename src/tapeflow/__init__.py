@@ -31,6 +31,7 @@ from tapeflow.errors import (
     WorkflowInterrupted,
     WorkflowNotFound,
     WorkflowSandboxError,
+    WorkflowStillOpen,
     WorkflowTerminated,
     WorkflowTimedOut,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "WorkflowRecord",
     "WorkflowSandboxError",
     "WorkflowStatus",
+    "WorkflowStillOpen",
     "WorkflowTerminated",
     "WorkflowTimedOut",
     "activity",

@@ -121,6 +121,18 @@ class WorkflowAlreadyCompleted(TapeflowError):
         self.status = status
 
 
+class WorkflowStillOpen(TapeflowError):
+    """The workflow's latest run has not ended (``status``: ``"pending"`` or ``"running"``),
+    and what was asked (a delete) is only for a closed workflow; nothing was written."""
+
+    def __init__(self, workflow_id: str, status: str) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r} is still {status}: only a closed workflow can be deleted"
+        )
+        self.workflow_id = workflow_id
+        self.status = status
+
+
 class InvalidArgument(TapeflowError, ValueError):
     """Bad input from the caller (ids, durations, arguments); nothing was written."""
 

@@ -262,6 +262,18 @@ class TerminationRequested:
 
 
 @dataclass(frozen=True)
+class WorkflowReset:
+    """The run was made by a reset (``handle.reset``) from the first ``event`` events of
+    run ``run_id``, which it copied as its own history: the first event of its first task,
+    so that the task runs, on the code deployed now, at once. The workflow sees nothing."""
+
+    run_id: str
+    event: int
+    reason: str
+    kind: Literal["workflow_reset"] = "workflow_reset"
+
+
+@dataclass(frozen=True)
 class WorkflowExecutionCompleted:
     result: JSONValue
     kind: Literal["workflow_completed"] = "workflow_completed"
@@ -345,6 +357,7 @@ Incoming: TypeAlias = (
     | WorkflowCancelRequested
     | ExecutionTimeoutReached
     | TerminationRequested
+    | WorkflowReset
     | ChildWorkflowStarted
     | ChildWorkflowStartFailed
     | ChildWorkflowClosed

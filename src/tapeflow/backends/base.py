@@ -40,6 +40,7 @@ from tapeflow.history import (
 
 if TYPE_CHECKING:
     from tapeflow.backends.plan import CommitPlan
+    from tapeflow.backends.reset import ResetPlan
 
 
 EXECUTION_TIMEOUT_SEQ = 0
@@ -366,6 +367,24 @@ class Backend(Protocol):
         the history's length alone, whoever holds the task and whatever the inbox holds:
         a worker holding the task then has its writes refused. Raises LeaseLost if the run
         ended or its history moved on, having written nothing."""
+
+    async def reset_workflow(self, plan: ResetPlan) -> None:
+        """Store ``plan``, the id's next run made from its latest run's first events, as
+        ``tapeflow.backends.reset`` says, in one transaction. Raises LeaseLost if the id's
+        latest run is no longer ``plan.from_run_id`` or its history moved on, having
+        written nothing."""
+
+    async def delete_workflow(self, workflow_id: str) -> None:
+        """Delete a closed workflow: all its runs and all they own (history, inbox, tasks)
+        and its event idempotency keys, in one transaction. Raises WorkflowNotFound, and
+        WorkflowStillOpen if its latest run has not ended (then nothing is deleted)."""
+
+    async def delete_closed(self, older_than: timedelta, limit: int) -> int | None:
+        """Delete, as ``delete_workflow`` does, up to ``limit`` workflows whose latest run
+        ended more than ``older_than`` ago (by the backend's clock), oldest first, in one
+        transaction; returns how many. None: another process is deleting them right now
+        (one at a time, so that workers sharing a database do not all do it)."""
+        ...
 
     @property
     def wakes_other_processes(self) -> bool:

@@ -272,15 +272,12 @@ def plan_commit(
         match event:
             case WorkflowTaskStarted(at=started):
                 at = started
-            case ActivityScheduled(seq=seq, name=name, args=args, retry=retry):
-                retry_text = None if retry is None else json_text(retry)
-                timeouts = _timeouts(event, at)
-                activities.append(NewActivity(seq, name, json_text(args), retry_text, timeouts))
+            case ActivityScheduled():
+                activities.append(new_activity(event, at))
             case ActivityCancelled(seq=seq):
                 cancelled_activities.append(seq)
-            case TimerStarted(seq=seq, fire_at=fire_at):
-                fired = encode_event(TimerFired(seq=seq))
-                inbox.append(NewInboxEvent(fired, fire_at, timer_seq=seq))
+            case TimerStarted():
+                inbox.append(timer_row(event))
             case TimerCancelled(seq=seq):
                 cancelled_timers.append(seq)
             case ChildWorkflowScheduled(seq=seq):
@@ -331,6 +328,19 @@ def plan_commit(
         workflows=(*children.values(), *workflows),
         ending=ending,
     )
+
+
+def new_activity(scheduled: ActivityScheduled, at: datetime | None) -> NewActivity:
+    """The activity task a schedule makes, its deadline counted from ``at``."""
+    retry = None if scheduled.retry is None else json_text(scheduled.retry)
+    args, timeouts = json_text(scheduled.args), _timeouts(scheduled, at)
+    return NewActivity(scheduled.seq, scheduled.name, args, retry, timeouts)
+
+
+def timer_row(started: TimerStarted) -> NewInboxEvent:
+    """The inbox row a timer waits as: its ``TimerFired``, visible when it is due."""
+    fired = encode_event(TimerFired(seq=started.seq))
+    return NewInboxEvent(fired, started.fire_at, timer_seq=started.seq)
 
 
 def _named(run: OfRun | None, event: HistoryEvent) -> OfRun:

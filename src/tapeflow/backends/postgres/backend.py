@@ -61,6 +61,7 @@ from tapeflow.backends.plan import (
     taken_activity,
 )
 from tapeflow.backends.postgres._conninfo import checked
+from tapeflow.backends.reset import ResetPlan
 from tapeflow.backends.wakeups import Wakeups, Watch, work_topic
 from tapeflow.errors import (
     ActivityTaskGone,
@@ -73,6 +74,7 @@ from tapeflow.errors import (
     WorkflowAlreadyCompleted,
     WorkflowAlreadyExists,
     WorkflowNotFound,
+    WorkflowStillOpen,
 )
 from tapeflow.history import (
     ActivityCompleted,
@@ -461,6 +463,32 @@ class PostgresBackend(OpensAndCloses):
                 raise WorkflowAlreadyCompleted(workflow_id, status)
             if row["asked"]:
                 await self._wake(conn, {work_topic(TaskKind.WORKFLOW, row["name"])})
+
+    async def reset_workflow(self, plan: ResetPlan) -> None:
+        async with self._connection() as conn:
+            cursor = await conn.execute(_Q["reset_run"], {"reset": json_text(plan.as_json())})
+            row = await cursor.fetchone()
+            assert row is not None
+            outcome = row["outcome"]
+            if (error := _refused(outcome, f"the reset of {plan.workflow_id!r}")) is not None:
+                raise error
+            topics = commit_topics(plan.new_run(), plan.rows)
+            if plan.ending is not None:
+                topics += commit_topics(plan.old_run(), plan.ending, woken=outcome["woken"])
+            await self._wake(conn, set(topics))
+
+    async def delete_workflow(self, workflow_id: str) -> None:
+        rows = await self._rows("delete_workflow", {"id": workflow_id})
+        status = rows[0]["status"]
+        if status is None:
+            raise WorkflowNotFound(workflow_id)
+        if not WorkflowStatus(status).finished:
+            raise WorkflowStillOpen(workflow_id, status)
+
+    async def delete_closed(self, older_than: timedelta, limit: int) -> int | None:
+        rows = await self._rows("delete_closed", {"older_than": older_than, "limit": limit})
+        deleted: int | None = rows[0]["deleted"]
+        return deleted
 
     async def get_workflow(self, workflow_id: str, run_id: str | None = None) -> WorkflowRecord:
         rows = await self._rows("get_workflow", {"id": workflow_id, "run_id": run_id})

@@ -4,7 +4,7 @@
 -- of this file alone. A change of a function's signature or return type must DROP it first.
 -- Raise the revision below with every change: a process whose file has a lower revision
 -- than the one applied leaves the newer functions in place (a rolling upgrade).
--- revision: 13
+-- revision: 14
 --
 -- Every function runs with enable_seqscan off. They only ever reach rows by key, and
 -- PL/pgSQL keeps a session's plans: planned while the tables were nearly empty (a new
@@ -775,5 +775,139 @@ BEGIN
     )
     SELECT array_agg(leased.run_id) INTO v_ids FROM leased;
     RETURN QUERY SELECT x FROM leased_tasks(v_ids) AS x;
+END
+$$;
+
+-- A reset (tapeflow.backends.reset.ResetPlan's as_json()), stored as that module's
+-- docstring says (steps 1 to 5), the id's latest run locked first as a commit locks it.
+-- Returns {"refused": null, "woken": [names of the workflows the old run's end wrote to]},
+-- or {"refused": "history_moved"} (nothing written: the latest run or its history moved
+-- on). A step refused past the fence raises, undoing the whole reset.
+CREATE OR REPLACE FUNCTION reset_run(p_reset jsonb) RETURNS json
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+SET enable_seqscan = off
+AS $$
+DECLARE
+    v_old    text := p_reset ->> 'from_run_id';
+    v_event  integer := (p_reset ->> 'event')::integer;
+    v_run    jsonb := p_reset -> 'run';
+    v_new    text := v_run ->> 'run_id';
+    v_latest record;
+    v_done   json;
+    v_woken  json := '[]';
+BEGIN
+    -- 1. Its task locked first, then its run, as a commit locks them.
+    PERFORM FROM workflow_tasks t WHERE t.run_id = v_old FOR NO KEY UPDATE;
+    SELECT w.run_id, w.run_number, w.history_length INTO v_latest FROM workflows w
+    WHERE w.id = p_reset ->> 'workflow_id' ORDER BY w.run_number DESC LIMIT 1
+    FOR NO KEY UPDATE;
+    IF NOT FOUND OR v_latest.run_id <> v_old
+       OR v_latest.history_length <> (p_reset ->> 'history_length')::integer THEN
+        RETURN json_build_object('refused', 'history_moved');
+    END IF;
+    -- 2.
+    INSERT INTO workflows (run_id, id, run_number, name, version, status, args, start_at,
+                           parent_id, parent_run_id, parent_seq, on_parent_close,
+                           history_length)
+    VALUES (v_new, v_run ->> 'id', v_latest.run_number + 1, v_run ->> 'name',
+            v_run ->> 'version', 'pending', (v_run ->> 'args')::json, now(),
+            v_run -> 'parent' ->> 'workflow_id', v_run -> 'parent' ->> 'run_id',
+            (v_run -> 'parent' ->> 'seq')::integer, v_run -> 'parent' ->> 'on_close',
+            v_event);
+    INSERT INTO workflow_tasks (run_id, name) VALUES (v_new, v_run ->> 'name');
+    INSERT INTO history (run_id, seq, event)
+    SELECT v_new, h.seq, h.event FROM history h WHERE h.run_id = v_old AND h.seq <= v_event;
+    -- 3.
+    v_done := apply_plan(v_new, NULL, v_event, p_reset -> 'rows', NULL);
+    IF v_done ->> 'refused' IS NOT NULL THEN
+        RAISE EXCEPTION 'the rows of the reset run could not be stored: %', v_done;
+    END IF;
+    -- 4. (timer seq 0: tapeflow.backends.base.EXECUTION_TIMEOUT_SEQ)
+    INSERT INTO inbox (run_id, visible_at, timer_seq, event)
+    SELECT v_new, e.visible_at, e.timer_seq, e.event FROM inbox e
+    WHERE e.run_id = v_old
+      AND (e.timer_seq = 0 OR (e.timer_seq IS NULL AND e.event ->> 'kind' = 'event_received'))
+    ORDER BY e.id;
+    -- 5.
+    IF jsonb_typeof(p_reset -> 'ending') = 'object' THEN
+        v_done := apply_plan(v_old, NULL, v_latest.history_length, p_reset -> 'ending', NULL);
+        IF v_done ->> 'refused' IS NOT NULL THEN
+            RAISE EXCEPTION 'the end of the reset run could not be stored: %', v_done;
+        END IF;
+        v_woken := v_done -> 'woken';
+    END IF;
+    RETURN json_build_object('refused', NULL, 'woken', v_woken);
+END
+$$;
+
+-- Delete the runs of workflow p_id up to run p_upto (its latest, found closed), all they
+-- own, and its event keys.
+CREATE OR REPLACE FUNCTION drop_workflow(p_id text, p_upto integer) RETURNS void
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+SET enable_seqscan = off
+AS $$
+DECLARE
+    v_runs text[] := ARRAY(SELECT w.run_id FROM workflows w
+                           WHERE w.id = p_id AND w.run_number <= p_upto);
+BEGIN
+    DELETE FROM history WHERE run_id = ANY (v_runs);
+    DELETE FROM inbox WHERE run_id = ANY (v_runs);
+    DELETE FROM activity_tasks WHERE run_id = ANY (v_runs);
+    DELETE FROM workflow_tasks WHERE run_id = ANY (v_runs);
+    DELETE FROM event_keys WHERE workflow_id = p_id;
+    DELETE FROM workflows WHERE run_id = ANY (v_runs);
+END
+$$;
+
+-- Delete workflow p_id if its latest run has ended; returns that run's status (null: no
+-- such workflow), having deleted nothing if it is unfinished.
+CREATE OR REPLACE FUNCTION delete_workflow(p_id text) RETURNS text
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+SET enable_seqscan = off
+AS $$
+DECLARE
+    v_latest record;
+BEGIN
+    SELECT w.run_number, w.status INTO v_latest FROM workflows w
+    WHERE w.id = p_id ORDER BY w.run_number DESC LIMIT 1
+    FOR UPDATE;
+    IF FOUND AND v_latest.status NOT IN ('pending', 'running') THEN
+        PERFORM drop_workflow(p_id, v_latest.run_number);
+    END IF;
+    RETURN v_latest.status;
+END
+$$;
+
+-- Delete up to p_limit workflows whose latest run ended more than p_older_than ago, oldest
+-- first; returns how many, or null if another transaction is doing it now (it holds this
+-- schema's retention lock: workers sharing a database take turns, none waits).
+CREATE OR REPLACE FUNCTION delete_closed(p_older_than interval, p_limit integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+SET enable_seqscan = off
+AS $$
+DECLARE
+    v_closed record;
+    v_count  integer := 0;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('tapeflow.retention.' || current_schema())) THEN
+        RETURN NULL;
+    END IF;
+    FOR v_closed IN
+        SELECT w.id, w.run_number FROM workflows w
+        WHERE w.completed_at < now() - p_older_than
+          AND NOT EXISTS (SELECT FROM workflows n WHERE n.id = w.id AND n.run_number > w.run_number)
+        ORDER BY w.completed_at
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM drop_workflow(v_closed.id, v_closed.run_number);
+        v_count := v_count + 1;
+    END LOOP;
+    RETURN v_count;
 END
 $$;

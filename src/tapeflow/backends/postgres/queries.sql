@@ -145,3 +145,12 @@ SELECT extract(epoch FROM min(greatest(visible_at, coalesce(lease_expires_at, '-
                - now()) AS seconds
 FROM activity_tasks
 WHERE name = ANY(%(names)s);
+
+-- name: reset_run
+SELECT reset_run(%(reset)s::jsonb) AS outcome;
+
+-- name: delete_workflow
+SELECT delete_workflow(%(id)s) AS status;
+
+-- name: delete_closed
+SELECT delete_closed(%(older_than)s::interval, %(limit)s::integer) AS deleted;

@@ -33,6 +33,8 @@ CREATE TABLE workflows (
     UNIQUE (id, run_number)
 );
 CREATE INDEX workflows_by_parent ON workflows (parent_run_id) WHERE parent_run_id IS NOT NULL;
+-- Runs by when they ended: retention finds the workflows closed long ago.
+CREATE INDEX workflows_closed ON workflows (completed_at) WHERE completed_at IS NOT NULL;
 
 -- One per unfinished run: claimable while its inbox has a visible event.
 CREATE TABLE workflow_tasks (

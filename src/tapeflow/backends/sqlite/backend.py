@@ -57,6 +57,7 @@ from tapeflow.backends.plan import (
     commit_topics,
     taken_activity,
 )
+from tapeflow.backends.reset import ResetPlan
 from tapeflow.backends.wakeups import Wakeups, Watch, work_topic
 from tapeflow.errors import (
     ActivityTaskGone,
@@ -67,6 +68,7 @@ from tapeflow.errors import (
     WorkflowAlreadyCompleted,
     WorkflowAlreadyExists,
     WorkflowNotFound,
+    WorkflowStillOpen,
 )
 from tapeflow.history import (
     ActivityCompleted,
@@ -286,6 +288,53 @@ class SQLiteBackend(OpensAndCloses):
 
     async def impose_ending(self, task: WorkflowTask, plan: CommitPlan) -> None:
         await self._write(lambda conn, now: _apply_plan(conn, now, task, plan, leased=False))
+
+    async def reset_workflow(self, plan: ResetPlan) -> None:
+        def write(conn: sqlite3.Connection, now: int) -> tuple[None, list[str]]:
+            latest = _find_run(conn, plan.workflow_id)  # 1
+            if latest is None or (latest["run_id"], latest["history_length"]) != (
+                plan.from_run_id,
+                plan.history_length,
+            ):
+                raise LeaseLost(f"workflow {plan.workflow_id!r}: its latest run moved on")
+            new_run_id = plan.run.run_id  # 2
+            _insert_run(conn, now, plan.run, latest)
+            moved = {"run_id": new_run_id, "from_run_id": plan.from_run_id}
+            conn.execute(_Q["copy_history"], {**moved, "upto": plan.event})
+            conn.execute(_Q["advance_run"], {"run_id": new_run_id, "history_length": plan.event})
+            _, topics = _apply_plan(conn, now, plan.new_run(), plan.rows, leased=False)  # 3
+            conn.execute(_Q["carry_inbox"], {**moved, "timeout_seq": EXECUTION_TIMEOUT_SEQ})  # 4
+            if plan.ending is not None:  # 5
+                _, ended = _apply_plan(conn, now, plan.old_run(), plan.ending, leased=False)
+                topics = [*topics, *ended]
+            return None, topics
+
+        await self._write(write)
+
+    async def delete_workflow(self, workflow_id: str) -> None:
+        def write(conn: sqlite3.Connection, now: int) -> tuple[None, list[str]]:
+            latest = _find_run(conn, workflow_id)
+            if latest is None:
+                raise WorkflowNotFound(workflow_id)
+            if not (status := WorkflowStatus(latest["status"])).finished:
+                raise WorkflowStillOpen(workflow_id, status)
+            _delete_runs(conn, workflow_id, latest["run_number"])
+            return None, []
+
+        await self._write(write)
+
+    async def delete_closed(self, older_than: timedelta, limit: int) -> int | None:
+        """Never None: a writer holds the whole database (``BEGIN IMMEDIATE``), so two
+        processes deleting take turns."""
+
+        def write(conn: sqlite3.Connection, now: int) -> tuple[int, list[str]]:
+            params = {"cutoff": now - _micros(older_than), "limit": limit}
+            closed = conn.execute(_Q["closed_workflows"], params).fetchall()
+            for row in closed:
+                _delete_runs(conn, row["id"], row["run_number"])
+            return len(closed), []
+
+        return await self._write(write)
 
     @property
     def wakes_other_processes(self) -> bool:
@@ -508,6 +557,25 @@ def _create_run(conn: sqlite3.Connection, now: int, new: NewWorkflow) -> None:
     latest = _find_run(conn, new.id)
     if latest is not None and not _reusable(WorkflowStatus(latest["status"]), new.id_reuse):
         raise WorkflowAlreadyExists(new.id)
+    start_at = _insert_run(conn, now, new, latest)
+    started = WorkflowExecutionStarted(
+        name=new.name, version=new.version, args=new.args, started_at=_dt(start_at)
+    )
+    for event in (encode_event(started), *new.events):
+        _insert_inbox(conn, new.run_id, event, start_at)
+    if new.execution_timeout is not None:
+        timeout = new.execution_timeout.total_seconds()
+        due = start_at + _micros(new.execution_timeout)
+        reached = encode_event(ExecutionTimeoutReached(timeout=timeout))
+        _insert_inbox(conn, new.run_id, reached, due, EXECUTION_TIMEOUT_SEQ)
+
+
+def _insert_run(
+    conn: sqlite3.Connection, now: int, new: NewWorkflow, latest: sqlite3.Row | None
+) -> int:
+    """The row of ``new`` as the run after ``latest`` (its id's latest run, if any) and its
+    workflow task; returns its start time. Raises WorkflowAlreadyExists if the run id is
+    taken."""
     start_at = _us(new.start_at) if new.start_at else now
     parent = new.parent
     try:
@@ -531,16 +599,21 @@ def _create_run(conn: sqlite3.Connection, now: int, new: NewWorkflow) -> None:
     except sqlite3.IntegrityError:  # the run id is taken
         raise WorkflowAlreadyExists(new.id) from None
     conn.execute(_Q["insert_workflow_task"], {"run_id": new.run_id, "name": new.name})
-    started = WorkflowExecutionStarted(
-        name=new.name, version=new.version, args=new.args, started_at=_dt(start_at)
-    )
-    for event in (encode_event(started), *new.events):
-        _insert_inbox(conn, new.run_id, event, start_at)
-    if new.execution_timeout is not None:
-        timeout = new.execution_timeout.total_seconds()
-        due = start_at + _micros(new.execution_timeout)
-        reached = encode_event(ExecutionTimeoutReached(timeout=timeout))
-        _insert_inbox(conn, new.run_id, reached, due, EXECUTION_TIMEOUT_SEQ)
+    return start_at
+
+
+def _delete_runs(conn: sqlite3.Connection, workflow_id: str, upto: int) -> None:
+    """Delete a workflow's runs up to run number ``upto``, all they own, and its keys."""
+    params = {"id": workflow_id, "upto": upto}
+    for query in (
+        "delete_history_of",
+        "delete_inbox_of",
+        "delete_activity_tasks_of",
+        "delete_workflow_tasks_of",
+        "delete_event_keys_of",
+        "delete_runs_of",
+    ):
+        conn.execute(_Q[query], params)
 
 
 def _reusable(latest: WorkflowStatus, reuse: IdReuse) -> bool:

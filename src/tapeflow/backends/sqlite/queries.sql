@@ -21,7 +21,8 @@ INSERT INTO event_keys (workflow_id, key) VALUES (:id, :key) ON CONFLICT DO NOTH
 -- name: find_run
 -- The latest run of a workflow (the highest run_number), or the run named, if it is one
 -- of that workflow's.
-SELECT run_id, run_number, name, status, start_at, stop_requested_by FROM workflows
+SELECT run_id, run_number, name, status, start_at, stop_requested_by, history_length
+FROM workflows
 WHERE id = :id AND (:run_id IS NULL OR run_id = :run_id)
 ORDER BY run_number DESC LIMIT 1;
 
@@ -237,3 +238,51 @@ WHERE t.name IN (SELECT value FROM json_each(:names));
 -- name: next_due_activity
 SELECT min(max(visible_at, coalesce(lease_expires_at, 0))) AS due FROM activity_tasks
 WHERE name IN (SELECT value FROM json_each(:names));
+
+-- name: copy_history
+-- A reset's new run takes the old run's first :upto events as its own history.
+INSERT INTO history (run_id, seq, event)
+SELECT :run_id, seq, event FROM history WHERE run_id = :from_run_id AND seq <= :upto;
+
+-- name: carry_inbox
+-- What a reset's new run takes from the old run's inbox, in order: the events received
+-- and not yet in history, and the execution timeout's timer.
+INSERT INTO inbox (run_id, visible_at, timer_seq, event)
+SELECT :run_id, visible_at, timer_seq, event FROM inbox
+WHERE run_id = :from_run_id
+  AND (timer_seq = :timeout_seq
+       OR (timer_seq IS NULL AND json_extract(event, '$.kind') = 'event_received'))
+ORDER BY id;
+
+-- name: closed_workflows
+-- Workflows whose latest run ended before :cutoff, oldest first: with that run's number.
+SELECT w.id, w.run_number FROM workflows w
+WHERE w.completed_at < :cutoff
+  AND NOT EXISTS (SELECT 1 FROM workflows n WHERE n.id = w.id AND n.run_number > w.run_number)
+ORDER BY w.completed_at
+LIMIT :limit;
+
+-- The rows of a workflow's runs up to run :upto (its latest, when it was found closed),
+-- then its event keys and its runs: what deleting it deletes.
+
+-- name: delete_history_of
+DELETE FROM history
+WHERE run_id IN (SELECT run_id FROM workflows WHERE id = :id AND run_number <= :upto);
+
+-- name: delete_inbox_of
+DELETE FROM inbox
+WHERE run_id IN (SELECT run_id FROM workflows WHERE id = :id AND run_number <= :upto);
+
+-- name: delete_activity_tasks_of
+DELETE FROM activity_tasks
+WHERE run_id IN (SELECT run_id FROM workflows WHERE id = :id AND run_number <= :upto);
+
+-- name: delete_workflow_tasks_of
+DELETE FROM workflow_tasks
+WHERE run_id IN (SELECT run_id FROM workflows WHERE id = :id AND run_number <= :upto);
+
+-- name: delete_event_keys_of
+DELETE FROM event_keys WHERE workflow_id = :id;
+
+-- name: delete_runs_of
+DELETE FROM workflows WHERE id = :id AND run_number <= :upto;
