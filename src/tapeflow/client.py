@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, TypeVar, get_args, overload
 
 from tapeflow._definition import call_of
 from tapeflow._validate import (
     check_choice,
+    check_int,
     check_moment,
     check_name,
     check_reason,
     check_seconds,
+    check_timedelta,
     check_timeout,
     fail,
 )
@@ -28,6 +31,7 @@ from tapeflow.backends.base import (
     imposed_on,
 )
 from tapeflow.backends.plan import plan_commit
+from tapeflow.backends.reset import plan_reset
 from tapeflow.backends.wakeups import FALLBACK_POLL_SECONDS, finished_topic
 from tapeflow.converter import from_json, to_json
 from tapeflow.errors import (
@@ -40,9 +44,16 @@ from tapeflow.errors import (
     WorkflowTimedOut,
 )
 from tapeflow.history import EventReceived, WorkflowExecutionTerminated, encode_event
+from tapeflow.options import MAX_RETENTION
 
 R = TypeVar("R")
 log = logging.getLogger("tapeflow.client")
+
+DELETE_BATCH = 100
+"""Workflows deleted per transaction by ``delete_closed`` (and a worker's retention)."""
+
+DELETE_TURN = 0.2
+"""Seconds ``delete_closed`` waits for another process deleting to end its batch."""
 
 HINT_AFTER = 3.0
 """Seconds ``result()`` waits before it logs why the workflow may not be running (once)."""
@@ -154,6 +165,35 @@ class WorkflowHandle(Generic[R]):
                 return
             except LeaseLost:  # a task committed meanwhile, or the run ended: look again
                 continue
+
+    async def reset(self, event: int, reason: str = "") -> WorkflowHandle[R]:
+        """Start the workflow again from its latest run's first ``event`` events, on the
+        code deployed now: how a failed workflow, or one whose task fails (non-determinism,
+        a bug), is recovered once a fix is deployed. ``event`` must end a workflow task
+        (see ``tapeflow.backends.reset`` for what the new run gets of what came after).
+
+        The new run is the id's next (``describe().previous_run_id`` names the old one);
+        its history begins with a copy of those events, then a ``WorkflowReset`` with the
+        ``reason``. The old run, if still open, is terminated in the same transaction
+        (``requested_by`` ``"reset"``). Returns a handle on the new run. Raises
+        WorkflowNotFound, and InvalidArgument (nothing written) if ``event`` ends no task,
+        naming the nearest that do."""
+        reason = check_reason(reason, "reset reason")
+        while True:
+            record = await self._backend.get_workflow(self.id)
+            history = await self._backend.load_history(self.id, record.run_id)
+            plan = plan_reset(record, history, event, reason, datetime.now(UTC))
+            try:
+                await self._backend.reset_workflow(plan)
+            except LeaseLost:  # a task committed meanwhile, or a run began: look again
+                continue
+            return WorkflowHandle(self._backend, self.id, self._result_type, plan.run.run_id)
+
+    async def delete(self) -> None:
+        """Delete the workflow, closed: all its runs and all they own (history, inbox,
+        tasks, event idempotency keys), for good. Raises WorkflowNotFound, and
+        WorkflowStillOpen if its latest run has not ended (nothing is deleted)."""
+        await self._backend.delete_workflow(self.id)
 
     def _outcome(self, record: WorkflowRecord) -> R:
         if record.failure is not None:
@@ -278,6 +318,23 @@ class Client:
 
     async def describe(self, workflow_id: str) -> WorkflowRecord:
         return await self.backend.get_workflow(check_name(workflow_id, "workflow id"))
+
+    async def delete_closed(self, older_than: timedelta, *, batch: int = DELETE_BATCH) -> int:
+        """Delete every workflow whose latest run ended more than ``older_than`` ago (by
+        the backend's clock), as ``WorkflowHandle.delete`` does, ``batch`` per transaction
+        so that no write waits long behind it; returns how many. Waits its turn while
+        another process (a worker's ``retention``) is doing it."""
+        check_timedelta(older_than, "older_than", maximum=MAX_RETENTION)
+        check_int(batch, "batch", minimum=1)
+        deleted = 0
+        while True:
+            done = await self.backend.delete_closed(older_than, batch)
+            if done is None:  # another is at it: take turns
+                await asyncio.sleep(DELETE_TURN)
+                continue
+            deleted += done
+            if done < batch:
+                return deleted
 
 
 async def send_event(

@@ -24,6 +24,10 @@ backends can hold ``now + MAX_DELAY``; an unbounded delay overflowed them (SQLit
 int64 microseconds), so the retry was never recorded and the attempt reran at every lease
 expiry. Leases and worker intervals are bounded by it too."""
 
+MAX_RETENTION = timedelta(days=36525)
+"""The longest a closed workflow can be kept by a ``retention`` (a century): both backends
+can hold its end time's distance from now."""
+
 Executor = Literal["thread", "process"]
 EXECUTORS: tuple[Executor, ...] = get_args(Executor)
 
@@ -144,6 +148,11 @@ class WorkerOptions:
     shutdown_grace: timedelta = timedelta(seconds=10)
     """How long stopping waits for running tasks before abandoning them to other workers:
     the leases of activities given up are released, so their attempts are retried at once."""
+    retention: timedelta | None = None
+    """How long closed workflows are kept: a worker with a retention deletes, about every
+    minute, the workflows whose latest run ended longer ago than this (all their runs,
+    history and keys), a batch per transaction, one worker of those sharing a database at
+    a time; None keeps them for ever."""
 
     def __post_init__(self) -> None:
         if self.name is not None:
@@ -161,6 +170,10 @@ class WorkerOptions:
                 getattr(self, span), f"WorkerOptions.{span}", positive=True, maximum=MAX_DELAY
             )
         check_timedelta(self.shutdown_grace, "WorkerOptions.shutdown_grace", maximum=MAX_DELAY)
+        if self.retention is not None:
+            check_timedelta(
+                self.retention, "WorkerOptions.retention", positive=True, maximum=MAX_RETENTION
+            )
         if not isinstance(self.retry_policy, RetryPolicy):
             fail("WorkerOptions.retry_policy", self.retry_policy, "a RetryPolicy")
         check_bool(self.eager_activities, "WorkerOptions.eager_activities")

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
 
 import tapeflow
@@ -42,6 +40,7 @@ from tapeflow.history import (
     WorkflowTaskStarted,
     encode_event,
 )
+from tests.conformance._stored import stored
 from tests.conformance.plugin import capability
 
 LEASE = timedelta(seconds=30)
@@ -82,7 +81,7 @@ async def test_an_inbox_row_for_a_finished_or_unknown_workflow_is_dropped(
     await backend.commit_workflow_task(task, _plan(task, inbox=rows))
 
     assert (await backend.get_workflow("receiver")).status is WorkflowStatus.COMPLETED
-    assert _stored(backend_url, INBOX_OF, "receiver") == [(0,)]
+    assert stored(backend_url, INBOX_OF, "receiver") == [(0,)]
     with pytest.raises(tapeflow.WorkflowNotFound):
         await backend.get_workflow("nobody")
 
@@ -101,7 +100,7 @@ async def test_workflows_in_a_plan_are_created_as_first_runs(
 
     described = await backend.get_workflow("child")
     assert (described.run_id, described.status) == (child.run_id, WorkflowStatus.PENDING)
-    assert _stored(backend_url, RUN_NUMBERS, "child") == [(1,)]
+    assert stored(backend_url, RUN_NUMBERS, "child") == [(1,)]
     started = await _claim(backend, "child")
     assert started.run_id == child.run_id
     assert [type(item.event) for item in started.inbox] == [WorkflowExecutionStarted]
@@ -119,7 +118,7 @@ async def test_a_plan_starts_no_run_over_an_unfinished_one(
     await backend.commit_workflow_task(task, _plan(task, workflows=(again,)))
 
     assert (await backend.get_workflow("child")).run_id == running.run_id
-    assert _stored(backend_url, RUN_NUMBERS, "child") == [(1,)]
+    assert stored(backend_url, RUN_NUMBERS, "child") == [(1,)]
 
 
 async def test_a_plan_that_ends_its_run_may_start_the_next_run_of_its_own_id(
@@ -130,7 +129,7 @@ async def test_a_plan_that_ends_its_run_may_start_the_next_run_of_its_own_id(
 
     second = await _continue(backend, first)
 
-    assert _stored(backend_url, RUN_NUMBERS, "looping") == [(1,), (2,)]
+    assert stored(backend_url, RUN_NUMBERS, "looping") == [(1,), (2,)]
     latest = await backend.get_workflow("looping")
     assert (latest.run_id, latest.status) == (second.run_id, WorkflowStatus.PENDING)
     ended = await backend.get_workflow("looping", first.run_id)
@@ -411,20 +410,9 @@ async def _nothing_written(backend: tapeflow.Backend, url: str, task: WorkflowTa
     assert len(await backend.load_history("refused")) == task.history_length
     assert await backend.claim_activity_tasks(["act"], "w", LEASE, 10) == []
     assert await backend.claim_workflow_tasks(["bystander"], "w", LEASE, 10) == []
-    assert _stored(url, RUN_NUMBERS, "spawned") == []
+    assert stored(url, RUN_NUMBERS, "spawned") == []
     with contextlib.suppress(LeaseLost):  # the lease may be gone: the inbox is as it was
         await backend.abandon_workflow_task(task, None, timedelta(0))
     again = await _claim(backend, "refused", owner="other")
     assert [item.id for item in again.inbox][: len(task.inbox)] == [i.id for i in task.inbox]
     assert PING not in [item.event for item in again.inbox]
-
-
-def _stored(url: str, query: str, workflow_id: str) -> list[tuple[Any, ...]]:
-    """What the database itself holds (``query`` of a workflow id, ``{}`` its parameter):
-    for what the protocol does not show, such as run numbers and rows no task will read."""
-    if url.startswith("sqlite:///"):
-        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
-            return conn.execute(query.format("?"), (workflow_id,)).fetchall()
-    base, _, schema = url.partition("?schema=")
-    with psycopg.connect(base, options=f"-c search_path={schema}") as pg:
-        return pg.execute(query.format("%s"), (workflow_id,)).fetchall()

@@ -14,6 +14,7 @@ from tapeflow._worker.activity_tasks import ActivityTaskRunner
 from tapeflow._worker.leases import LeaseKeeper
 from tapeflow._worker.poller import Poller
 from tapeflow._worker.process_pool import ProcessPool
+from tapeflow._worker.retention import Retention
 from tapeflow._worker.slots import Slots
 from tapeflow._worker.thread_pool import ActivityThreadPool
 from tapeflow._worker.workflow_steps import HandOver, Taking, WorkflowSteps
@@ -106,6 +107,10 @@ class Running:
             )
         self.tasks = [asyncio.create_task(poller.run()) for poller in self.pollers]
         self.tasks.append(asyncio.create_task(self.leases.run()))
+        self.retention: asyncio.Task[None] | None = None
+        if options.retention is not None:
+            collecting = Retention(backend, options.retention).run()
+            self.retention = asyncio.create_task(collecting, name="tapeflow-retention")
 
     def _steps(self, worker: Worker) -> WorkflowSteps:
         options = self.options
@@ -213,6 +218,10 @@ class Running:
             )
 
     async def stop(self, grace: float) -> None:
+        if self.retention is not None:  # a batch is one transaction: whole, or undone
+            self.retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.retention
         for poller in self.pollers:
             poller.stop()
         *polling, leases = self.tasks

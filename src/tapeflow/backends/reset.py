@@ -143,7 +143,7 @@ def plan_reset(
     deadlines count from. Raises InvalidArgument if ``event`` does not end a workflow task
     (naming the nearest that do) or a child started by then is still open."""
     valid = boundaries(history)
-    if event not in valid:
+    if not isinstance(event, int) or isinstance(event, bool) or event not in valid:
         raise InvalidArgument(_not_a_boundary(record.id, event, valid))
     kept, after = history[:event], history[event:]
     activities: dict[int, NewActivity] = {}

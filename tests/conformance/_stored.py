@@ -1,0 +1,20 @@
+"""What the database itself holds, for what the protocol does not show (run numbers, rows
+no task will read, rows a delete must leave none of)."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from typing import Any
+
+import psycopg
+
+
+def stored(url: str, query: str, param: str) -> list[tuple[Any, ...]]:
+    """The rows of ``query`` (``{}`` its one parameter) in the database at ``url``."""
+    if url.startswith("sqlite:///"):
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
+            return conn.execute(query.format("?"), (param,)).fetchall()
+    base, _, schema = url.partition("?schema=")
+    with psycopg.connect(base, options=f"-c search_path={schema}") as pg:
+        return pg.execute(query.format("%s"), (param,)).fetchall()
