@@ -81,7 +81,8 @@ async def test_a_failed_workflow_reset_before_its_bug_completes_on_the_fixed_cod
             await handle.result(timeout=10)
     failed = await handle.describe()
     old = await history(client, handle.id)
-    assert isinstance(old[2], ActivityScheduled) and isinstance(old[-1], WorkflowExecutionFailed)
+    assert isinstance(old[2], ActivityScheduled)
+    assert isinstance(old[-1], WorkflowExecutionFailed)
 
     reset = await handle.reset(event=3, reason="deployed the fix")
 

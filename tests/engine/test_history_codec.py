@@ -40,6 +40,7 @@ from tapeflow.history import (
     WorkflowExecutionStarted,
     WorkflowExecutionTerminated,
     WorkflowExecutionTimedOut,
+    WorkflowReset,
     WorkflowTaskStarted,
 )
 
@@ -124,6 +125,7 @@ EVERY_KIND: list[HistoryEvent] = [
     EventDelivered(seq=11),
     EventDeliveryFailed(seq=11, failure=Failure("WorkflowNotFound", "no workflow")),
     TerminationRequested(reason=TRICKY_TEXT),
+    WorkflowReset(run_id="r-1", event=3, reason=TRICKY_TEXT),
     WorkflowContinuedAsNew(
         args=[PAYLOAD], run_id="r-3", carried=[EventReceived(name="x", payload=PAYLOAD)]
     ),
@@ -149,6 +151,7 @@ def test_every_event_kind_is_covered() -> None:
         EventDelivered,
         EventDeliveryFailed,
         TerminationRequested,
+        WorkflowReset,
     }
     assert kinds == declared
 
