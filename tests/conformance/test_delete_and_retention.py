@@ -118,7 +118,7 @@ async def test_delete_closed_takes_only_those_closed_long_enough_ago_in_batches(
     for n in range(5):
         assert _owned(backend_url, f"old-{n}") == dict.fromkeys(OWNED, 0)
     assert (await client.describe("recent")).status is tapeflow.WorkflowStatus.COMPLETED
-    assert (await waiting.describe()).status is tapeflow.WorkflowStatus.PENDING
+    assert not (await waiting.describe()).status.finished  # a worker may have begun it
 
 
 async def test_two_collectors_take_turns_and_delete_each_workflow_once(
