@@ -135,7 +135,8 @@ def definitions_in(namespace: Mapping[str, object]) -> list[Definition]:
     found: dict[int, Definition] = {}
     for value in namespace.values():
         definition = getattr(value, _ATTR, None)
-        if isinstance(definition, Definition) and definition.function is value:
-            if not definition.method:
-                found.setdefault(id(value), definition)
+        if not isinstance(definition, Definition) or definition.method:
+            continue
+        if definition.function is value:  # not an object that only forwards attributes
+            found.setdefault(id(value), definition)
     return list(found.values())

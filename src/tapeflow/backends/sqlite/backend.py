@@ -105,7 +105,10 @@ def _dt(us: int) -> datetime:
 
 
 def _read_user_version(path: str) -> int:
-    """The schema version of the file at ``path``, opened read-only: looking changes nothing."""
+    """The schema version of the file at ``path``, opened read-only: looking changes nothing
+    (a missing file is version 0, and stays missing)."""
+    if not Path(path).exists():
+        return 0
     conn = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True)
     try:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
@@ -188,7 +191,7 @@ class SQLiteBackend(OpensAndCloses):
             conn = self._conn
             (current,) = await self._run(lambda: conn.execute("PRAGMA user_version").fetchone())
             return SchemaVersion(current, latest)
-        if self.path in ("", ":memory:") or not Path(self.path).exists():
+        if self.path in ("", ":memory:"):
             return SchemaVersion(0, latest)
         try:
             return SchemaVersion(await asyncio.to_thread(_read_user_version, self.path), latest)
