@@ -17,8 +17,9 @@ import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -408,6 +409,87 @@ def test_commands_over_apis_not_there_yet_say_so(
     result = tapeflow_cli(*command, "--url", billing.url)
     assert result.exit_code == ExitCode.ERROR
     assert f"needs {owner.__name__}.{api}, which this version" in error_line(result)
+
+
+def _summary(record: tapeflow.WorkflowRecord) -> SimpleNamespace:
+    """A ``WorkflowSummary`` as the visibility reads list it."""
+    fields = ("id", "run_id", "name", "status", "created_at", "start_at", "completed_at")
+    return SimpleNamespace(**{f: getattr(record, f) for f in fields}, task_error=None, vars={})
+
+
+def test_list_pages_over_list_workflows(billing: Billing, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: dict[str, Any] = {}
+
+    async def list_workflows(self: tapeflow.Client, **filters: Any) -> SimpleNamespace:
+        asked.update(filters)
+        listed = [_summary(await self.describe(i)) for i in ("waiting", "declined")]
+        return SimpleNamespace(workflows=listed, next_cursor="c2")
+
+    async def count_workflows(self: tapeflow.Client, **filters: Any) -> int:
+        return 3
+
+    monkeypatch.setattr(tapeflow.Client, "list_workflows", list_workflows, raising=False)
+    monkeypatch.setattr(tapeflow.Client, "count_workflows", count_workflows, raising=False)
+    url = ("--url", billing.url)
+    page = json_of(
+        tapeflow_cli("list", "--status", "failed", "--status", "pending", "--json", *url)
+    )
+    assert [w["id"] for w in page["workflows"]] == ["waiting", "declined"]
+    assert page["next_cursor"] == "c2"
+    assert asked == {
+        "status": ["failed", "pending"],
+        "name": None,
+        "id_prefix": None,
+        "limit": 50,
+        "cursor": None,
+    }
+    table = tapeflow_cli("list", "--name", "subscription", *url)
+    assert "declined" in table.stdout
+    assert "more: --cursor c2" in table.stderr
+    assert json_of(tapeflow_cli("list", "--count", "--json", *url)) == 3
+
+
+def test_reset_delete_and_gc_over_their_apis(
+    billing: Billing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, Any]] = []
+
+    async def reset(self: tapeflow.WorkflowHandle[Any], event: int, reason: str = "") -> Any:
+        calls.append(("reset", (self.id, event, reason)))
+        return SimpleNamespace(run_id="run-2")
+
+    async def delete(self: tapeflow.WorkflowHandle[Any]) -> None:
+        calls.append(("delete", self.id))
+
+    async def delete_closed(self: tapeflow.Client, older_than: timedelta, *, batch: int) -> int:
+        calls.append(("delete_closed", (older_than, batch)))
+        return 2
+
+    monkeypatch.setattr(tapeflow.WorkflowHandle, "reset", reset, raising=False)
+    monkeypatch.setattr(tapeflow.WorkflowHandle, "delete", delete, raising=False)
+    monkeypatch.setattr(tapeflow.Client, "delete_closed", delete_closed, raising=False)
+    url = ("--url", billing.url)
+    reset_to = tapeflow_cli("reset", "paid", "--event", "4", "--reason", "fix", "--json", *url)
+    assert json_of(reset_to) == {"id": "paid", "event": 4, "run_id": "run-2"}
+    assert tapeflow_cli("delete", "paid", *url).stdout == "paid deleted\n"
+    gc = tapeflow_cli("db", "gc", "--older-than", "7d", "--batch", "10", "--json", *url)
+    assert json_of(gc) == {"deleted": 2}
+    assert calls == [
+        ("reset", ("paid", 4, "fix")),
+        ("delete", "paid"),
+        ("delete_closed", (timedelta(days=7), 10)),
+    ]
+
+
+def test_vars_stored_by_the_workflow_need_no_code(
+    billing: Billing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def describe(self: tapeflow.Client, workflow_id: str) -> SimpleNamespace:
+        return SimpleNamespace(vars={"paid": 30}, history_length=12)
+
+    monkeypatch.setattr(tapeflow.Client, "describe", describe)
+    shown = json_of(tapeflow_cli("vars", "paid", "--json", "--url", billing.url))
+    assert shown == {"vars": {"paid": 30}, "as_of": 12, "diverged": None}
 
 
 def test_ui_says_what_it_needs(tmp_path: Path) -> None:

@@ -64,5 +64,5 @@ _CODES: tuple[tuple[type[TapeflowError], ExitCode], ...] = (
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 1 error, 2 usage (bad option, URL or JSON), 3 workflow not found, "
     "4 workflow did not complete (result), 5 not finished yet (result), "
-    "6 id taken or workflow already ended."
+    "6 id taken, or workflow ended (or, for delete, still open)."
 )

@@ -75,6 +75,22 @@ def record_json(record: WorkflowRecord) -> dict[str, JSONValue]:
         "requested_by": record.requested_by,
         "parent_id": record.parent_id,
         "previous_run_id": record.previous_run_id,
+        "vars": getattr(record, "vars", None),  # stored by a tapeflow with visibility reads
+    }
+
+
+def summary_json(summary: Any) -> dict[str, JSONValue]:
+    """A listed run (``WorkflowSummary``: no arguments, result or history) as JSON."""
+    return {
+        "id": summary.id,
+        "run_id": summary.run_id,
+        "name": summary.name,
+        "status": str(summary.status),
+        "created_at": _moment(summary.created_at),
+        "start_at": _moment(summary.start_at),
+        "completed_at": _moment(summary.completed_at),
+        "task_error": summary.task_error,
+        "vars": summary.vars,
     }
 
 

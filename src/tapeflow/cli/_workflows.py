@@ -19,6 +19,7 @@ from tapeflow.cli._output import (
     print_table,
     record_fields,
     record_json,
+    summary_json,
 )
 from tapeflow.cli._params import Json, Modules, Reason, Url, WorkflowId, parse_json
 from tapeflow.cli._run import needs, run
@@ -72,45 +73,49 @@ def _arguments(text: str | None) -> list[Any]:
 
 def list_(
     status: Annotated[
-        WorkflowStatus | None, typer.Option("--status", help="Only workflows in this status.")
+        list[WorkflowStatus] | None,
+        typer.Option("--status", help="Only workflows in this status; repeatable."),
     ] = None,
     name: Annotated[
         str | None, typer.Option("--name", help="Only workflows of this name.", show_default=False)
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 50,
+    id_prefix: Annotated[
+        str | None,
+        typer.Option("--id-prefix", help="Only ids that start so.", show_default=False),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most this many.")] = 50,
+    cursor: Annotated[
+        str | None,
+        typer.Option("--cursor", help="The next page: a list's next_cursor.", show_default=False),
+    ] = None,
     count: Annotated[bool, typer.Option("--count", help="Print how many, not which.")] = False,
     url: Url = None,
     json_: Json = False,
 ) -> None:
-    """List workflows, the newest first."""
+    """List workflows (the latest run of each id), the newest first, a page at a time."""
+    where: dict[str, Any] = {"status": status or None, "name": name, "id_prefix": id_prefix}
 
     async def work() -> None:
         async with opened(url) as backend:
             client = Client(backend)
             if count:
-                counted = await needs(client, "count_workflows", "list --count")(
-                    status=status, name=name
-                )
+                counted = await needs(client, "count_workflows", "list --count")(**where)
                 if json_:
                     print_json(counted)
                 else:
                     typer.echo(str(counted))
                 return
-            listing = needs(client, "list_workflows", "list")(status=status, name=name, limit=limit)
-            records = [record_json(r) for r in await _collect(listing)]
+            listing = needs(client, "list_workflows", "list")
+            page = await listing(**where, limit=limit, cursor=cursor)
+        found = [summary_json(summary) for summary in page.workflows]
         if json_:
-            print_json(records)
-        else:
-            print_table(LIST_COLUMNS, ([r[c] for c in LIST_COLUMNS] for r in records))
+            print_json({"workflows": found, "next_cursor": page.next_cursor})
+            return
+        print_table(LIST_COLUMNS, ([row[c] for c in LIST_COLUMNS] for row in found))
+        if page.next_cursor is not None:
+            typer.echo(f"more: --cursor {page.next_cursor}", err=True)
 
     run(work())
-
-
-async def _collect(listing: Any) -> list[Any]:
-    """A listing's records, whether it is awaited (a page) or iterated (all pages)."""
-    if hasattr(listing, "__aiter__"):
-        return [record async for record in listing]
-    return list(await listing)
 
 
 def describe(workflow_id: WorkflowId, url: Url = None, json_: Json = False) -> None:
@@ -159,13 +164,11 @@ def vars_(
 
     async def work() -> None:
         async with opened(url) as backend:
-            handle = Client(backend).get_handle(workflow_id)
-            stored = getattr(handle, "vars", None)
+            record = await Client(backend).describe(workflow_id)
+            stored = getattr(record, "vars", None)  # kept by a tapeflow with visibility reads
             if stored is not None and at is None and not modules:
-                found = WorkflowVars(await stored(), 0, None)
-                as_of = None
+                found = WorkflowVars(stored, record.history_length, None)
             else:
-                record = await handle.describe()
                 workflow = load_definitions(modules or []).workflow_named(record.name)
                 if workflow is None:
                     raise CliError(
@@ -175,7 +178,7 @@ def vars_(
                     )
                 debugger = WorkflowDebugger(backend)
                 found = await debugger.query_vars(workflow.function, workflow_id, upto=at)
-                as_of = found.as_of
+        as_of = found.as_of
         diverged = None if found.diverged is None else str(found.diverged)
         if json_:
             print_json({"vars": dict(found), "as_of": as_of, "diverged": diverged})
@@ -251,9 +254,10 @@ def reset(
     async def work() -> None:
         async with opened(url) as backend:
             handle = Client(backend).get_handle(workflow_id)
-            new_run = await needs(handle, "reset", "reset")(event=event, reason=reason)
-        said = f"{workflow_id} reset to event {event}"
-        _done(json_, workflow_id, said, event=event, run_id=new_run)
+            new = await needs(handle, "reset", "reset")(event=event, reason=reason)
+        run_id = getattr(new, "run_id", None)  # the handle on the new run
+        said = f"{workflow_id} reset to event {event}: run {run_id}"
+        _done(json_, workflow_id, said, event=event, run_id=run_id)
 
     run(work())
 
