@@ -371,6 +371,11 @@ def test_db_status_then_migrate_on_sqlite(tmp_path: Path) -> None:
 
 
 def test_db_migrate_status_and_describe_on_postgres(postgres_url: str) -> None:
+    before = json_of(tapeflow_cli("db", "status", "--json", "--url", postgres_url))
+    assert before["current"] == 0
+    refused = tapeflow_cli("describe", "nobody", "--url", postgres_url)
+    assert refused.exit_code == ExitCode.ERROR
+    assert "no tapeflow database at" in error_line(refused)
     migrated = json_of(tapeflow_cli("db", "migrate", "--json", "--url", postgres_url))
     assert migrated["pending"] == 0
     assert migrated["current"] == migrated["latest"]
