@@ -505,6 +505,18 @@ def test_ui_says_what_it_needs(tmp_path: Path) -> None:
     assert "pip install 'tapeflow[ui]'" in error_line(result)
 
 
+def test_ui_serves_what_tapeflow_ui_offers(monkeypatch: pytest.MonkeyPatch) -> None:
+    served: list[tuple[str, dict[str, Any]]] = []
+    fake = ModuleType("tapeflow.ui")
+    fake.serve = lambda url, **options: served.append((url, options))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tapeflow.ui", fake)
+    monkeypatch.delenv("TAPEFLOW_DATABASE_URL", raising=False)
+    monkeypatch.delenv("TAPEFLOW_UI_TOKEN", raising=False)
+    assert tapeflow_cli("ui", "--port", "9000", "-m", "billing").exit_code == 0
+    options = {"host": "127.0.0.1", "port": 9000, "token": None, "modules": ["billing"]}
+    assert served == [("sqlite:///tapeflow.db", options)]
+
+
 def tapeflow_has_ui() -> bool:
     import importlib.util
 

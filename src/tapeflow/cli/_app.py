@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
+from tapeflow.backends.connect import DEFAULT_URL
 from tapeflow.cli import _db, _workflows
 from tapeflow.cli._exits import EXIT_CODES_HELP, CliError
-from tapeflow.cli._params import Url
-from tapeflow.cli._run import run
+from tapeflow.cli._params import Modules, Url
+from tapeflow.cli._run import reported
 from tapeflow.cli._worker import worker
 
 
@@ -104,22 +105,42 @@ _add(db, "status", _db.status, "tapeflow db status", "tapeflow db status --json"
 _add(db, "gc", _db.gc, "tapeflow db gc --older-than 30d --batch 500")
 
 
-@app.command(epilog=_examples("pip install 'tapeflow[ui]'", "tapeflow ui"))
-def ui(url: Url = None) -> None:
-    """Serve the web UI (needs the 'ui' extra)."""
-
-    async def work() -> None:
-        if importlib.util.find_spec("tapeflow.ui") is None:
+@app.command(
+    epilog=_examples(
+        "pip install 'tapeflow[ui]'",
+        "tapeflow ui --module billing",
+        "TAPEFLOW_UI_TOKEN=... tapeflow ui --host 0.0.0.0 --port 8080",
+    )
+)
+def ui(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8233,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="TAPEFLOW_UI_TOKEN",
+            help="Required beyond loopback: anyone reaching the UI could cancel workflows.",
+            show_default=False,
+        ),
+    ] = None,
+    modules: Modules = None,
+    url: Url = None,
+) -> None:
+    """Serve the web UI until Ctrl-C (needs the 'ui' extra)."""
+    with reported():
+        try:
+            serve = importlib.import_module("tapeflow.ui").serve
+        except ModuleNotFoundError as exc:
+            if exc.name != "tapeflow.ui":
+                raise CliError(str(exc)) from None  # the extra is missing: its message says so
             raise CliError(
                 "the web UI is not in this tapeflow yet; it will need "
                 "\"pip install 'tapeflow[ui]'\""
-            )
-        serve = getattr(importlib.import_module("tapeflow.ui"), "serve", None)
-        if serve is None:
-            raise CliError("tapeflow.ui has no serve(url) for the command to call")
-        await serve(url)
-
-    run(work())
+            ) from None
+        except ImportError as exc:
+            raise CliError(str(exc)) from None
+        serve(url or DEFAULT_URL, host=host, port=port, token=token, modules=modules or ())
 
 
 def main() -> None:

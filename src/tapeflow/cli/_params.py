@@ -27,7 +27,7 @@ Modules = Annotated[
     typer.Option(
         "--module",
         "-m",
-        help="Module (name or file) that defines the workflow; repeatable.",
+        help="Module (name or file) that defines the workflows; repeatable.",
         show_default=False,
     ),
 ]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import contextlib
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import typer
@@ -13,8 +14,15 @@ from tapeflow.errors import TapeflowError
 
 
 def run(work: Coroutine[Any, Any, None]) -> None:
-    try:
+    with reported():
         asyncio.run(work)
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Errors inside become one line on stderr and the exit code they call for."""
+    try:
+        yield
     except (TapeflowError, CliError) as exc:
         message = " ".join(str(exc).split())  # one line, even for a multi-line driver message
         typer.echo(f"tapeflow: error: {message}", err=True)
