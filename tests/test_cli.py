@@ -17,7 +17,6 @@ import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -399,21 +398,17 @@ def test_gc_spans() -> None:
     [
         (["list"], "list_workflows"),
         (["list", "--count"], "count_workflows"),
-        (["reset", "paid", "--event", "3"], "reset"),
-        (["delete", "paid"], "delete"),
-        (["db", "gc", "--older-than", "30d"], "delete_closed"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else v,
 )
 def test_commands_over_apis_not_there_yet_say_so(
     billing: Billing, command: list[str], api: str
 ) -> None:
-    owner = tapeflow.WorkflowHandle if api in ("reset", "delete") else tapeflow.Client
-    if hasattr(owner, api):
-        pytest.skip(f"{owner.__name__}.{api} exists: the command is tested with it")
+    if hasattr(tapeflow.Client, api):
+        pytest.skip(f"Client.{api} exists: the command is tested with it")
     result = tapeflow_cli(*command, "--url", billing.url)
     assert result.exit_code == ExitCode.ERROR
-    assert f"needs {owner.__name__}.{api}, which this version" in error_line(result)
+    assert f"needs Client.{api}, which this version" in error_line(result)
 
 
 def _summary(record: tapeflow.WorkflowRecord) -> SimpleNamespace:
@@ -454,36 +449,28 @@ def test_list_pages_over_list_workflows(billing: Billing, monkeypatch: pytest.Mo
     assert json_of(tapeflow_cli("list", "--count", "--json", *url)) == 3
 
 
-def test_reset_delete_and_gc_over_their_apis(
-    billing: Billing, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[tuple[str, Any]] = []
-
-    async def reset(self: tapeflow.WorkflowHandle[Any], event: int, reason: str = "") -> Any:
-        calls.append(("reset", (self.id, event, reason)))
-        return SimpleNamespace(run_id="run-2")
-
-    async def delete(self: tapeflow.WorkflowHandle[Any]) -> None:
-        calls.append(("delete", self.id))
-
-    async def delete_closed(self: tapeflow.Client, older_than: timedelta, *, batch: int) -> int:
-        calls.append(("delete_closed", (older_than, batch)))
-        return 2
-
-    monkeypatch.setattr(tapeflow.WorkflowHandle, "reset", reset, raising=False)
-    monkeypatch.setattr(tapeflow.WorkflowHandle, "delete", delete, raising=False)
-    monkeypatch.setattr(tapeflow.Client, "delete_closed", delete_closed, raising=False)
+def test_reset_delete_and_gc(billing: Billing) -> None:
     url = ("--url", billing.url)
-    reset_to = tapeflow_cli("reset", "paid", "--event", "4", "--reason", "fix", "--json", *url)
-    assert json_of(reset_to) == {"id": "paid", "event": 4, "run_id": "run-2"}
+    old_run = json_of(tapeflow_cli("describe", "declined", "--json", *url))["run_id"]
+    inside = tapeflow_cli("reset", "declined", "--event", "1", *url)
+    assert inside.exit_code == ExitCode.USAGE  # event 1 ends no workflow task
+    reset = json_of(
+        tapeflow_cli("reset", "declined", "--event", "3", "--reason", "fix", "--json", *url)
+    )
+    assert reset["event"] == 3
+    assert reset["run_id"] != old_run
+    now = json_of(tapeflow_cli("describe", "declined", "--json", *url))
+    assert (now["run_id"], now["previous_run_id"]) == (reset["run_id"], old_run)
+
+    open_one = tapeflow_cli("delete", "waiting", *url)
+    assert open_one.exit_code == ExitCode.CONFLICT
     assert tapeflow_cli("delete", "paid", *url).stdout == "paid deleted\n"
-    gc = tapeflow_cli("db", "gc", "--older-than", "7d", "--batch", "10", "--json", *url)
-    assert json_of(gc) == {"deleted": 2}
-    assert calls == [
-        ("reset", ("paid", 4, "fix")),
-        ("delete", "paid"),
-        ("delete_closed", (timedelta(days=7), 10)),
-    ]
+    assert tapeflow_cli("describe", "paid", *url).exit_code == ExitCode.NOT_FOUND
+
+    assert tapeflow_cli("terminate", "waiting", *url).exit_code == 0
+    gc = tapeflow_cli("db", "gc", "--older-than", "0s", "--batch", "10", "--json", *url)
+    assert json_of(gc) == {"deleted": 1}  # waiting, terminated; declined runs again
+    assert tapeflow_cli("describe", "waiting", *url).exit_code == ExitCode.NOT_FOUND
 
 
 def test_vars_stored_by_the_workflow_need_no_code(

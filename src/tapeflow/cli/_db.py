@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -14,8 +14,8 @@ from tapeflow.cli._backend import opened
 from tapeflow.cli._exits import CliError, ExitCode
 from tapeflow.cli._output import print_fields, print_json
 from tapeflow.cli._params import Json, Url
-from tapeflow.cli._run import NotAvailable, needs, run
-from tapeflow.client import Client
+from tapeflow.cli._run import NotAvailable, run
+from tapeflow.client import DELETE_BATCH, Client
 
 _SPAN = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _UNIT = {"": "seconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -69,7 +69,9 @@ def gc(
             "--older-than", help="Delete workflows that ended longer ago: 30d, 12h, 90m, 45s."
         ),
     ],
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Workflows per transaction.")] = 1000,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, help="Workflows per transaction.")
+    ] = DELETE_BATCH,
     url: Url = None,
     json_: Json = False,
 ) -> None:
@@ -78,10 +80,7 @@ def gc(
     async def work() -> None:
         age = parse_span(older_than)
         async with opened(url) as backend:
-            client = Client(backend)
-            deleted: Any = await needs(client, "delete_closed", "db gc")(
-                older_than=age, batch=batch
-            )
+            deleted = await Client(backend).delete_closed(age, batch=batch)
         if json_:
             print_json({"deleted": deleted})
         else:

@@ -13,6 +13,7 @@ from tapeflow.errors import (
     WorkflowAlreadyExists,
     WorkflowFailed,
     WorkflowNotFound,
+    WorkflowStillOpen,
 )
 
 
@@ -30,7 +31,8 @@ class ExitCode(enum.IntEnum):
     NOT_FINISHED = 5
     """``result``: the workflow is still running (without ``--wait``, or past ``--timeout``)."""
     CONFLICT = 6
-    """The id is taken (``start``), or the workflow has ended (``event``, ``cancel``...)."""
+    """The id is taken (``start``), the workflow has ended (``event``, ``cancel``...), or
+    it has not (``delete``)."""
 
 
 class CliError(Exception):
@@ -56,6 +58,7 @@ _CODES: tuple[tuple[type[TapeflowError], ExitCode], ...] = (
     (WorkflowFailed, ExitCode.WORKFLOW_FAILED),
     (WorkflowAlreadyExists, ExitCode.CONFLICT),
     (WorkflowAlreadyCompleted, ExitCode.CONFLICT),
+    (WorkflowStillOpen, ExitCode.CONFLICT),
     (InvalidArgument, ExitCode.USAGE),
     (BackendUnavailable, ExitCode.ERROR),
     (SchemaVersionError, ExitCode.ERROR),

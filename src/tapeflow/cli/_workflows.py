@@ -254,10 +254,9 @@ def reset(
     async def work() -> None:
         async with opened(url) as backend:
             handle = Client(backend).get_handle(workflow_id)
-            new = await needs(handle, "reset", "reset")(event=event, reason=reason)
-        run_id = getattr(new, "run_id", None)  # the handle on the new run
-        said = f"{workflow_id} reset to event {event}: run {run_id}"
-        _done(json_, workflow_id, said, event=event, run_id=run_id)
+            new = await handle.reset(event, reason)
+        said = f"{workflow_id} reset to event {event}: run {new.run_id}"
+        _done(json_, workflow_id, said, event=event, run_id=new.run_id)
 
     run(work())
 
@@ -314,7 +313,7 @@ def delete(workflow_id: WorkflowId, url: Url = None, json_: Json = False) -> Non
 
     async def work() -> None:
         async with opened(url) as backend:
-            await needs(Client(backend).get_handle(workflow_id), "delete", "delete")()
+            await Client(backend).get_handle(workflow_id).delete()
         _done(json_, workflow_id, f"{workflow_id} deleted")
 
     run(work())
