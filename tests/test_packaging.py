@@ -11,6 +11,7 @@ dependency not declared, or a typing marker not shipped fails here as it would f
 from __future__ import annotations
 
 import email
+import json
 import os
 import shutil
 import subprocess
@@ -130,6 +131,15 @@ def test_the_installed_package_runs_the_demo_outside_the_source_tree(
     args = ["--cycles", "2", "--duration", "0.1", "--failure-rate", "0"]
     out = run(installed.python, demo / "demo.py", *args, cwd=installed.home)
     assert out.rstrip().endswith("result: paid=103 overdue=0")
+
+
+def test_the_wheel_installs_the_tapeflow_command(installed: Installed) -> None:
+    """The console script runs from the venv's bin, its dependencies (Typer, rich) found."""
+    command = installed.python.with_name("tapeflow")
+    url = "--url=sqlite:///fresh.db"
+    status = json.loads(run(command, "db", "status", "--json", url, cwd=installed.home))
+    assert status["current"] == 0
+    assert "tapeflow worker billing" in run(command, "--help", cwd=installed.home)
 
 
 def test_user_code_type_checks_against_the_installed_package(installed: Installed) -> None:

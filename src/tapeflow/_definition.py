@@ -12,7 +12,7 @@ it unbound (``execute_activity(Service.charge, ...)``), its arguments then check
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -125,3 +125,18 @@ def call_of(
     definition = definition_of(target, kind)
     signature = definition.signature
     return Call(definition.name, signature.encode_args(args), signature.return_hint)
+
+
+def definitions_in(namespace: Mapping[str, object]) -> list[Definition]:
+    """The workflows and activities a module's namespace holds (defined or imported there),
+    each once, for a program that runs a module's definitions without naming them
+    (``tapeflow worker billing``). Methods are left out: only the program that makes their
+    object can register them."""
+    found: dict[int, Definition] = {}
+    for value in namespace.values():
+        definition = getattr(value, _ATTR, None)
+        if not isinstance(definition, Definition) or definition.method:
+            continue
+        if definition.function is value:  # not an object that only forwards attributes
+            found.setdefault(id(value), definition)
+    return list(found.values())

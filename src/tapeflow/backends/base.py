@@ -504,6 +504,33 @@ class HandOffs(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class SchemaVersion:
+    """A database's schema version beside the newest this tapeflow knows, read without
+    migrating: what an operator checks before a deploy (``tapeflow db status``)."""
+
+    current: int
+    """The version the database holds; 0 when it has no tapeflow schema yet."""
+    latest: int
+    """The newest version this tapeflow's migrations make."""
+
+    @property
+    def pending(self) -> int:
+        """Migrations that opening the backend would apply."""
+        return max(self.latest - self.current, 0)
+
+
+@runtime_checkable
+class InspectsSchema(Protocol):
+    """The optional capability of reading the schema version without ``open()``, which
+    migrates: a look that changes nothing, needed before an upgrade is decided."""
+
+    async def schema_version(self) -> SchemaVersion:
+        """The schema version now; creates nothing (no file, no schema). Raises
+        BackendUnavailable."""
+        ...
+
+
 def imposed_on(record: WorkflowRecord) -> WorkflowTask:
     """The run of ``record`` as ``Backend.impose_ending`` names it: no lease, no inbox."""
     return WorkflowTask(

@@ -47,6 +47,7 @@ from tapeflow.backends.base import (
     NewWorkflow,
     Reclaimed,
     RunAhead,
+    SchemaVersion,
     Take,
     TaskKind,
     WorkflowRecord,
@@ -240,7 +241,7 @@ async def _apply_functions(conn: Connection) -> None:
 
 
 class PostgresBackend(OpensAndCloses):
-    """The core protocol and the ``HandOffs`` capability."""
+    """The core protocol and the ``HandOffs`` and ``InspectsSchema`` capabilities."""
 
     def __init__(
         self, conninfo: str, *, schema: str = "tapeflow", min_size: int = 1, max_size: int = 10
@@ -328,6 +329,24 @@ class PostgresBackend(OpensAndCloses):
             conn = await Connection.connect(self.conninfo, **self._session)
             async with conn, conn.transaction():
                 await self._migrate_on(conn)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise self._unavailable(exc) from exc
+
+    async def schema_version(self) -> SchemaVersion:
+        latest = len(migrations(_PACKAGE))
+        try:
+            conn = await Connection.connect(self.conninfo, **self._session)
+            async with conn:
+                # search_path is the schema alone: a missing schema or table reads as NULL
+                cursor = await conn.execute("SELECT to_regclass('schema_version') AS found")
+                row = await cursor.fetchone()
+                if row is None or row["found"] is None:
+                    return SchemaVersion(0, latest)
+                cursor = await conn.execute(
+                    "SELECT coalesce(max(version), 0) AS version FROM schema_version"
+                )
+                row = await cursor.fetchone()
+                return SchemaVersion(int(row["version"]) if row else 0, latest)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise self._unavailable(exc) from exc
 

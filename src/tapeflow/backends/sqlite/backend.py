@@ -43,6 +43,7 @@ from tapeflow.backends.base import (
     NewWorkflow,
     Reclaimed,
     RunAhead,
+    SchemaVersion,
     Take,
     TaskKind,
     WorkflowRecord,
@@ -101,6 +102,19 @@ def _us(moment: datetime) -> int:
 
 def _dt(us: int) -> datetime:
     return datetime.fromtimestamp(us / 1_000_000, UTC)
+
+
+def _read_user_version(path: str) -> int:
+    """The schema version of the file at ``path``, opened read-only: looking changes nothing
+    (a missing file is version 0, and stays missing)."""
+    if not Path(path).exists():
+        return 0
+    conn = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True)
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        return int(version)
+    finally:
+        conn.close()
 
 
 def _micros(span: timedelta) -> int:
@@ -170,6 +184,19 @@ class SQLiteBackend(OpensAndCloses):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    async def schema_version(self) -> SchemaVersion:
+        latest = len(migrations("tapeflow.backends.sqlite"))
+        if self._conn is not None:  # open, so migrated; in memory, only this connection sees it
+            conn = self._conn
+            (current,) = await self._run(lambda: conn.execute("PRAGMA user_version").fetchone())
+            return SchemaVersion(current, latest)
+        if self.path in ("", ":memory:"):
+            return SchemaVersion(0, latest)
+        try:
+            return SchemaVersion(await asyncio.to_thread(_read_user_version, self.path), latest)
+        except sqlite3.Error as exc:  # not a database, unreadable
+            raise BackendUnavailable(f"SQLite database {self.path!r}: {exc}") from exc
 
     def _disconnect(self) -> None:
         if self._conn is not None:

@@ -1,0 +1,540 @@
+"""The ``tapeflow`` command, as an operator and a script use it.
+
+Most commands run in-process through Typer's test runner, on a SQLite file holding
+workflows made with the Python API; ``tapeflow worker`` runs as a real process, stopped
+with SIGTERM, as the quickstart runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+import tapeflow
+from tapeflow._definition import definitions_in
+from tapeflow.cli import ExitCode, app
+from tapeflow.cli._db import parse_span
+from tapeflow.cli._modules import import_module
+
+BILLING = textwrap.dedent(
+    """
+    from dataclasses import dataclass
+
+    import tapeflow
+    from tapeflow import activity, workflow
+
+
+    @dataclass
+    class PaymentInput:
+        value: int
+
+
+    @activity.defn
+    def payment(inp: PaymentInput) -> None:
+        if inp.value < 0:
+            raise tapeflow.NonRetryableError("payment declined")
+
+
+    @workflow.defn
+    async def subscription(total_amount: int, cycles: int) -> dict[str, int]:
+        paid = 0
+        for cycle in range(cycles):
+            workflow.set_var("currentCycle", cycle)
+            await workflow.execute_activity(payment, PaymentInput(total_amount // cycles))
+            paid += total_amount // cycles
+            workflow.set_var("paid", paid)
+        return {"paid": paid}
+    """
+)
+
+COMMANDS = [
+    ["worker"],
+    ["start"],
+    ["list"],
+    ["describe"],
+    ["history"],
+    ["vars"],
+    ["event"],
+    ["cancel"],
+    ["terminate"],
+    ["reset"],
+    ["result"],
+    ["delete"],
+    ["ui"],
+    ["db"],
+    ["db", "migrate"],
+    ["db", "status"],
+    ["db", "gc"],
+]
+
+
+@dataclass
+class Billing:
+    """A folder holding billing.py, and a database where it has run."""
+
+    folder: Path
+    url: str
+    module: ModuleType
+
+
+@pytest.fixture
+def billing_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    (tmp_path / "billing.py").write_text(BILLING)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TAPEFLOW_DATABASE_URL", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the command puts the folder first
+    yield tmp_path
+    sys.modules.pop("billing", None)
+
+
+@pytest.fixture
+def billing(billing_folder: Path) -> Billing:
+    """Three workflows: ``paid`` completed, ``declined`` failed, ``waiting`` (of a name no
+    worker runs) pending."""
+    url = f"sqlite:///{billing_folder / 'billing.db'}"
+    module = import_module("billing")
+
+    async def run() -> None:
+        async with tapeflow.connect(url) as backend:
+            client = tapeflow.Client(backend)
+            worker = tapeflow.Worker(
+                backend, workflows=[module.subscription], activities=[module.payment]
+            )
+            async with worker:
+                paid = await client.start_workflow(module.subscription, 30, 3, id="paid")
+                declined = await client.start_workflow(module.subscription, -3, 1, id="declined")
+                await paid.result(timeout=30)
+                with pytest.raises(tapeflow.WorkflowFailed):
+                    await declined.result(timeout=30)
+            await client.start_workflow("unregistered", id="waiting")
+
+    asyncio.run(run())
+    return Billing(billing_folder, url, module)
+
+
+def tapeflow_cli(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args), prog_name="tapeflow")
+
+
+def json_of(result: Result) -> Any:
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def error_line(result: Result) -> str:
+    """The error a command printed: one line, on stderr."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("tapeflow: error: ")
+    return lines[0]
+
+
+# -- help ------------------------------------------------------------------------------------
+
+
+def test_help_lists_the_commands_with_examples_and_exit_codes() -> None:
+    result = tapeflow_cli("--help")
+    assert result.exit_code == 0
+    for command in ("worker", "start", "list", "describe", "history", "vars", "result", "db"):
+        assert command in result.stdout
+    assert "tapeflow worker billing" in result.stdout
+    assert "Exit codes: 0 ok, 1 error, 2 usage" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help_with_examples(command: list[str]) -> None:
+    result = tapeflow_cli(*command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Examples:" in result.stdout
+    assert f"$ tapeflow {' '.join(command)}" in result.stdout
+
+
+def test_python_dash_m_tapeflow_is_the_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tapeflow", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "tapeflow worker billing" in done.stdout
+
+
+# -- the worker, as the quickstart runs it ---------------------------------------------------
+
+
+def test_tapeflow_worker_billing_runs_the_quickstart(billing_folder: Path) -> None:
+    """The done-when of the issue: no worker.py, only ``tapeflow worker billing``."""
+    env = {**os.environ, "TAPEFLOW_DATABASE_URL": "sqlite:///billing.db"}
+    script = Path(sys.executable).with_name("tapeflow")
+    worker = subprocess.Popen(
+        [str(script), "worker", "billing", "--max-activities", "2", "--name", "billing-1"],
+        cwd=billing_folder,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = "--url=sqlite:///billing.db"
+        deadline = time.monotonic() + 30
+        while (status := tapeflow_cli("db", "status", "--json", url)).exit_code != 0 or json_of(
+            status
+        )["pending"]:
+            assert worker.poll() is None, worker.communicate()[1]
+            assert time.monotonic() < deadline, "the worker did not make the schema"
+            time.sleep(0.1)
+        started = tapeflow_cli("start", "subscription", "--input", "[90, 3]", "--id", "s-1", url)
+        assert started.exit_code == 0, started.stderr
+        assert started.stdout.strip() == "s-1"
+        waited = tapeflow_cli("result", "s-1", "--wait", "--timeout", "60", url)
+        assert waited.exit_code == 0, waited.stderr
+        assert json.loads(waited.stdout) == {"paid": 90}
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, log = worker.communicate(timeout=60)
+    assert worker.returncode == 0, log
+    assert "worker billing-1 started: workflows ['subscription'], activities ['payment']" in log
+    assert "worker billing-1 stopped" in log
+
+
+def test_worker_refuses_modules_without_definitions(billing_folder: Path) -> None:
+    (billing_folder / "empty.py").write_text("X = 1\n")
+    result = tapeflow_cli("worker", "empty.py", "--url", "sqlite:///w.db")
+    assert result.exit_code == ExitCode.USAGE
+    assert "no @workflow.defn or @activity.defn functions in empty.py" in error_line(result)
+    sys.modules.pop("empty", None)
+
+
+def test_worker_names_a_module_it_cannot_import(billing_folder: Path) -> None:
+    result = tapeflow_cli("worker", "biling", "--url", "sqlite:///w.db")
+    assert result.exit_code == ExitCode.USAGE
+    assert "cannot import 'biling'" in error_line(result)
+    assert not (billing_folder / "w.db").exists()
+
+
+def test_worker_queue_is_reserved(billing_folder: Path) -> None:
+    result = tapeflow_cli("worker", "billing", "--queue", "emails", "--url", "sqlite:///w.db")
+    assert result.exit_code == ExitCode.USAGE
+    assert "no task queues yet" in error_line(result)
+
+
+# -- reading workflows -----------------------------------------------------------------------
+
+
+def test_describe_as_json_and_as_a_table(billing: Billing) -> None:
+    record = json_of(tapeflow_cli("describe", "paid", "--json", "--url", billing.url))
+    assert record["status"] == "completed"
+    assert record["result"] == {"paid": 30}
+    assert record["args"] == [30, 3]
+    table = tapeflow_cli("describe", "declined", "--url", billing.url)
+    assert table.exit_code == 0
+    assert "failed" in table.stdout
+    assert "payment declined" in table.stdout
+
+
+def test_history_numbers_the_events_from_one(billing: Billing) -> None:
+    events = json_of(tapeflow_cli("history", "paid", "--json", "--url", billing.url))
+    assert [e["event"] for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["kind"] == "workflow_completed"
+    table = tapeflow_cli("history", "paid", "--url", billing.url)
+    assert "workflow_completed" in table.stdout
+
+
+def test_vars_replays_the_module_that_defines_the_workflow(billing: Billing) -> None:
+    url = ("--url", billing.url)
+    latest = json_of(tapeflow_cli("vars", "paid", "--module", "billing", "--json", *url))
+    assert latest["vars"] == {"currentCycle": 2, "paid": 30}
+    assert latest["diverged"] is None
+    early = json_of(tapeflow_cli("vars", "paid", "-m", "billing.py", "--at", "3", "--json", *url))
+    assert early["vars"] == {"currentCycle": 0}
+
+
+def test_vars_at_an_event_needs_the_code(billing: Billing) -> None:
+    result = tapeflow_cli("vars", "paid", "--at", "3", "--url", billing.url)
+    assert result.exit_code == ExitCode.USAGE
+    assert "give --module MODULE, the module that defines workflow 'subscription'" in (
+        error_line(result)
+    )
+
+
+# -- results and their exit codes ------------------------------------------------------------
+
+
+def test_result_exit_codes(billing: Billing) -> None:
+    url = ("--url", billing.url)
+    done = tapeflow_cli("result", "paid", *url)
+    assert (done.exit_code, json.loads(done.stdout)) == (0, {"paid": 30})
+
+    failed = tapeflow_cli("result", "declined", "--json", *url)
+    assert failed.exit_code == ExitCode.WORKFLOW_FAILED
+    assert json.loads(failed.stdout)["failure"]["message"].endswith("payment declined")
+    assert "payment declined" in error_line(failed)
+
+    running = tapeflow_cli("result", "waiting", *url)
+    assert running.exit_code == ExitCode.NOT_FINISHED
+    assert "no result yet" in error_line(running)
+
+    waited = tapeflow_cli("result", "waiting", "--wait", "--timeout", "0.2", *url)
+    assert waited.exit_code == ExitCode.NOT_FINISHED
+
+    missing = tapeflow_cli("result", "nobody", *url)
+    assert missing.exit_code == ExitCode.NOT_FOUND
+    assert error_line(missing) == "tapeflow: error: no workflow with id 'nobody'"
+
+
+def test_start_event_cancel_terminate(billing: Billing) -> None:
+    url = ("--url", billing.url)
+    started = json_of(
+        tapeflow_cli("start", "unregistered", "-i", '"x"', "--id", "w2", "--json", *url)
+    )
+    assert started["id"] == "w2"
+    assert json_of(tapeflow_cli("describe", "w2", "--json", *url))["args"] == ["x"]
+    taken = tapeflow_cli("start", "unregistered", "--id", "w2", *url)
+    assert taken.exit_code == ExitCode.CONFLICT
+
+    sent = tapeflow_cli("event", "w2", "hello", '{"n": 1}', "--json", *url)
+    assert json_of(sent) == {"id": "w2", "event": "hello"}
+    assert tapeflow_cli("cancel", "w2", "--reason", "no longer needed", *url).exit_code == 0
+    assert tapeflow_cli("terminate", "w2", "--reason", "stuck", *url).exit_code == 0
+    ended = tapeflow_cli("result", "w2", *url)
+    assert ended.exit_code == ExitCode.WORKFLOW_FAILED
+    assert "terminated" in error_line(ended)
+    again = tapeflow_cli("terminate", "w2", *url)
+    assert again.exit_code == ExitCode.CONFLICT
+
+
+def test_bad_input_json_is_a_usage_error(billing: Billing) -> None:
+    result = tapeflow_cli("start", "subscription", "--input", "[1,", "--url", billing.url)
+    assert result.exit_code == ExitCode.USAGE
+    assert "--input is not JSON" in error_line(result)
+
+
+def test_an_unknown_option_is_a_usage_error() -> None:
+    assert tapeflow_cli("describe", "x", "--colour").exit_code == ExitCode.USAGE
+
+
+# -- the database ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("mysql://db/x", "database URL must be a sqlite:// or postgresql:// URL"),
+        ("sqlite://billing.db", "(three slashes) for SQLite"),
+    ],
+)
+def test_a_bad_url_is_one_line_and_exit_2(tmp_path: Path, url: str, says: str) -> None:
+    result = tapeflow_cli("describe", "x", "--url", url)
+    assert result.exit_code == ExitCode.USAGE
+    assert says in error_line(result)
+
+
+def test_an_unreachable_postgres_is_one_line_and_exit_1() -> None:
+    result = tapeflow_cli("db", "status", "--url", "postgresql://nobody@127.0.0.1:1/x")
+    assert result.exit_code == ExitCode.ERROR
+    assert "cannot use PostgreSQL at postgresql://nobody@127.0.0.1:1/x" in error_line(result)
+
+
+def test_reads_refuse_a_database_that_is_not_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A typo in the URL says so, and leaves no empty database behind."""
+    missing = tmp_path / "typo.db"
+    monkeypatch.setenv("TAPEFLOW_DATABASE_URL", f"sqlite:///{missing}")
+    result = tapeflow_cli("describe", "paid")
+    assert result.exit_code == ExitCode.ERROR
+    assert f"no tapeflow database at sqlite:///{missing}" in error_line(result)
+    assert not missing.exists()
+
+
+def test_db_status_then_migrate_on_sqlite(tmp_path: Path) -> None:
+    url = ("--url", f"sqlite:///{tmp_path / 'new.db'}")
+    before = json_of(tapeflow_cli("db", "status", "--json", *url))
+    assert before["current"] == 0
+    assert before["pending"] == before["latest"] > 0
+    assert not (tmp_path / "new.db").exists()
+    assert "pending: run 'tapeflow db migrate'" in tapeflow_cli("db", "status", *url).stdout
+    after = json_of(tapeflow_cli("db", "migrate", "--json", *url))
+    assert after == {"current": before["latest"], "latest": before["latest"], "pending": 0}
+
+
+def test_db_migrate_status_and_describe_on_postgres(postgres_url: str) -> None:
+    before = json_of(tapeflow_cli("db", "status", "--json", "--url", postgres_url))
+    assert before["current"] == 0
+    refused = tapeflow_cli("describe", "nobody", "--url", postgres_url)
+    assert refused.exit_code == ExitCode.ERROR
+    assert "no tapeflow database at" in error_line(refused)
+    migrated = json_of(tapeflow_cli("db", "migrate", "--json", "--url", postgres_url))
+    assert migrated["pending"] == 0
+    assert migrated["current"] == migrated["latest"]
+    status = tapeflow_cli("db", "status", "--url", postgres_url)
+    assert "up to date" in status.stdout
+    missing = tapeflow_cli("describe", "nobody", "--url", postgres_url)
+    assert missing.exit_code == ExitCode.NOT_FOUND
+
+
+def test_gc_spans() -> None:
+    assert parse_span("30d").days == 30
+    assert parse_span("90m").total_seconds() == 5400
+    assert parse_span("45").total_seconds() == 45
+
+
+# -- commands waiting for APIs that other work adds ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "api"),
+    [
+        (["list"], "list_workflows"),
+        (["list", "--count"], "count_workflows"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else v,
+)
+def test_commands_over_apis_not_there_yet_say_so(
+    billing: Billing, command: list[str], api: str
+) -> None:
+    if hasattr(tapeflow.Client, api):
+        pytest.skip(f"Client.{api} exists: the command is tested with it")
+    result = tapeflow_cli(*command, "--url", billing.url)
+    assert result.exit_code == ExitCode.ERROR
+    assert f"needs Client.{api}, which this version" in error_line(result)
+
+
+def _summary(record: tapeflow.WorkflowRecord) -> SimpleNamespace:
+    """A ``WorkflowSummary`` as the visibility reads list it."""
+    fields = ("id", "run_id", "name", "status", "created_at", "start_at", "completed_at")
+    return SimpleNamespace(**{f: getattr(record, f) for f in fields}, task_error=None, vars={})
+
+
+def test_list_pages_over_list_workflows(billing: Billing, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: dict[str, Any] = {}
+
+    async def list_workflows(self: tapeflow.Client, **filters: Any) -> SimpleNamespace:
+        asked.update(filters)
+        listed = [_summary(await self.describe(i)) for i in ("waiting", "declined")]
+        return SimpleNamespace(workflows=listed, next_cursor="c2")
+
+    async def count_workflows(self: tapeflow.Client, **filters: Any) -> int:
+        return 3
+
+    monkeypatch.setattr(tapeflow.Client, "list_workflows", list_workflows, raising=False)
+    monkeypatch.setattr(tapeflow.Client, "count_workflows", count_workflows, raising=False)
+    url = ("--url", billing.url)
+    page = json_of(
+        tapeflow_cli("list", "--status", "failed", "--status", "pending", "--json", *url)
+    )
+    assert [w["id"] for w in page["workflows"]] == ["waiting", "declined"]
+    assert page["next_cursor"] == "c2"
+    assert asked == {
+        "status": ["failed", "pending"],
+        "name": None,
+        "id_prefix": None,
+        "limit": 50,
+        "cursor": None,
+    }
+    table = tapeflow_cli("list", "--name", "subscription", *url)
+    assert "declined" in table.stdout
+    assert "more: --cursor c2" in table.stderr
+    assert json_of(tapeflow_cli("list", "--count", "--json", *url)) == 3
+
+
+def test_reset_delete_and_gc(billing: Billing) -> None:
+    url = ("--url", billing.url)
+    old_run = json_of(tapeflow_cli("describe", "declined", "--json", *url))["run_id"]
+    inside = tapeflow_cli("reset", "declined", "--event", "1", *url)
+    assert inside.exit_code == ExitCode.USAGE  # event 1 ends no workflow task
+    reset = json_of(
+        tapeflow_cli("reset", "declined", "--event", "3", "--reason", "fix", "--json", *url)
+    )
+    assert reset["event"] == 3
+    assert reset["run_id"] != old_run
+    now = json_of(tapeflow_cli("describe", "declined", "--json", *url))
+    assert (now["run_id"], now["previous_run_id"]) == (reset["run_id"], old_run)
+
+    open_one = tapeflow_cli("delete", "waiting", *url)
+    assert open_one.exit_code == ExitCode.CONFLICT
+    assert tapeflow_cli("delete", "paid", *url).stdout == "paid deleted\n"
+    assert tapeflow_cli("describe", "paid", *url).exit_code == ExitCode.NOT_FOUND
+
+    assert tapeflow_cli("terminate", "waiting", *url).exit_code == 0
+    gc = tapeflow_cli("db", "gc", "--older-than", "0s", "--batch", "10", "--json", *url)
+    assert json_of(gc) == {"deleted": 1}  # waiting, terminated; declined runs again
+    assert tapeflow_cli("describe", "waiting", *url).exit_code == ExitCode.NOT_FOUND
+
+
+def test_vars_stored_by_the_workflow_need_no_code(
+    billing: Billing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def describe(self: tapeflow.Client, workflow_id: str) -> SimpleNamespace:
+        return SimpleNamespace(vars={"paid": 30}, history_length=12)
+
+    monkeypatch.setattr(tapeflow.Client, "describe", describe)
+    shown = json_of(tapeflow_cli("vars", "paid", "--json", "--url", billing.url))
+    assert shown == {"vars": {"paid": 30}, "as_of": 12, "diverged": None}
+
+
+def test_ui_says_what_it_needs(tmp_path: Path) -> None:
+    if tapeflow_has_ui():
+        pytest.skip("tapeflow.ui exists")
+    result = tapeflow_cli("ui")
+    assert result.exit_code == ExitCode.ERROR
+    assert "pip install 'tapeflow[ui]'" in error_line(result)
+
+
+def test_ui_serves_what_tapeflow_ui_offers(monkeypatch: pytest.MonkeyPatch) -> None:
+    served: list[tuple[str, dict[str, Any]]] = []
+    fake = ModuleType("tapeflow.ui")
+    fake.serve = lambda url, **options: served.append((url, options))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tapeflow.ui", fake)
+    monkeypatch.delenv("TAPEFLOW_DATABASE_URL", raising=False)
+    monkeypatch.delenv("TAPEFLOW_UI_TOKEN", raising=False)
+    assert tapeflow_cli("ui", "--port", "9000", "-m", "billing").exit_code == 0
+    options = {"host": "127.0.0.1", "port": 9000, "token": None, "modules": ["billing"]}
+    assert served == [("sqlite:///tapeflow.db", options)]
+
+
+def tapeflow_has_ui() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tapeflow.ui") is not None
+
+
+# -- finding definitions ---------------------------------------------------------------------
+
+
+def test_definitions_in_a_module_namespace() -> None:
+    from tapeflow import activity, workflow
+
+    @activity.defn
+    def charge() -> None: ...
+
+    @workflow.defn
+    async def order() -> None: ...
+
+    class Service:
+        @activity.defn
+        def refund(self) -> None: ...
+
+    namespace = {"charge": charge, "alias": charge, "order": order, "Service": Service, "x": 1}
+    found = definitions_in(namespace)
+    assert sorted((d.kind, d.name) for d in found) == [
+        ("activity", "charge"),
+        ("workflow", "order"),
+    ]
+
+
+def test_cli_exports() -> None:
+    import tapeflow.cli
+
+    assert sorted(tapeflow.cli.__all__) == ["ExitCode", "app", "main"]
