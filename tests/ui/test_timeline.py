@@ -51,12 +51,15 @@ def test_pending_work_at_an_event_is_what_had_no_outcome_yet() -> None:
     assert [s.seq for s in early.pending_timers] == [2]
 
     late = timeline(HISTORY)
-    assert late.pending_activities == [] and late.pending_timers == []
+    assert late.pending_activities == []
+    assert late.pending_timers == []
     charge = next(s for s in late.spans if s.kind == "activity")
     assert (charge.outcome, charge.attempt, charge.first, charge.last) == ("failed", 3, 3, 8)
-    assert charge.failure is not None and charge.failure.message == "declined"
+    assert charge.failure is not None
+    assert charge.failure.message == "declined"
     child = next(s for s in late.spans if s.kind == "child")
-    assert child.child == ("order-receipt", "run-1") and child.open
+    assert child.child == ("order-receipt", "run-1")
+    assert child.open
 
 
 def test_bars_are_placed_by_the_time_of_the_task_that_saw_each_event() -> None:
