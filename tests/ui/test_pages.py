@@ -103,6 +103,23 @@ async def test_an_id_and_a_variable_holding_markup_show_as_text(
     assert dialogs == []
 
 
+async def test_a_workflow_is_reset_to_an_earlier_event(ui: UI, page: Page) -> None:
+    handle = await ui.client.start_workflow(workflows.counter, "again", id="reset-me")
+    await page.goto(ui.workflow("reset-me"))
+    count = page.locator('[data-var="count"]')
+    for value in ("1", "2"):
+        await handle.send_event("tick")
+        await expect(count).to_have_text(value)
+
+    await page.locator(".lane.event").first.locator("a.ev").click()  # the first tick
+    await page.click("summary:text('Reset…')")
+    await page.click("#confirm-reset")
+
+    await expect(page.locator(".note")).to_contain_text("reset to event")
+    await expect(page.locator("a.previous-run")).to_be_visible()
+    await expect(count).to_have_text("1")  # the new run, from just after the first tick
+
+
 async def test_a_post_without_the_csrf_token_is_refused(ui: UI, page: Page) -> None:
     await ui.client.start_workflow(workflows.counter, "kept", id="guarded")
     await page.goto(ui.workflow("guarded"))

@@ -21,7 +21,7 @@ from tapeflow.history import (
     WorkflowExecutionStarted,
     WorkflowTaskStarted,
 )
-from tapeflow.ui._timeline import timeline
+from tapeflow.ui._timeline import task_end, timeline
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -73,3 +73,7 @@ def test_bound_beyond_loopback_the_ui_needs_a_token(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("TAPEFLOW_UI_TOKEN", raising=False)
     with pytest.raises(InvalidArgument, match="token"):
         tapeflow.ui.serve("sqlite://", host="0.0.0.0")
+
+
+def test_a_reset_cuts_at_the_end_of_the_task_holding_the_event() -> None:
+    assert [task_end(HISTORY, n) for n in (1, 5, 6, 8, 9, 11)] == [5, 5, 8, 8, 11, 11]

@@ -28,7 +28,7 @@ from tapeflow.errors import InvalidArgument, TapeflowError, WorkflowNotFound
 from tapeflow.history import WorkflowContinuedAsNew
 from tapeflow.ui._operations import Filters, Operations
 from tapeflow.ui._security import CSRF_FIELD, TOKEN_COOKIE, Guard, checked, same
-from tapeflow.ui._timeline import describe, timeline
+from tapeflow.ui._timeline import describe, task_end, timeline
 
 TOKEN_VARIABLE = "TAPEFLOW_UI_TOKEN"
 REFRESH_SECONDS = 2
@@ -112,6 +112,7 @@ async def workflow_page(request: Request) -> Response:
         vars=await ops.vars(record, at),
         next_run=next_run,
         can_reset=ops.can_reset(),
+        reset_to=task_end(history, at or len(history)) if history else None,
         live=not record.status.finished and at is None,
         note=query.get("note"),
         error=query.get("error"),

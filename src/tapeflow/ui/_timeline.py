@@ -183,6 +183,14 @@ def _tick(span: Span, moment: datetime, outcome: str) -> None:
     span.last, span.end, span.outcome = span.first, moment, outcome
 
 
+def task_end(history: Sequence[HistoryEvent], number: int) -> int:
+    """The last event of the workflow task holding event ``number``: where a reset can cut."""
+    end = min(max(number, 1), len(history))
+    while end < len(history) and not isinstance(history[end], WorkflowTaskStarted):
+        end += 1
+    return end
+
+
 def describe(event: HistoryEvent) -> str:
     """An event's fields as JSON, for the raw history (shown escaped)."""
     fields = {k: v for k, v in dataclasses.asdict(event).items() if k != "kind"}
