@@ -531,6 +531,25 @@ class InspectsSchema(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class PollerRecord:
+    """Workers seen polling for one workflow or activity name: what ``pollers`` keeps."""
+
+    kind: TaskKind
+    name: str
+    last_poll_at: datetime
+    """The last recorded claim (recorded at most every few seconds: see ``_pollers``)."""
+
+
+@runtime_checkable
+class PollerReads(Protocol):
+    """The optional read of who polls for what, for operators (the UI's workers page)."""
+
+    async def list_pollers(self) -> list[PollerRecord]:
+        """Every name workers have claimed, by kind then name."""
+        ...
+
+
 def imposed_on(record: WorkflowRecord) -> WorkflowTask:
     """The run of ``record`` as ``Backend.impose_ending`` names it: no lease, no inbox."""
     return WorkflowTask(

@@ -45,6 +45,7 @@ from tapeflow.backends.base import (
     Continued,
     LeaseRef,
     NewWorkflow,
+    PollerRecord,
     Reclaimed,
     RunAhead,
     SchemaVersion,
@@ -796,3 +797,9 @@ class PostgresBackend(OpensAndCloses):
         rows = await self._rows(query, {"names": list(names), "owner": owner, "sticky": STICKY_FOR})
         seconds = rows[0]["seconds"] if rows else None
         return None if seconds is None else timedelta(seconds=float(seconds))
+
+    # -- reads for operators (PollerReads) -------------------------------------------------
+
+    async def list_pollers(self) -> list[PollerRecord]:
+        rows = await self._rows("list_pollers", {})
+        return [PollerRecord(TaskKind(r["kind"]), r["name"], _utc(r["last_poll_at"])) for r in rows]

@@ -31,6 +31,9 @@ FROM workflows w LEFT JOIN workflow_tasks t ON t.run_id = w.run_id
     LEFT JOIN pollers p ON p.kind = 'workflow' AND p.name = w.name
 WHERE w.run_id = chosen_run(%(id)s, %(run_id)s);
 
+-- name: list_pollers
+SELECT kind, name, last_poll_at FROM pollers ORDER BY kind, name;
+
 -- name: load_history
 -- The history of the run named, or else of the latest run of the id: no row means no such
 -- run, one row with a NULL event an empty history.

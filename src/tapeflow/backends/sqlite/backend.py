@@ -41,6 +41,7 @@ from tapeflow.backends.base import (
     IdReuse,
     LeaseRef,
     NewWorkflow,
+    PollerRecord,
     Reclaimed,
     RunAhead,
     SchemaVersion,
@@ -517,6 +518,17 @@ class SQLiteBackend(OpensAndCloses):
             now = _now_us()
             due = conn.execute(_Q[query], {**params, "now": now}).fetchone()["due"]
             return None if due is None else timedelta(microseconds=due - now)
+
+        return await self._read(read)
+
+    # -- reads for operators (PollerReads) -------------------------------------------------
+
+    async def list_pollers(self) -> list[PollerRecord]:
+        def read(conn: sqlite3.Connection) -> list[PollerRecord]:
+            rows = conn.execute(_Q["list_pollers"]).fetchall()
+            return [
+                PollerRecord(TaskKind(r["kind"]), r["name"], _dt(r["last_poll_at"])) for r in rows
+            ]
 
         return await self._read(read)
 

@@ -54,6 +54,9 @@ ORDER BY w.run_number DESC LIMIT 1;
 INSERT INTO pollers (kind, name, last_poll_at) VALUES (:kind, :name, :now)
 ON CONFLICT (kind, name) DO UPDATE SET last_poll_at = excluded.last_poll_at;
 
+-- name: list_pollers
+SELECT kind, name, last_poll_at FROM pollers ORDER BY kind, name;
+
 -- name: load_history
 SELECT event FROM history WHERE run_id = :run_id ORDER BY seq;
 

@@ -1,0 +1,148 @@
+"""What the UI reads and does, over the public client, the debugger and the backends'
+read protocols (never the worker). Methods that other parts of tapeflow may not have yet
+(listing, counting, stored variables, reset) are looked up, not assumed: the page says
+what is missing instead of failing."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from tapeflow._definition import _ATTR, Definition
+from tapeflow.backends.base import Backend, PollerReads, PollerRecord, WorkflowRecord
+from tapeflow.client import Client
+from tapeflow.debugger import WorkflowDebugger
+from tapeflow.errors import InvalidArgument
+from tapeflow.history import HistoryEvent
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Filters:
+    status: str | None = None
+    name: str | None = None
+    id_prefix: str | None = None
+
+    def query(self) -> dict[str, str]:
+        """As keyword arguments of ``list_workflows`` and ``count_workflows``, unset left out."""
+        given = {"status": self.status, "name": self.name, "id_prefix": self.id_prefix}
+        return {key: value for key, value in given.items() if value}
+
+
+@dataclass(frozen=True)
+class Page:
+    workflows: list[Any]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Vars:
+    """A run's variables, or why they cannot be shown."""
+
+    values: Mapping[str, Any] | None
+    source: str
+    """How they were found (replay, stored), or why not."""
+
+
+class Operations:
+    def __init__(self, backend: Backend, modules: Sequence[str | ModuleType] = ()) -> None:
+        self.backend = backend
+        self.client = Client(backend)
+        self.debugger = WorkflowDebugger(backend)
+        self.workflows = workflows_in(modules)
+        """Workflow functions by name, to replay a run's variables at any event."""
+
+    # -- reads -----------------------------------------------------------------------------
+
+    @property
+    def can_list(self) -> bool:
+        return hasattr(self.client, "list_workflows")
+
+    async def page(self, filters: Filters, cursor: str | None) -> Page | None:
+        """A page of workflows, newest first; None if this tapeflow cannot list them."""
+        if not self.can_list:
+            return None
+        listed = await self.client.list_workflows(  # type: ignore[attr-defined, unused-ignore]
+            **filters.query(), limit=PAGE_SIZE, cursor=cursor or None
+        )
+        return Page(list(listed.workflows), listed.next_cursor)
+
+    async def counts(self, filters: Filters) -> dict[str, int] | None:
+        """Workflows per status under the other filters; None if this tapeflow cannot count."""
+        count = getattr(self.client, "count_workflows", None)
+        if count is None:
+            return None
+        others = {k: v for k, v in filters.query().items() if k != "status"}
+        grouped = await count(**others, group_by_status=True)
+        if not isinstance(grouped, Mapping):
+            return None
+        return {str(status): int(n) for status, n in grouped.items()}
+
+    async def describe(self, workflow_id: str, run_id: str | None) -> WorkflowRecord:
+        return await self.backend.get_workflow(workflow_id, run_id)
+
+    async def history(self, workflow_id: str, run_id: str | None) -> list[HistoryEvent]:
+        return await self.debugger.history(workflow_id, run_id)
+
+    async def vars(self, record: WorkflowRecord, upto: int | None) -> Vars:
+        """Replayed with the workflow's function if the UI has it (at any event), else as
+        stored by the backend (latest only)."""
+        function = self.workflows.get(record.name)
+        if function is not None:
+            found = await self.debugger.query_vars(
+                function.function, record.id, upto=upto, run_id=record.run_id
+            )
+            note = "replayed" if found.diverged is None else f"replay diverged: {found.diverged}"
+            return Vars(dict(found), note)
+        stored = getattr(record, "vars", None)
+        if upto is None and isinstance(stored, Mapping):
+            return Vars(stored, "stored")
+        return Vars(None, f"start the UI with the module defining {record.name!r} to replay them")
+
+    async def pollers(self) -> list[PollerRecord] | None:
+        if not isinstance(self.backend, PollerReads):
+            return None
+        return await self.backend.list_pollers()
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def can_reset(self) -> bool:
+        return hasattr(self.client.get_handle("x"), "reset")
+
+    async def cancel(self, workflow_id: str, reason: str) -> None:
+        await self.client.get_handle(workflow_id).cancel(reason)
+
+    async def terminate(self, workflow_id: str, reason: str) -> None:
+        await self.client.get_handle(workflow_id).terminate(reason)
+
+    async def send_event(self, workflow_id: str, name: str, payload_json: str) -> None:
+        await self.client.send_event(workflow_id, name, _json(payload_json))
+
+    async def reset(self, workflow_id: str, event: int, reason: str) -> None:
+        handle: Any = self.client.get_handle(workflow_id)
+        await handle.reset(event=event, reason=reason)
+
+
+def _json(text: str) -> Any:
+    """An event's payload as typed in the form: JSON, or nothing for None."""
+    try:
+        return json.loads(text) if text.strip() else None
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"the payload is not JSON: {exc}") from None
+
+
+def workflows_in(modules: Iterable[str | ModuleType]) -> dict[str, Definition]:
+    """The workflow definitions of these modules (or dotted module names), by name."""
+    found: dict[str, Definition] = {}
+    for module in modules:
+        loaded = importlib.import_module(module) if isinstance(module, str) else module
+        for value in vars(loaded).values():
+            definition = getattr(value, _ATTR, None)
+            if isinstance(definition, Definition) and definition.kind == "workflow":
+                found[definition.name] = definition
+    return found

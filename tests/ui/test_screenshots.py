@@ -1,0 +1,28 @@
+"""The screenshots in docs/ui.md, taken from a real run (so they show what the UI shows)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.async_api import Page, expect
+
+from tests.ui import workflows
+from tests.ui.conftest import UI
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+async def test_screenshots_of_the_list_and_a_workflow(ui: UI, page: Page) -> None:
+    order = await ui.client.start_workflow(workflows.order, "teapot", id="order-1042")
+    for n in range(3):
+        await ui.client.start_workflow(workflows.counter, f"lane {n}", id=f"counter-{n}")
+    await page.goto(ui.workflow("order-1042"))
+    await expect(page.locator('[data-var="stage"]')).to_have_text('"waiting for approval"')
+    await order.send_event("approve", "ops@example.com")
+    await expect(page.locator("#status")).to_have_text("failed")
+    await page.locator(".failure details").first.click()  # open the traceback
+    await page.screenshot(path=DOCS / "ui-workflow.png", full_page=True)
+
+    await page.goto(ui.url)
+    await expect(page.locator("table.workflows tbody tr")).to_have_count(5)
+    await page.screenshot(path=DOCS / "ui-list.png")
