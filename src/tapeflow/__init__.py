@@ -7,7 +7,8 @@ import logging as _logging
 from importlib import metadata as _metadata
 
 from tapeflow import activity, workflow
-from tapeflow.backends.base import Backend, WorkflowRecord, WorkflowStatus
+from tapeflow._listing import WorkflowPage
+from tapeflow.backends.base import Backend, WorkflowRecord, WorkflowStatus, WorkflowSummary
 from tapeflow.backends.connect import connect
 from tapeflow.client import Client, WorkflowHandle
 from tapeflow.debugger import WorkflowDebugger
@@ -74,10 +75,12 @@ __all__ = [
     "WorkflowHandle",
     "WorkflowInterrupted",
     "WorkflowNotFound",
+    "WorkflowPage",
     "WorkflowRecord",
     "WorkflowSandboxError",
     "WorkflowStatus",
     "WorkflowStillOpen",
+    "WorkflowSummary",
     "WorkflowTerminated",
     "WorkflowTimedOut",
     "activity",

@@ -6,12 +6,22 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, TypeVar, get_args, overload
 
 from tapeflow._definition import call_of
+from tapeflow._listing import (
+    Statuses,
+    WorkflowPage,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    run_filter,
+    visibility,
+)
 from tapeflow._validate import (
+    check_bool,
     check_choice,
     check_int,
     check_moment,
@@ -26,6 +36,7 @@ from tapeflow.backends.base import (
     Backend,
     IdReuse,
     NewWorkflow,
+    VarValue,
     WorkflowRecord,
     WorkflowStatus,
     imposed_on,
@@ -43,7 +54,12 @@ from tapeflow.errors import (
     WorkflowTerminated,
     WorkflowTimedOut,
 )
-from tapeflow.history import EventReceived, WorkflowExecutionTerminated, encode_event
+from tapeflow.history import (
+    EventReceived,
+    HistoryEvent,
+    WorkflowExecutionTerminated,
+    encode_event,
+)
 from tapeflow.options import MAX_RETENTION
 
 R = TypeVar("R")
@@ -89,6 +105,12 @@ class WorkflowHandle(Generic[R]):
         """Status, times, result or failure, as stored now, and a ``hint`` if no worker
         seems to run it. Raises WorkflowNotFound."""
         return await self._backend.get_workflow(self.id)
+
+    async def history(self, run_id: str | None = None) -> list[HistoryEvent]:
+        """The committed history of the workflow's latest run (or of the run ``run_id``),
+        in order, as typed events (``tapeflow.history``). Raises WorkflowNotFound."""
+        run = None if run_id is None else check_name(run_id, "run_id")
+        return await self._backend.load_history(self.id, run)
 
     async def result(self, *, timeout: timedelta | float | None = None) -> R:
         """Wait for the workflow to end and return its result (the annotated type).
@@ -335,6 +357,80 @@ class Client:
             deleted += done
             if done < batch:
                 return deleted
+
+    async def list_workflows(
+        self,
+        *,
+        status: Statuses = None,
+        name: str | None = None,
+        id_prefix: str | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        vars: Mapping[str, VarValue] | None = None,
+        all_runs: bool = False,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> WorkflowPage:
+        """A page of up to ``limit`` workflows (at most 1000), newest first, each the
+        latest run of its id (every run with ``all_runs``), that match all the filters
+        given: ``status`` (one, or several), workflow ``name``, ``id_prefix``, created
+        at or after ``started_after`` and before ``started_before``, and ``vars``
+        (variables set with ``workflow.set_var`` equal to these JSON scalars). Pass a
+        page's ``next_cursor`` as ``cursor`` for the next page: paging neither repeats
+        nor skips a workflow while others start. Raises InvalidArgument."""
+        where = run_filter(status, name, id_prefix, started_after, started_before, vars, all_runs)
+        size = check_limit(limit)
+        after = None if cursor is None else decode_cursor(cursor)
+        found = await visibility(self.backend).list_runs(where, size + 1, after)
+        more = len(found) > size
+        page = found[:size]
+        return WorkflowPage(page, encode_cursor(page[-1]) if more else None)
+
+    @overload
+    async def count_workflows(
+        self,
+        *,
+        status: Statuses = None,
+        name: str | None = None,
+        id_prefix: str | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        vars: Mapping[str, VarValue] | None = None,
+        all_runs: bool = False,
+        group_by_status: Literal[False] = False,
+    ) -> int: ...
+    @overload
+    async def count_workflows(
+        self,
+        *,
+        status: Statuses = None,
+        name: str | None = None,
+        id_prefix: str | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        vars: Mapping[str, VarValue] | None = None,
+        all_runs: bool = False,
+        group_by_status: Literal[True],
+    ) -> dict[WorkflowStatus, int]: ...
+    async def count_workflows(
+        self,
+        *,
+        status: Statuses = None,
+        name: str | None = None,
+        id_prefix: str | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        vars: Mapping[str, VarValue] | None = None,
+        all_runs: bool = False,
+        group_by_status: bool = False,
+    ) -> int | dict[WorkflowStatus, int]:
+        """How many workflows ``list_workflows`` with these filters would give in all;
+        with ``group_by_status``, by status (statuses with none left out). Raises
+        InvalidArgument."""
+        where = run_filter(status, name, id_prefix, started_after, started_before, vars, all_runs)
+        grouped = check_bool(group_by_status, "group_by_status")
+        counts = await visibility(self.backend).count_runs(where)
+        return counts if grouped else sum(counts.values())
 
 
 async def send_event(

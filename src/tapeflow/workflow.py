@@ -99,8 +99,12 @@ def is_replaying() -> bool:
 
 
 def set_var(name: str, value: Any) -> None:
-    """Set a named variable, read from outside by ``WorkflowDebugger.query_vars``."""
-    _instance().vars[name] = value
+    """Set a named variable, read from outside: stored with the workflow task's commit
+    (``describe().vars``, ``Client.list_workflows(vars=...)``) and replayed by
+    ``WorkflowDebugger.query_vars``. The value must be JSON (PayloadError here, not at the
+    commit); a value changed in place is stored at the next ``set_var``."""
+    name = check_name(name, "variable name")
+    _instance().set_var(name, to_json(value, what=f"variable {name!r}"))
 
 
 def random() -> _random.Random:

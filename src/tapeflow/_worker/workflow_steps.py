@@ -270,7 +270,8 @@ class WorkflowSteps:
             )  # fmt: skip
         except Exception:  # closed by _step
             return None
-        return length, step, plan_commit(step.events, (), activity, instance.parent)
+        plan = plan_commit(step.events, (), activity, instance.parent, instance.changed_vars())
+        return length, step, plan
 
     # -- plumbing --------------------------------------------------------------------------
 

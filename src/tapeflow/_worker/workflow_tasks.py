@@ -78,7 +78,7 @@ class WorkflowTaskRunner:
             step = await self._steps.activate(task, instance, history)
             instance = step.instance
             consumed = [item.id for item in task.inbox]
-            plan = plan_commit(step.events, consumed, task, task.parent)
+            plan = plan_commit(step.events, consumed, task, task.parent, instance.changed_vars())
             await self._steps.commit(task, plan, step.decisions, hand)
         except (LeaseLost, UnseenEvents) as exc:  # refused, nothing written: run it again
             unseen = isinstance(exc, UnseenEvents)  # a race the design expects: no warning

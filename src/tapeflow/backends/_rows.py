@@ -66,7 +66,13 @@ def workflow_record(row: NamedRow, when: Callable[[Any], datetime]) -> WorkflowR
             row["parent_id"], row["parent_run_id"], row["parent_seq"], row["on_parent_close"]
         ),
         previous_run_id=row["previous_run_id"],
+        vars=stored_vars(row["vars"]),
     )
+
+
+def stored_vars(text: str | None) -> dict[str, Any]:
+    """A run's stored variables (JSON text; None: it set none)."""
+    return {} if text is None else dict(json.loads(text))
 
 
 def json_text(value: object) -> str:

@@ -143,11 +143,83 @@ class WorkflowRecord:
     previous_run_id: str | None = None
     """The run before this one of the same id (that continued as new, or ended before
     its id was reused)."""
+    vars: dict[str, JSONValue] = field(default_factory=dict)
+    """The variables the workflow set (``workflow.set_var``) as of its last commit."""
 
     @property
     def parent_id(self) -> str | None:
         """The parent's workflow id, for a child workflow."""
         return None if self.parent is None else self.parent.workflow_id
+
+
+@dataclass(frozen=True)
+class WorkflowSummary:
+    """A run as a list shows it: what tells runs apart and where each stands, without
+    its arguments, result or history."""
+
+    id: str
+    run_id: str
+    name: str
+    status: WorkflowStatus
+    created_at: datetime
+    """When the run was created (its start, or the commit that continued it): lists are
+    ordered by this, newest first."""
+    start_at: datetime
+    completed_at: datetime | None
+    task_error: str | None
+    """The last workflow task failure, while unresolved (as ``WorkflowRecord``'s)."""
+    vars: dict[str, JSONValue]
+    """The variables the workflow set (``workflow.set_var``) as of its last commit."""
+
+
+VarValue = str | int | float | bool | None
+"""What a list compares a variable with: a JSON scalar, equal by JSON value (1 == 1.0)."""
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs a list or a count takes: all of these that are given."""
+
+    statuses: tuple[WorkflowStatus, ...] = ()
+    """Any of these statuses; empty: any status."""
+    name: str | None = None
+    id_prefix: str | None = None
+    created_after: datetime | None = None
+    """Created at or after this."""
+    created_before: datetime | None = None
+    """Created before this."""
+    vars: tuple[tuple[str, VarValue], ...] = ()
+    """Each variable set, to this value."""
+    all_runs: bool = False
+    """Every run of each id; else only its latest run."""
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """A run's place in a list's order (newest first): the keyset a page ends at."""
+
+    created_at: datetime
+    run_id: str
+
+
+@runtime_checkable
+class Visibility(Protocol):
+    """The reads that find workflows (lists, counts), for the client, the CLI and the UI.
+    Served by indexes over the runs' own rows: the variables are stored by each commit
+    (``CommitPlan.vars``), so no read replays anything."""
+
+    async def list_runs(
+        self, where: RunFilter, limit: int, after: RunKey | None = None
+    ) -> list[WorkflowSummary]:
+        """Up to ``limit`` runs matching ``where``, newest first by (``created_at``,
+        ``run_id``), from just past ``after``: a page ends at its last run's key, and the
+        next page, started from it, neither repeats nor skips a run however many runs are
+        created meanwhile (they come before it)."""
+        ...
+
+    async def count_runs(self, where: RunFilter) -> dict[WorkflowStatus, int]:
+        """How many runs match ``where``, by status (statuses with none left out)."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ How every backend stores a ``CommitPlan`` for a run's task, in one transaction:
    activity tasks (steps 4 and 5) are not written at all, and none is taken; each
    unfinished run whose parent is this run gets the event its ``ParentLink.on_close``
    holds, if it holds one. Without an ending, the run is running and its task released
-   (failures and last error cleared).
+   (failures and last error cleared). Either way, the run's ``vars`` are replaced by the
+   plan's when it has them (None: unchanged).
 7. ``workflows`` are created as ``create_workflow`` makes them, each as the next run of
    its id if its ``id_reuse`` allows (after step 6: the run that ends here may be
    continued by a new run of its own id); one whose id is taken is not. A ``receipt``
@@ -41,7 +42,7 @@ How every backend stores a ``CommitPlan`` for a run's task, in one transaction:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -165,6 +166,10 @@ class CommitPlan:
     cancelled_timers: tuple[int, ...] = ()
     workflows: tuple[NewWorkflow, ...] = ()
     ending: Ending | None = None
+    vars: str | None = None
+    """JSON text: the run's variables after the task (``workflow.set_var``), when they
+    changed; None leaves the stored ones (step 6). Stored, a list filters by them and a
+    describe shows them, with no replay."""
 
     def as_json(self) -> dict[str, JSONValue]:
         """The plan as one JSON document (times as ISO 8601 text), for a backend that
@@ -213,6 +218,7 @@ class CommitPlan:
                 "reason": self.ending.reason,
                 "requested_by": self.ending.requested_by,
             },
+            "vars": self.vars,
         }
 
 
@@ -254,11 +260,12 @@ def plan_commit(
     consumed: Iterable[int] = (),
     run: OfRun | None = None,
     parent: ParentLink | None = None,
+    vars: Mapping[str, JSONValue] | None = None,
 ) -> CommitPlan:
     """The writes that a task of ``run`` (whose parent is ``parent``) appending ``events``
     (its start, what it consumed, then its decisions) makes, having consumed the inbox
-    rows ``consumed``. Decisions about other workflows (children, events sent, continuing
-    as new) need ``run``."""
+    rows ``consumed``, and its ``vars`` if they changed. Decisions about other workflows
+    (children, events sent, continuing as new) need ``run``."""
     activities: list[NewActivity] = []
     inbox: list[NewInboxEvent] = []
     workflows: list[NewWorkflow] = []
@@ -327,6 +334,7 @@ def plan_commit(
         cancelled_timers=tuple(cancelled_timers),
         workflows=(*children.values(), *workflows),
         ending=ending,
+        vars=None if vars is None else json_text(vars),
     )
 
 

@@ -28,7 +28,7 @@ class Filters:
     name: str | None = None
     id_prefix: str | None = None
 
-    def query(self) -> dict[str, str]:
+    def query(self) -> dict[str, Any]:
         """As keyword arguments of ``list_workflows`` and ``count_workflows``, unset left out."""
         given = {"status": self.status, "name": self.name, "id_prefix": self.id_prefix}
         return {key: value for key, value in given.items() if value}

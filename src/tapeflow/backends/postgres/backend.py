@@ -39,6 +39,7 @@ from tapeflow.backends._rows import (
     workflow_task,
 )
 from tapeflow.backends._sql_files import load_queries, migrations, read_sql
+from tapeflow.backends._visibility import filtered, summary
 from tapeflow.backends.base import (
     STICKY_FOR,
     ActivityTask,
@@ -48,11 +49,14 @@ from tapeflow.backends.base import (
     PollerRecord,
     Reclaimed,
     RunAhead,
+    RunFilter,
+    RunKey,
     SchemaVersion,
     Take,
     TaskKind,
     WorkflowRecord,
     WorkflowStatus,
+    WorkflowSummary,
     WorkflowTask,
 )
 from tapeflow.backends.plan import (
@@ -242,7 +246,8 @@ async def _apply_functions(conn: Connection) -> None:
 
 
 class PostgresBackend(OpensAndCloses):
-    """The core protocol and the ``HandOffs`` and ``InspectsSchema`` capabilities."""
+    """The core protocol, the ``HandOffs`` and ``InspectsSchema`` capabilities and the
+    ``Visibility`` reads."""
 
     def __init__(
         self, conninfo: str, *, schema: str = "tapeflow", min_size: int = 1, max_size: int = 10
@@ -419,8 +424,11 @@ class PostgresBackend(OpensAndCloses):
         self._notify_here(list(topics))
 
     async def _rows(self, query: str, params: Mapping[str, Any]) -> list[DictRow]:
+        return await self._fetch(_Q[query], params)
+
+    async def _fetch(self, text: str, params: Mapping[str, Any]) -> list[DictRow]:
         async with self._connection() as conn:
-            cursor = await conn.execute(_Q[query], params)
+            cursor = await conn.execute(text, params)
             return await cursor.fetchall()
 
     # -- clients ---------------------------------------------------------------------------
@@ -521,6 +529,16 @@ class PostgresBackend(OpensAndCloses):
         if not rows:
             raise WorkflowNotFound(workflow_id)
         return history(workflow_id, (row["event"] for row in rows if row["event"] is not None))
+
+    async def list_runs(
+        self, where: RunFilter, limit: int, after: RunKey | None = None
+    ) -> list[WorkflowSummary]:
+        text, params = filtered(_Q["list_runs"], _Q, where, after, _utc, list)
+        return [summary(row, _utc) for row in await self._fetch(text, {**params, "limit": limit})]
+
+    async def count_runs(self, where: RunFilter) -> dict[WorkflowStatus, int]:
+        text, params = filtered(_Q["count_runs"], _Q, where, None, _utc, list)
+        return {WorkflowStatus(row["status"]): row["n"] for row in await self._fetch(text, params)}
 
     async def send_event(
         self,

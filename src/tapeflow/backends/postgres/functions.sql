@@ -4,7 +4,7 @@
 -- of this file alone. A change of a function's signature or return type must DROP it first.
 -- Raise the revision below with every change: a process whose file has a lower revision
 -- than the one applied leaves the newer functions in place (a rolling upgrade).
--- revision: 14
+-- revision: 15
 --
 -- Every function runs with enable_seqscan off. They only ever reach rows by key, and
 -- PL/pgSQL keeps a session's plans: planned while the tables were nearly empty (a new
@@ -426,6 +426,7 @@ DECLARE
     v_consumed bigint[] := jsonb_ints(v_plan -> 'consumed');
     v_history  jsonb := v_plan -> 'history';
     v_inbox    jsonb := v_plan -> 'inbox';
+    v_vars     jsonb := (v_plan ->> 'vars')::jsonb;  -- null: unchanged
     v_new      integer := p_history_length + jsonb_array_length(v_history);
     v_owner    text := p_take ->> 'owner';
     v_taken    bigint[] := jsonb_ints(p_take -> 'activities');
@@ -503,7 +504,8 @@ BEGIN
             failure = (v_ending ->> 'failure')::json, completed_at = now(),
             history_length = v_new,
             stop_reason = coalesce(v_ending ->> 'reason', stop_reason),
-            stop_requested_by = coalesce(v_ending ->> 'requested_by', stop_requested_by)
+            stop_requested_by = coalesce(v_ending ->> 'requested_by', stop_requested_by),
+            vars = coalesce(v_vars, vars)
         WHERE run_id = p_run_id;
         DELETE FROM workflow_tasks WHERE run_id = p_run_id;
         DELETE FROM activity_tasks WHERE run_id = p_run_id;
@@ -561,7 +563,8 @@ BEGIN
               AND timer_seq = ANY (jsonb_ints(v_plan -> 'cancelled_timers'));
         END IF;
         -- 6, going on.
-        UPDATE workflows SET status = 'running', history_length = v_new
+        UPDATE workflows
+        SET status = 'running', history_length = v_new, vars = coalesce(v_vars, vars)
         WHERE run_id = p_run_id;
         UPDATE workflow_tasks
         SET lease_owner = NULL, lease_expires_at = NULL, failures = 0, last_error = NULL,

@@ -25,6 +25,7 @@ SELECT w.id, w.run_id, w.name, w.version, w.status, w.args::text AS args, w.crea
        w.start_at <= now() AS due,
        extract(epoch FROM now() - p.last_poll_at) AS silent_for,
        w.parent_id, w.parent_run_id, w.parent_seq, w.on_parent_close,
+       w.vars::text AS vars,
        (SELECT b.run_id FROM workflows b
         WHERE b.id = w.id AND b.run_number = w.run_number - 1) AS previous_run_id
 FROM workflows w LEFT JOIN workflow_tasks t ON t.run_id = w.run_id
@@ -157,3 +158,48 @@ SELECT delete_workflow(%(id)s) AS status;
 
 -- name: delete_closed
 SELECT delete_closed(%(older_than)s::interval, %(limit)s::integer) AS deleted;
+
+-- name: list_runs
+-- A page of runs, newest first, of those that the filters put at /* filters */ take: the
+-- filter_ fragments below, joined by AND (see tapeflow.backends._visibility).
+SELECT w.id, w.run_id, w.name, w.status, w.created_at, w.start_at, w.completed_at,
+       t.last_error, w.vars::text AS vars
+FROM workflows w LEFT JOIN workflow_tasks t ON t.run_id = w.run_id
+WHERE /* filters */
+ORDER BY w.created_at DESC, w.run_id DESC
+LIMIT %(limit)s;
+
+-- name: count_runs
+SELECT w.status, count(*) AS n FROM workflows w WHERE /* filters */ GROUP BY w.status;
+
+-- name: filter_status
+w.status = %(status)s
+
+-- name: filter_statuses
+w.status = ANY (%(statuses)s::text[])
+
+-- name: filter_name
+w.name = %(name)s
+
+-- name: filter_id_from
+w.id COLLATE "C" >= %(id_from)s
+
+-- name: filter_id_to
+w.id COLLATE "C" < %(id_to)s
+
+-- name: filter_created_after
+w.created_at >= %(created_after)s
+
+-- name: filter_created_before
+w.created_at < %(created_before)s
+
+-- name: filter_vars
+w.vars @> %(vars)s::jsonb
+AND NOT EXISTS (SELECT FROM jsonb_each(%(vars)s::jsonb) AS f (key, value)
+                WHERE w.vars -> f.key IS DISTINCT FROM f.value)
+
+-- name: filter_latest
+NOT EXISTS (SELECT FROM workflows n WHERE n.id = w.id AND n.run_number > w.run_number)
+
+-- name: filter_after
+(w.created_at, w.run_id) < (%(after_at)s, %(after_run)s)

@@ -30,11 +30,18 @@ CREATE TABLE workflows (
     parent_run_id  text,
     parent_seq     integer,
     on_parent_close text,
+    -- The variables the workflow set (workflow.set_var) as of its last commit.
+    vars           jsonb,
     UNIQUE (id, run_number)
 );
 CREATE INDEX workflows_by_parent ON workflows (parent_run_id) WHERE parent_run_id IS NOT NULL;
 -- Runs by when they ended: retention finds the workflows closed long ago.
 CREATE INDEX workflows_closed ON workflows (completed_at) WHERE completed_at IS NOT NULL;
+CREATE INDEX workflows_by_created ON workflows (created_at, run_id);
+CREATE INDEX workflows_by_status ON workflows (status, created_at, run_id);
+CREATE INDEX workflows_by_name ON workflows (name, created_at, run_id);
+CREATE INDEX workflows_by_id_prefix ON workflows (id COLLATE "C");
+CREATE INDEX workflows_by_vars ON workflows USING gin (vars jsonb_path_ops);
 
 -- One per unfinished run: claimable while its inbox has a visible event.
 CREATE TABLE workflow_tasks (

@@ -33,6 +33,7 @@ from tapeflow.backends._rows import (
     workflow_task,
 )
 from tapeflow.backends._sql_files import load_queries, migrations
+from tapeflow.backends._visibility import filtered, summary
 from tapeflow.backends.base import (
     EXECUTION_TIMEOUT_SEQ,
     STICKY_FOR,
@@ -44,11 +45,14 @@ from tapeflow.backends.base import (
     PollerRecord,
     Reclaimed,
     RunAhead,
+    RunFilter,
+    RunKey,
     SchemaVersion,
     Take,
     TaskKind,
     WorkflowRecord,
     WorkflowStatus,
+    WorkflowSummary,
     WorkflowTask,
 )
 from tapeflow.backends.plan import (
@@ -280,6 +284,25 @@ class SQLiteBackend(OpensAndCloses):
                 raise WorkflowNotFound(workflow_id)
             rows = conn.execute(_Q["load_history"], {"run_id": run["run_id"]})
             return history(workflow_id, (row["event"] for row in rows))
+
+        return await self._read(read)
+
+    async def list_runs(
+        self, where: RunFilter, limit: int, after: RunKey | None = None
+    ) -> list[WorkflowSummary]:
+        text, params = filtered(_Q["list_runs"], _Q, where, after, _us, json_text)
+
+        def read(conn: sqlite3.Connection) -> list[WorkflowSummary]:
+            rows = conn.execute(text, {**params, "limit": limit})
+            return [summary(row, _dt) for row in rows]
+
+        return await self._read(read)
+
+    async def count_runs(self, where: RunFilter) -> dict[WorkflowStatus, int]:
+        text, params = filtered(_Q["count_runs"], _Q, where, None, _us, json_text)
+
+        def read(conn: sqlite3.Connection) -> dict[WorkflowStatus, int]:
+            return {WorkflowStatus(row["status"]): row["n"] for row in conn.execute(text, params)}
 
         return await self._read(read)
 
@@ -749,9 +772,10 @@ def _apply_plan(
     ):
         conn.execute(_Q[query], {"run_id": run_id, "seqs": json_text(list(seqs))})
     if plan.ending is not None:  # 6
-        woken |= _end_run(conn, now, run_id, plan.ending, length)
+        woken |= _end_run(conn, now, run_id, plan.ending, length, plan.vars)
     else:
-        conn.execute(_Q["advance_run"], {"run_id": run_id, "history_length": length})
+        params = {"run_id": run_id, "history_length": length, "vars": plan.vars}
+        conn.execute(_Q["advance_run"], params)
         sticky = None if take is None else take.owner
         conn.execute(_Q["release_workflow_task"], {"run_id": run_id, "sticky_owner": sticky})
     for new in plan.workflows:  # 7
@@ -845,7 +869,7 @@ def _insert_activities(
 
 
 def _end_run(
-    conn: sqlite3.Connection, now: int, run_id: str, ending: Ending, length: int
+    conn: sqlite3.Connection, now: int, run_id: str, ending: Ending, length: int, vars: str | None
 ) -> set[str]:
     """The run takes its ending; its task, activity tasks and inbox go; its open children
     get its close (step 6). Returns the names of the children written to."""
@@ -860,6 +884,7 @@ def _end_run(
             "history_length": length,
             "reason": ending.reason,
             "requested_by": ending.requested_by,
+            "vars": vars,
         },
     )
     for query in ("drop_workflow_task", "drop_activity_tasks", "drop_inbox"):

@@ -42,7 +42,7 @@ SELECT w.id, w.run_id, w.name, w.version, w.status, w.args, w.created_at, w.star
        w.completed_at, w.result, w.failure, w.history_length, t.last_error,
        w.stop_reason, w.stop_requested_by, w.start_at <= :now AS due,
        (:now - p.last_poll_at) / 1e6 AS silent_for, w.parent_id, w.parent_run_id,
-       w.parent_seq, w.on_parent_close,
+       w.parent_seq, w.on_parent_close, w.vars,
        (SELECT b.run_id FROM workflows b
         WHERE b.id = w.id AND b.run_number = w.run_number - 1) AS previous_run_id
 FROM workflows w LEFT JOIN workflow_tasks t ON t.run_id = w.run_id
@@ -142,7 +142,8 @@ DELETE FROM inbox WHERE run_id = :run_id AND timer_seq IN (SELECT value FROM jso
 UPDATE workflows
 SET status = :status, result = :result, failure = :failure, completed_at = :now,
     history_length = :history_length, stop_reason = coalesce(:reason, stop_reason),
-    stop_requested_by = coalesce(:requested_by, stop_requested_by)
+    stop_requested_by = coalesce(:requested_by, stop_requested_by),
+    vars = coalesce(:vars, vars)
 WHERE run_id = :run_id;
 
 -- name: request_stop
@@ -159,7 +160,9 @@ DELETE FROM activity_tasks WHERE run_id = :run_id;
 DELETE FROM inbox WHERE run_id = :run_id;
 
 -- name: advance_run
-UPDATE workflows SET status = 'running', history_length = :history_length
+-- :vars (JSON text) replaces the run's variables; NULL keeps them.
+UPDATE workflows
+SET status = 'running', history_length = :history_length, vars = coalesce(:vars, vars)
 WHERE run_id = :run_id;
 
 -- name: release_workflow_task
@@ -289,3 +292,51 @@ DELETE FROM event_keys WHERE workflow_id = :id;
 
 -- name: delete_runs_of
 DELETE FROM workflows WHERE id = :id AND run_number <= :upto;
+
+-- name: list_runs
+-- A page of runs, newest first, of those that the filters put at /* filters */ take: the
+-- filter_ fragments below, joined by AND (see tapeflow.backends._visibility).
+SELECT w.id, w.run_id, w.name, w.status, w.created_at, w.start_at, w.completed_at,
+       t.last_error, w.vars
+FROM workflows w LEFT JOIN workflow_tasks t ON t.run_id = w.run_id
+WHERE /* filters */
+ORDER BY w.created_at DESC, w.run_id DESC
+LIMIT :limit;
+
+-- name: count_runs
+SELECT w.status, count(*) AS n FROM workflows w WHERE /* filters */ GROUP BY w.status;
+
+-- name: filter_status
+w.status = :status
+
+-- name: filter_statuses
+w.status IN (SELECT value FROM json_each(:statuses))
+
+-- name: filter_name
+w.name = :name
+
+-- name: filter_id_from
+w.id >= :id_from
+
+-- name: filter_id_to
+w.id < :id_to
+
+-- name: filter_created_after
+w.created_at >= :created_after
+
+-- name: filter_created_before
+w.created_at < :created_before
+
+-- name: filter_vars
+NOT EXISTS (
+    SELECT 1 FROM json_each(:vars) AS f
+    WHERE json_extract(w.vars, f.fullpath) IS NOT f.value
+       OR CASE json_type(w.vars, f.fullpath) WHEN 'real' THEN 'integer'
+              ELSE json_type(w.vars, f.fullpath) END
+          IS NOT CASE f.type WHEN 'real' THEN 'integer' ELSE f.type END)
+
+-- name: filter_latest
+NOT EXISTS (SELECT 1 FROM workflows n WHERE n.id = w.id AND n.run_number > w.run_number)
+
+-- name: filter_after
+(w.created_at, w.run_id) < (:after_at, :after_run)

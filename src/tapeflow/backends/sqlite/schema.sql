@@ -28,11 +28,16 @@ CREATE TABLE workflows (
     parent_run_id  TEXT,
     parent_seq     INTEGER,
     on_parent_close TEXT,
+    -- The variables the workflow set (workflow.set_var) as of its last commit.
+    vars           TEXT,
     UNIQUE (id, run_number)
 );
 CREATE INDEX workflows_by_parent ON workflows (parent_run_id) WHERE parent_run_id IS NOT NULL;
 -- Runs by when they ended: retention finds the workflows closed long ago.
 CREATE INDEX workflows_closed ON workflows (completed_at) WHERE completed_at IS NOT NULL;
+CREATE INDEX workflows_by_created ON workflows (created_at, run_id);
+CREATE INDEX workflows_by_status ON workflows (status, created_at, run_id);
+CREATE INDEX workflows_by_name ON workflows (name, created_at, run_id);
 
 -- One per unfinished run: claimable while its inbox has a visible event.
 CREATE TABLE workflow_tasks (
