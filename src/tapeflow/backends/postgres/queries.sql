@@ -160,8 +160,8 @@ SELECT delete_workflow(%(id)s) AS status;
 SELECT delete_closed(%(older_than)s::interval, %(limit)s::integer) AS deleted;
 
 -- name: list_runs
--- A page of runs, newest first, of those that the filters put at /* filters */ take: the
--- filter_ fragments below, joined by AND (see tapeflow.backends._visibility).
+-- A page of runs, newest first, of those the filters take: the filter_ fragments below,
+-- joined by AND in place of the comment after WHERE (see tapeflow.backends._visibility).
 SELECT w.id, w.run_id, w.name, w.status, w.created_at, w.start_at, w.completed_at,
        t.last_error, w.vars::text AS vars
 FROM workflows w LEFT JOIN workflow_tasks t ON t.run_id = w.run_id

@@ -294,8 +294,8 @@ DELETE FROM event_keys WHERE workflow_id = :id;
 DELETE FROM workflows WHERE id = :id AND run_number <= :upto;
 
 -- name: list_runs
--- A page of runs, newest first, of those that the filters put at /* filters */ take: the
--- filter_ fragments below, joined by AND (see tapeflow.backends._visibility).
+-- A page of runs, newest first, of those the filters take: the filter_ fragments below,
+-- joined by AND in place of the comment after WHERE (see tapeflow.backends._visibility).
 SELECT w.id, w.run_id, w.name, w.status, w.created_at, w.start_at, w.completed_at,
        t.last_error, w.vars
 FROM workflows w LEFT JOIN workflow_tasks t ON t.run_id = w.run_id
@@ -330,10 +330,10 @@ w.created_at < :created_before
 -- name: filter_vars
 NOT EXISTS (
     SELECT 1 FROM json_each(:vars) AS f
-    WHERE json_extract(w.vars, f.fullpath) IS NOT f.value
-       OR CASE json_type(w.vars, f.fullpath) WHEN 'real' THEN 'integer'
-              ELSE json_type(w.vars, f.fullpath) END
-          IS NOT CASE f.type WHEN 'real' THEN 'integer' ELSE f.type END)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM json_each(w.vars) AS v
+        WHERE v.key = f.key AND v.value IS f.value
+          AND replace(v.type, 'real', 'integer') = replace(f.type, 'real', 'integer')))
 
 -- name: filter_latest
 NOT EXISTS (SELECT 1 FROM workflows n WHERE n.id = w.id AND n.run_number > w.run_number)
