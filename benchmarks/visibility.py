@@ -35,7 +35,8 @@ INSERT = """
 INSERT INTO workflows (run_id, id, run_number, name, version, status, args, result,
                        failure, created_at, start_at, completed_at, history_length, vars)
 SELECT 'run-' || g, 'order-' || lpad((g - second::integer)::text, 7, '0'),
-       1 + second::integer, (ARRAY['order', 'invoice', 'refund', 'shipment', 'payment'])[1 + g %% 5],
+       1 + second::integer,
+       (ARRAY['order', 'invoice', 'refund', 'shipment', 'payment'])[1 + g %% 5],
        '', CASE WHEN second OR g %% 10 = 1 THEN 'failed' WHEN g %% 10 = 2 THEN 'terminated'
                 ELSE 'completed' END,
        '[]', 'null', NULL, at, at, at + interval '1 second', 12,
