@@ -52,3 +52,23 @@ def test_the_suite_runs_with_tiny_sizes_and_prints_its_table(
     assert summary["counted_transactions_per_workflow_1"] > 0
     if importlib.util.find_spec("matplotlib") is not None:  # the [bench] extra
         assert (tmp_path / "performance.png").stat().st_size > 0
+
+
+def test_the_visibility_benchmark_runs_and_drops_its_schema(postgres_reachable: bool) -> None:
+    if not postgres_reachable:
+        pytest.skip(f"postgres unreachable at {POSTGRES_URL} (CI=true makes this a failure)")
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.visibility",
+        "--rows=2000",
+        "--repeat=1",
+        f"--postgres-url={POSTGRES_URL}",
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=100, check=False, env=env
+    )
+    assert done.returncode == 0, f"the benchmark failed:\n{done.stdout}\n{done.stderr}"
+    for row in ("2,000 runs inserted", "vars customer = c42", "a page half-way down"):
+        assert row in done.stdout, done.stdout
