@@ -352,7 +352,8 @@ class SQLiteBackend(OpensAndCloses):
             _insert_run(conn, now, plan.run, latest)
             moved = {"run_id": new_run_id, "from_run_id": plan.from_run_id}
             conn.execute(_Q["copy_history"], {**moved, "upto": plan.event})
-            conn.execute(_Q["advance_run"], {"run_id": new_run_id, "history_length": plan.event})
+            advanced = {"run_id": new_run_id, "history_length": plan.event, "vars": None}
+            conn.execute(_Q["advance_run"], advanced)  # its first task stores its vars
             _, topics = _apply_plan(conn, now, plan.new_run(), plan.rows, leased=False)  # 3
             conn.execute(_Q["carry_inbox"], {**moved, "timeout_seq": EXECUTION_TIMEOUT_SEQ})  # 4
             if plan.ending is not None:  # 5
