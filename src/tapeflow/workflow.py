@@ -101,10 +101,11 @@ def is_replaying() -> bool:
 def set_var(name: str, value: Any) -> None:
     """Set a named variable, read from outside: stored with the workflow task's commit
     (``describe().vars``, ``Client.list_workflows(vars=...)``) and replayed by
-    ``WorkflowDebugger.query_vars``. The value must be JSON (PayloadError here, not at the
-    commit); a value changed in place is stored at the next ``set_var``."""
+    ``WorkflowDebugger.query_vars`` (which gives the value itself, where the others give
+    its JSON: a datetime as text). It must be storable as JSON (PayloadError here, not at
+    the commit); a value changed in place is stored at the next ``set_var``."""
     name = check_name(name, "variable name")
-    _instance().set_var(name, to_json(value, what=f"variable {name!r}"))
+    _instance().set_var(name, value, to_json(value, what=f"variable {name!r}"))
 
 
 def random() -> _random.Random:

@@ -118,6 +118,8 @@ class WorkflowInstance:
         self.loop = WorkflowEventLoop(self.commands, runtime=self)  # type: ignore[abstract]
         self.channels = EventChannels(self.loop, self._callback_failed)
         self.vars: dict[str, Any] = {}
+        self._stored_vars: dict[str, Any] = {}
+        """The vars as JSON (a datetime as its text): what a commit stores."""
         self._vars_changed = False
         self.random = Random(workflow_id)
         """Seeded by the workflow id: the same numbers on every replay."""
@@ -235,18 +237,21 @@ class WorkflowInstance:
                 met = True
         return met
 
-    def set_var(self, name: str, value: Any) -> None:
+    def set_var(self, name: str, value: Any, stored: Any) -> None:
+        """``value`` for the debugger, ``stored`` (its JSON) for the commits."""
         self.vars[name] = value
+        self._stored_vars[name] = stored
         self._vars_changed = True
 
     def changed_vars(self) -> dict[str, Any] | None:
-        """The vars, if ``set_var`` ran since this was last asked (else None): each commit
-        stores them only when they changed, so a task that sets none writes no more. (An
-        instance whose commit fails is dropped, and its replacement replays them.)"""
+        """The vars as JSON, if ``set_var`` ran since this was last asked (else None): each
+        commit stores them only when they changed, so a task that sets none writes no
+        more. (An instance whose commit fails is dropped, and its replacement replays
+        them.)"""
         if not self._vars_changed:
             return None
         self._vars_changed = False
-        return dict(self.vars)
+        return dict(self._stored_vars)
 
     def close(self) -> None:
         """Drop the instance (evicted, or its replay done with): its coroutines are ended
