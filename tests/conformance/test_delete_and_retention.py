@@ -109,7 +109,7 @@ async def test_delete_closed_takes_only_those_closed_long_enough_ago_in_batches(
             await _closed(client, f"old-{n}")
             _age(backend_url, f"old-{n}", hours=2)
         await _closed(client, "recent")
-    waiting = await client.start_workflow(collect, 1, id="waiting")  # no worker: it waits
+        waiting = await client.start_workflow(collect, 1, id="waiting")
     _age(backend_url, "waiting", hours=2)  # never ended: no end time to age
 
     assert await client.backend.delete_closed(timedelta(hours=1), 2) == 2
