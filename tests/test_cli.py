@@ -393,24 +393,6 @@ def test_gc_spans() -> None:
 # -- commands waiting for APIs that other work adds ------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("command", "api"),
-    [
-        (["list"], "list_workflows"),
-        (["list", "--count"], "count_workflows"),
-    ],
-    ids=lambda v: " ".join(v) if isinstance(v, list) else v,
-)
-def test_commands_over_apis_not_there_yet_say_so(
-    billing: Billing, command: list[str], api: str
-) -> None:
-    if hasattr(tapeflow.Client, api):
-        pytest.skip(f"Client.{api} exists: the command is tested with it")
-    result = tapeflow_cli(*command, "--url", billing.url)
-    assert result.exit_code == ExitCode.ERROR
-    assert f"needs Client.{api}, which this version" in error_line(result)
-
-
 def _summary(record: tapeflow.WorkflowRecord) -> SimpleNamespace:
     """A ``WorkflowSummary`` as the visibility reads list it."""
     fields = ("id", "run_id", "name", "status", "created_at", "start_at", "completed_at")

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp
 import tapeflow
 import tapeflow.ui
 from tests.conformance.plugin import in_ci
-from tests.ui import contract, workflows
+from tests.ui import workflows
 
 CHROMIUM_VARIABLE = "TAPEFLOW_TEST_CHROMIUM"
 
@@ -78,11 +78,8 @@ async def running(app: ASGIApp) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def ui(
-    backend: tapeflow.Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[UI]:
+async def ui(backend: tapeflow.Backend, tmp_path: Path) -> AsyncIterator[UI]:
     """The UI over the tests' database, started with their workflows, and a worker."""
-    contract.install(monkeypatch)
     app = tapeflow.ui.app(f"sqlite:///{tmp_path / 'ui.db'}", modules=[workflows])
     worker = tapeflow.Worker(
         backend,

@@ -75,7 +75,7 @@ def record_json(record: WorkflowRecord) -> dict[str, JSONValue]:
         "requested_by": record.requested_by,
         "parent_id": record.parent_id,
         "previous_run_id": record.previous_run_id,
-        "vars": getattr(record, "vars", None),  # stored by a tapeflow with visibility reads
+        "vars": record.vars,
     }
 
 

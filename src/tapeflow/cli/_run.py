@@ -32,19 +32,10 @@ def reported() -> Iterator[None]:
 
 
 class NotAvailable(CliError):
-    """A command over an API this tapeflow does not have yet."""
+    """A command over a capability the backend does not have."""
 
     def __init__(self, command: str, api: str) -> None:
         super().__init__(
-            f"'tapeflow {command}' needs {api}, which this version of tapeflow does not have yet",
+            f"'tapeflow {command}' needs {api}, which this backend does not have",
             ExitCode.ERROR,
         )
-
-
-def needs(owner: object, attribute: str, command: str) -> Any:
-    """``owner.attribute``, which a newer tapeflow has: the commands written against it
-    work as soon as it exists, and say what is missing until then."""
-    found = getattr(owner, attribute, None)
-    if found is None:
-        raise NotAvailable(command, f"{type(owner).__name__}.{attribute}")
-    return found

@@ -22,7 +22,7 @@ from tapeflow.cli._output import (
     summary_json,
 )
 from tapeflow.cli._params import Json, Modules, Reason, Url, WorkflowId, parse_json
-from tapeflow.cli._run import needs, run
+from tapeflow.cli._run import run
 from tapeflow.client import Client
 from tapeflow.debugger import WorkflowDebugger, WorkflowVars
 from tapeflow.errors import WorkflowFailed
@@ -99,14 +99,13 @@ def list_(
         async with opened(url) as backend:
             client = Client(backend)
             if count:
-                counted = await needs(client, "count_workflows", "list --count")(**where)
+                counted = await client.count_workflows(**where)
                 if json_:
                     print_json(counted)
                 else:
                     typer.echo(str(counted))
                 return
-            listing = needs(client, "list_workflows", "list")
-            page = await listing(**where, limit=limit, cursor=cursor)
+            page = await client.list_workflows(**where, limit=limit, cursor=cursor)
         found = [summary_json(summary) for summary in page.workflows]
         if json_:
             print_json({"workflows": found, "next_cursor": page.next_cursor})
@@ -165,9 +164,8 @@ def vars_(
     async def work() -> None:
         async with opened(url) as backend:
             record = await Client(backend).describe(workflow_id)
-            stored = getattr(record, "vars", None)  # kept by a tapeflow with visibility reads
-            if stored is not None and at is None and not modules:
-                found = WorkflowVars(stored, record.history_length, None)
+            if record.vars is not None and at is None and not modules:
+                found = WorkflowVars(record.vars, record.history_length, None)
             else:
                 workflow = load_definitions(modules or []).workflow_named(record.name)
                 if workflow is None:

@@ -84,7 +84,7 @@ async def list_page(request: Request) -> Response:
         workflow_url=_workflow_url,
         status_url=lambda status: "/?" + urlencode({**filters.query(), "status": status}),
         next_url=None
-        if page is None or page.next_cursor is None
+        if page.next_cursor is None
         else "/?" + urlencode({**filters.query(), "cursor": page.next_cursor}),
     )
 
@@ -111,7 +111,6 @@ async def workflow_page(request: Request) -> Response:
         timeline=shown,
         vars=await ops.vars(record, at),
         next_run=next_run,
-        can_reset=ops.can_reset(),
         reset_to=task_end(history, at or len(history)) if history else None,
         live=not record.status.finished and at is None,
         note=query.get("note"),
@@ -153,7 +152,7 @@ async def _act(request: Request, form: FormData) -> Response:
         elif action == "event":
             await ops.send_event(workflow_id, _field(form, "name"), _field(form, "payload"))
             done = "event sent"
-        elif action == "reset" and ops.can_reset():
+        elif action == "reset":
             event = _field(form, "event")
             if not event.isdecimal():
                 raise InvalidArgument(f"reset needs an event number, not {event!r}")

@@ -1,7 +1,5 @@
 """What the UI reads and does, over the public client, the debugger and the backends'
-read protocols (never the worker). Methods that other parts of tapeflow may not have yet
-(listing, counting, stored variables, reset) are looked up, not assumed: the page says
-what is missing instead of failing."""
+read protocols (never the worker)."""
 
 from __future__ import annotations
 
@@ -59,29 +57,18 @@ class Operations:
 
     # -- reads -----------------------------------------------------------------------------
 
-    @property
-    def can_list(self) -> bool:
-        return hasattr(self.client, "list_workflows")
-
-    async def page(self, filters: Filters, cursor: str | None) -> Page | None:
-        """A page of workflows, newest first; None if this tapeflow cannot list them."""
-        if not self.can_list:
-            return None
-        listed = await self.client.list_workflows(  # type: ignore[attr-defined, unused-ignore]
+    async def page(self, filters: Filters, cursor: str | None) -> Page:
+        """A page of workflows, newest first."""
+        listed = await self.client.list_workflows(
             **filters.query(), limit=PAGE_SIZE, cursor=cursor or None
         )
         return Page(list(listed.workflows), listed.next_cursor)
 
-    async def counts(self, filters: Filters) -> dict[str, int] | None:
-        """Workflows per status under the other filters; None if this tapeflow cannot count."""
-        count = getattr(self.client, "count_workflows", None)
-        if count is None:
-            return None
+    async def counts(self, filters: Filters) -> dict[str, int]:
+        """Workflows per status under the other filters."""
         others = {k: v for k, v in filters.query().items() if k != "status"}
-        grouped = await count(**others, group_by_status=True)
-        if not isinstance(grouped, Mapping):
-            return None
-        return {str(status): int(n) for status, n in grouped.items()}
+        grouped = await self.client.count_workflows(**others, group_by_status=True)
+        return {str(status): n for status, n in grouped.items()}
 
     async def describe(self, workflow_id: str, run_id: str | None) -> WorkflowRecord:
         return await self.backend.get_workflow(workflow_id, run_id)
@@ -99,9 +86,8 @@ class Operations:
             )
             note = "replayed" if found.diverged is None else f"replay diverged: {found.diverged}"
             return Vars(dict(found), note)
-        stored = getattr(record, "vars", None)
-        if upto is None and isinstance(stored, Mapping):
-            return Vars(stored, "stored")
+        if upto is None and record.vars is not None:
+            return Vars(record.vars, "stored")
         return Vars(None, f"start the UI with the module defining {record.name!r} to replay them")
 
     async def pollers(self) -> list[PollerRecord] | None:
@@ -110,9 +96,6 @@ class Operations:
         return await self.backend.list_pollers()
 
     # -- actions ---------------------------------------------------------------------------
-
-    def can_reset(self) -> bool:
-        return hasattr(self.client.get_handle("x"), "reset")
 
     async def cancel(self, workflow_id: str, reason: str) -> None:
         await self.client.get_handle(workflow_id).cancel(reason)
