@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-import psycopg
 import pytest
 
 import tapeflow
@@ -136,27 +135,6 @@ async def test_two_collectors_take_turns_and_delete_each_workflow_once(
         counts = await asyncio.gather(first.collect(), second.collect())
         assert sum(counts) <= 7  # one may have found the other at it, and left it the rest
         assert sum(counts) + await client.delete_closed(timedelta(hours=1)) == 7
-
-
-async def test_a_collector_finding_another_at_it_leaves_it_to_that_one(
-    client: tapeflow.Client, worker: WorkerFactory, backend_url: str
-) -> None:
-    if backend_url.startswith("sqlite:///"):
-        pytest.skip("SQLite's one writer at a time is the turn-taking: none is ever left")
-    async with worker(workflows=[collect]):
-        await _closed(client, "old")
-        _age(backend_url, "old", hours=2)
-    base, _, schema = backend_url.partition("?schema=")
-    with psycopg.connect(base, options=f"-c search_path={schema}") as holder:
-        holder.execute(
-            "SELECT pg_advisory_xact_lock(hashtext('tapeflow.retention.' || %s))", (schema,)
-        )
-        assert await client.backend.delete_closed(timedelta(hours=1), 100) is None
-        assert await Retention(client.backend, timedelta(hours=1)).collect() == 0
-        waiting = asyncio.create_task(client.delete_closed(timedelta(hours=1)))
-        await asyncio.sleep(0.3)
-        assert not waiting.done()  # the client's own call waits its turn
-    assert await waiting == 1
 
 
 async def test_a_worker_with_a_retention_deletes_what_is_past_it(
