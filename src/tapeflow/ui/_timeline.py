@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from tapeflow.backends.reset import boundaries
 from tapeflow.history import (
     ActivityCancelled,
     ActivityCompleted,
@@ -184,11 +185,11 @@ def _tick(span: Span, moment: datetime, outcome: str) -> None:
 
 
 def task_end(history: Sequence[HistoryEvent], number: int) -> int:
-    """The last event of the workflow task holding event ``number``: where a reset can cut."""
-    end = min(max(number, 1), len(history))
-    while end < len(history) and not isinstance(history[end], WorkflowTaskStarted):
-        end += 1
-    return end
+    """Where a reset to about event ``number`` can cut (``reset.boundaries``): the end of
+    the workflow task holding it, else (the run ended there) the last task's end before."""
+    valid = boundaries(history)
+    later = [end for end in valid if end >= number]
+    return later[0] if later else max(valid, default=len(history))
 
 
 def describe(event: HistoryEvent) -> str:
