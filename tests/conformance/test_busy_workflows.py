@@ -84,8 +84,8 @@ async def test_past_the_cap_a_worker_takes_no_workflow_tasks_until_a_thread_retu
                 await bystanders_finish(bystanders)  # on the other worker
             RELEASE.set()  # the stuck threads return: the worker takes workflow tasks again
 
-            async def accepting() -> bool:
-                return stuck.health().accepting_workflow_tasks
+            async def accepting() -> bool:  # both threads returned, not only the first
+                return stuck.health().abandoned_threads == 0
 
             await eventually(accepting, "the worker takes workflow tasks again", timeout=5)
             recovered = stuck.health()

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -56,12 +55,6 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture
-async def backend(tmp_path: Path) -> AsyncIterator[tapeflow.Backend]:
-    async with tapeflow.connect(f"sqlite:///{tmp_path / 'ui.db'}") as opened:
-        yield opened
-
-
 @asynccontextmanager
 async def running(app: ASGIApp) -> AsyncIterator[str]:
     """``app`` served on a free loopback port, in a task of the test's loop: its URL."""
@@ -78,9 +71,10 @@ async def running(app: ASGIApp) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def ui(backend: tapeflow.Backend, tmp_path: Path) -> AsyncIterator[UI]:
-    """The UI over the tests' database, started with their workflows, and a worker."""
-    app = tapeflow.ui.app(f"sqlite:///{tmp_path / 'ui.db'}", modules=[workflows])
+async def ui(backend: tapeflow.Backend, backend_url: str) -> AsyncIterator[UI]:
+    """The UI over the test's database (each backend's: the conformance plugin gives
+    ``backend_url``), started with the tests' workflows, and a worker."""
+    app = tapeflow.ui.app(backend_url, modules=[workflows])
     worker = tapeflow.Worker(
         backend,
         workflows=workflows.WORKFLOWS,

@@ -4,7 +4,6 @@ stepped through, actions, and what a hostile id or value cannot do."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from playwright.async_api import Page, expect
 
@@ -143,8 +142,8 @@ async def test_a_post_without_the_csrf_token_is_refused(ui: UI, page: Page) -> N
     assert sent.status == 303
 
 
-async def test_with_a_token_the_ui_asks_for_it_once(tmp_path: Path, page: Page) -> None:
-    app = tapeflow.ui.app(f"sqlite:///{tmp_path / 'token.db'}", token="s3cret")
+async def test_with_a_token_the_ui_asks_for_it_once(backend_url: str, page: Page) -> None:
+    app = tapeflow.ui.app(backend_url, token="s3cret")
     async with running(app) as url:
         assert (await page.request.get(f"{url}/workers", max_redirects=0)).status == 303
         bearer = {"Authorization": "Bearer s3cret"}
@@ -158,11 +157,21 @@ async def test_with_a_token_the_ui_asks_for_it_once(tmp_path: Path, page: Page) 
         await page.click("button:text('Log in')")
         await expect(page.locator("h1")).to_have_text("Workflows")
         await page.goto(f"{url}/workers")
-        await expect(page.locator("h1")).to_have_text("Workers seen")
+        await expect(page.locator("h1")).to_have_text("Workers")
 
 
-async def test_the_workers_page_lists_recent_pollers(ui: UI, page: Page) -> None:
+async def test_the_workers_page_shows_each_worker_and_what_it_runs(
+    ui: UI, backend: tapeflow.Backend, page: Page
+) -> None:
     await page.goto(f"{ui.url}/workers")
-    table = page.locator("table.workers")
-    await expect(table).to_contain_text("counter")
-    await expect(table).to_contain_text("charge")
+    running = page.locator("#workers tbody tr.running")
+    await expect(running).to_have_count(1)  # the fixture's worker
+    await expect(running).to_contain_text("counter")  # a workflow it registered
+    await expect(running).to_contain_text("charge")  # an activity it registered
+    await expect(page.locator("#pollers")).to_contain_text("counter")
+
+    async with tapeflow.Worker(backend, activities=[workflows.charge], name="billing-7"):
+        await page.reload()
+        second = page.locator("#workers tbody tr", has_text="billing-7")
+        await expect(second).to_have_class("running")
+    await expect(second).to_have_class("stopped")  # auto-refresh, no reload

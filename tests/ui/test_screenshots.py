@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from playwright.async_api import Page, expect
 
 from tests.ui import workflows
@@ -17,6 +18,7 @@ from tests.ui.conftest import UI
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
+@pytest.mark.parametrize("backend_url", ["sqlite"], indirect=True)  # one set of pictures
 async def test_screenshots_of_the_list_and_a_workflow(ui: UI, page: Page, tmp_path: Path) -> None:
     shots = DOCS if os.environ.get("TAPEFLOW_UI_SCREENSHOTS") == "1" else tmp_path
     order = await ui.client.start_workflow(workflows.order, "teapot", id="order-1042")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from tapeflow._worker.activity_tasks import ActivityTaskRunner
 from tapeflow._worker.leases import LeaseKeeper
 from tapeflow._worker.poller import Poller
+from tapeflow._worker.presence import Presence, worker_info
 from tapeflow._worker.process_pool import ProcessPool
 from tapeflow._worker.retention import Retention
 from tapeflow._worker.slots import Slots
@@ -21,6 +22,7 @@ from tapeflow._worker.workflow_steps import HandOver, Taking, WorkflowSteps
 from tapeflow._worker.workflow_tasks import WorkflowTaskRunner
 from tapeflow._worker.workflow_threads import WORKFLOW_THREADS, WorkflowThreads
 from tapeflow.backends.base import ActivityTask, LeaseRef, TaskKind, WorkflowTask, hand_offs
+from tapeflow.backends.presence import WorkerPresence
 from tapeflow.backends.wakeups import finished_topic
 from tapeflow.errors import BackendUnavailable
 
@@ -107,6 +109,11 @@ class Running:
             )
         self.tasks = [asyncio.create_task(poller.run()) for poller in self.pollers]
         self.tasks.append(asyncio.create_task(self.leases.run()))
+        self.presence: Presence | None = None
+        self.reporting: asyncio.Task[None] | None = None
+        if isinstance(backend, WorkerPresence):
+            self.presence = Presence(backend, worker_info(worker))
+            self.reporting = asyncio.create_task(self.presence.run(), name="tapeflow-presence")
         self.retention: asyncio.Task[None] | None = None
         if options.retention is not None:
             collecting = Retention(backend, options.retention).run()
@@ -230,6 +237,11 @@ class Running:
         leases.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await leases
+        if self.reporting is not None and self.presence is not None:
+            self.reporting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.reporting
+            await self.presence.stop()
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
         if self.threads is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import TypeAdapter
@@ -19,6 +19,7 @@ from tapeflow.backends.base import (
     WorkflowStatus,
     WorkflowTask,
 )
+from tapeflow.backends.presence import WorkerInfo, WorkerRecord
 from tapeflow.errors import PayloadError
 from tapeflow.history import Failure, HistoryEvent, decode_event, decode_incoming
 
@@ -29,6 +30,18 @@ class NamedRow(Protocol):
     """A row read by column name (``sqlite3.Row``, psycopg's ``dict_row``)."""
 
     def __getitem__(self, column: str) -> Any: ...
+
+
+def worker_record(row: NamedRow, when: Callable[[Any], datetime]) -> WorkerRecord:
+    """A ``list_workers`` row, its info as JSON text and its times as stored."""
+    stopped = row["stopped_at"]
+    return WorkerRecord(
+        info=WorkerInfo.from_json(row["id"], json.loads(row["info"])),
+        started_at=when(row["started_at"]),
+        last_seen_at=when(row["last_seen_at"]),
+        stopped_at=None if stopped is None else when(stopped),
+        silent_for=timedelta(seconds=max(float(row["silent_for"]), 0.0)),
+    )
 
 
 def workflow_record(row: NamedRow, when: Callable[[Any], datetime]) -> WorkflowRecord:

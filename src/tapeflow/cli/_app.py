@@ -14,6 +14,7 @@ from tapeflow.cli._exits import EXIT_CODES_HELP, CliError
 from tapeflow.cli._params import Modules, Url
 from tapeflow.cli._run import reported
 from tapeflow.cli._worker import worker
+from tapeflow.cli._workers import workers
 
 
 def _examples(*lines: str) -> str:
@@ -59,6 +60,7 @@ _add(
     "tapeflow worker billing",
     "tapeflow worker app/jobs.py --max-activities 8",
 )
+_add(app, "workers", workers, "tapeflow workers", "tapeflow workers --within 5 --json")
 _add(
     app,
     "start",

@@ -129,8 +129,14 @@ def _event_number(text: str | None, length: int) -> int | None:
 
 
 async def workers_page(request: Request) -> Response:
-    pollers = await _ops(request).pollers()
-    return _render(request, "workers.html", pollers=pollers, now=datetime.now(UTC))
+    ops = _ops(request)
+    return _render(
+        request,
+        "workers.html",
+        workers=await ops.workers(),
+        pollers=await ops.pollers(),
+        now=datetime.now(UTC),
+    )
 
 
 def _field(form: FormData, name: str) -> str:

@@ -7,17 +7,22 @@ import importlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from types import ModuleType
 from typing import Any
 
 from tapeflow._definition import _ATTR, Definition
 from tapeflow.backends.base import Backend, PollerReads, PollerRecord, WorkflowRecord
+from tapeflow.backends.presence import WorkerPresence, WorkerRecord
 from tapeflow.client import Client
 from tapeflow.debugger import WorkflowDebugger
 from tapeflow.errors import InvalidArgument
 from tapeflow.history import HistoryEvent
 
 PAGE_SIZE = 50
+
+WORKERS_SEEN_WITHIN = timedelta(hours=1)
+"""The workers page shows the workers heard from in this last while, stopped ones too."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,11 @@ class Operations:
         if upto is None and record.vars is not None:
             return Vars(record.vars, "stored")
         return Vars(None, f"start the UI with the module defining {record.name!r} to replay them")
+
+    async def workers(self) -> list[WorkerRecord] | None:
+        if not isinstance(self.backend, WorkerPresence):
+            return None
+        return await self.backend.list_workers(WORKERS_SEEN_WITHIN)
 
     async def pollers(self) -> list[PollerRecord] | None:
         if not isinstance(self.backend, PollerReads):

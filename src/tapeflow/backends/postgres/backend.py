@@ -35,6 +35,7 @@ from tapeflow.backends._rows import (
     activity_task,
     history,
     json_text,
+    worker_record,
     workflow_record,
     workflow_task,
 )
@@ -67,6 +68,7 @@ from tapeflow.backends.plan import (
     taken_activity,
 )
 from tapeflow.backends.postgres._conninfo import checked
+from tapeflow.backends.presence import FORGET_AFTER, WorkerInfo, WorkerRecord
 from tapeflow.backends.reset import ResetPlan
 from tapeflow.backends.wakeups import Wakeups, Watch, work_topic
 from tapeflow.errors import (
@@ -425,6 +427,10 @@ class PostgresBackend(OpensAndCloses):
 
     async def _rows(self, query: str, params: Mapping[str, Any]) -> list[DictRow]:
         return await self._fetch(_Q[query], params)
+
+    async def _execute(self, query: str, params: Mapping[str, Any]) -> None:
+        async with self._connection() as conn:
+            await conn.execute(_Q[query], params)
 
     async def _fetch(self, text: str, params: Mapping[str, Any]) -> list[DictRow]:
         async with self._connection() as conn:
@@ -821,3 +827,16 @@ class PostgresBackend(OpensAndCloses):
     async def list_pollers(self) -> list[PollerRecord]:
         rows = await self._rows("list_pollers", {})
         return [PollerRecord(TaskKind(r["kind"]), r["name"], _utc(r["last_poll_at"])) for r in rows]
+
+    # -- who runs (WorkerPresence) ---------------------------------------------------------
+
+    async def report_worker(self, info: WorkerInfo) -> None:
+        params = {"id": info.id, "info": json_text(info.to_json()), "forget": FORGET_AFTER}
+        await self._execute("report_worker", params)
+
+    async def report_worker_stopped(self, worker_id: str) -> None:
+        await self._execute("report_worker_stopped", {"id": worker_id})
+
+    async def list_workers(self, seen_within: timedelta) -> list[WorkerRecord]:
+        rows = await self._rows("list_workers", {"within": seen_within})
+        return [worker_record(r, _utc) for r in rows]

@@ -203,3 +203,20 @@ NOT EXISTS (SELECT FROM workflows n WHERE n.id = w.id AND n.run_number > w.run_n
 
 -- name: filter_after
 (w.created_at, w.run_id) < (%(after_at)s, %(after_run)s)
+
+-- name: report_worker
+-- The worker runs now, and workers silent for long are forgotten, in one statement.
+WITH forgotten AS (
+    DELETE FROM workers WHERE last_seen_at < now() - %(forget)s AND id <> %(id)s
+)
+INSERT INTO workers (id, info, started_at, last_seen_at) VALUES (%(id)s, %(info)s::jsonb, now(), now())
+ON CONFLICT (id) DO UPDATE SET info = excluded.info, last_seen_at = excluded.last_seen_at,
+    stopped_at = NULL;
+
+-- name: report_worker_stopped
+UPDATE workers SET last_seen_at = now(), stopped_at = now() WHERE id = %(id)s;
+
+-- name: list_workers
+SELECT id, info::text AS info, started_at, last_seen_at, stopped_at,
+       extract(epoch FROM now() - last_seen_at) AS silent_for
+FROM workers WHERE last_seen_at >= now() - %(within)s ORDER BY started_at DESC, id;

@@ -109,6 +109,16 @@ CREATE TABLE pollers (
     PRIMARY KEY (kind, name)
 );
 
+-- The workers that run, what each runs (tapeflow.backends.presence.WorkerInfo), when each
+-- started, was last heard from, and said it stopped.
+CREATE TABLE workers (
+    id           text PRIMARY KEY,
+    info         jsonb NOT NULL,
+    started_at   timestamptz NOT NULL,
+    last_seen_at timestamptz NOT NULL,
+    stopped_at   timestamptz
+);
+
 -- The idempotency keys of the events sent to each workflow id, kept for as long as the id,
 -- across its runs: a send with a key the id has had delivers nothing.
 CREATE TABLE event_keys (

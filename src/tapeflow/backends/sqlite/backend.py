@@ -29,6 +29,7 @@ from tapeflow.backends._rows import (
     activity_task,
     history,
     json_text,
+    worker_record,
     workflow_record,
     workflow_task,
 )
@@ -63,6 +64,7 @@ from tapeflow.backends.plan import (
     commit_topics,
     taken_activity,
 )
+from tapeflow.backends.presence import FORGET_AFTER, WorkerInfo, WorkerRecord
 from tapeflow.backends.reset import ResetPlan
 from tapeflow.backends.wakeups import Wakeups, Watch, work_topic
 from tapeflow.errors import (
@@ -553,6 +555,35 @@ class SQLiteBackend(OpensAndCloses):
             return [
                 PollerRecord(TaskKind(r["kind"]), r["name"], _dt(r["last_poll_at"])) for r in rows
             ]
+
+        return await self._read(read)
+
+    # -- who runs (WorkerPresence) ---------------------------------------------------------
+
+    async def report_worker(self, info: WorkerInfo) -> None:
+        def write(conn: sqlite3.Connection, now: int) -> tuple[None, Iterable[str]]:
+            conn.execute(
+                _Q["forget_workers"], {"before": now - _micros(FORGET_AFTER), "id": info.id}
+            )
+            conn.execute(
+                _Q["report_worker"], {"id": info.id, "info": json_text(info.to_json()), "now": now}
+            )
+            return None, ()
+
+        await self._write(write)
+
+    async def report_worker_stopped(self, worker_id: str) -> None:
+        def write(conn: sqlite3.Connection, now: int) -> tuple[None, Iterable[str]]:
+            conn.execute(_Q["report_worker_stopped"], {"id": worker_id, "now": now})
+            return None, ()
+
+        await self._write(write)
+
+    async def list_workers(self, seen_within: timedelta) -> list[WorkerRecord]:
+        def read(conn: sqlite3.Connection) -> list[WorkerRecord]:
+            now = _now_us()
+            params = {"now": now, "since": now - _micros(seen_within)}
+            return [worker_record(r, _dt) for r in conn.execute(_Q["list_workers"], params)]
 
         return await self._read(read)
 

@@ -340,3 +340,18 @@ NOT EXISTS (SELECT 1 FROM workflows n WHERE n.id = w.id AND n.run_number > w.run
 
 -- name: filter_after
 (w.created_at, w.run_id) < (:after_at, :after_run)
+
+-- name: report_worker
+INSERT INTO workers (id, info, started_at, last_seen_at) VALUES (:id, :info, :now, :now)
+ON CONFLICT (id) DO UPDATE SET info = excluded.info, last_seen_at = excluded.last_seen_at,
+    stopped_at = NULL;
+
+-- name: forget_workers
+DELETE FROM workers WHERE last_seen_at < :before AND id <> :id;
+
+-- name: report_worker_stopped
+UPDATE workers SET last_seen_at = :now, stopped_at = :now WHERE id = :id;
+
+-- name: list_workers
+SELECT id, info, started_at, last_seen_at, stopped_at, (:now - last_seen_at) / 1e6 AS silent_for
+FROM workers WHERE last_seen_at >= :since ORDER BY started_at DESC, id;

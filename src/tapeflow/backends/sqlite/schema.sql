@@ -102,6 +102,16 @@ CREATE TABLE pollers (
     PRIMARY KEY (kind, name)
 ) WITHOUT ROWID;
 
+-- The workers that run, what each runs (JSON: tapeflow.backends.presence.WorkerInfo), when
+-- each started, was last heard from, and said it stopped.
+CREATE TABLE workers (
+    id           TEXT PRIMARY KEY,
+    info         TEXT NOT NULL,
+    started_at   INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL,
+    stopped_at   INTEGER
+) WITHOUT ROWID;
+
 -- The idempotency keys of the events sent to each workflow id, kept for as long as the id,
 -- across its runs: a send with a key the id has had delivers nothing.
 CREATE TABLE event_keys (
