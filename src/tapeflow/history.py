@@ -83,6 +83,8 @@ class ActivityScheduled:
     """Seconds; None: no limit (so for the two below)."""
     schedule_to_close_timeout: float | None = None
     heartbeat_timeout: float | None = None
+    queue: str = "default"
+    priority: int = 5
     kind: Literal["activity_scheduled"] = "activity_scheduled"
 
 
@@ -179,6 +181,8 @@ class ChildWorkflowScheduled:
     version: str = ""
     execution_timeout: float | None = None
     parent_close_policy: Literal["terminate", "cancel", "abandon"] = "terminate"
+    queue: str = "default"
+    priority: int = 5
     kind: Literal["child_workflow_scheduled"] = "child_workflow_scheduled"
 
 

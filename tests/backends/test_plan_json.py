@@ -20,7 +20,9 @@ FULL = CommitPlan(
             '{"kind": "timer_fired", "seq": 2}', AT, 2, "other", "run-9", Receipt("d", "m", "c")
         ),
     ),
-    activities=(NewActivity(1, "charge", "[1]", '{"maximum_attempts": 3}'),),
+    activities=(
+        NewActivity(1, "charge", "[1]", '{"maximum_attempts": 3}', None, "payments", 2),
+    ),
     cancelled_activities=(4,),
     cancelled_timers=(5,),
     workflows=(
@@ -35,6 +37,8 @@ FULL = CommitPlan(
             events=("e",),
             parent=ParentLink("parent", "run-1", 3, "closing"),
             receipt=("made", "taken"),
+            queue="children",
+            priority=1,
         ),
     ),
     ending=Ending(WorkflowStatus.TERMINATED, None, "{}", False, "asked", "client"),
@@ -78,6 +82,19 @@ def test_the_document_holds_the_plans_values() -> None:
             "events": ["e"],
             "parent": {"workflow_id": "parent", "run_id": "run-1", "seq": 3, "on_close": "closing"},
             "receipt": ["made", "taken"],
+            "queue": "children",
+            "priority": 1,
+        }
+    ]
+    assert document["activities"] == [
+        {
+            "seq": 1,
+            "name": "charge",
+            "args": "[1]",
+            "retry": '{"maximum_attempts": 3}',
+            "timeouts": None,
+            "queue": "payments",
+            "priority": 2,
         }
     ]
     assert document["ending"] == {

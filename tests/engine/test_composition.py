@@ -230,6 +230,8 @@ class _RunRef:
     workflow_id = "parent"
     run_id = "parent-run"
     workflow_name = "parent"
+    workflow_queue = "default"
+    workflow_priority = 5
 
 
 def test_a_childs_ending_reports_to_its_parents_run_and_a_continuation_does_not() -> None:

@@ -20,6 +20,7 @@ from tapeflow.backends.base import (
     WorkflowTask,
 )
 from tapeflow.backends.presence import WorkerInfo, WorkerRecord
+from tapeflow.backends.queue_limits import waiting_hint
 from tapeflow.errors import PayloadError
 from tapeflow.history import Failure, HistoryEvent, decode_event, decode_incoming
 
@@ -70,7 +71,9 @@ def workflow_record(row: NamedRow, when: Callable[[Any], datetime]) -> WorkflowR
         failure=None if failure is None else FAILURE.validate_json(failure),
         history_length=row["history_length"],
         task_error=row["last_error"],
-        hint=pending_hint(name, bool(row["due"]) and not state.finished, silent),
+        hint=waiting_hint(row["queue"])
+        if row["admitted"] is not None and not row["admitted"]
+        else pending_hint(name, bool(row["due"]) and not state.finished, silent),
         reason=row["stop_reason"],
         requested_by=row["stop_requested_by"],
         parent=None
@@ -80,6 +83,8 @@ def workflow_record(row: NamedRow, when: Callable[[Any], datetime]) -> WorkflowR
         ),
         previous_run_id=row["previous_run_id"],
         vars=stored_vars(row["vars"]),
+        queue=row["queue"],
+        priority=row["priority"],
     )
 
 
@@ -97,7 +102,8 @@ def workflow_task(
     row: NamedRow, inbox: Iterable[tuple[int, str]], claimed_at: datetime
 ) -> WorkflowTask:
     """A claimed workflow task (columns ``workflow_id``, ``run_id``, ``name``,
-    ``history_length``, ``lease_token``, ``failures``) with its visible inbox rows (id,
+    ``history_length``, ``lease_token``, ``failures``, ``parent``, ``queue``,
+    ``priority``) with its visible inbox rows (id,
     event); unreadable inbox rows poison only this task."""
     workflow_id = row["workflow_id"]
     events, unreadable, errors = [], [], []
@@ -119,6 +125,8 @@ def workflow_task(
         poison="; ".join(errors) or None,
         unreadable=tuple(unreadable),
         parent=_parent(row["parent"]),
+        queue=row["queue"],
+        priority=row["priority"],
     )
 
 
@@ -160,6 +168,9 @@ def activity_task(row: NamedRow, when: Callable[[Any], datetime]) -> ActivityTas
         poison=poison,
         timeouts=timeouts,
         leased_at=when(row["leased_at"]),
+        queue=row["queue"],
+        workflow_queue=row["workflow_queue"],
+        workflow_priority=row["workflow_priority"],
     )
 
 

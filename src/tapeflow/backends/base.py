@@ -37,6 +37,7 @@ from tapeflow.history import (
     Incoming,
     JSONValue,
 )
+from tapeflow.queues import DEFAULT_PRIORITY, DEFAULT_QUEUE
 
 if TYPE_CHECKING:
     from tapeflow.backends.plan import CommitPlan
@@ -111,6 +112,9 @@ class NewWorkflow:
     receipt: tuple[str, str] | None = None
     """Two encoded events, of which a plan's commit puts one into its own run's inbox: the
     first if this was created, the second if its id was taken."""
+    queue: str = DEFAULT_QUEUE
+    """Its queue: a queue with limits (``QueueLimits``) creates its task unadmitted."""
+    priority: int = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,8 @@ class WorkflowRecord:
     its id was reused)."""
     vars: dict[str, JSONValue] = field(default_factory=dict)
     """The variables the workflow set (``workflow.set_var``) as of its last commit."""
+    queue: str = DEFAULT_QUEUE
+    priority: int = DEFAULT_PRIORITY
 
     @property
     def parent_id(self) -> str | None:
@@ -249,6 +255,17 @@ class WorkflowTask:
     """The ids of the inbox events that cannot be read."""
     parent: ParentLink | None = None
     """Where the run reports its end, if it is a child."""
+    queue: str = DEFAULT_QUEUE
+    """The run's queue: the next run of a workflow that continues as new is in it too."""
+    priority: int = DEFAULT_PRIORITY
+
+    @property
+    def workflow_queue(self) -> str:
+        return self.queue
+
+    @property
+    def workflow_priority(self) -> int:
+        return self.priority
 
 
 @dataclass(frozen=True)
@@ -305,6 +322,11 @@ class ActivityTask:
     leased_at: datetime | None = None
     """The backend's time when this attempt was leased (None: as it was scheduled, an
     activity its workflow's worker took at once): the start of its time limits."""
+    queue: str = DEFAULT_QUEUE
+    workflow_queue: str = DEFAULT_QUEUE
+    """Its workflow's queue: a worker runs the workflow's next task ahead only if it serves
+    that queue."""
+    workflow_priority: int = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True)
@@ -467,10 +489,16 @@ class Backend(Protocol):
     # -- workflow tasks --------------------------------------------------------------------
 
     async def claim_workflow_tasks(
-        self, names: Sequence[str], owner: str, lease: timedelta, limit: int
+        self,
+        names: Sequence[str],
+        owner: str,
+        lease: timedelta,
+        limit: int,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
     ) -> list[WorkflowTask]:
-        """Lease up to ``limit`` workflow tasks (of these workflow names) with visible events.
-        A task sticky to another owner (``HandOffs``) waits STICKY_FOR for it first."""
+        """Lease up to ``limit`` admitted workflow tasks (of these workflow names, in these
+        queues) with visible events. A task sticky to another owner (``HandOffs``) waits
+        STICKY_FOR for it first."""
         ...
 
     async def commit_workflow_task(self, task: WorkflowTask, plan: CommitPlan) -> None:
@@ -494,9 +522,15 @@ class Backend(Protocol):
     # -- activity tasks --------------------------------------------------------------------
 
     async def claim_activity_tasks(
-        self, names: Sequence[str], owner: str, lease: timedelta, limit: int
+        self,
+        names: Sequence[str],
+        owner: str,
+        lease: timedelta,
+        limit: int,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
     ) -> list[ActivityTask]:
-        """Lease up to ``limit`` due activity tasks of these names, counting an attempt each."""
+        """Lease up to ``limit`` due, admitted activity tasks of these names in these
+        queues, counting an attempt each."""
         ...
 
     async def complete_activity_task(
@@ -512,7 +546,8 @@ class Backend(Protocol):
         heartbeat_details: JSONValue = None,
     ) -> None:
         """Release the task for another attempt after ``delay``, keeping the attempt's last
-        heartbeat details (when not None) for the next one. Raises LeaseLost."""
+        heartbeat details (when not None) for the next one. In a queue with limits, the task
+        gives back its admission: the next attempt waits for one. Raises LeaseLost."""
 
     # -- both ------------------------------------------------------------------------------
 
@@ -527,9 +562,14 @@ class Backend(Protocol):
         ...
 
     async def next_due(
-        self, kind: TaskKind, names: Sequence[str], owner: str | None = None
+        self,
+        kind: TaskKind,
+        names: Sequence[str],
+        owner: str | None = None,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
     ) -> timedelta | None:
-        """How long until the earliest not-yet-due task of these names becomes due, if any,
+        """How long until the earliest not-yet-due admitted task of these names in these
+        queues becomes due, if any,
         for ``owner`` (a workflow task sticky to another worker is due to it STICKY_FOR
         later).
 
@@ -633,6 +673,8 @@ def imposed_on(record: WorkflowRecord) -> WorkflowTask:
         lease_token=0,
         claimed_at=record.created_at,
         parent=record.parent,
+        queue=record.queue,
+        priority=record.priority,
     )
 
 

@@ -56,7 +56,7 @@ from tapeflow.backends.base import (
     TaskKind,
     WorkflowStatus,
 )
-from tapeflow.backends.wakeups import finished_topic, work_topic
+from tapeflow.backends.wakeups import finished_topic, queue_topics, work_topic
 from tapeflow.history import (
     ActivityCancelled,
     ActivityScheduled,
@@ -86,6 +86,7 @@ from tapeflow.history import (
     WorkflowTaskStarted,
     encode_event,
 )
+from tapeflow.queues import DEFAULT_PRIORITY, DEFAULT_QUEUE
 
 
 class OfRun(Protocol):
@@ -101,6 +102,12 @@ class OfRun(Protocol):
     @property
     def workflow_name(self) -> str: ...
 
+    @property
+    def workflow_queue(self) -> str: ...
+
+    @property
+    def workflow_priority(self) -> int: ...
+
 
 @dataclass(frozen=True)
 class NewActivity:
@@ -112,6 +119,10 @@ class NewActivity:
     """JSON text: the activity's own retry policy, if any."""
     timeouts: str | None = None
     """JSON text of its ``ActivityTimeouts``, if it has any."""
+    queue: str = DEFAULT_QUEUE
+    """A queue with limits (``QueueLimits``) writes it unadmitted, and a worker does not
+    take it in the commit (``Take``)."""
+    priority: int = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True)
@@ -202,6 +213,8 @@ class CommitPlan:
                     "args": a.args,
                     "retry": a.retry,
                     "timeouts": a.timeouts,
+                    "queue": a.queue,
+                    "priority": a.priority,
                 }
                 for a in self.activities
             ],
@@ -244,6 +257,8 @@ def new_workflow_json(new: NewWorkflow) -> dict[str, JSONValue]:
             "on_close": parent.on_close,
         },
         "receipt": None if new.receipt is None else list(new.receipt),
+        "queue": new.queue,
+        "priority": new.priority,
     }
 
 
@@ -342,7 +357,15 @@ def new_activity(scheduled: ActivityScheduled, at: datetime | None) -> NewActivi
     """The activity task a schedule makes, its deadline counted from ``at``."""
     retry = None if scheduled.retry is None else json_text(scheduled.retry)
     args, timeouts = json_text(scheduled.args), _timeouts(scheduled, at)
-    return NewActivity(scheduled.seq, scheduled.name, args, retry, timeouts)
+    return NewActivity(
+        scheduled.seq,
+        scheduled.name,
+        args,
+        retry,
+        timeouts,
+        scheduled.queue,
+        scheduled.priority,
+    )
 
 
 def timer_row(started: TimerStarted) -> NewInboxEvent:
@@ -383,6 +406,8 @@ def _child(scheduled: ChildWorkflowScheduled, run: OfRun) -> NewWorkflow:
         parent=ParentLink(
             run.workflow_id, run.run_id, seq, None if close is None else close(run.workflow_id)
         ),
+        queue=scheduled.queue,
+        priority=scheduled.priority,
     )
     taken = Failure("WorkflowAlreadyExists", f"a workflow with id {child!r} exists already")
     receipt = (
@@ -422,6 +447,8 @@ def _next_run(
         id_reuse="allow",
         events=tuple(encode_event(event) for event in continued.carried),
         parent=parent,
+        queue=run.workflow_queue,
+        priority=run.workflow_priority,
     )
 
 
@@ -489,15 +516,20 @@ def commit_topics(
     but those the committing worker took (``taken`` seqs); the result waiters if the run
     ended, else its own pollers unless the backend saw its inbox empty (``wake_run``); and
     the pollers of the workflow names ``woken`` (other workflows written to) and of the
-    workflows created."""
+    workflows created; and the admissions of the queues (but the default one) of the work
+    created, and of the run's if it ended (which leaves room there)."""
     topics = {work_topic(TaskKind.WORKFLOW, name) for name in woken}
     topics.update(work_topic(TaskKind.WORKFLOW, new.name) for new in plan.workflows)
+    queues = {new.queue for new in plan.workflows}
     if plan.ending is not None:  # its activity tasks went with it
         topics.add(finished_topic(task.workflow_id))
-        return sorted(topics)
+        queues.add(task.workflow_queue)
+        return sorted(topics | queue_topics(queues))
     topics.update(
         work_topic(TaskKind.ACTIVITY, a.name) for a in plan.activities if a.seq not in taken
     )
+    queues.update(a.queue for a in plan.activities)
+    topics.update(queue_topics(queues))
     if wake_run:
         topics.add(work_topic(TaskKind.WORKFLOW, task.workflow_name))
     return sorted(topics)
@@ -518,4 +550,7 @@ def taken_activity(task: OfRun, plan: CommitPlan, seq: int, task_id: int) -> Act
         attempt=1,
         lease_token=1,
         timeouts=timeouts_of(activity.timeouts),
+        queue=activity.queue,
+        workflow_queue=task.workflow_queue,
+        workflow_priority=task.workflow_priority,
     )

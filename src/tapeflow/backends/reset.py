@@ -106,7 +106,17 @@ class ResetPlan:
 
     def _task(self, run_id: str, history_length: int) -> WorkflowTask:
         run = self.run
-        return WorkflowTask(run.id, run_id, run.name, history_length, [], 0, self.at)
+        return WorkflowTask(
+            run.id,
+            run_id,
+            run.name,
+            history_length,
+            [],
+            0,
+            self.at,
+            queue=run.queue,
+            priority=run.priority,
+        )
 
     def as_json(self) -> dict[str, JSONValue]:
         """The plan as one JSON document, for a backend that hands it to the database."""
@@ -194,6 +204,8 @@ def plan_reset(
         args=record.args,
         start_at=None,
         parent=record.parent,
+        queue=record.queue,
+        priority=record.priority,
     )
     return ResetPlan(record.id, record.run_id, len(history), event, run, rows, ending, now)
 

@@ -12,6 +12,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from types import TracebackType
 
+from tapeflow.queues import DEFAULT_QUEUE
+
 FALLBACK_POLL_SECONDS = 10.0
 """While wake-ups arrive from every process (``Backend.wakes_other_processes``), watchers
 look again only this often: just a lost notification waits this long."""
@@ -24,6 +26,17 @@ def work_topic(kind: str, name: str) -> str:
 
 def finished_topic(workflow_id: str) -> str:
     return f"finished:{workflow_id}"
+
+
+def queue_topic(queue: str) -> str:
+    """Work of the queue came to wait for admission, or left room (see ``queue_topics``)."""
+    return f"queue:{queue}"
+
+
+def queue_topics(queues: Iterable[str]) -> set[str]:
+    """The admissions to wake for work that came to, or left, these queues: none for the
+    default queue, which has no limits."""
+    return {queue_topic(queue) for queue in queues if queue != DEFAULT_QUEUE}
 
 
 class Watch:

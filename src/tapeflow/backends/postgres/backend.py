@@ -69,8 +69,9 @@ from tapeflow.backends.plan import (
 )
 from tapeflow.backends.postgres._conninfo import checked
 from tapeflow.backends.presence import FORGET_AFTER, WorkerInfo, WorkerRecord
+from tapeflow.backends.queue_limits import Admission, QueueRecord
 from tapeflow.backends.reset import ResetPlan
-from tapeflow.backends.wakeups import Wakeups, Watch, work_topic
+from tapeflow.backends.wakeups import Wakeups, Watch, queue_topics, work_topic
 from tapeflow.errors import (
     ActivityTaskGone,
     BackendUnavailable,
@@ -94,6 +95,7 @@ from tapeflow.history import (
     WorkflowCancelRequested,
     encode_event,
 )
+from tapeflow.queues import DEFAULT_QUEUE, Queue
 
 log = logging.getLogger("tapeflow.postgres")
 _PACKAGE = __package__ or "tapeflow.backends.postgres"
@@ -188,6 +190,16 @@ def _take(take: Take | None) -> dict[str, JSONValue] | None:
 def _leased(row: Mapping[str, Any]) -> WorkflowTask:
     """A workflow task as ``leased_task`` (functions.sql) gives it."""
     return workflow_task(row, row["inbox"], _from_json_time(row["claimed_at"]))
+
+
+def _queue(row: DictRow) -> Queue:
+    """A ``queues`` row (or a ``list_queues`` one) as the declaration it keeps."""
+    rate = None if row["rate_limit"] is None else (row["rate_limit"], row["rate_period"])
+    return Queue(row["name"], row["concurrency"], rate)
+
+
+def _seconds(value: float | None) -> timedelta | None:
+    return None if value is None else timedelta(seconds=float(value))
 
 
 def _plan_topics(task: OfRun, plan: CommitPlan, take: Take | None, outcome: Outcome) -> list[str]:
@@ -474,14 +486,13 @@ class PostgresBackend(OpensAndCloses):
                 settled.get(i, ("created", s.new.run_id, s.new.name, "pending"))
                 for i, s in enumerate(starts)
             ]
-            await self._wake(
-                conn,
-                {
-                    work_topic(TaskKind.WORKFLOW, name)
-                    for start, (outcome, _, name, _) in zip(starts, outcomes, strict=True)
-                    if outcome == "created" or (outcome == "found" and start.new.events)
-                },
-            )
+            woken = {
+                work_topic(TaskKind.WORKFLOW, name)
+                for start, (outcome, _, name, _) in zip(starts, outcomes, strict=True)
+                if outcome == "created" or (outcome == "found" and start.new.events)
+            }
+            made = (s.new.queue for s, o in zip(starts, outcomes, strict=True) if o[0] == "created")
+            await self._wake(conn, woken | queue_topics(made))
         return outcomes
 
     async def request_cancel(self, workflow_id: str, reason: str) -> None:
@@ -574,12 +585,18 @@ class PostgresBackend(OpensAndCloses):
     # -- workflow tasks --------------------------------------------------------------------
 
     async def claim_workflow_tasks(
-        self, names: Sequence[str], owner: str, lease: timedelta, limit: int
+        self,
+        names: Sequence[str],
+        owner: str,
+        lease: timedelta,
+        limit: int,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
     ) -> list[WorkflowTask]:
-        if not names:
+        if not names or not queues:
             return []
         params = {
             "names": list(names),
+            "queues": list(queues),
             "owner": owner,
             "lease": lease,
             "limit": limit,
@@ -666,12 +683,18 @@ class PostgresBackend(OpensAndCloses):
     # -- activity tasks --------------------------------------------------------------------
 
     async def claim_activity_tasks(
-        self, names: Sequence[str], owner: str, lease: timedelta, limit: int
+        self,
+        names: Sequence[str],
+        owner: str,
+        lease: timedelta,
+        limit: int,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
     ) -> list[ActivityTask]:
-        if not names:
+        if not names or not queues:
             return []
         params = {
             "names": list(names),
+            "queues": list(queues),
             "owner": owner,
             "lease": lease,
             "limit": limit,
@@ -718,9 +741,12 @@ class PostgresBackend(OpensAndCloses):
         def wake(done: Outcome) -> list[str]:
             if done["refused"] is not None:
                 return []
+            room = sorted(queue_topics([task.queue]))  # its queue has room for another
             if ahead is not None and committed(done):
-                return _plan_topics(task, ahead.plan, take, done["ahead"])
-            return [] if done["task"] else [work_topic(TaskKind.WORKFLOW, task.workflow_name)]
+                return [*_plan_topics(task, ahead.plan, take, done["ahead"]), *room]
+            if done["task"]:
+                return room
+            return [work_topic(TaskKind.WORKFLOW, task.workflow_name), *room]
 
         done = await self._completions.submit(_Write(params, wake))
         if (error := _refused(done, f"activity task {task.id} ({task.name!r})")) is not None:
@@ -755,7 +781,7 @@ class PostgresBackend(OpensAndCloses):
                 "details": None if heartbeat_details is None else json_text(heartbeat_details),
             },
             f"activity task {task.id} ({task.name!r})",
-            [work_topic(TaskKind.ACTIVITY, task.name)],
+            [work_topic(TaskKind.ACTIVITY, task.name), *queue_topics([task.queue])],
             activity=task.id,
         )
 
@@ -813,12 +839,17 @@ class PostgresBackend(OpensAndCloses):
         return [ref for ref in leases if (ref.kind, ref.id) not in kept]
 
     async def next_due(
-        self, kind: TaskKind, names: Sequence[str], owner: str | None = None
+        self,
+        kind: TaskKind,
+        names: Sequence[str],
+        owner: str | None = None,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
     ) -> timedelta | None:
-        if not names:
+        if not names or not queues:
             return None
         query = "next_due_workflow" if kind is TaskKind.WORKFLOW else "next_due_activity"
-        rows = await self._rows(query, {"names": list(names), "owner": owner, "sticky": STICKY_FOR})
+        params = {"names": list(names), "queues": list(queues), "owner": owner}
+        rows = await self._rows(query, {**params, "sticky": STICKY_FOR})
         seconds = rows[0]["seconds"] if rows else None
         return None if seconds is None else timedelta(seconds=float(seconds))
 
@@ -827,6 +858,69 @@ class PostgresBackend(OpensAndCloses):
     async def list_pollers(self) -> list[PollerRecord]:
         rows = await self._rows("list_pollers", {})
         return [PollerRecord(TaskKind(r["kind"]), r["name"], _utc(r["last_poll_at"])) for r in rows]
+
+    # -- queues with limits (QueueLimits) --------------------------------------------------
+
+    async def declare_queue(self, queue: Queue) -> Queue | None:
+        rate = queue.rate_limit
+        params = {
+            "name": queue.name,
+            "concurrency": queue.concurrency,
+            "rate_limit": None if rate is None else rate[0],
+            "rate_period": None if rate is None else rate[1],
+        }
+        async with self._connection() as conn:
+            cursor = await conn.execute(_Q["declare_queue"], params)
+            before = await cursor.fetchone()
+            # Limits lifted: what waits is admitted by the next claim of a worker serving it.
+            await self._wake(conn, queue_topics([queue.name]))
+        previous = None if before is None else _queue(before)
+        return previous if previous != queue else None
+
+    async def admit_workflow_tasks(
+        self, queue: str, names: Sequence[str], owner: str, lease: timedelta, limit: int
+    ) -> Admission[WorkflowTask]:
+        done = await self._admit(TaskKind.WORKFLOW, queue, names, owner, lease, limit)
+        return Admission([_leased(task) for task in done["tasks"]], _seconds(done["retry_in"]))
+
+    async def admit_activity_tasks(
+        self, queue: str, names: Sequence[str], owner: str, lease: timedelta, limit: int
+    ) -> Admission[ActivityTask]:
+        done = await self._admit(TaskKind.ACTIVITY, queue, names, owner, lease, limit)
+        tasks = [activity_task(row, _from_json_time) for row in done["tasks"]]
+        return Admission(tasks, _seconds(done["retry_in"]))
+
+    async def _admit(
+        self,
+        kind: TaskKind,
+        queue: str,
+        names: Sequence[str],
+        owner: str,
+        lease: timedelta,
+        limit: int,
+    ) -> Any:
+        params = {
+            "kind": kind.value,
+            "queue": queue,
+            "names": list(names),
+            "owner": owner,
+            "lease": lease,
+            "limit": limit,
+        }
+        (row,) = await self._rows("admit_queue", params)
+        return row["admitted"]
+
+    async def list_queues(self) -> list[QueueRecord]:
+        rows = await self._rows("list_queues", {})
+        return [
+            QueueRecord(
+                _queue(row),
+                row["admitted"],
+                row["waiting"],
+                None if row["rate_limit"] is None else row["started"],
+            )
+            for row in rows
+        ]
 
     # -- who runs (WorkerPresence) ---------------------------------------------------------
 

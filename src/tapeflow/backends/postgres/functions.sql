@@ -4,7 +4,7 @@
 -- of this file alone. A change of a function's signature or return type must DROP it first.
 -- Raise the revision below with every change: a process whose file has a lower revision
 -- than the one applied leaves the newer functions in place (a rolling upgrade).
--- revision: 15
+-- revision: 16
 --
 -- Every function runs with enable_seqscan off. They only ever reach rows by key, and
 -- PL/pgSQL keeps a session's plans: planned while the tables were nearly empty (a new
@@ -84,8 +84,8 @@ $$;
 
 -- The runs' workflow tasks as a worker gets them, each with its visible inbox:
 -- {"workflow_id", "run_id", "name", "history_length", "lease_token", "failures",
--- "claimed_at", "parent": null or [id, run id, seq, on close], "inbox": [[id, event
--- text], ...]}. Read in a statement of its own after the
+-- "claimed_at", "parent": null or [id, run id, seq, on close], "queue", "priority",
+-- "inbox": [[id, event text], ...]}. Read in a statement of its own after the
 -- lease (see claim_workflow_tasks). A run without a task gives nothing.
 CREATE OR REPLACE FUNCTION leased_tasks(p_run_ids text[]) RETURNS SETOF json
 LANGUAGE plpgsql
@@ -100,6 +100,7 @@ SELECT json_build_object(
     'failures', t.failures, 'claimed_at', now(),
     'parent', CASE WHEN w.parent_run_id IS NOT NULL THEN json_build_array(
         w.parent_id, w.parent_run_id, w.parent_seq, w.on_parent_close) END,
+    'queue', t.queue, 'priority', t.priority,
     'inbox', coalesce(
         (SELECT json_agg(json_build_array(e.id, e.event::text) ORDER BY e.id)
          FROM inbox e WHERE e.run_id = t.run_id AND e.visible_at <= now()),
@@ -123,11 +124,23 @@ SELECT json_build_object(
     'seq', a.seq, 'name', a.name, 'args', a.args::text, 'retry', a.retry::text,
     'attempt', a.attempt, 'lease_token', a.lease_token,
     'heartbeat_details', a.heartbeat_details::text, 'timeouts', a.timeouts::text,
-    'leased_at', now())
+    'leased_at', now(), 'queue', a.queue, 'workflow_queue', w.queue,
+    'workflow_priority', w.priority)
 FROM activity_tasks a JOIN workflows w ON w.run_id = a.run_id
 WHERE a.id = ANY (p_ids)
 ORDER BY a.id;
 END
+$$;
+
+-- Whether work of the queue is admitted as it is written: a queue without limits (see
+-- migration 0015). The default queue has none, and is not looked up.
+CREATE OR REPLACE FUNCTION admits(p_queue text) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path FROM CURRENT
+AS $$
+SELECT p_queue = 'default' OR NOT EXISTS (
+    SELECT FROM queues q
+    WHERE q.name = p_queue AND (q.concurrency IS NOT NULL OR q.rate_limit IS NOT NULL));
 $$;
 
 -- Whether a new run may follow an id's latest run, in p_status, by p_reuse (a new run's
@@ -163,7 +176,7 @@ WITH input AS (
     FROM json_to_recordset(p_runs)
             AS r (run_id text, id text, name text, version text, args text,
                   start_at timestamptz, execution_timeout double precision, id_reuse text,
-                  events json, parent json)
+                  events json, parent json, queue text, priority smallint)
          LEFT JOIN LATERAL (  -- a run that may not follow another is run 1, or nothing
             SELECT w.run_number, w.status FROM workflows w
             WHERE r.id_reuse <> 'reject' AND w.id = r.id
@@ -171,14 +184,16 @@ WITH input AS (
          ) AS last ON true
 ), created AS (
     INSERT INTO workflows (run_id, id, run_number, name, version, status, args, start_at,
-                           parent_id, parent_run_id, parent_seq, on_parent_close)
+                           parent_id, parent_run_id, parent_seq, on_parent_close, queue,
+                           priority)
     SELECT run_id, id, run_number, name, version, 'pending', args::json,
-           coalesce(start_at, now()), parent_id, parent_run_id, parent_seq, on_parent_close
+           coalesce(start_at, now()), parent_id, parent_run_id, parent_seq, on_parent_close,
+           queue, priority
     FROM input
     WHERE free
     ORDER BY id
     ON CONFLICT (id, run_number) DO NOTHING
-    RETURNING run_id, name, version, args, start_at
+    RETURNING run_id, name, version, args, start_at, queue, priority
 ), deadline AS (  -- timer seq 0: tapeflow.backends.base.EXECUTION_TIMEOUT_SEQ
     INSERT INTO inbox (run_id, visible_at, timer_seq, event)
     SELECT c.run_id, c.start_at + make_interval(secs => i.execution_timeout), 0,
@@ -187,7 +202,8 @@ WITH input AS (
     FROM created c JOIN input i ON i.run_id = c.run_id
     WHERE i.execution_timeout IS NOT NULL
 ), task AS (
-    INSERT INTO workflow_tasks (run_id, name) SELECT run_id, name FROM created
+    INSERT INTO workflow_tasks (run_id, name, queue, priority, admitted)
+    SELECT run_id, name, queue, priority, admits(queue) FROM created
 ), started AS (  -- in order: the start first, then the events, as given
     INSERT INTO inbox (run_id, visible_at, event)
     SELECT e.run_id, e.start_at, e.event
@@ -536,16 +552,18 @@ BEGIN
             WITH created AS (
                 INSERT INTO activity_tasks (run_id, seq, name, args, retry, timeouts,
                                             visible_at, lease_owner, lease_expires_at,
-                                            lease_token, attempt)
+                                            lease_token, attempt, queue, priority, admitted)
                 SELECT p_run_id, a.seq, a.name, a.args::json, a.retry::json,
                        a.timeouts::json, now(),
                        CASE WHEN l.taken THEN v_owner END,
                        CASE WHEN l.taken THEN now() + (p_take ->> 'lease')::interval END,
-                       l.taken::integer, l.taken::integer
+                       l.taken::integer, l.taken::integer, a.queue, a.priority, l.admitted
                 FROM jsonb_to_recordset(v_plan -> 'activities')
                         AS a (seq integer, name text, args text, retry text,
-                              timeouts text),
-                     LATERAL (SELECT a.seq = ANY (v_taken) AS taken) AS l
+                              timeouts text, queue text, priority smallint),
+                     LATERAL (SELECT admits(a.queue) AS admitted) AS g,
+                     LATERAL (SELECT g.admitted AS admitted,
+                                     g.admitted AND a.seq = ANY (v_taken) AS taken) AS l
                 RETURNING id, seq, lease_token
             )
             SELECT coalesce(json_agg(json_build_array(id, seq) ORDER BY seq), '[]')
@@ -743,7 +761,7 @@ $$;
 -- commit that history moved on, and hold its lease for nothing until it ran out.
 CREATE OR REPLACE FUNCTION claim_workflow_tasks(
     p_names text[], p_owner text, p_lease interval, p_limit integer, p_sticky interval,
-    p_polled text[])
+    p_polled text[], p_queues text[])
 RETURNS SETOF json
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
@@ -756,7 +774,7 @@ BEGIN
     WITH ready AS (
         SELECT t.run_id
         FROM workflow_tasks t
-        WHERE t.name = ANY (p_names)
+        WHERE t.name = ANY (p_names) AND t.admitted AND t.queue = ANY (p_queues)
           AND (t.lease_expires_at IS NULL OR t.lease_expires_at <= now())
           AND t.not_before <= now()
           AND EXISTS (
@@ -812,13 +830,15 @@ BEGIN
     -- 2.
     INSERT INTO workflows (run_id, id, run_number, name, version, status, args, start_at,
                            parent_id, parent_run_id, parent_seq, on_parent_close,
-                           history_length)
+                           history_length, queue, priority)
     VALUES (v_new, v_run ->> 'id', v_latest.run_number + 1, v_run ->> 'name',
             v_run ->> 'version', 'pending', (v_run ->> 'args')::json, now(),
             v_run -> 'parent' ->> 'workflow_id', v_run -> 'parent' ->> 'run_id',
             (v_run -> 'parent' ->> 'seq')::integer, v_run -> 'parent' ->> 'on_close',
-            v_event);
-    INSERT INTO workflow_tasks (run_id, name) VALUES (v_new, v_run ->> 'name');
+            v_event, v_run ->> 'queue', (v_run ->> 'priority')::smallint);
+    INSERT INTO workflow_tasks (run_id, name, queue, priority, admitted)
+    VALUES (v_new, v_run ->> 'name', v_run ->> 'queue', (v_run ->> 'priority')::smallint,
+            admits(v_run ->> 'queue'));
     INSERT INTO history (run_id, seq, event)
     SELECT v_new, h.seq, h.event FROM history h WHERE h.run_id = v_old AND h.seq <= v_event;
     -- 3.
@@ -912,5 +932,108 @@ BEGIN
         v_count := v_count + 1;
     END LOOP;
     RETURN v_count;
+END
+$$;
+
+-- Admit up to p_limit of a queue's waiting due tasks of p_kind ("workflow" or "activity")
+-- and these names, by priority then time, within the queue's limits (tapeflow.queues), and
+-- lease them to p_owner (an activity's lease counting an attempt, as a claim's), in one
+-- transaction: {"tasks": [leased_tasks or leased_activities rows], "retry_in": seconds
+-- until more may be admitted with no wake-up (the rate's window moving on, a waiting task
+-- coming due), or null}. The queue's row is locked first, so that admissions of one
+-- queue take turns and each counts what the one before admitted; a queue without limits
+-- (any more) admits as many as asked. Tasks locked elsewhere are skipped, never waited on.
+CREATE OR REPLACE FUNCTION admit_queue(
+    p_kind text, p_queue text, p_names text[], p_owner text, p_lease interval,
+    p_limit integer)
+RETURNS json
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+SET enable_seqscan = off
+AS $$
+DECLARE
+    v_limits  queues%ROWTYPE;
+    v_limited boolean;
+    v_room    integer := p_limit;
+    v_started integer;
+    v_oldest  timestamptz;
+    v_runs    text[] := '{}';
+    v_ids     bigint[] := '{}';
+    v_taken   integer;
+    v_tasks   json;
+    v_next    timestamptz;
+BEGIN
+    SELECT * INTO v_limits FROM queues WHERE name = p_queue FOR UPDATE;
+    v_limited := FOUND;
+    IF v_limited AND v_limits.concurrency IS NOT NULL THEN
+        v_room := least(v_room, v_limits.concurrency
+            - (SELECT count(*) FROM workflow_tasks WHERE queue = p_queue AND admitted)
+            - (SELECT count(*) FROM activity_tasks WHERE queue = p_queue AND admitted));
+    END IF;
+    IF v_limited AND v_limits.rate_limit IS NOT NULL THEN
+        DELETE FROM queue_starts
+        WHERE queue = p_queue AND started_at <= now() - v_limits.rate_period;
+        SELECT count(*), min(started_at) INTO v_started, v_oldest
+        FROM queue_starts WHERE queue = p_queue;
+        v_room := least(v_room, v_limits.rate_limit - v_started);
+    END IF;
+    IF v_room > 0 AND p_kind = 'workflow' THEN
+        WITH picked AS (
+            SELECT t.run_id FROM workflow_tasks t JOIN workflows w ON w.run_id = t.run_id
+            WHERE t.queue = p_queue AND NOT t.admitted AND t.lease_expires_at IS NULL
+              AND t.name = ANY (p_names) AND w.start_at <= now()
+            ORDER BY t.priority, w.start_at, w.created_at
+            LIMIT v_room
+            FOR UPDATE OF t SKIP LOCKED
+        ), leased AS (
+            UPDATE workflow_tasks t
+            SET admitted = true, lease_owner = p_owner, lease_token = t.lease_token + 1,
+                lease_expires_at = now() + p_lease
+            FROM picked WHERE t.run_id = picked.run_id
+            RETURNING t.run_id
+        )
+        SELECT coalesce(array_agg(run_id), '{}') INTO v_runs FROM leased;
+    ELSIF v_room > 0 THEN
+        WITH picked AS (
+            SELECT a.id FROM activity_tasks a
+            WHERE a.queue = p_queue AND NOT a.admitted AND a.lease_expires_at IS NULL
+              AND a.name = ANY (p_names) AND a.visible_at <= now()
+            ORDER BY a.priority, a.visible_at, a.id
+            LIMIT v_room
+            FOR UPDATE SKIP LOCKED
+        ), leased AS (
+            UPDATE activity_tasks a
+            SET admitted = true, lease_owner = p_owner, lease_token = a.lease_token + 1,
+                lease_expires_at = now() + p_lease, attempt = a.attempt + 1
+            FROM picked WHERE a.id = picked.id
+            RETURNING a.id
+        )
+        SELECT coalesce(array_agg(id), '{}') INTO v_ids FROM leased;
+    END IF;
+    v_taken := cardinality(v_runs) + cardinality(v_ids);
+    IF v_started IS NOT NULL THEN  -- rated: each admission is a start
+        INSERT INTO queue_starts (queue, started_at)
+        SELECT p_queue, now() FROM generate_series(1, v_taken);
+        IF v_started + v_taken >= v_limits.rate_limit THEN
+            v_next := coalesce(v_oldest, now()) + v_limits.rate_period;
+        END IF;
+    END IF;
+    IF p_kind = 'workflow' THEN
+        SELECT coalesce(json_agg(x), '[]') INTO v_tasks FROM leased_tasks(v_runs) AS x;
+        v_next := least(v_next, (
+            SELECT min(w.start_at) FROM workflow_tasks t JOIN workflows w ON w.run_id = t.run_id
+            WHERE t.queue = p_queue AND NOT t.admitted AND t.name = ANY (p_names)
+              AND w.start_at > now()));
+    ELSE
+        SELECT coalesce(json_agg(x), '[]') INTO v_tasks FROM leased_activities(v_ids) AS x;
+        v_next := least(v_next, (
+            SELECT min(a.visible_at) FROM activity_tasks a
+            WHERE a.queue = p_queue AND NOT a.admitted AND a.name = ANY (p_names)
+              AND a.visible_at > now()));
+    END IF;
+    RETURN json_build_object(
+        'tasks', v_tasks,
+        'retry_in', CASE WHEN v_next IS NOT NULL
+                         THEN greatest(extract(epoch FROM v_next - now()), 0) END);
 END
 $$;

@@ -25,7 +25,7 @@ SELECT w.id, w.run_id, w.name, w.version, w.status, w.args::text AS args, w.crea
        w.start_at <= now() AS due,
        extract(epoch FROM now() - p.last_poll_at) AS silent_for,
        w.parent_id, w.parent_run_id, w.parent_seq, w.on_parent_close,
-       w.vars::text AS vars,
+       w.vars::text AS vars, w.queue, w.priority, t.admitted,
        (SELECT b.run_id FROM workflows b
         WHERE b.id = w.id AND b.run_number = w.run_number - 1) AS previous_run_id
 FROM workflows w LEFT JOIN workflow_tasks t ON t.run_id = w.run_id
@@ -48,7 +48,7 @@ ORDER BY h.seq;
 -- See the function in functions.sql: it leases, then reads what it leased.
 SELECT task FROM claim_workflow_tasks(
     %(names)s::text[], %(owner)s::text, %(lease)s::interval, %(limit)s::integer,
-    %(sticky)s::interval, %(polled)s::text[]) AS task;
+    %(sticky)s::interval, %(polled)s::text[], %(queues)s::text[]) AS task;
 
 -- name: abandon_workflow_task
 -- Fenced: touches the row only while the caller's lease holds; no row changed means the
@@ -69,7 +69,7 @@ WITH polled AS (
     ON CONFLICT (kind, name) DO UPDATE SET last_poll_at = excluded.last_poll_at
 ), ready AS (
     SELECT id FROM activity_tasks
-    WHERE name = ANY (%(names)s::text[])
+    WHERE name = ANY (%(names)s::text[]) AND admitted AND queue = ANY (%(queues)s::text[])
       AND visible_at <= now()
       AND (lease_expires_at IS NULL OR lease_expires_at <= now())
     ORDER BY visible_at
@@ -84,7 +84,7 @@ WHERE a.id = ready.id AND w.run_id = a.run_id
 RETURNING a.id, w.id AS workflow_id, a.run_id, w.name AS workflow_name, a.seq, a.name,
     a.args::text AS args, a.retry::text AS retry, a.attempt, a.lease_token,
     a.heartbeat_details::text AS heartbeat_details, a.timeouts::text AS timeouts,
-    now() AS leased_at;
+    now() AS leased_at, a.queue, w.queue AS workflow_queue, w.priority AS workflow_priority;
 
 -- name: activity_task_exists
 SELECT EXISTS (SELECT FROM activity_tasks WHERE id = %(id)s) AS found;
@@ -99,10 +99,12 @@ SELECT commit_workflow_tasks(%(items)s::jsonb) AS outcomes;
 SELECT complete_activity_tasks(%(items)s::jsonb) AS outcomes;
 
 -- name: retry_activity_task
+-- In a queue with limits, the next attempt waits for an admission of its own.
 UPDATE activity_tasks
 SET lease_owner = NULL, lease_expires_at = NULL, visible_at = now() + %(delay)s,
     last_failure = %(failure)s::json,
-    heartbeat_details = coalesce(%(details)s::json, heartbeat_details)
+    heartbeat_details = coalesce(%(details)s::json, heartbeat_details),
+    admitted = admits(queue)
 WHERE id = %(id)s AND lease_token = %(token)s AND lease_expires_at > now();
 
 -- name: extend_workflow_leases
@@ -142,13 +144,13 @@ SELECT extract(epoch FROM min(greatest(
                         THEN interval '0' ELSE %(sticky)s END,
     t.not_before, coalesce(t.lease_expires_at, '-infinity'))) - now()) AS seconds
 FROM inbox e JOIN workflow_tasks t ON t.run_id = e.run_id
-WHERE t.name = ANY(%(names)s);
+WHERE t.name = ANY(%(names)s) AND t.admitted AND t.queue = ANY(%(queues)s);
 
 -- name: next_due_activity
 SELECT extract(epoch FROM min(greatest(visible_at, coalesce(lease_expires_at, '-infinity')))
                - now()) AS seconds
 FROM activity_tasks
-WHERE name = ANY(%(names)s);
+WHERE name = ANY(%(names)s) AND admitted AND queue = ANY(%(queues)s);
 
 -- name: reset_run
 SELECT reset_run(%(reset)s::jsonb) AS outcome;
@@ -220,3 +222,36 @@ UPDATE workers SET last_seen_at = now(), stopped_at = now() WHERE id = %(id)s;
 SELECT id, info::text AS info, started_at, last_seen_at, stopped_at,
        extract(epoch FROM now() - last_seen_at) AS silent_for
 FROM workers WHERE last_seen_at >= now() - %(within)s ORDER BY started_at DESC, id;
+
+-- name: declare_queue
+-- The declaration replaced (none for a queue new here) and the new one stored.
+WITH before AS (
+    SELECT name, concurrency, rate_limit, rate_period FROM queues WHERE name = %(name)s
+    FOR UPDATE
+), stored AS (
+    INSERT INTO queues (name, concurrency, rate_limit, rate_period)
+    VALUES (%(name)s, %(concurrency)s, %(rate_limit)s, %(rate_period)s)
+    ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
+        rate_limit = excluded.rate_limit, rate_period = excluded.rate_period,
+        declared_at = now()
+)
+SELECT name, concurrency, rate_limit, rate_period FROM before;
+
+-- name: admit_queue
+SELECT admit_queue(%(kind)s, %(queue)s, %(names)s::text[], %(owner)s, %(lease)s::interval,
+                   %(limit)s::integer) AS admitted;
+
+-- name: list_queues
+-- The queues declared, and those other than the default holding work, with the counts.
+SELECT n.name, q.concurrency, q.rate_limit, q.rate_period,
+       (SELECT count(*) FROM workflow_tasks WHERE queue = n.name AND admitted)
+     + (SELECT count(*) FROM activity_tasks WHERE queue = n.name AND admitted) AS admitted,
+       (SELECT count(*) FROM workflow_tasks WHERE queue = n.name AND NOT admitted)
+     + (SELECT count(*) FROM activity_tasks WHERE queue = n.name AND NOT admitted) AS waiting,
+       (SELECT count(*) FROM queue_starts s
+        WHERE s.queue = n.name AND s.started_at > now() - q.rate_period) AS started
+FROM (SELECT name FROM queues
+      UNION SELECT queue FROM workflow_tasks WHERE queue <> 'default'
+      UNION SELECT queue FROM activity_tasks WHERE queue <> 'default') AS n
+    LEFT JOIN queues q ON q.name = n.name
+ORDER BY n.name;

@@ -32,6 +32,9 @@ CREATE TABLE workflows (
     on_parent_close text,
     -- The variables the workflow set (workflow.set_var) as of its last commit.
     vars           jsonb,
+    -- The queue it was started on, and its priority there (1 first).
+    queue          text NOT NULL DEFAULT 'default',
+    priority       smallint NOT NULL DEFAULT 5,
     UNIQUE (id, run_number)
 );
 CREATE INDEX workflows_by_parent ON workflows (parent_run_id) WHERE parent_run_id IS NOT NULL;
@@ -55,9 +58,16 @@ CREATE TABLE workflow_tasks (
     last_error       text,
     -- The worker that committed the last task, and so holds the workflow's instance: the
     -- next task waits a moment for it before any other worker may claim it.
-    sticky_owner     text
+    sticky_owner     text,
+    -- Its run's queue and priority; while not admitted (a queue with limits has no room for
+    -- it yet) no claim sees it.
+    queue            text NOT NULL DEFAULT 'default',
+    priority         smallint NOT NULL DEFAULT 5,
+    admitted         boolean NOT NULL DEFAULT true
 );
-CREATE INDEX workflow_tasks_by_name ON workflow_tasks (name);
+CREATE INDEX workflow_tasks_by_name ON workflow_tasks (name) WHERE admitted;
+CREATE INDEX workflow_tasks_in_queue ON workflow_tasks (queue, admitted, priority)
+    WHERE queue <> 'default';
 
 -- Things that happened that the run has not seen yet; timers wait here until due.
 CREATE TABLE inbox (
@@ -85,9 +95,15 @@ CREATE TABLE activity_tasks (
     last_failure      json,
     heartbeat_details json,
     timeouts         json,
+    -- Its queue and priority; while not admitted no claim sees it (see workflow_tasks).
+    queue            text NOT NULL DEFAULT 'default',
+    priority         smallint NOT NULL DEFAULT 5,
+    admitted         boolean NOT NULL DEFAULT true,
     UNIQUE (run_id, seq)
 );
-CREATE INDEX activity_tasks_ready ON activity_tasks (name, visible_at);
+CREATE INDEX activity_tasks_ready ON activity_tasks (name, visible_at) WHERE admitted;
+CREATE INDEX activity_tasks_in_queue ON activity_tasks (queue, admitted, priority, visible_at)
+    WHERE queue <> 'default';
 
 -- The tape: append-only, numbered per run from 1.
 CREATE TABLE history (
@@ -126,3 +142,21 @@ CREATE TABLE event_keys (
     key         text NOT NULL,
     PRIMARY KEY (workflow_id, key)
 );
+
+-- The queues declared with limits (tapeflow.Queue): at most concurrency of the queue's
+-- tasks admitted at once, at most rate_limit admitted per rate_period.
+CREATE TABLE queues (
+    name        text PRIMARY KEY,
+    concurrency integer,
+    rate_limit  integer,
+    rate_period interval,
+    declared_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- When each queue admitted its tasks lately: its rate limit counts those within the period.
+CREATE TABLE queue_starts (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue      text NOT NULL,
+    started_at timestamptz NOT NULL
+);
+CREATE INDEX queue_starts_by_queue ON queue_starts (queue, started_at);

@@ -65,8 +65,9 @@ from tapeflow.backends.plan import (
     taken_activity,
 )
 from tapeflow.backends.presence import FORGET_AFTER, WorkerInfo, WorkerRecord
+from tapeflow.backends.queue_limits import Admission, QueueRecord
 from tapeflow.backends.reset import ResetPlan
-from tapeflow.backends.wakeups import Wakeups, Watch, work_topic
+from tapeflow.backends.wakeups import Wakeups, Watch, queue_topics, work_topic
 from tapeflow.errors import (
     ActivityTaskGone,
     BackendUnavailable,
@@ -90,6 +91,7 @@ from tapeflow.history import (
     WorkflowExecutionStarted,
     encode_event,
 )
+from tapeflow.queues import DEFAULT_QUEUE, Queue
 
 _T = TypeVar("_T")
 _Q = load_queries(__package__ or "tapeflow.backends.sqlite")
@@ -252,7 +254,10 @@ class SQLiteBackend(OpensAndCloses):
         def write(conn: sqlite3.Connection, now: int) -> tuple[str, list[str]]:
             try:
                 _create_run(conn, now, new)
-                return new.run_id, [work_topic(TaskKind.WORKFLOW, new.name)]
+                return new.run_id, [
+                    work_topic(TaskKind.WORKFLOW, new.name),
+                    *queue_topics([new.queue]),
+                ]
             except WorkflowAlreadyExists:
                 if not use_existing:
                     raise
@@ -401,9 +406,14 @@ class SQLiteBackend(OpensAndCloses):
     # -- workflow tasks --------------------------------------------------------------------
 
     async def claim_workflow_tasks(
-        self, names: Sequence[str], owner: str, lease: timedelta, limit: int
+        self,
+        names: Sequence[str],
+        owner: str,
+        lease: timedelta,
+        limit: int,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
     ) -> list[WorkflowTask]:
-        if not names:
+        if not names or not queues:
             return []
         polled = self._polls.due(TaskKind.WORKFLOW, names)
 
@@ -411,6 +421,7 @@ class SQLiteBackend(OpensAndCloses):
             _record_poll(conn, TaskKind.WORKFLOW, polled, now)
             params = {
                 "names": json_text(list(names)),
+                "queues": json_text(list(queues)),
                 "now": now,
                 "limit": limit,
                 "owner": owner,
@@ -451,15 +462,25 @@ class SQLiteBackend(OpensAndCloses):
     # -- activity tasks --------------------------------------------------------------------
 
     async def claim_activity_tasks(
-        self, names: Sequence[str], owner: str, lease: timedelta, limit: int
+        self,
+        names: Sequence[str],
+        owner: str,
+        lease: timedelta,
+        limit: int,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
     ) -> list[ActivityTask]:
-        if not names:
+        if not names or not queues:
             return []
         polled = self._polls.due(TaskKind.ACTIVITY, names)
 
         def write(conn: sqlite3.Connection, now: int) -> tuple[list[ActivityTask], list[str]]:
             _record_poll(conn, TaskKind.ACTIVITY, polled, now)
-            params = {"names": json_text(list(names)), "now": now, "limit": limit}
+            params = {
+                "names": json_text(list(names)),
+                "queues": json_text(list(queues)),
+                "now": now,
+                "limit": limit,
+            }
             ids = [row["id"] for row in conn.execute(_Q["ready_activity_tasks"], params)]
             lease_params = {"owner": owner, "expires": now + _micros(lease), "now": now}
             rows = (
@@ -492,11 +513,12 @@ class SQLiteBackend(OpensAndCloses):
                     "visible_at": now + _micros(delay),
                     "details": None if heartbeat_details is None else json_text(heartbeat_details),
                     "failure": FAILURE.dump_json(failure).decode(),
+                    "admitted": _admits(conn, task.queue),
                 },
             )
             if cursor.rowcount == 0:
                 raise _activity_lease_lost(conn, task)
-            return None, [work_topic(TaskKind.ACTIVITY, task.name)]
+            return None, [work_topic(TaskKind.ACTIVITY, task.name), *queue_topics([task.queue])]
 
         await self._write(write)
 
@@ -533,12 +555,21 @@ class SQLiteBackend(OpensAndCloses):
         return await self._write(write)
 
     async def next_due(
-        self, kind: TaskKind, names: Sequence[str], owner: str | None = None
+        self,
+        kind: TaskKind,
+        names: Sequence[str],
+        owner: str | None = None,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
     ) -> timedelta | None:
-        if not names:
+        if not names or not queues:
             return None
         query = "next_due_workflow" if kind is TaskKind.WORKFLOW else "next_due_activity"
-        params = {"names": json_text(list(names)), "owner": owner, "sticky": _micros(STICKY_FOR)}
+        params = {
+            "names": json_text(list(names)),
+            "queues": json_text(list(queues)),
+            "owner": owner,
+            "sticky": _micros(STICKY_FOR),
+        }
 
         def read(conn: sqlite3.Connection) -> timedelta | None:
             now = _now_us()
@@ -554,6 +585,69 @@ class SQLiteBackend(OpensAndCloses):
             rows = conn.execute(_Q["list_pollers"]).fetchall()
             return [
                 PollerRecord(TaskKind(r["kind"]), r["name"], _dt(r["last_poll_at"])) for r in rows
+            ]
+
+        return await self._read(read)
+
+    # -- queues with limits (QueueLimits) --------------------------------------------------
+
+    async def declare_queue(self, queue: Queue) -> Queue | None:
+        def write(conn: sqlite3.Connection, now: int) -> tuple[Queue | None, list[str]]:
+            before = conn.execute(_Q["get_queue"], {"queue": queue.name}).fetchone()
+            rate = queue.rate_limit
+            conn.execute(
+                _Q["declare_queue"],
+                {
+                    "name": queue.name,
+                    "concurrency": queue.concurrency,
+                    "rate_limit": None if rate is None else rate[0],
+                    "rate_period": None if rate is None else _micros(rate[1]),
+                    "now": now,
+                },
+            )
+            previous = None if before is None else _queue(before)
+            # Limits lifted: what waits is admitted by the next claim of a worker serving it.
+            return (previous if previous != queue else None), sorted(queue_topics([queue.name]))
+
+        return await self._write(write)
+
+    async def admit_workflow_tasks(
+        self, queue: str, names: Sequence[str], owner: str, lease: timedelta, limit: int
+    ) -> Admission[WorkflowTask]:
+        def write(conn: sqlite3.Connection, now: int) -> tuple[Admission[WorkflowTask], list[str]]:
+            keys, retry_in = _admit(conn, now, TaskKind.WORKFLOW, queue, names, limit)
+            expires = now + _micros(lease)
+            leased = (_lease_run(conn, now, key, owner, expires, steal=True) for key in keys)
+            tasks = [_with_inbox(conn, now, row) for row in leased if row is not None]
+            return Admission(tasks, retry_in), []
+
+        return await self._write(write)
+
+    async def admit_activity_tasks(
+        self, queue: str, names: Sequence[str], owner: str, lease: timedelta, limit: int
+    ) -> Admission[ActivityTask]:
+        def write(conn: sqlite3.Connection, now: int) -> tuple[Admission[ActivityTask], list[str]]:
+            keys, retry_in = _admit(conn, now, TaskKind.ACTIVITY, queue, names, limit)
+            lease_params = {"owner": owner, "expires": now + _micros(lease), "now": now}
+            rows = (
+                conn.execute(_Q["lease_activity_task"], {**lease_params, "id": key}).fetchone()
+                for key in keys
+            )
+            return Admission([activity_task(row, _dt) for row in rows], retry_in), []
+
+        return await self._write(write)
+
+    async def list_queues(self) -> list[QueueRecord]:
+        def read(conn: sqlite3.Connection) -> list[QueueRecord]:
+            rows = conn.execute(_Q["list_queues"], {"now": _now_us()})
+            return [
+                QueueRecord(
+                    _queue(row),
+                    row["admitted"],
+                    row["waiting"],
+                    None if row["rate_limit"] is None else row["started"],
+                )
+                for row in rows
             ]
 
         return await self._read(read)
@@ -688,12 +782,22 @@ def _insert_run(
                 "parent_run_id": None if parent is None else parent.run_id,
                 "parent_seq": None if parent is None else parent.seq,
                 "on_parent_close": None if parent is None else parent.on_close,
+                "queue": new.queue,
+                "priority": new.priority,
             },
         )
     except sqlite3.IntegrityError:  # the run id is taken
         raise WorkflowAlreadyExists(new.id) from None
-    conn.execute(_Q["insert_workflow_task"], {"run_id": new.run_id, "name": new.name})
+    task = {"run_id": new.run_id, "name": new.name, "queue": new.queue, "priority": new.priority}
+    conn.execute(_Q["insert_workflow_task"], {**task, "admitted": _admits(conn, new.queue)})
     return start_at
+
+
+def _admits(conn: sqlite3.Connection, queue: str) -> bool:
+    """Whether work of ``queue`` is admitted as it is written: a queue without limits."""
+    if queue == DEFAULT_QUEUE:
+        return True
+    return not conn.execute(_Q["queue_limited"], {"queue": queue}).fetchone()["limited"]
 
 
 def _delete_runs(conn: sqlite3.Connection, workflow_id: str, upto: int) -> None:
@@ -743,6 +847,56 @@ def _insert_inbox(
 
 
 # -- workflow tasks ------------------------------------------------------------------------
+
+
+def _queue(row: sqlite3.Row) -> Queue:
+    """A ``queues`` row (or a ``list_queues`` one) as the declaration it keeps."""
+    period = row["rate_period"]
+    rate = (
+        None if row["rate_limit"] is None else (row["rate_limit"], timedelta(microseconds=period))
+    )
+    return Queue(row["name"], row["concurrency"], rate)
+
+
+def _admit(
+    conn: sqlite3.Connection,
+    now: int,
+    kind: TaskKind,
+    queue: str,
+    names: Sequence[str],
+    limit: int,
+) -> tuple[list[Any], timedelta | None]:
+    """The keys (run ids, activity task ids) of up to ``limit`` waiting due tasks of
+    ``queue`` admitted now within its limits, recorded as started; and when more may be
+    (``Admission.retry_in``)."""
+    workflows = kind is TaskKind.WORKFLOW
+    limits = conn.execute(_Q["get_queue"], {"queue": queue}).fetchone()
+    room, rate_moves_at, started = limit, None, None
+    if limits is not None and limits["concurrency"] is not None:
+        held = conn.execute(_Q["queue_held"], {"queue": queue}).fetchone()["n"]
+        room = min(room, limits["concurrency"] - held)
+    rated = limits is not None and limits["rate_limit"] is not None
+    if rated:
+        period = limits["rate_period"]
+        conn.execute(_Q["forget_queue_starts"], {"queue": queue, "before": now - period})
+        started = conn.execute(_Q["queue_started"], {"queue": queue}).fetchone()
+        room = min(room, limits["rate_limit"] - started["n"])
+    params = {"queue": queue, "names": json_text(list(names)), "now": now}
+    waiting = "waiting_workflow_tasks" if workflows else "waiting_activity_tasks"
+    keys = []
+    if room > 0:
+        keys = [row["key"] for row in conn.execute(_Q[waiting], {**params, "limit": room})]
+        admit = "admit_workflow_task" if workflows else "admit_activity_task"
+        conn.executemany(_Q[admit], [{"key": key} for key in keys])
+    if started is not None:  # the rate is spent until the oldest start leaves the window
+        conn.executemany(_Q["record_queue_start"], [{"queue": queue, "now": now}] * len(keys))
+        if started["n"] + len(keys) >= limits["rate_limit"]:
+            rate_moves_at = (started["oldest"] or now) + limits["rate_period"]
+    coming = "next_waiting_workflow" if workflows else "next_waiting_activity"
+    due = conn.execute(_Q[coming], params).fetchone()["due"]
+    times = [due, rate_moves_at]
+    soonest = min((t for t in times if t is not None), default=None)
+    return keys, None if soonest is None else timedelta(microseconds=max(soonest - now, 0))
 
 
 def _lease_run(
@@ -879,7 +1033,8 @@ def _insert_activities(
     1); returns the task ids of those taken, by seq."""
     taken = {}
     for activity in activities:
-        leased = take is not None and activity.seq in take.activities
+        admitted = _admits(conn, activity.queue)
+        leased = take is not None and activity.seq in take.activities and admitted
         cursor = conn.execute(
             _Q["insert_activity_task"],
             {
@@ -893,6 +1048,9 @@ def _insert_activities(
                 "owner": take.owner if take and leased else None,
                 "expires": now + _micros(take.lease) if take and leased else None,
                 "leased": int(leased),
+                "queue": activity.queue,
+                "priority": activity.priority,
+                "admitted": admitted,
             },
         )
         if leased:
@@ -957,6 +1115,7 @@ def _complete(
     params = {"id": task.id, "token": task.lease_token, "now": now}
     if conn.execute(_Q["delete_activity_task"], params).rowcount == 0:
         raise _activity_lease_lost(conn, task)
+    room = sorted(queue_topics([task.queue]))  # its queue has room for another
     held = None
     if take is not None:
         held = _lease_run(
@@ -966,11 +1125,12 @@ def _complete(
         with contextlib.suppress(UnseenEvents), _savepoint(conn):
             ran_ahead = workflow_task(held, (), _dt(now))
             taken, topics = _apply_plan(conn, now, ran_ahead, ahead.plan, take)
-            return Continued(True, taken, None), topics
+            return Continued(True, taken, None), [*topics, *room]
     _insert_inbox(conn, task.run_id, encode_event(outcome), now)
     if held is None:
-        return Continued(False, [], None), [work_topic(TaskKind.WORKFLOW, task.workflow_name)]
-    return Continued(False, [], _with_inbox(conn, now, held)), []
+        woken = [work_topic(TaskKind.WORKFLOW, task.workflow_name), *room]
+        return Continued(False, [], None), woken
+    return Continued(False, [], _with_inbox(conn, now, held)), room
 
 
 @contextlib.contextmanager

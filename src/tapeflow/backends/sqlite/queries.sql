@@ -3,12 +3,21 @@
 
 -- name: insert_run
 INSERT INTO workflows (run_id, id, run_number, name, version, status, args, created_at,
-                       start_at, parent_id, parent_run_id, parent_seq, on_parent_close)
+                       start_at, parent_id, parent_run_id, parent_seq, on_parent_close,
+                       queue, priority)
 VALUES (:run_id, :id, :run_number, :name, :version, 'pending', :args, :now, :start_at,
-        :parent_id, :parent_run_id, :parent_seq, :on_parent_close);
+        :parent_id, :parent_run_id, :parent_seq, :on_parent_close, :queue, :priority);
 
 -- name: insert_workflow_task
-INSERT INTO workflow_tasks (run_id, name) VALUES (:run_id, :name);
+INSERT INTO workflow_tasks (run_id, name, queue, priority, admitted)
+VALUES (:run_id, :name, :queue, :priority, :admitted);
+
+-- name: queue_limited
+-- Whether work of the queue waits for admission (see schema.sql, queues).
+SELECT EXISTS (
+    SELECT 1 FROM queues
+    WHERE name = :queue AND (concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+) AS limited;
 
 -- name: insert_inbox
 INSERT INTO inbox (run_id, visible_at, timer_seq, event)
@@ -42,7 +51,7 @@ SELECT w.id, w.run_id, w.name, w.version, w.status, w.args, w.created_at, w.star
        w.completed_at, w.result, w.failure, w.history_length, t.last_error,
        w.stop_reason, w.stop_requested_by, w.start_at <= :now AS due,
        (:now - p.last_poll_at) / 1e6 AS silent_for, w.parent_id, w.parent_run_id,
-       w.parent_seq, w.on_parent_close, w.vars,
+       w.parent_seq, w.on_parent_close, w.vars, w.queue, w.priority, t.admitted,
        (SELECT b.run_id FROM workflows b
         WHERE b.id = w.id AND b.run_number = w.run_number - 1) AS previous_run_id
 FROM workflows w LEFT JOIN workflow_tasks t ON t.run_id = w.run_id
@@ -64,6 +73,8 @@ SELECT event FROM history WHERE run_id = :run_id ORDER BY seq;
 SELECT t.run_id
 FROM workflow_tasks t
 WHERE t.name IN (SELECT value FROM json_each(:names))
+  AND t.admitted
+  AND t.queue IN (SELECT value FROM json_each(:queues))
   AND (t.lease_expires_at IS NULL OR t.lease_expires_at <= :now)
   AND t.not_before <= :now
   AND EXISTS (
@@ -82,7 +93,7 @@ SET lease_owner = :owner, lease_token = lease_token + 1, lease_expires_at = :exp
 WHERE run_id = :run_id AND not_before <= :now
   AND (lease_expires_at IS NULL OR lease_expires_at <= :now)
   AND (:steal OR sticky_owner IS NULL OR sticky_owner = :owner)
-RETURNING run_id, name, lease_token, failures,
+RETURNING run_id, name, lease_token, failures, queue, priority,
           (SELECT w.id FROM workflows w WHERE w.run_id = workflow_tasks.run_id) AS workflow_id,
           (SELECT w.history_length FROM workflows w
            WHERE w.run_id = workflow_tasks.run_id) AS history_length,
@@ -95,7 +106,7 @@ RETURNING run_id, name, lease_token, failures,
 UPDATE workflow_tasks
 SET lease_token = lease_token + 1, lease_expires_at = :expires
 WHERE run_id = :run_id AND lease_owner = :owner AND lease_expires_at > :now
-RETURNING run_id, name, lease_token, failures,
+RETURNING run_id, name, lease_token, failures, queue, priority,
           (SELECT w.id FROM workflows w WHERE w.run_id = workflow_tasks.run_id) AS workflow_id,
           (SELECT w.history_length FROM workflows w
            WHERE w.run_id = workflow_tasks.run_id) AS history_length,
@@ -128,9 +139,10 @@ INSERT INTO history (run_id, seq, event) VALUES (:run_id, :seq, :event);
 -- name: insert_activity_task
 -- Leased at once (attempt 1) when the committing worker takes it (:leased is 1).
 INSERT INTO activity_tasks (run_id, seq, name, args, retry, timeouts, visible_at,
-                            lease_owner, lease_expires_at, lease_token, attempt)
+                            lease_owner, lease_expires_at, lease_token, attempt, queue,
+                            priority, admitted)
 VALUES (:run_id, :seq, :name, :args, :retry, :timeouts, :now, :owner, :expires, :leased,
-        :leased);
+        :leased, :queue, :priority, :admitted);
 
 -- name: cancel_activity_tasks
 DELETE FROM activity_tasks WHERE run_id = :run_id AND seq IN (SELECT value FROM json_each(:seqs));
@@ -184,6 +196,8 @@ WHERE run_id = :run_id AND lease_token = :token AND lease_expires_at > :now;
 -- name: ready_activity_tasks
 SELECT id FROM activity_tasks
 WHERE name IN (SELECT value FROM json_each(:names))
+  AND admitted
+  AND queue IN (SELECT value FROM json_each(:queues))
   AND visible_at <= :now
   AND (lease_expires_at IS NULL OR lease_expires_at <= :now)
 ORDER BY visible_at
@@ -195,10 +209,14 @@ SET lease_owner = :owner, lease_token = lease_token + 1, lease_expires_at = :exp
     attempt = attempt + 1
 WHERE id = :id
 RETURNING id, run_id, seq, name, args, retry, attempt, lease_token, heartbeat_details,
-          timeouts, :now AS leased_at,
+          timeouts, :now AS leased_at, queue,
           (SELECT w.id FROM workflows w WHERE w.run_id = activity_tasks.run_id) AS workflow_id,
           (SELECT w.name FROM workflows w
-           WHERE w.run_id = activity_tasks.run_id) AS workflow_name;
+           WHERE w.run_id = activity_tasks.run_id) AS workflow_name,
+          (SELECT w.queue FROM workflows w
+           WHERE w.run_id = activity_tasks.run_id) AS workflow_queue,
+          (SELECT w.priority FROM workflows w
+           WHERE w.run_id = activity_tasks.run_id) AS workflow_priority;
 
 -- name: reclaim_activity_tasks
 -- The run's tasks of these seqs that the owner holds on their first attempt, leased anew.
@@ -207,10 +225,14 @@ SET lease_token = lease_token + 1, lease_expires_at = :expires
 WHERE run_id = :run_id AND seq IN (SELECT value FROM json_each(:seqs))
   AND lease_owner = :owner AND attempt = 1 AND lease_expires_at > :now
 RETURNING id, run_id, seq, name, args, retry, attempt, lease_token, heartbeat_details,
-          timeouts, :now AS leased_at,
+          timeouts, :now AS leased_at, queue,
           (SELECT w.id FROM workflows w WHERE w.run_id = activity_tasks.run_id) AS workflow_id,
           (SELECT w.name FROM workflows w
-           WHERE w.run_id = activity_tasks.run_id) AS workflow_name;
+           WHERE w.run_id = activity_tasks.run_id) AS workflow_name,
+          (SELECT w.queue FROM workflows w
+           WHERE w.run_id = activity_tasks.run_id) AS workflow_queue,
+          (SELECT w.priority FROM workflows w
+           WHERE w.run_id = activity_tasks.run_id) AS workflow_priority;
 
 -- name: delete_activity_task
 DELETE FROM activity_tasks WHERE id = :id AND lease_token = :token AND lease_expires_at > :now;
@@ -219,9 +241,11 @@ DELETE FROM activity_tasks WHERE id = :id AND lease_token = :token AND lease_exp
 SELECT EXISTS (SELECT 1 FROM activity_tasks WHERE id = :id) AS found;
 
 -- name: retry_activity_task
+-- In a queue with limits, the next attempt waits for an admission of its own.
 UPDATE activity_tasks
 SET lease_owner = NULL, lease_expires_at = NULL, visible_at = :visible_at,
-    last_failure = :failure, heartbeat_details = coalesce(:details, heartbeat_details)
+    last_failure = :failure, heartbeat_details = coalesce(:details, heartbeat_details),
+    admitted = :admitted
 WHERE id = :id AND lease_token = :token AND lease_expires_at > :now;
 
 -- name: extend_workflow_lease
@@ -239,11 +263,13 @@ SELECT min(max(
                         THEN 0 ELSE :sticky END,
     t.not_before, coalesce(t.lease_expires_at, 0))) AS due
 FROM inbox e JOIN workflow_tasks t ON t.run_id = e.run_id
-WHERE t.name IN (SELECT value FROM json_each(:names));
+WHERE t.name IN (SELECT value FROM json_each(:names)) AND t.admitted
+  AND t.queue IN (SELECT value FROM json_each(:queues));
 
 -- name: next_due_activity
 SELECT min(max(visible_at, coalesce(lease_expires_at, 0))) AS due FROM activity_tasks
-WHERE name IN (SELECT value FROM json_each(:names));
+WHERE name IN (SELECT value FROM json_each(:names)) AND admitted
+  AND queue IN (SELECT value FROM json_each(:queues));
 
 -- name: copy_history
 -- A reset's new run takes the old run's first :upto events as its own history.
@@ -355,3 +381,73 @@ UPDATE workers SET last_seen_at = :now, stopped_at = :now WHERE id = :id;
 -- name: list_workers
 SELECT id, info, started_at, last_seen_at, stopped_at, (:now - last_seen_at) / 1e6 AS silent_for
 FROM workers WHERE last_seen_at >= :since ORDER BY started_at DESC, id;
+
+-- name: declare_queue
+INSERT INTO queues (name, concurrency, rate_limit, rate_period, declared_at)
+VALUES (:name, :concurrency, :rate_limit, :rate_period, :now)
+ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
+    rate_limit = excluded.rate_limit, rate_period = excluded.rate_period,
+    declared_at = excluded.declared_at;
+
+-- name: get_queue
+SELECT name, concurrency, rate_limit, rate_period FROM queues WHERE name = :queue;
+
+-- name: queue_held
+-- The queue's work holding admission: workflows open, activities running or due.
+SELECT (SELECT count(*) FROM workflow_tasks WHERE queue = :queue AND admitted)
+     + (SELECT count(*) FROM activity_tasks WHERE queue = :queue AND admitted) AS n;
+
+-- name: forget_queue_starts
+DELETE FROM queue_starts WHERE queue = :queue AND started_at <= :before;
+
+-- name: queue_started
+SELECT count(*) AS n, min(started_at) AS oldest FROM queue_starts WHERE queue = :queue;
+
+-- name: record_queue_start
+INSERT INTO queue_starts (queue, started_at) VALUES (:queue, :now);
+
+-- name: waiting_workflow_tasks
+-- Due and free: a workflow task is leased as it is admitted.
+SELECT t.run_id AS key FROM workflow_tasks t JOIN workflows w ON w.run_id = t.run_id
+WHERE t.queue = :queue AND NOT t.admitted AND t.lease_expires_at IS NULL
+  AND t.name IN (SELECT value FROM json_each(:names)) AND w.start_at <= :now
+ORDER BY t.priority, w.start_at, w.created_at
+LIMIT :limit;
+
+-- name: waiting_activity_tasks
+SELECT id AS key FROM activity_tasks
+WHERE queue = :queue AND NOT admitted AND lease_expires_at IS NULL
+  AND name IN (SELECT value FROM json_each(:names)) AND visible_at <= :now
+ORDER BY priority, visible_at, id
+LIMIT :limit;
+
+-- name: next_waiting_workflow
+SELECT min(w.start_at) AS due FROM workflow_tasks t JOIN workflows w ON w.run_id = t.run_id
+WHERE t.queue = :queue AND NOT t.admitted AND t.name IN (SELECT value FROM json_each(:names))
+  AND w.start_at > :now;
+
+-- name: next_waiting_activity
+SELECT min(visible_at) AS due FROM activity_tasks
+WHERE queue = :queue AND NOT admitted AND name IN (SELECT value FROM json_each(:names))
+  AND visible_at > :now;
+
+-- name: admit_workflow_task
+UPDATE workflow_tasks SET admitted = 1 WHERE run_id = :key;
+
+-- name: admit_activity_task
+UPDATE activity_tasks SET admitted = 1 WHERE id = :key;
+
+-- name: list_queues
+-- The queues declared, and those other than the default holding work, with the counts.
+SELECT n.name, q.concurrency, q.rate_limit, q.rate_period,
+       (SELECT count(*) FROM workflow_tasks WHERE queue = n.name AND admitted)
+     + (SELECT count(*) FROM activity_tasks WHERE queue = n.name AND admitted) AS admitted,
+       (SELECT count(*) FROM workflow_tasks WHERE queue = n.name AND NOT admitted)
+     + (SELECT count(*) FROM activity_tasks WHERE queue = n.name AND NOT admitted) AS waiting,
+       (SELECT count(*) FROM queue_starts s
+        WHERE s.queue = n.name AND s.started_at > :now - q.rate_period) AS started
+FROM (SELECT name FROM queues
+      UNION SELECT queue FROM workflow_tasks WHERE queue <> 'default'
+      UNION SELECT queue FROM activity_tasks WHERE queue <> 'default') AS n
+    LEFT JOIN queues q ON q.name = n.name
+ORDER BY n.name;

@@ -30,6 +30,9 @@ CREATE TABLE workflows (
     on_parent_close TEXT,
     -- The variables the workflow set (workflow.set_var) as of its last commit.
     vars           TEXT,
+    -- The queue it was started on, and its priority there (1 first).
+    queue          TEXT NOT NULL DEFAULT 'default',
+    priority       INTEGER NOT NULL DEFAULT 5,
     UNIQUE (id, run_number)
 );
 CREATE INDEX workflows_by_parent ON workflows (parent_run_id) WHERE parent_run_id IS NOT NULL;
@@ -51,9 +54,16 @@ CREATE TABLE workflow_tasks (
     last_error       TEXT,
     -- The worker that committed the last task and took the next (HandOffs), and so holds
     -- the run's instance: the next task waits a moment for it before another may claim it.
-    sticky_owner     TEXT
+    sticky_owner     TEXT,
+    -- Its run's queue and priority; while not admitted (a queue with limits has no room for
+    -- it yet) no claim sees it.
+    queue            TEXT NOT NULL DEFAULT 'default',
+    priority         INTEGER NOT NULL DEFAULT 5,
+    admitted         INTEGER NOT NULL DEFAULT 1
 );
-CREATE INDEX workflow_tasks_by_name ON workflow_tasks (name);
+CREATE INDEX workflow_tasks_by_name ON workflow_tasks (name) WHERE admitted;
+CREATE INDEX workflow_tasks_in_queue ON workflow_tasks (queue, admitted, priority)
+    WHERE queue <> 'default';
 
 -- Things that happened that the run has not seen yet; timers wait here until due.
 CREATE TABLE inbox (
@@ -81,9 +91,15 @@ CREATE TABLE activity_tasks (
     last_failure     TEXT,
     heartbeat_details TEXT,
     timeouts         TEXT,
+    -- Its queue and priority; while not admitted no claim sees it (see workflow_tasks).
+    queue            TEXT NOT NULL DEFAULT 'default',
+    priority         INTEGER NOT NULL DEFAULT 5,
+    admitted         INTEGER NOT NULL DEFAULT 1,
     UNIQUE (run_id, seq)
 );
-CREATE INDEX activity_tasks_ready ON activity_tasks (name, visible_at);
+CREATE INDEX activity_tasks_ready ON activity_tasks (name, visible_at) WHERE admitted;
+CREATE INDEX activity_tasks_in_queue ON activity_tasks (queue, admitted, priority, visible_at)
+    WHERE queue <> 'default';
 
 -- The tape: append-only, numbered per run from 1.
 CREATE TABLE history (
@@ -119,3 +135,21 @@ CREATE TABLE event_keys (
     key         TEXT NOT NULL,
     PRIMARY KEY (workflow_id, key)
 ) WITHOUT ROWID;
+
+-- The queues declared with limits (tapeflow.Queue): at most concurrency of the queue's
+-- tasks admitted at once, at most rate_limit admitted per rate_period (microseconds).
+CREATE TABLE queues (
+    name        TEXT PRIMARY KEY,
+    concurrency INTEGER,
+    rate_limit  INTEGER,
+    rate_period INTEGER,
+    declared_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- When each queue admitted its tasks lately: its rate limit counts those within the period.
+CREATE TABLE queue_starts (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue      TEXT NOT NULL,
+    started_at INTEGER NOT NULL
+);
+CREATE INDEX queue_starts_by_queue ON queue_starts (queue, started_at);
