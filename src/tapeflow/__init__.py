@@ -37,6 +37,7 @@ from tapeflow.errors import (
     WorkflowTimedOut,
 )
 from tapeflow.options import RetryPolicy, WorkerOptions
+from tapeflow.queues import Queue
 from tapeflow.worker import Worker, WorkerHealth
 
 try:
@@ -61,6 +62,7 @@ __all__ = [
     "NonRetryableError",
     "NotADefinition",
     "PayloadError",
+    "Queue",
     "RetryPolicy",
     "SchemaVersionError",
     "TapeflowError",

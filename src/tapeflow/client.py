@@ -42,6 +42,7 @@ from tapeflow.backends.base import (
     imposed_on,
 )
 from tapeflow.backends.plan import plan_commit
+from tapeflow.backends.queue_limits import declare
 from tapeflow.backends.reset import plan_reset
 from tapeflow.backends.wakeups import FALLBACK_POLL_SECONDS, finished_topic
 from tapeflow.converter import from_json, to_json
@@ -61,6 +62,14 @@ from tapeflow.history import (
     encode_event,
 )
 from tapeflow.options import MAX_RETENTION
+from tapeflow.queues import (
+    DEFAULT_PRIORITY,
+    DEFAULT_QUEUE,
+    Queue,
+    QueueLike,
+    check_priority,
+    queue_name,
+)
 
 R = TypeVar("R")
 log = logging.getLogger("tapeflow.client")
@@ -236,6 +245,8 @@ _FAILED_AS: dict[WorkflowStatus, type[WorkflowFailed]] = {
 class Client:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        self._declared: dict[str, Queue] = {}
+        """The queues this client declared, as it declared them: each is stored once."""
 
     @overload
     async def start_workflow(
@@ -249,6 +260,8 @@ class Client:
         id_conflict: IdConflict = "fail",
         id_reuse: IdReuse = "reject",
         start_event: tuple[str, Any] | None = None,
+        queue: QueueLike = DEFAULT_QUEUE,
+        priority: int = DEFAULT_PRIORITY,
     ) -> WorkflowHandle[R]: ...
     @overload
     async def start_workflow(
@@ -262,6 +275,8 @@ class Client:
         id_conflict: IdConflict = "fail",
         id_reuse: IdReuse = "reject",
         start_event: tuple[str, Any] | None = None,
+        queue: QueueLike = DEFAULT_QUEUE,
+        priority: int = DEFAULT_PRIORITY,
     ) -> WorkflowHandle[Any]: ...
     async def start_workflow(
         self,
@@ -274,6 +289,8 @@ class Client:
         id_conflict: IdConflict = "fail",
         id_reuse: IdReuse = "reject",
         start_event: tuple[str, Any] | None = None,
+        queue: QueueLike = DEFAULT_QUEUE,
+        priority: int = DEFAULT_PRIORITY,
     ) -> WorkflowHandle[Any]:
         """Create a workflow (it runs once a worker that has registered it is up).
 
@@ -290,7 +307,12 @@ class Client:
         open or closed (of many concurrent starts of one id, one creates it). So that an
         event sent right after a start cannot miss the run, ``start_event=(name, payload)``
         delivers it in the start's transaction, to the run created or found; a closed run
-        found cannot take it (WorkflowAlreadyCompleted). Raises WorkflowAlreadyExists,
+        found cannot take it (WorkflowAlreadyCompleted).
+
+        It runs on ``queue`` (a ``tapeflow.Queue``, declared here if this client has not
+        yet declared it so, or a queue's name), served only by workers that list it; in a
+        queue with limits it waits ``pending`` for admission, by ``priority`` (1 to 10, 1
+        first) and then by start time. Raises WorkflowAlreadyExists,
         WorkflowAlreadyCompleted, PayloadError, InvalidArgument; on any error nothing is
         written.
         """
@@ -302,7 +324,11 @@ class Client:
         conflict: IdConflict = check_choice(id_conflict, "id_conflict", get_args(IdConflict))
         reuse: IdReuse = check_choice(id_reuse, "id_reuse", get_args(IdReuse))
         events = () if start_event is None else (_start_event(start_event),)
+        placement = queue_name(queue), check_priority(priority)
         call = call_of(workflow, "workflow", args)
+        if isinstance(queue, Queue) and self._declared.get(queue.name) != queue:
+            await declare(self.backend, [queue])
+            self._declared[queue.name] = queue
         new = NewWorkflow(
             id=workflow_id,
             name=call.name,
@@ -312,6 +338,8 @@ class Client:
             execution_timeout=execution_timeout,
             id_reuse=reuse,
             events=events,
+            queue=placement[0],
+            priority=placement[1],
         )
         run_id = await self.backend.create_workflow(new, use_existing=conflict == "use_existing")
         return WorkflowHandle(self.backend, workflow_id, call.result_hint, run_id)

@@ -16,6 +16,7 @@ from tapeflow._validate import (
     check_timedelta,
     fail,
 )
+from tapeflow.queues import DEFAULT_QUEUE, QueueLike, served_queues
 
 MAX_DELAY = timedelta(days=365)
 """The longest tapeflow waits before a retry: a policy's backoff (however large its
@@ -153,8 +154,12 @@ class WorkerOptions:
     minute, the workflows whose latest run ended longer ago than this (all their runs,
     history and keys), a batch per transaction, one worker of those sharing a database at
     a time; None keeps them for ever."""
+    queues: tuple[QueueLike, ...] = (DEFAULT_QUEUE,)
+    """The queues it takes work from (``tapeflow.Queue`` or names; any sequence is taken).
+    A ``Queue`` given here is declared, its limits stored, when the worker starts."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "queues", served_queues(self.queues))
         if self.name is not None:
             check_label(self.name, "WorkerOptions.name")
         for count in ("max_concurrent_workflow_tasks", "max_concurrent_activities"):

@@ -11,6 +11,7 @@ then by time, as room frees up.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -73,3 +74,13 @@ def check_priority(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value not in PRIORITIES:
         fail("priority", value, f"an integer from {PRIORITIES.start} to {PRIORITIES.stop - 1}")
     return value
+
+
+def served_queues(queues: object) -> tuple[QueueLike, ...]:
+    """A worker's ``queues``: a non-empty sequence of queues or names, no name twice."""
+    if isinstance(queues, str | Queue) or not isinstance(queues, Sequence) or not queues:
+        fail("WorkerOptions.queues", queues, "a non-empty sequence of tapeflow.Queue or names")
+    names = [queue_name(queue, "WorkerOptions.queues item") for queue in queues]
+    if len(set(names)) != len(names):
+        fail("WorkerOptions.queues", queues, "queues with distinct names")
+    return tuple(queues)

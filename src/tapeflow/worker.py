@@ -24,8 +24,10 @@ from tapeflow._validate import fail
 from tapeflow._worker.cache import WorkflowCache
 from tapeflow._worker.running import Running
 from tapeflow.backends.base import Backend
+from tapeflow.backends.queue_limits import QueueLimits, declare
 from tapeflow.errors import InvalidArgument
 from tapeflow.options import WorkerOptions
+from tapeflow.queues import Queue, queue_name
 
 log = logging.getLogger("tapeflow.worker")
 
@@ -71,6 +73,11 @@ class Worker:
         self.activities = _by_name(activities, "activity")
         if not self.workflows and not self.activities:
             raise InvalidArgument("a worker needs at least one workflow or activity")
+        self.queues = [queue_name(queue) for queue in self.options.queues]
+        """The names of the queues it serves."""
+        self._declared = [q for q in self.options.queues if isinstance(q, Queue)]
+        if any(q.limited for q in self._declared) and not isinstance(backend, QueueLimits):
+            raise InvalidArgument(f"{backend!r} has no queue limits (QueueLimits)")
         self.name = self.options.name or f"{socket.gethostname()}:{os.getpid()}"
         self.lease_owner = f"{self.name}/{uuid.uuid4().hex[:8]}"
         """Who holds this worker's leases: unique even when several workers share a name."""
@@ -96,6 +103,7 @@ class Worker:
         if self._running is not None:
             raise InvalidArgument("this worker is already running")
         self._stopped.clear()
+        await declare(self.backend, self._declared)
         self._running = Running(self)
         log.info(
             "worker %s started: workflows %s, activities %s",

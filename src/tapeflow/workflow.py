@@ -30,6 +30,7 @@ from tapeflow._workflow_logger import WorkflowLogger
 from tapeflow.converter import from_json, to_json
 from tapeflow.errors import TapeflowError
 from tapeflow.options import RetryPolicy
+from tapeflow.queues import DEFAULT_PRIORITY, DEFAULT_QUEUE, QueueLike, check_priority, queue_name
 
 __all__ = [
     "ChildWorkflowHandle",
@@ -148,6 +149,8 @@ def execute_activity(
     start_to_close_timeout: timedelta | None = None,
     schedule_to_close_timeout: timedelta | None = None,
     heartbeat_timeout: timedelta | None = None,
+    queue: QueueLike = DEFAULT_QUEUE,
+    priority: int = DEFAULT_PRIORITY,
 ) -> asyncio.Future[R]: ...
 @overload
 def execute_activity(
@@ -157,6 +160,8 @@ def execute_activity(
     start_to_close_timeout: timedelta | None = None,
     schedule_to_close_timeout: timedelta | None = None,
     heartbeat_timeout: timedelta | None = None,
+    queue: QueueLike = DEFAULT_QUEUE,
+    priority: int = DEFAULT_PRIORITY,
 ) -> asyncio.Future[R]: ...
 @overload
 def execute_activity(
@@ -166,6 +171,8 @@ def execute_activity(
     start_to_close_timeout: timedelta | None = None,
     schedule_to_close_timeout: timedelta | None = None,
     heartbeat_timeout: timedelta | None = None,
+    queue: QueueLike = DEFAULT_QUEUE,
+    priority: int = DEFAULT_PRIORITY,
 ) -> asyncio.Future[Any]: ...
 def execute_activity(
     activity: Callable[..., Any] | str,
@@ -174,6 +181,8 @@ def execute_activity(
     start_to_close_timeout: timedelta | None = None,
     schedule_to_close_timeout: timedelta | None = None,
     heartbeat_timeout: timedelta | None = None,
+    queue: QueueLike = DEFAULT_QUEUE,
+    priority: int = DEFAULT_PRIORITY,
 ) -> asyncio.Future[Any]:
     """Schedule an activity now; await the returned future for its result.
 
@@ -198,10 +207,17 @@ def execute_activity(
         check_timeout(schedule_to_close_timeout, "schedule_to_close_timeout"),
         check_timeout(heartbeat_timeout, "heartbeat_timeout"),
     )
+    placement = (queue_name(queue), check_priority(priority))
     call = call_of(activity, "activity", args)
     future: asyncio.Future[Any] = instance.loop.create_future()
     instance.commands.schedule_activity(
-        call.name, call.args, retry.to_json() if retry else None, future, call.result_hint, timeouts
+        call.name,
+        call.args,
+        retry.to_json() if retry else None,
+        future,
+        call.result_hint,
+        timeouts,
+        placement,
     )
     return future
 
@@ -284,6 +300,8 @@ async def start_child_workflow(
     version: str = "",
     execution_timeout: timedelta | None = None,
     parent_close_policy: ParentClosePolicy = "terminate",
+    queue: QueueLike = DEFAULT_QUEUE,
+    priority: int = DEFAULT_PRIORITY,
 ) -> ChildWorkflowHandle[R]: ...
 @overload
 async def start_child_workflow(
@@ -293,6 +311,8 @@ async def start_child_workflow(
     version: str = "",
     execution_timeout: timedelta | None = None,
     parent_close_policy: ParentClosePolicy = "terminate",
+    queue: QueueLike = DEFAULT_QUEUE,
+    priority: int = DEFAULT_PRIORITY,
 ) -> ChildWorkflowHandle[Any]: ...
 async def start_child_workflow(
     workflow: Callable[..., Awaitable[Any]] | str,
@@ -301,6 +321,8 @@ async def start_child_workflow(
     version: str = "",
     execution_timeout: timedelta | None = None,
     parent_close_policy: ParentClosePolicy = "terminate",
+    queue: QueueLike = DEFAULT_QUEUE,
+    priority: int = DEFAULT_PRIORITY,
 ) -> ChildWorkflowHandle[Any]:
     """Start a child workflow and return its handle once it has started.
 
@@ -318,6 +340,8 @@ async def start_child_workflow(
         version=check_name(version, "version", allow_empty=True),
         execution_timeout=check_timeout(execution_timeout, "execution_timeout"),
         parent_close_policy=policy,
+        queue=queue_name(queue),
+        priority=check_priority(priority),
     )
     call = call_of(workflow, "workflow", args)
     command = instance.commands.start_child(
@@ -337,6 +361,8 @@ async def execute_child_workflow(
     version: str = "",
     execution_timeout: timedelta | None = None,
     parent_close_policy: ParentClosePolicy = "terminate",
+    queue: QueueLike = DEFAULT_QUEUE,
+    priority: int = DEFAULT_PRIORITY,
 ) -> R: ...
 @overload
 async def execute_child_workflow(
@@ -346,6 +372,8 @@ async def execute_child_workflow(
     version: str = "",
     execution_timeout: timedelta | None = None,
     parent_close_policy: ParentClosePolicy = "terminate",
+    queue: QueueLike = DEFAULT_QUEUE,
+    priority: int = DEFAULT_PRIORITY,
 ) -> Any: ...
 async def execute_child_workflow(
     workflow: Callable[..., Awaitable[Any]] | str,
@@ -354,6 +382,8 @@ async def execute_child_workflow(
     version: str = "",
     execution_timeout: timedelta | None = None,
     parent_close_policy: ParentClosePolicy = "terminate",
+    queue: QueueLike = DEFAULT_QUEUE,
+    priority: int = DEFAULT_PRIORITY,
 ) -> Any:
     """Run a child workflow and return its result: ``start_child_workflow``, then its
     ``result()``. Cancelling the wait cancels the child."""
@@ -364,6 +394,8 @@ async def execute_child_workflow(
         version=version,
         execution_timeout=execution_timeout,
         parent_close_policy=parent_close_policy,
+        queue=queue,
+        priority=priority,
     )
     return await child.result()
 

@@ -114,6 +114,8 @@ class ChildOptions:
     version: str
     execution_timeout: float | None
     parent_close_policy: Literal["terminate", "cancel", "abandon"]
+    queue: str = "default"
+    priority: int = 5
 
 
 class Commands:
@@ -150,8 +152,10 @@ class Commands:
         future: asyncio.Future[Any],
         result_hint: object,
         timeouts: tuple[float | None, float | None, float | None] = (None, None, None),
+        placement: tuple[str, int] = ("default", 5),
     ) -> int:
-        """``timeouts``: start to close, schedule to close, heartbeat, in seconds."""
+        """``timeouts``: start to close, schedule to close, heartbeat, in seconds;
+        ``placement``: its queue and priority there."""
         seq = self._seq()
         self._activities[seq] = ActivityCommand(
             seq, f"activity {name!r}", future=future, result_hint=result_hint, name=name
@@ -166,6 +170,8 @@ class Commands:
                 start_to_close_timeout=start_to_close,
                 schedule_to_close_timeout=schedule_to_close,
                 heartbeat_timeout=heartbeat,
+                queue=placement[0],
+                priority=placement[1],
             )
         )
         future.add_done_callback(lambda f: self._activity_future_done(seq, f))
@@ -297,6 +303,8 @@ class Commands:
                 version=options.version,
                 execution_timeout=options.execution_timeout,
                 parent_close_policy=options.parent_close_policy,
+                queue=options.queue,
+                priority=options.priority,
             )
         )
         started.add_done_callback(lambda f: self._child_abandoned(seq, f))

@@ -12,9 +12,10 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
+from tapeflow._worker.queued_claims import QueuedClaims
 from tapeflow._worker.slots import Slots
 from tapeflow.backends.base import Backend, TaskKind
-from tapeflow.backends.wakeups import FALLBACK_POLL_SECONDS, Watch, work_topic
+from tapeflow.backends.wakeups import FALLBACK_POLL_SECONDS, Watch, queue_topics, work_topic
 
 log = logging.getLogger("tapeflow.worker")
 T = TypeVar("T")
@@ -32,13 +33,15 @@ class Poller(Generic[T]):
         names: Sequence[str],
         slots: Slots,
         poll_interval: timedelta,
-        claim: Callable[[int], Awaitable[list[T]]],
+        claim: QueuedClaims[T],
         handle: Callable[[T], Coroutine[Any, Any, None]],
+        queues: Sequence[str],
         owner: str | None = None,
     ) -> None:
         self._backend = backend
         self._kind = kind
         self._names = list(names)
+        self._queues = list(queues)
         self._slots = slots
         self._poll = poll_interval.total_seconds()
         self._claim = claim
@@ -51,7 +54,8 @@ class Poller(Generic[T]):
         self._slots.close()
 
     async def run(self) -> None:
-        with self._backend.watch(work_topic(self._kind, name) for name in self._names) as watch:
+        topics = {work_topic(self._kind, name) for name in self._names}
+        with self._backend.watch(topics | queue_topics(self._claim.admitting)) as watch:
             await self._poll_until_stopped(watch)
 
     async def _poll_until_stopped(self, watch: Watch) -> None:
@@ -83,16 +87,15 @@ class Poller(Generic[T]):
 
     async def _idle_wait(self) -> float:
         try:
-            due = await self._backend.next_due(self._kind, self._names, self._owner)
+            due = await self._backend.next_due(self._kind, self._names, self._owner, self._queues)
         except Exception:
             log.exception("looking up the next due %s task failed", self._kind)
             return self._poll
         longest = self._poll
         if self._backend.wakes_other_processes:  # wake-ups cover the rest; poll as a fallback
             longest = max(longest, FALLBACK_POLL_SECONDS)
-        if due is None:
-            return longest
-        return max(0.0, min(longest, due.total_seconds()))
+        soonest = [t.total_seconds() for t in (due, self._claim.retry_in) if t is not None]
+        return max(0.0, min([longest, *soonest]))
 
     async def _until(self, awaitable: Awaitable[object]) -> None:
         """Await ``awaitable`` unless stop comes first."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -15,6 +14,7 @@ from tapeflow._worker.leases import LeaseKeeper
 from tapeflow._worker.poller import Poller
 from tapeflow._worker.presence import Presence, worker_info
 from tapeflow._worker.process_pool import ProcessPool
+from tapeflow._worker.queued_claims import QueuedClaims
 from tapeflow._worker.retention import Retention
 from tapeflow._worker.slots import Slots
 from tapeflow._worker.thread_pool import ActivityThreadPool
@@ -23,6 +23,7 @@ from tapeflow._worker.workflow_tasks import WorkflowTaskRunner
 from tapeflow._worker.workflow_threads import WORKFLOW_THREADS, WorkflowThreads
 from tapeflow.backends.base import ActivityTask, LeaseRef, TaskKind, WorkflowTask, hand_offs
 from tapeflow.backends.presence import WorkerPresence
+from tapeflow.backends.queue_limits import QueueLimits
 from tapeflow.backends.wakeups import finished_topic
 from tapeflow.errors import BackendUnavailable
 
@@ -76,11 +77,20 @@ class Running:
             runner.take_heartbeats if runner else dict,
             runner.cancel if runner else lambda task_id: None,
         )
-        owner, lease = worker.lease_owner, options.lease_duration
+        owner, lease, queues = worker.lease_owner, options.lease_duration, worker.queues
+        limits = backend if isinstance(backend, QueueLimits) else None
         self.pollers: list[Poller[Any]] = []
         if self.workflow_runner is not None:
             names = list(worker.workflows)
-            claim_workflows = functools.partial(backend.claim_workflow_tasks, names, owner, lease)
+            claim_workflows = QueuedClaims(
+                lambda limit: backend.claim_workflow_tasks(names, owner, lease, limit, queues),
+                None
+                if limits is None
+                else lambda queue, room: limits.admit_workflow_tasks(
+                    queue, names, owner, lease, room
+                ),
+                queues,
+            )
             self.pollers.append(
                 Poller(
                     backend,
@@ -90,21 +100,33 @@ class Running:
                     options.poll_interval,
                     claim_workflows,
                     self._run_workflow_task,
+                    queues,
                     owner,
                 )
             )
         if self.activity_runner is not None:
-            names = list(worker.activities)
-            claim = functools.partial(backend.claim_activity_tasks, names, owner, lease)
+            activity_names = list(worker.activities)
+            claim = QueuedClaims(
+                lambda limit: backend.claim_activity_tasks(
+                    activity_names, owner, lease, limit, queues
+                ),
+                None
+                if limits is None
+                else lambda queue, room: limits.admit_activity_tasks(
+                    queue, activity_names, owner, lease, room
+                ),
+                queues,
+            )
             self.pollers.append(
                 Poller(
                     backend,
                     TaskKind.ACTIVITY,
-                    names,
+                    activity_names,
                     self.activity_slots,
                     options.poll_interval,
                     claim,
                     self._run_activity_task,
+                    queues,
                 )
             )
         self.tasks = [asyncio.create_task(poller.run()) for poller in self.pollers]
@@ -139,6 +161,7 @@ class Running:
                 frozenset(worker.activities),
                 self.workflow_slots if worker.activities else None,
                 frozenset(worker.workflows),
+                frozenset(worker.queues),
             )
         return WorkflowSteps(
             self.backend,

@@ -45,6 +45,7 @@ from tapeflow.history import (
     Incoming,
     WorkflowTaskStarted,
 )
+from tapeflow.queues import DEFAULT_QUEUE
 
 log = logging.getLogger("tapeflow.worker")
 W = TypeVar("W")
@@ -83,6 +84,9 @@ class Taking:
     activity_names: frozenset[str]
     workflow_slots: Slots | None
     workflow_names: frozenset[str]
+    queues: frozenset[str]
+    """The queues the worker serves: it takes only work of those (and activities of the
+    default queue alone, the one queue sure to have no limits)."""
 
 
 class WorkflowSteps:
@@ -189,7 +193,13 @@ class WorkflowSteps:
     def _take(self, taking: Taking, plan: CommitPlan, hand: HandOver, handing_over: int) -> Take:
         """Which new activities to take, within the free activity slots (and those the
         caller's own activity is handing over); the slots held go into ``hand``."""
-        wanted = [a.seq for a in plan.activities if a.name in taking.activity_names]
+        wanted = [
+            a.seq
+            for a in plan.activities
+            if a.name in taking.activity_names
+            and a.queue == DEFAULT_QUEUE
+            and DEFAULT_QUEUE in taking.queues
+        ]
         slots = taking.activity_slots
         held = slots.reserve(len(wanted), handing_over) if slots and wanted else 0
         hand.activity_slots += held
@@ -213,6 +223,7 @@ class WorkflowSteps:
             taking is None
             or slots is None
             or activity.workflow_name not in taking.workflow_names
+            or activity.workflow_queue not in taking.queues
             or not slots.reserve(1)
         ):
             await self._retrying(

@@ -10,15 +10,19 @@ it as they claim, one at a time per queue (its row locked), on the database's cl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from tapeflow.backends.base import ActivityTask, WorkflowTask
+from tapeflow.errors import InvalidArgument
 from tapeflow.queues import Queue
 
 T = TypeVar("T")
+
+log = logging.getLogger("tapeflow.queues")
 
 
 @dataclass(frozen=True)
@@ -82,3 +86,17 @@ class QueueLimits(Protocol):
     async def list_queues(self) -> list[QueueRecord]:
         """Every queue declared or holding unfinished work, by name."""
         ...
+
+
+async def declare(backend: object, queues: Iterable[Queue]) -> None:
+    """Store each queue's limits, warning where they replace different ones (the latest
+    declaration wins). A backend without limits takes only queues that have none.
+    Raises InvalidArgument for a limited queue there, BackendUnavailable."""
+    for queue in queues:
+        if not isinstance(backend, QueueLimits):
+            if queue.limited:
+                raise InvalidArgument(f"{backend!r} has no queue limits (QueueLimits): {queue!r}")
+            continue
+        replaced = await backend.declare_queue(queue)
+        if replaced is not None:
+            log.warning("queue %r was declared as %r; it is now %r", queue.name, replaced, queue)
