@@ -299,6 +299,25 @@ def test_a_patch_replayed_after_the_mismatch_is_not_blamed(run: RunFactory) -> N
     assert "was False" not in message  # its call came after the point that differs
 
 
+@workflow.defn(name="paced")
+async def paced_v3() -> str:
+    await workflow.wait_event("start")
+    workflow.patched("label")
+    await workflow.wait_event("finish")
+    await workflow.sleep(1)
+    return "done"
+
+
+def test_a_patch_of_an_earlier_task_is_not_blamed(run: RunFactory) -> None:
+    old = run(paced_v1)
+    old.start()
+    old.later(1, EventReceived(name="start", payload=None))
+    old.later(1, EventReceived(name="finish", payload=None))
+    message = replay_fails(paced_v3, old.history)
+    assert "timer_started" in message
+    assert "label" not in message  # decided in an earlier task, which history agreed with
+
+
 # -- input ----------------------------------------------------------------------------------------
 
 

@@ -50,11 +50,13 @@ class Patches:
         self._decided: dict[str, bool] = {}
         self._recorded: Mapping[int, Decision] | None = None
         self._missed: list[_Missed] = []
+        """This activation's patches decided on replay with no marker in history."""
 
     def begin(self, recorded: Mapping[int, Decision] | None) -> None:
         """An activation begins: the decisions history has for it by seq, or None if it
         is new execution (past the end of history)."""
         self._recorded = recorded
+        self._missed = []
 
     def patched(self, patch_id: str) -> bool:
         """Whether to take the new branch (see ``workflow.patched``)."""
@@ -86,8 +88,9 @@ class Patches:
 
     def missed(self, upto: int | None = None) -> list[str]:
         """Notes for a non-determinism error at seq ``upto`` (None: at the end): the
-        patches replayed with no marker in history up to there, whose old branch (or a
-        deprecation too early) may be what went astray."""
+        patches this task replayed with no marker in history up to there, whose old
+        branch (or a deprecation too early) may be what went astray. Those of earlier
+        tasks are left out: every later error of an old history would name them."""
         return [
             f"history has no marker for the deprecated patch {m.patch_id!r} at seq {m.seq} "
             "(a history from before the patch needs its old branch)"
