@@ -25,6 +25,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import tapeflow
+from tapeflow import testing
 from tapeflow._definition import definitions_in
 from tapeflow.cli import ExitCode, app
 from tapeflow.cli._db import parse_span
@@ -249,6 +250,15 @@ def test_history_numbers_the_events_from_one(billing: Billing) -> None:
     assert events[-1]["kind"] == "workflow_completed"
     table = tapeflow_cli("history", "paid", "--url", billing.url)
     assert "workflow_completed" in table.stdout
+
+
+def test_history_as_json_is_a_history_to_replay_in_tests(billing: Billing) -> None:
+    """What the README's 'Changing workflow code safely' saves from a shell."""
+    saved = billing.folder / "paid.json"
+    saved.write_text(tapeflow_cli("history", "paid", "--json", "--url", billing.url).stdout)
+    history = testing.load_history(saved)
+    assert history[-1].kind == "workflow_completed"
+    assert testing.replay(billing.module.subscription, history, workflow_id="paid").finished
 
 
 def test_vars_replays_the_module_that_defines_the_workflow(billing: Billing) -> None:

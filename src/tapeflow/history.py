@@ -160,8 +160,9 @@ class ActivityCancelled:
 
 @dataclass(frozen=True)
 class MarkerRecorded:
-    """A fact the workflow code noted in its history, for its own replay to find (the
-    version branch a later ``workflow.patched`` takes, say); it writes nothing else."""
+    """A fact the workflow code noted in its history, for its own replay to find (a
+    ``side_effect``'s value, the branch a ``workflow.patched`` took); it writes nothing
+    else."""
 
     seq: int
     name: str

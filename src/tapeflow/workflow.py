@@ -38,6 +38,7 @@ __all__ = [
     "WorkflowInfo",
     "continue_as_new",
     "defn",
+    "deprecate_patch",
     "execute_activity",
     "execute_child_workflow",
     "info",
@@ -45,6 +46,7 @@ __all__ = [
     "logger",
     "now",
     "on_event",
+    "patched",
     "random",
     "send_event",
     "set_var",
@@ -107,6 +109,26 @@ def set_var(name: str, value: Any) -> None:
     the commit); a value changed in place is stored at the next ``set_var``."""
     name = check_name(name, "variable name")
     _instance().set_var(name, value, to_json(value, what=f"variable {name!r}"))
+
+
+def patched(patch_id: str) -> bool:
+    """Whether this run takes the new branch of the code change named ``patch_id``: how
+    workflow code changes under workflows already running. True for a run that reaches
+    this point on the new code, which records a marker in its history as its next command;
+    False on the replay of a history that reached this point without the marker (recorded
+    before the change), so it goes on down the old branch it took then. Decided once per
+    run: later calls with the same id return the same. Save histories before deploying
+    and replay them with ``tapeflow.testing.replay`` to prove the change safe; once no
+    running workflow needs the old branch, ``deprecate_patch`` replaces this call."""
+    return _instance().patches.patched(check_name(patch_id, "patch id"))
+
+
+def deprecate_patch(patch_id: str) -> None:
+    """Mark where ``patched(patch_id)`` was, once its old branch is gone from the code:
+    histories with the patch's marker there replay as well as those without it (recorded
+    by this code), and nothing is recorded. Remove the call once no running workflow's
+    history has the marker (none that ran the ``patched`` code is open)."""
+    _instance().patches.deprecate(check_name(patch_id, "patch id"))
 
 
 def random() -> _random.Random:

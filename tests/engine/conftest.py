@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
+from tapeflow.history import HistoryEvent
 from tests.engine.harness import WORKFLOW_ID, Run
 
 RunFactory = Callable[..., Run]
@@ -14,11 +15,16 @@ RunFactory = Callable[..., Run]
 
 @pytest.fixture
 def run() -> Iterator[RunFactory]:
-    """``run(workflow, workflow_id=...)``: a live instance, closed at the end of the test."""
+    """``run(workflow, workflow_id=..., history=...)``: a live instance (picked up from
+    ``history``, if given), closed at the end of the test."""
     made: list[Run] = []
 
-    def make(workflow: Callable[..., Any], workflow_id: str = WORKFLOW_ID) -> Run:
-        made.append(Run(workflow, workflow_id))
+    def make(
+        workflow: Callable[..., Any],
+        workflow_id: str = WORKFLOW_ID,
+        history: Sequence[HistoryEvent] = (),
+    ) -> Run:
+        made.append(Run(workflow, workflow_id, history))
         return made[-1]
 
     yield make

@@ -66,16 +66,25 @@ def failure(type: str, message: str) -> Failure:
 
 
 class Run:
-    """One workflow run live, activation by activation, recording its history."""
+    """One workflow run live, activation by activation, recording its history.
 
-    def __init__(self, workflow: Callable[..., Any], workflow_id: str = WORKFLOW_ID) -> None:
+    Given a ``history`` (written by other code, say: before a deploy), the run is picked
+    up where it stands, as a worker without the instance in its cache would: replayed to
+    the end of it, decisions checked, then going on from there."""
+
+    def __init__(
+        self,
+        workflow: Callable[..., Any],
+        workflow_id: str = WORKFLOW_ID,
+        history: Sequence[HistoryEvent] = (),
+    ) -> None:
         self.definition = definition(workflow)
         self.workflow = workflow
         self.workflow_id = workflow_id
-        self.instance = WorkflowInstance(self.definition, workflow_id)
-        self.history: list[HistoryEvent] = []
+        self.instance = replay_new(self.definition, workflow_id, history)
+        self.history: list[HistoryEvent] = list(history)
         self.activations: list[list[Decision]] = []
-        self.now = T0
+        self.now = self.instance.now if history else T0
 
     def start(self, *args: Any, when: datetime = T0, version: str = "1") -> list[Decision]:
         return self.step(when, started(self.workflow, *args, version=version, when=when))

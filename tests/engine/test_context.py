@@ -167,6 +167,8 @@ def test_random_differs_between_workflow_ids(run: RunFactory) -> None:
         lambda: workflow.set_var("x", 1),
         lambda: workflow.execute_activity(record, 1),
         lambda: workflow.on_event("x", print),
+        lambda: workflow.patched("x"),
+        lambda: workflow.deprecate_patch("x"),
     ],
 )
 def test_the_workflow_api_refuses_to_run_outside_a_workflow(call: Any) -> None:

@@ -158,11 +158,24 @@ def listener_events() -> list[tuple[float, EventReceived]]:
     ]
 
 
+@workflow.defn
+async def patched_squares(count: int) -> list[int]:
+    """Patches decided in several tasks, each id once however often it is asked."""
+    got: list[int] = []
+    for n in range(count):
+        workflow.deprecate_patch("long-gone")
+        value = await workflow.execute_activity(square, n)
+        got.append(2 * value if workflow.patched(f"double-{n % 3}") else value)
+    return got
+
+
 def simulation(name: str, run: Run) -> Simulation:
     if name.startswith("subscription"):
         return Simulation(run, pay_every_third_fails)
     if name.startswith("fan_out"):
         return Simulation(run, squares, batch=7 if name.endswith("batched") else 1)
+    if name == "patched":
+        return Simulation(run, squares)
     if name == "transfer_ok":
         return Simulation(run, debit_fails_on("nobody"))
     if name.startswith("transfer_fails"):
@@ -178,6 +191,7 @@ SCENARIOS: dict[str, tuple[Callable[..., Any], tuple[Any, ...]]] = {
     "transfer_fails_a": (transfer, (["a", "b", "c", "d"], 5)),
     "transfer_fails_c": (transfer, (["a", "b", "c", "d"], 5)),
     "listener": (listener, (5,)),
+    "patched": (patched_squares, (6,)),
 }
 
 
@@ -196,6 +210,7 @@ EXPECTED_ENDS: dict[str, Any] = {
     "transfer_fails_a": ["compensated after no money in a"],
     "transfer_fails_c": ["a", "b", "compensated after no money in c"],
     "listener": {"got": [4, 9, "timeout", "timeout", 16], "ticks": ["a", "b"], "lucky": 0},
+    "patched": [2 * n * n for n in range(6)],
 }
 
 

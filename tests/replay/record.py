@@ -105,6 +105,20 @@ RECORDINGS: list[Recording] = [
     Recording("fan_out_sum", wf.fan_out_sum, (40,), wf.ACTIVITIES),
     Recording("gives_up", wf.gives_up, ("not today",), wf.ACTIVITIES, ends="failed"),
     Recording("composed", wf.composed, (["cup", "pot"],), wf.ACTIVITIES),
+    Recording(
+        "patched_checkout_before",
+        wf.checkout_before_patch,
+        (wf.Order("o-31", [wf.Item("tea", 2), wf.Item("mug", 1)]),),
+        wf.ACTIVITIES,
+        events=[("confirm", None)],
+    ),
+    Recording(
+        "patched_checkout",
+        wf.patched_checkout,
+        (wf.Order("o-31", [wf.Item("tea", 2), wf.Item("mug", 1)]),),
+        wf.ACTIVITIES,
+        events=[("confirm", None)],
+    ),
 ]
 
 

@@ -241,6 +241,45 @@ async def composed(items: list[str]) -> dict[str, Any]:
     return {"packed": list(packed), "label": label, "missing": missing}
 
 
+# -- one workflow across a patch: before it, with it, with it deprecated ------------------------
+
+
+async def _priced(order: Order) -> list[int]:
+    lines = await asyncio.gather(*(workflow.execute_activity(price_of, i) for i in order.items))
+    await workflow.wait_event("confirm")
+    return list(lines)
+
+
+@workflow.defn(name="patched_checkout")
+async def checkout_before_patch(order: Order) -> Invoice:
+    """The checkout as first deployed: it charges the whole total."""
+    lines = await _priced(order)
+    reference = await workflow.execute_activity(charge, order.id, sum(lines))
+    return Invoice(order.id, lines, sum(lines), reference)
+
+
+@workflow.defn(name="patched_checkout")
+async def patched_checkout(order: Order) -> Invoice:
+    """The checkout patched to take 10% off, where it charges: a history from before the
+    patch has no marker there and replays down the old branch."""
+    lines = await _priced(order)
+    total = sum(lines)
+    if workflow.patched("discount"):
+        total -= total // 10
+    reference = await workflow.execute_activity(charge, order.id, total)
+    return Invoice(order.id, lines, total, reference)
+
+
+@workflow.defn(name="patched_checkout")
+async def checkout_patch_deprecated(order: Order) -> Invoice:
+    """The checkout once no history from before the patch is left: the old branch is gone."""
+    lines = await _priced(order)
+    workflow.deprecate_patch("discount")
+    total = sum(lines) - sum(lines) // 10
+    reference = await workflow.execute_activity(charge, order.id, total)
+    return Invoice(order.id, lines, total, reference)
+
+
 CHILDREN: list[Callable[..., Any]] = [packs, waits_for_label]
 """Workflows that the recorded ones start as children."""
 

@@ -7,7 +7,7 @@ from tapeflow._engine.instance import running_instance
 
 
 def note(name: str, details: object = None) -> None:
-    """What a future in-workflow API (``workflow.patched``) does underneath."""
+    """What ``workflow.side_effect`` and ``workflow.patched`` do underneath."""
     instance = running_instance()
     assert instance is not None, "only inside workflow code"
     instance.commands.record_marker(name, details)

@@ -142,6 +142,12 @@ class Commands:
         seq, self._next_seq = self._next_seq, self._next_seq + 1
         return seq
 
+    @property
+    def next_seq(self) -> int:
+        """The seq the next command will get: where a replayed task's history is read to
+        decide a value already recorded (a side effect's, a patch's branch)."""
+        return self._next_seq
+
     # -- activities -------------------------------------------------------------------------
 
     def schedule_activity(
@@ -253,8 +259,7 @@ class Commands:
     ) -> JSONValue:
         """A value made once and kept in history: on replay, the recorded one (``recorded``,
         by seq) comes back and ``compute`` is not called."""
-        seq = self._next_seq
-        found = recorded.get(seq)
+        found = recorded.get(self._next_seq)
         if isinstance(found, MarkerRecorded) and found.name == SIDE_EFFECT:
             value = found.details
         else:

@@ -19,6 +19,7 @@ from tapeflow._engine import sandbox
 from tapeflow._engine.channels import EventChannels
 from tapeflow._engine.commands import Commands
 from tapeflow._engine.loop import WorkflowEventLoop
+from tapeflow._engine.patches import Patches
 from tapeflow.converter import from_json
 from tapeflow.errors import (
     ActivityError,
@@ -115,6 +116,7 @@ class WorkflowInstance:
         self.workflow_id = workflow_id
         self.run_id = run_id
         self.commands = Commands()
+        self.patches = Patches(self.commands)
         self.loop = WorkflowEventLoop(self.commands, runtime=self)  # type: ignore[abstract]
         self.channels = EventChannels(self.loop, self._callback_failed)
         self.vars: dict[str, Any] = {}
@@ -194,6 +196,7 @@ class WorkflowInstance:
         self._replaying = activation.replaying
         self._length_at_start = self.history_length + 1 + len(activation.events)
         self.recorded = {d.seq: d for d in activation.recorded if hasattr(d, "seq")}
+        self.patches.begin(self.recorded if activation.replaying else None)
         self.loop.set_time(self._now.timestamp())
         for index, event in enumerate(activation.events):
             try:

@@ -1,7 +1,9 @@
 """Replaying a tape: cut the history into activations and check each decision against it.
 
 A decision that differs from the recorded one (another activity, other arguments, another
-timer, a missing or an extra command) raises NonDeterminismError naming the history event.
+timer, a missing or an extra command) raises NonDeterminismError naming the history event,
+and the patches involved: a patch marker left unmatched, a patch replayed down its old
+branch before the point where the code went another way.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 
 from tapeflow._definition import Definition
 from tapeflow._engine.instance import Activation, WorkflowInstance
+from tapeflow._engine.patches import Patches, patch_of
 from tapeflow.errors import NonDeterminismError
 from tapeflow.history import (
     ActivityCancelled,
@@ -84,7 +87,9 @@ def replay(instance: WorkflowInstance, history: Sequence[HistoryEvent]) -> None:
     for recorded in split_activations(history):
         emitted = instance.activate(recorded.activation)
         end = recorded.position + len(recorded.activation.events) + len(recorded.decisions)
-        check_decisions(recorded.decisions, emitted, instance.workflow_id, history, end)
+        check_decisions(
+            recorded.decisions, emitted, instance.workflow_id, history, end, instance.patches
+        )
         instance.history_length = end
     instance.history_length = len(history)
 
@@ -108,27 +113,51 @@ def check_decisions(
     workflow_id: str,
     history: Sequence[HistoryEvent],
     end: int,
+    patches: Patches | None = None,
 ) -> None:
     """Compare one activation's decisions; ``end`` is the position of its last event."""
     for index in range(max(len(recorded), len(emitted))):
+        expected: Decision | None = None
         if index >= len(recorded):
             where = end + 1 + index - len(recorded)
             there = history[where - 1].kind if where <= len(history) else "the end of history"
-            raise NonDeterminismError(
-                f"workflow {workflow_id!r}: history event #{where} is {there}, but on replay "
+            problem = (
+                f"history event #{where} is {there}, but on replay "
                 f"the code decided {describe(emitted[index])}, which its history does not have"
             )
-        position, expected = recorded[index]
-        if index >= len(emitted):
-            raise NonDeterminismError(
-                f"workflow {workflow_id!r}: history event #{position} is "
-                f"{describe(expected)}, but on replay the code did not decide it"
+        elif index >= len(emitted):
+            position, expected = recorded[index]
+            problem = (
+                f"history event #{position} is {describe(expected)}, "
+                "but on replay the code did not decide it"
             )
-        if not same_decision(expected, emitted[index]):
-            raise NonDeterminismError(
-                f"workflow {workflow_id!r}: history event #{position} is {describe(expected)}, "
+        elif not same_decision(recorded[index][1], emitted[index]):
+            position, expected = recorded[index]
+            problem = (
+                f"history event #{position} is {describe(expected)}, "
                 f"but on replay the code decided {describe(emitted[index])}"
             )
+        else:
+            continue
+        seq = getattr(expected or emitted[index], "seq", None)
+        hints = "".join(f"; {hint}" for hint in _patch_hints(expected, seq, patches))
+        raise NonDeterminismError(f"workflow {workflow_id!r}: {problem}{hints}")
+
+
+def _patch_hints(expected: Decision | None, seq: int | None, patches: Patches | None) -> list[str]:
+    """What patches have to do with a mismatch at ``seq`` (None: the workflow's end), where
+    history has ``expected``: the calls that match its patch marker, and the patches that
+    replayed down their old branch up to there."""
+    hints: list[str] = []
+    patch_id = patch_of(expected)
+    if patch_id is not None:
+        hints.append(
+            f"a marker of patch {patch_id!r} is matched by workflow.patched({patch_id!r}) "
+            f"or workflow.deprecate_patch({patch_id!r}) at that point of the code"
+        )
+    if patches is not None:
+        hints += patches.missed(seq)
+    return hints
 
 
 def same_decision(recorded: Decision, emitted: Decision) -> bool:
@@ -148,7 +177,11 @@ def same_decision(recorded: Decision, emitted: Decision) -> bool:
         case ActivityCancelled(), ActivityCancelled():
             return recorded.seq == emitted.seq
         case MarkerRecorded(), MarkerRecorded():
-            return (recorded.seq, recorded.name) == (emitted.seq, emitted.name)
+            return (recorded.seq, recorded.name, patch_of(recorded)) == (
+                emitted.seq,
+                emitted.name,
+                patch_of(emitted),
+            )
         case ChildWorkflowScheduled(), ChildWorkflowScheduled():
             return (recorded.seq, recorded.workflow_id, recorded.name, recorded.args) == (
                 emitted.seq,
@@ -177,6 +210,8 @@ def describe(decision: Decision) -> str:
             text = f"timer_cancelled seq {seq}"
         case ActivityCancelled(seq=seq):
             text = f"activity_cancelled seq {seq}"
+        case MarkerRecorded(seq=seq) if (patch_id := patch_of(decision)) is not None:
+            text = f"marker_recorded seq {seq} of patch {patch_id!r}"
         case MarkerRecorded(seq=seq, name=name):
             text = f"marker_recorded seq {seq} {name!r}"
         case ChildWorkflowScheduled(seq=seq, workflow_id=child, name=name, args=args):
