@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal, get_args
@@ -154,7 +155,7 @@ class WorkerOptions:
     minute, the workflows whose latest run ended longer ago than this (all their runs,
     history and keys), a batch per transaction, one worker of those sharing a database at
     a time; None keeps them for ever."""
-    queues: tuple[QueueLike, ...] = (DEFAULT_QUEUE,)
+    queues: Sequence[QueueLike] = (DEFAULT_QUEUE,)
     """The queues it takes work from (``tapeflow.Queue`` or names; any sequence is taken).
     A ``Queue`` given here is declared, its limits stored, when the worker starts."""
 
