@@ -39,6 +39,9 @@ BILLING = textwrap.dedent(
     from tapeflow import activity, workflow
 
 
+    EMAILS = tapeflow.Queue("emails", concurrency=1)
+
+
     @dataclass
     class PaymentInput:
         value: int
@@ -64,6 +67,8 @@ BILLING = textwrap.dedent(
 
 COMMANDS = [
     ["worker"],
+    ["workers"],
+    ["queues"],
     ["start"],
     ["list"],
     ["describe"],
@@ -180,7 +185,8 @@ def test_tapeflow_worker_billing_runs_the_quickstart(billing_folder: Path) -> No
     env = {**os.environ, "TAPEFLOW_DATABASE_URL": "sqlite:///billing.db"}
     script = Path(sys.executable).with_name("tapeflow")
     worker = subprocess.Popen(
-        [str(script), "worker", "billing", "--max-activities", "2", "--name", "billing-1"],
+        [str(script), "worker", "billing", "--max-activities", "2", "--name", "billing-1"]
+        + ["--queue", "default", "--queue", "emails"],
         cwd=billing_folder,
         env=env,
         stderr=subprocess.PIPE,
@@ -201,6 +207,18 @@ def test_tapeflow_worker_billing_runs_the_quickstart(billing_folder: Path) -> No
         waited = tapeflow_cli("result", "s-1", "--wait", "--timeout", "60", url)
         assert waited.exit_code == 0, waited.stderr
         assert json.loads(waited.stdout) == {"paid": 90}
+
+        on_emails = ("start", "subscription", "--input", "[10, 1]", "--queue", "emails")
+        assert tapeflow_cli(*on_emails, "--id", "e-1", "--priority", "2", url).exit_code == 0
+        assert json_of(tapeflow_cli("result", "e-1", "--wait", "--timeout", "60", url, "--json"))
+        described = json_of(tapeflow_cli("describe", "e-1", "--json", url))
+        assert (described["queue"], described["priority"]) == ("emails", 2)
+        (emails,) = json_of(tapeflow_cli("queues", "--json", url))
+        assert (emails["name"], emails["concurrency"], emails["waiting"]) == ("emails", 1, 0)
+        (seen,) = json_of(tapeflow_cli("workers", "--json", url))
+        assert (seen["name"], seen["state"]) == ("billing-1", "running")
+        assert (seen["workflows"], seen["activities"]) == (["subscription"], ["payment"])
+        assert "billing-1" in tapeflow_cli("workers", url).stdout
     finally:
         worker.send_signal(signal.SIGTERM)
         _, log = worker.communicate(timeout=60)
@@ -224,10 +242,11 @@ def test_worker_names_a_module_it_cannot_import(billing_folder: Path) -> None:
     assert not (billing_folder / "w.db").exists()
 
 
-def test_worker_queue_is_reserved(billing_folder: Path) -> None:
-    result = tapeflow_cli("worker", "billing", "--queue", "emails", "--url", "sqlite:///w.db")
+def test_worker_refuses_a_bad_queue(billing_folder: Path) -> None:
+    result = tapeflow_cli("worker", "billing", "--queue", " ", "--url", "sqlite:///w.db")
     assert result.exit_code == ExitCode.USAGE
-    assert "no task queues yet" in error_line(result)
+    assert "WorkerOptions.queues item must be a string of 1 to 255" in error_line(result)
+    assert not (billing_folder / "w.db").exists()
 
 
 # -- reading workflows -----------------------------------------------------------------------

@@ -12,6 +12,7 @@ from tapeflow.backends.connect import DEFAULT_URL
 from tapeflow.cli import _db, _workflows
 from tapeflow.cli._exits import EXIT_CODES_HELP, CliError
 from tapeflow.cli._params import Modules, Url
+from tapeflow.cli._queues import queues
 from tapeflow.cli._run import reported
 from tapeflow.cli._worker import worker
 from tapeflow.cli._workers import workers
@@ -59,14 +60,17 @@ _add(
     worker,
     "tapeflow worker billing",
     "tapeflow worker app/jobs.py --max-activities 8",
+    "tapeflow worker billing --queue default --queue emails",
 )
 _add(app, "workers", workers, "tapeflow workers", "tapeflow workers --within 5 --json")
+_add(app, "queues", queues, "tapeflow queues", "tapeflow queues --json")
 _add(
     app,
     "start",
     _workflows.start,
     "tapeflow start greeter --input '\"Ada\"'",
     'tapeflow start transfer --input \'["alice", "bob", 10]\' --id transfer-7',
+    "tapeflow start send_campaign --input '\"spring\"' --queue emails --priority 1",
 )
 _add(app, "list", _workflows.list_, "tapeflow list --status failed", "tapeflow list --count --json")
 _add(

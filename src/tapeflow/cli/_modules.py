@@ -11,12 +11,16 @@ from types import ModuleType
 
 from tapeflow._definition import Definition, definitions_in
 from tapeflow.cli._exits import CliError, ExitCode
+from tapeflow.queues import Queue
 
 
 @dataclass(frozen=True)
 class Definitions:
     workflows: list[Definition]
     activities: list[Definition]
+    queues: dict[str, Queue]
+    """The ``tapeflow.Queue`` objects the modules define, by name: a worker given one of
+    their names serves it with its limits."""
 
     def workflow_named(self, name: str) -> Definition | None:
         return next((d for d in self.workflows if d.name == name), None)
@@ -53,11 +57,16 @@ def import_module(spec: str) -> ModuleType:
 def load_definitions(specs: list[str]) -> Definitions:
     """The workflows and activities of the modules ``specs`` name, each once."""
     found: dict[int, Definition] = {}
+    queues: dict[str, Queue] = {}
     for spec in specs:
         module = import_module(spec)
         for definition in definitions_in(vars(module)):
             found.setdefault(id(definition.function), definition)
+        for value in vars(module).values():
+            if isinstance(value, Queue):
+                queues.setdefault(value.name, value)
     return Definitions(
         workflows=[d for d in found.values() if d.kind == "workflow"],
         activities=[d for d in found.values() if d.kind == "activity"],
+        queues=queues,
     )

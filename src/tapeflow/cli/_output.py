@@ -76,6 +76,8 @@ def record_json(record: WorkflowRecord) -> dict[str, JSONValue]:
         "parent_id": record.parent_id,
         "previous_run_id": record.previous_run_id,
         "vars": record.vars,
+        "queue": record.queue,
+        "priority": record.priority,
     }
 
 

@@ -48,12 +48,13 @@ def worker(
             help="Seconds before another worker takes over this one's tasks if it dies.",
         ),
     ] = _DEFAULTS.lease_duration.total_seconds(),
-    queue: Annotated[
-        str | None,
+    queues: Annotated[
+        list[str] | None,
         typer.Option(
             "--queue",
-            help="Reserved: tapeflow has no task queues yet (a worker takes every task of "
-            "the workflows and activities it runs); giving it is an error.",
+            "-q",
+            help="A queue to take work from; repeatable (default: the default queue). A "
+            "tapeflow.Queue of that name in MODULES is served with its limits.",
             show_default=False,
         ),
     ] = None,
@@ -65,8 +66,6 @@ def worker(
     """Run a worker for the workflows and activities of MODULES until SIGINT or SIGTERM."""
 
     async def work() -> None:
-        if queue is not None:
-            raise CliError("--queue: tapeflow has no task queues yet", ExitCode.USAGE)
         level = logging.getLevelName(log_level.upper())
         if not isinstance(level, int):
             raise CliError(f"--log-level: no level {log_level!r}", ExitCode.USAGE)
@@ -78,6 +77,7 @@ def worker(
                 ExitCode.USAGE,
             )
         options = WorkerOptions(
+            queues=[definitions.queues.get(q, q) for q in queues] if queues else _DEFAULTS.queues,
             name=name,
             max_concurrent_workflow_tasks=max_workflow_tasks,
             max_concurrent_activities=max_activities,

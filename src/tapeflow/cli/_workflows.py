@@ -26,6 +26,7 @@ from tapeflow.cli._run import run
 from tapeflow.client import Client
 from tapeflow.debugger import WorkflowDebugger, WorkflowVars
 from tapeflow.errors import WorkflowFailed
+from tapeflow.queues import DEFAULT_PRIORITY, DEFAULT_QUEUE
 
 
 def _done(json_: bool, workflow_id: str, said: str, **more: object) -> None:
@@ -49,15 +50,24 @@ def start(
     workflow_id: Annotated[
         str | None, typer.Option("--id", help="Its id (default: a new UUID).", show_default=False)
     ] = None,
+    queue: Annotated[
+        str, typer.Option("--queue", "-q", help="The queue it waits on for a worker.")
+    ] = DEFAULT_QUEUE,
+    priority: Annotated[
+        int, typer.Option("--priority", min=1, max=10, help="Its admission order there: 1 first.")
+    ] = DEFAULT_PRIORITY,
     url: Url = None,
     json_: Json = False,
 ) -> None:
-    """Start a workflow by name and print its id; a worker that registers NAME runs it."""
+    """Start a workflow by name and print its id; a worker that registers NAME and serves
+    its queue runs it."""
 
     async def work() -> None:
         args = _arguments(input)
         async with opened(url) as backend:
-            handle = await Client(backend).start_workflow(name, *args, id=workflow_id)
+            handle = await Client(backend).start_workflow(
+                name, *args, id=workflow_id, queue=queue, priority=priority
+            )
         _done(json_, handle.id, handle.id, run_id=handle.run_id)
 
     run(work())
