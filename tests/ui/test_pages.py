@@ -4,6 +4,7 @@ stepped through, actions, and what a hostile id or value cannot do."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from playwright.async_api import Page, expect
 
@@ -175,3 +176,17 @@ async def test_the_workers_page_shows_each_worker_and_what_it_runs(
         second = page.locator("#workers tbody tr", has_text="billing-7")
         await expect(second).to_have_class("running")
     await expect(second).to_have_class("stopped")  # auto-refresh, no reload
+
+
+async def test_the_queues_page_shows_limits_and_waiting_work(ui: UI, page: Page) -> None:
+    mail = tapeflow.Queue("mail", concurrency=1, rate_limit=(10, timedelta(minutes=1)))
+    for n in range(3):  # no worker of the fixture serves "mail": all three wait
+        await ui.client.start_workflow(workflows.counter, "m", id=f"mail-{n}", queue=mail)
+    await page.goto(f"{ui.url}/queues")
+    row = page.locator('#queues tr[data-queue="mail"]')
+    await expect(row.locator(".waiting")).to_have_text("3")
+    await expect(row).to_contain_text("10 per 0:01:00")
+
+    await page.goto(ui.workflow("mail-0"))
+    await expect(page.locator(".summary")).to_contain_text("mail · priority 5")
+    await expect(page.locator(".summary")).to_contain_text("waiting for admission to queue 'mail'")

@@ -139,6 +139,10 @@ async def workers_page(request: Request) -> Response:
     )
 
 
+async def queues_page(request: Request) -> Response:
+    return _render(request, "queues.html", queues=await _ops(request).queues())
+
+
 def _field(form: FormData, name: str) -> str:
     value = form.get(name)
     return value if isinstance(value, str) else ""
@@ -204,6 +208,7 @@ def app(
             Route("/workflow", workflow_page),
             Route("/workflow/{action}", checked(_act), methods=["POST"]),
             Route("/workers", workers_page),
+            Route("/queues", queues_page),
             Route("/login", login_page),
             Route("/login", checked(_login), methods=["POST"]),
             Mount("/static", StaticFiles(packages=[("tapeflow.ui", "static")]), name="static"),

@@ -14,6 +14,7 @@ from typing import Any
 from tapeflow._definition import _ATTR, Definition
 from tapeflow.backends.base import Backend, PollerReads, PollerRecord, WorkflowRecord
 from tapeflow.backends.presence import WorkerPresence, WorkerRecord
+from tapeflow.backends.queue_limits import QueueLimits, QueueRecord
 from tapeflow.client import Client
 from tapeflow.debugger import WorkflowDebugger
 from tapeflow.errors import InvalidArgument
@@ -99,6 +100,11 @@ class Operations:
         if not isinstance(self.backend, WorkerPresence):
             return None
         return await self.backend.list_workers(WORKERS_SEEN_WITHIN)
+
+    async def queues(self) -> list[QueueRecord] | None:
+        if not isinstance(self.backend, QueueLimits):
+            return None
+        return await self.backend.list_queues()
 
     async def pollers(self) -> list[PollerRecord] | None:
         if not isinstance(self.backend, PollerReads):
