@@ -108,10 +108,10 @@ def billing_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
 
 @pytest.fixture
-def billing(billing_folder: Path) -> Billing:
+def billing(billing_folder: Path, backend_url: str) -> Billing:
     """Three workflows: ``paid`` completed, ``declined`` failed, ``waiting`` (of a name no
-    worker runs) pending."""
-    url = f"sqlite:///{billing_folder / 'billing.db'}"
+    worker runs) pending; on each backend (the conformance plugin's ``backend_url``)."""
+    url = backend_url
     module = import_module("billing")
 
     async def run() -> None:
