@@ -185,8 +185,10 @@ def test_tapeflow_worker_billing_runs_the_quickstart(billing_folder: Path) -> No
     env = {**os.environ, "TAPEFLOW_DATABASE_URL": "sqlite:///billing.db"}
     script = Path(sys.executable).with_name("tapeflow")
     worker = subprocess.Popen(
-        [str(script), "worker", "billing", "--max-activities", "2", "--name", "billing-1"]
-        + ["--queue", "default", "--queue", "emails"],
+        [
+            *(str(script), "worker", "billing", "--max-activities", "2", "--name", "billing-1"),
+            *("--queue", "default", "--queue", "emails"),
+        ],
         cwd=billing_folder,
         env=env,
         stderr=subprocess.PIPE,
