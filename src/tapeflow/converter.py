@@ -194,12 +194,7 @@ class Signature:
 
     def encode_args(self, args: Sequence[object]) -> list[JSONValue]:
         """Positional arguments as JSON, after checking that they bind to the function."""
-        counts = self._positional_counts
-        if counts is None or not counts[0] <= len(args) <= counts[1]:
-            try:  # binding says what is wrong (and catches what the counts cannot)
-                self._inspected.bind(*args)
-            except TypeError as exc:
-                raise PayloadError(f"bad arguments for {self._label}: {exc}") from exc
+        self._check_binds(args)
         hints = self._positional_hints(len(args))
         return [
             to_json(value, hint, what=f"argument {name!r} of {self._label}")
@@ -207,6 +202,9 @@ class Signature:
         ]
 
     def decode_args(self, data: Sequence[JSONValue]) -> list[Any]:
+        """JSON arguments back into the annotated types, checked to bind first: they may
+        come from a caller who never saw the function (an update's)."""
+        self._check_binds(data)
         hints = self._positional_hints(len(data))
         return [
             from_json(value, hint, what=f"argument {name!r} of {self._label}")
@@ -223,6 +221,14 @@ class Signature:
 
     def decode_result(self, data: JSONValue) -> Any:
         return from_json(data, self.return_hint, what=f"result of {self._label}")
+
+    def _check_binds(self, args: Sequence[object]) -> None:
+        counts = self._positional_counts
+        if counts is None or not counts[0] <= len(args) <= counts[1]:
+            try:  # binding says what is wrong (and catches what the counts cannot)
+                self._inspected.bind(*args)
+            except TypeError as exc:
+                raise PayloadError(f"bad arguments for {self._label}: {exc}") from exc
 
     def _positional_hints(self, count: int) -> list[tuple[str, object]]:
         params = list(self._inspected.parameters.values())

@@ -84,6 +84,36 @@ class WorkflowTimedOut(WorkflowFailed):
     ``type`` is ``"TimeoutError"``."""
 
 
+class UpdateFailed(TapeflowError):
+    """Raised by ``handle.execute_update`` when the update gave no result; the workflow goes
+    on. ``rejected``: it was refused before anything of it was recorded (its validator
+    raised, the workflow has no handler of that name, the arguments do not fit it, or it
+    had finished). Otherwise it ran and is in history: its handler raised, or the workflow
+    ended before the handler finished (``type`` ``"WorkflowAlreadyCompleted"``). ``type``,
+    ``message`` and ``traceback`` are the error's."""
+
+    def __init__(
+        self,
+        workflow_id: str,
+        update_id: str,
+        name: str,
+        type: str,
+        message: str,
+        *,
+        rejected: bool,
+        traceback: str | None = None,
+    ) -> None:
+        how = "was rejected" if rejected else "failed"
+        super().__init__(f"update {name!r} of workflow {workflow_id!r} {how}: {type}: {message}")
+        self.workflow_id = workflow_id
+        self.update_id = update_id
+        self.name = name
+        self.type = type
+        self.message = message
+        self.rejected = rejected
+        self.traceback = traceback
+
+
 class ActivityCancelled(TapeflowError):
     """Raised inside an activity by ``activity.heartbeat()`` once its attempt no longer
     counts: the workflow cancelled it, the attempt timed out, or the workflow ended. Its

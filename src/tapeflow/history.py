@@ -4,6 +4,11 @@ A workflow's history is an append-only list of these, numbered by a per-workflow
 Each workflow task appends a ``WorkflowTaskStarted`` (its deterministic time), the inbox
 events it consumed, then the decisions the workflow took. Decisions are checked against the
 recorded ones on replay.
+
+Updates are the one exception to "what was consumed is in history": a request
+(``UpdateRequested``) enters history as the ``UpdateAccepted`` its validator let in, or not
+at all; the outcome of one it rejected (``UpdateRejected``) is stored only where the caller
+reads it (see ``tapeflow._engine.updates``).
 """
 
 from __future__ import annotations
@@ -279,6 +284,54 @@ class WorkflowReset:
 
 
 @dataclass(frozen=True)
+class UpdateRequested:
+    """A caller asked the workflow for an update (``handle.execute_update``): an inbox event,
+    never a history one. The task that takes it runs the update's validator on the
+    workflow's state then: accepted, it is recorded as ``UpdateAccepted``; rejected, it
+    leaves history as it was."""
+
+    update_id: str
+    name: str
+    args: list[JSONValue]
+    kind: Literal["update_requested"] = "update_requested"
+
+
+@dataclass(frozen=True)
+class UpdateAccepted:
+    """An update request the workflow took, as history keeps it: replay runs its handler
+    again, and never its validator."""
+
+    update_id: str
+    name: str
+    args: list[JSONValue]
+    kind: Literal["update_accepted"] = "update_accepted"
+
+
+@dataclass(frozen=True)
+class UpdateCompleted:
+    """An accepted update's answer: its handler returned ``result`` or raised ``failure``,
+    or the workflow ended first (a ``failure`` of type ``"WorkflowAlreadyCompleted"``)."""
+
+    update_id: str
+    name: str
+    result: JSONValue = None
+    failure: Failure | None = None
+    kind: Literal["update_completed"] = "update_completed"
+
+
+@dataclass(frozen=True)
+class UpdateRejected:
+    """An update request the workflow refused before anything of it was recorded (its
+    validator raised, no handler has its name, bad arguments, the workflow had finished).
+    Never in history: only the caller's answer."""
+
+    update_id: str
+    name: str
+    failure: Failure
+    kind: Literal["update_rejected"] = "update_rejected"
+
+
+@dataclass(frozen=True)
 class WorkflowExecutionCompleted:
     result: JSONValue
     kind: Literal["workflow_completed"] = "workflow_completed"
@@ -349,6 +402,7 @@ Decision: TypeAlias = (
     | ChildWorkflowScheduled
     | ChildWorkflowCancelRequested
     | EventSent
+    | UpdateCompleted
     | Terminal
 )
 """What a workflow decides in an activation; the worker turns these into writes."""
@@ -368,8 +422,14 @@ Incoming: TypeAlias = (
     | ChildWorkflowClosed
     | EventDelivered
     | EventDeliveryFailed
+    | UpdateRequested
+    | UpdateAccepted
 )
-"""What reaches a workflow from outside, through its inbox."""
+"""What reaches a workflow from outside, through its inbox (an update request as history
+keeps it, ``UpdateAccepted``, too)."""
+
+UpdateOutcome: TypeAlias = UpdateCompleted | UpdateRejected
+"""An update's answer, as stored for its caller."""
 
 HistoryEvent: TypeAlias = WorkflowTaskStarted | Incoming | Decision | Imposed
 
@@ -424,6 +484,19 @@ def decode_incoming(data: str | bytes) -> Incoming:
     if not is_incoming(event):
         raise ValueError(f"an inbox row holds a {event.kind} event")
     return event
+
+
+_OUTCOME_ADAPTER: TypeAdapter[UpdateOutcome] = TypeAdapter(
+    Annotated[UpdateOutcome, Field(discriminator="kind")]
+)
+
+
+def encode_outcome(outcome: UpdateOutcome) -> str:
+    return _OUTCOME_ADAPTER.dump_json(outcome).decode()
+
+
+def decode_outcome(data: str | bytes) -> UpdateOutcome:
+    return _OUTCOME_ADAPTER.validate_json(data)
 
 
 def encode_events(events: list[HistoryEvent]) -> str:

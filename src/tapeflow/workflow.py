@@ -8,6 +8,7 @@ or randomness of its own. Use ``now()``, ``random()`` and activities instead.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random as _random
 import uuid
@@ -46,6 +47,7 @@ __all__ = [
     "logger",
     "now",
     "on_event",
+    "on_update",
     "patched",
     "random",
     "send_event",
@@ -280,6 +282,35 @@ async def wait_condition(
 def on_event(name: str, callback: Callable[[Any], object], *, type: object = Any) -> None:
     """Call ``callback(payload)`` for every external event ``name``, past ones included."""
     _instance().channels.on(check_name(name, "event name"), callback, type)
+
+
+def on_update(
+    name: str,
+    handler: Callable[..., object],
+    *,
+    validator: Callable[..., object] | None = None,
+) -> None:
+    """Answer the update ``name`` (``handle.execute_update``): ``handler(*args)``'s return
+    value is the caller's result, its exception the caller's ``tapeflow.UpdateFailed``, and
+    the workflow goes on either way. Its annotations type the arguments and the result. It
+    may be ``async`` (awaiting activities, timers, events): each update runs as a task of
+    its own beside the workflow's code, as ``on_event`` callbacks do, so several may run at
+    once. ``validator``, a plain function of the same arguments, runs first on the
+    workflow's state: raising rejects the update before anything of it is recorded, so it
+    must only look (no awaits, no commands, no changes). An update that comes while no
+    handler has its name is rejected: register before the first ``await``. Registering a
+    name again replaces its handler: an update has one answer (``on_event`` callbacks add
+    up instead). The accepted update and its answer are in history, so a replay (or
+    another worker) gives the same answer without validating it again."""
+    instance = _instance()
+    name = check_name(name, "update name")
+    if not callable(handler):
+        fail("on_update handler", handler, "a function")
+    if validator is not None and (
+        not callable(validator) or inspect.iscoroutinefunction(validator)
+    ):
+        fail("on_update validator", validator, "a plain (not async) function, or None")
+    instance.updates.register(name, handler, validator)
 
 
 async def wait_event(name: str, *, type: object = Any) -> Any:

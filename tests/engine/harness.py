@@ -2,8 +2,9 @@
 
 ``Run`` plays the part of a worker with a sticky cache: it feeds one activation at a time
 to a live ``WorkflowInstance`` and writes down the history a worker would commit
-(``WorkflowTaskStarted``, the events handed in, then the decisions). ``replay_decisions``
-plays the part of a worker without a cache: a fresh instance fed that history.
+(``WorkflowTaskStarted``, the events handed in as history keeps them, then the decisions).
+``replay_decisions`` plays the part of a worker without a cache: a fresh instance fed that
+history.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from tapeflow.history import (
     TimerFired,
     TimerStarted,
     WorkflowExecutionStarted,
-    WorkflowTaskStarted,
     is_terminal,
 )
 
@@ -93,7 +93,7 @@ class Run:
         """One workflow task at ``when`` handing ``events`` in; returns its decisions."""
         self.now = when
         decisions = self.instance.activate(Activation(when, list(events)))
-        self.history += [WorkflowTaskStarted(at=when), *events, *decisions]
+        self.history += self.instance.task_events(events, decisions)
         self.instance.history_length = len(self.history)  # as a worker's commit sets it
         self.activations.append(decisions)
         return decisions

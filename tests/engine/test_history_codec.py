@@ -32,6 +32,10 @@ from tapeflow.history import (
     TimerCancelled,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
+    UpdateRejected,
+    UpdateRequested,
     WorkflowCancelRequested,
     WorkflowContinuedAsNew,
     WorkflowExecutionCancelled,
@@ -126,6 +130,10 @@ EVERY_KIND: list[HistoryEvent] = [
     EventDeliveryFailed(seq=11, failure=Failure("WorkflowNotFound", "no workflow")),
     TerminationRequested(reason=TRICKY_TEXT),
     WorkflowReset(run_id="r-1", event=3, reason=TRICKY_TEXT),
+    UpdateRequested(update_id=TRICKY_TEXT, name=TRICKY_TEXT, args=[PAYLOAD]),
+    UpdateAccepted(update_id=TRICKY_TEXT, name=TRICKY_TEXT, args=[PAYLOAD]),
+    UpdateCompleted(update_id="u-1", name="add", result=PAYLOAD),
+    UpdateCompleted(update_id="u-2", name="add", failure=Failure("ValueError", TRICKY_TEXT)),
     WorkflowContinuedAsNew(
         args=[PAYLOAD], run_id="r-3", carried=[EventReceived(name="x", payload=PAYLOAD)]
     ),
@@ -152,6 +160,8 @@ def test_every_event_kind_is_covered() -> None:
         EventDeliveryFailed,
         TerminationRequested,
         WorkflowReset,
+        UpdateRequested,
+        UpdateAccepted,
     }
     assert kinds == declared
 
@@ -242,3 +252,15 @@ def test_very_long_failure_text_is_cut() -> None:
     recorded = Failure.from_exception(ValueError("x" * (history.MAX_FAILURE_TEXT * 2)))
     assert len(recorded.message) < history.MAX_FAILURE_TEXT + 100
     assert recorded.message.endswith("characters cut]")
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        UpdateCompleted(update_id="u-1", name=TRICKY_TEXT, result=PAYLOAD),
+        UpdateRejected(update_id="u-2", name="add", failure=Failure("ValueError", TRICKY_TEXT)),
+    ],
+    ids=lambda o: o.kind,
+)
+def test_update_outcomes_round_trip(outcome: history.UpdateOutcome) -> None:
+    assert history.decode_outcome(history.encode_outcome(outcome)) == outcome

@@ -20,13 +20,14 @@ from tapeflow._engine.channels import EventChannels
 from tapeflow._engine.commands import Commands
 from tapeflow._engine.loop import WorkflowEventLoop
 from tapeflow._engine.patches import Patches
+from tapeflow._engine.task_failures import fails_the_task
+from tapeflow._engine.updates import Updates
 from tapeflow.converter import from_json
 from tapeflow.errors import (
     ActivityError,
     NonDeterminismError,
     PayloadError,
     WorkflowInterrupted,
-    WorkflowSandboxError,
 )
 from tapeflow.history import (
     ActivityCompleted,
@@ -39,15 +40,21 @@ from tapeflow.history import (
     EventDeliveryFailed,
     EventReceived,
     Failure,
+    HistoryEvent,
     Incoming,
     JSONValue,
+    Terminal,
     TimerFired,
+    UpdateAccepted,
+    UpdateRejected,
+    UpdateRequested,
     WorkflowCancelRequested,
     WorkflowContinuedAsNew,
     WorkflowExecutionCancelled,
     WorkflowExecutionCompleted,
     WorkflowExecutionFailed,
     WorkflowExecutionStarted,
+    WorkflowTaskStarted,
 )
 
 if TYPE_CHECKING:
@@ -55,21 +62,10 @@ if TYPE_CHECKING:
 
 sandbox.install()  # at import: before user modules bind names such as ``from time import sleep``
 
-TASK_FAILURES = (NonDeterminismError, WorkflowSandboxError, WorkflowInterrupted)
-"""Errors that fail the workflow task (retried later) instead of the workflow itself."""
-
 
 class ContinueAsNew(BaseException):
     """Raised by ``workflow.continue_as_new`` to end the workflow's code where it is; a
     BaseException, so that no ``except Exception`` in workflow code stops it."""
-
-
-def _fails_the_task(exc: BaseException) -> bool:
-    """Whether ``exc`` fails the task rather than the workflow: a task failure, or a
-    BaseException outside Exception other than a cancellation (see WorkflowInterrupted)."""
-    return isinstance(exc, TASK_FAILURES) or not isinstance(
-        exc, (Exception, asyncio.CancelledError)
-    )
 
 
 @dataclass(frozen=True)
@@ -119,6 +115,7 @@ class WorkflowInstance:
         self.patches = Patches(self.commands)
         self.loop = WorkflowEventLoop(self.commands, runtime=self)  # type: ignore[abstract]
         self.channels = EventChannels(self.loop, self._callback_failed)
+        self.updates = Updates(self.loop, self.commands, self._callback_failed, self._main_done)
         self.vars: dict[str, Any] = {}
         self._stored_vars: dict[str, Any] = {}
         """The vars as JSON (a datetime as its text): what a commit stores."""
@@ -197,6 +194,7 @@ class WorkflowInstance:
         self._length_at_start = self.history_length + 1 + len(activation.events)
         self.recorded = {d.seq: d for d in activation.recorded if hasattr(d, "seq")}
         self.patches.begin(self.recorded if activation.replaying else None)
+        self.updates.begin()
         self.loop.set_time(self._now.timestamp())
         for index, event in enumerate(activation.events):
             try:
@@ -210,6 +208,23 @@ class WorkflowInstance:
             raise self.loop.violation
         self._conclude()
         return self.commands.take_decisions()
+
+    def task_events(
+        self, incoming: Sequence[Incoming], decisions: Sequence[Decision]
+    ) -> list[HistoryEvent]:
+        """What the last activation's task appends to history: its WorkflowTaskStarted,
+        what it brought in as history keeps it (an update request as the UpdateAccepted it
+        became, or not at all if it was rejected), then its decisions; nothing if it only
+        rejected updates, so that a rejection leaves no trace."""
+        kept = self.updates.recorded(incoming)
+        if incoming and not kept and not decisions:
+            return []
+        return [WorkflowTaskStarted(at=self._now), *kept, *decisions]
+
+    def rejected_updates(self) -> list[UpdateRejected]:
+        """The update requests the last activation rejected: their answers, for the
+        caller, outside history."""
+        return list(self.updates.rejected)
 
     def wait_for(self, predicate: Callable[[], object]) -> asyncio.Future[None]:
         """A future set once ``predicate()`` is true, checked after every change of the
@@ -305,6 +320,13 @@ class WorkflowInstance:
                 self.commands.event_sent(seq, None)
             case EventDeliveryFailed(seq=seq, failure=failure):
                 self.commands.event_sent(seq, failure)
+            case UpdateRequested() if self._replaying:
+                raise NonDeterminismError(
+                    "history holds an update request, which a task records only once "
+                    "accepted (update_accepted)"
+                )
+            case UpdateRequested() | UpdateAccepted():
+                self.updates.arrive(event)
             case WorkflowCancelRequested() if self._cancel_reason is not None:
                 pass  # asked already (by its parent, say): once is what it sees
             case WorkflowCancelRequested(reason=reason):
@@ -328,6 +350,9 @@ class WorkflowInstance:
         args = self.definition.signature.decode_args(event.args)
         return await self.definition.function(*args)
 
+    def _main_done(self) -> bool:
+        return self._main is not None and self._main.done()
+
     def _callback_failed(self, exc: BaseException) -> None:
         if self._callback_error is None:
             self._callback_error = exc
@@ -348,7 +373,7 @@ class WorkflowInstance:
         if self._next_run_args is not None:
             self._continue()
             return
-        if self._callback_error is not None and _fails_the_task(self._callback_error):
+        if self._callback_error is not None and fails_the_task(self._callback_error):
             raise self._callback_error
         if main is None:
             return
@@ -358,13 +383,12 @@ class WorkflowInstance:
             return
         if main.cancelled():
             if self._cancel_reason is not None:
-                self.finished = True
-                self.commands.decide(WorkflowExecutionCancelled(reason=self._cancel_reason))
+                self._end(WorkflowExecutionCancelled(reason=self._cancel_reason))
                 return
             self._fail(asyncio.CancelledError("the workflow's main task was cancelled"))
             return
         exc = main.exception()
-        if exc is not None and _fails_the_task(exc):
+        if exc is not None and fails_the_task(exc):
             raise exc
         if exc is not None:
             self._fail(exc)
@@ -374,16 +398,21 @@ class WorkflowInstance:
         except PayloadError as err:
             self._fail(err)
             return
+        self._end(WorkflowExecutionCompleted(result=result))
+
+    def _end(self, ending: Terminal) -> None:
+        """End the run: the updates whose handler still runs fail first (nothing follows
+        an ending in history), so that no caller waits for them for ever."""
         self.finished = True
-        self.commands.decide(WorkflowExecutionCompleted(result=result))
+        self.updates.abandon(_ENDED[type(ending)])
+        self.commands.decide(ending)
 
     def _continue(self) -> None:
         """End the run, continued by the next: the events not handled here go with it."""
         assert self._started is not None
         assert self._next_run_args is not None
-        self.finished = True
         carried = [EventReceived(name, payload) for name, payload in self.channels.unhandled()]
-        self.commands.decide(
+        self._end(
             WorkflowContinuedAsNew(
                 args=self._next_run_args,
                 run_id=str(uuid.uuid4()),  # not from random(): every run draws the same
@@ -393,8 +422,16 @@ class WorkflowInstance:
         )
 
     def _fail(self, exc: BaseException) -> None:
-        self.finished = True
-        self.commands.decide(WorkflowExecutionFailed(failure=Failure.from_exception(exc)))
+        self._end(WorkflowExecutionFailed(failure=Failure.from_exception(exc)))
+
+
+_ENDED: dict[type[Terminal], str] = {
+    WorkflowExecutionCompleted: "completed",
+    WorkflowExecutionFailed: "failed",
+    WorkflowExecutionCancelled: "was cancelled",
+    WorkflowContinuedAsNew: "continued as new",
+}
+"""How each ending is told to the updates it leaves unfinished."""
 
 
 def running_instance() -> WorkflowInstance | None:

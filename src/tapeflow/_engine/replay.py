@@ -27,6 +27,7 @@ from tapeflow.history import (
     MarkerRecorded,
     TimerCancelled,
     TimerStarted,
+    UpdateCompleted,
     WorkflowTaskStarted,
     is_decision,
     is_imposed,
@@ -197,6 +198,11 @@ def same_decision(recorded: Decision, emitted: Decision) -> bool:
                 emitted.workflow_id,
                 emitted.name,
             )
+        case UpdateCompleted(), UpdateCompleted():  # an answer told is the same answer
+            return (recorded.update_id, recorded.failure is None) == (
+                emitted.update_id,
+                emitted.failure is None,
+            )
     return True  # the workflow's end: its kind is what must match
 
 
@@ -220,6 +226,9 @@ def describe(decision: Decision) -> str:
             text = f"child_workflow_cancel_requested seq {seq} id {child!r}"
         case EventSent(seq=seq, workflow_id=target, name=name):
             text = f"event_sent seq {seq} {name!r} to {target!r}"
+        case UpdateCompleted(update_id=update_id, name=name, failure=failure):
+            how = "returned" if failure is None else f"raised {failure.type}"
+            text = f"update_completed {name!r} ({update_id}) that {how}"
         case _:
             text = decision.kind
     return text if len(text) < 300 else text[:297] + "..."

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from tapeflow._engine.instance import TASK_FAILURES, WorkflowInstance
+from tapeflow._engine.instance import WorkflowInstance
+from tapeflow._engine.task_failures import TASK_FAILURES
 from tapeflow._worker.cache import WorkflowCache
 from tapeflow._worker.retrying import retry_while_unavailable
 from tapeflow._worker.workflow_steps import HandOver, WorkflowSteps
