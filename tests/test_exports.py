@@ -23,6 +23,7 @@ def test_package_exports() -> None:
         "NonRetryableError",
         "NotADefinition",
         "PayloadError",
+        "Queue",
         "RetryPolicy",
         "SchemaVersionError",
         "TapeflowError",
