@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, TypeVar, get_args, overload
 
 from tapeflow._definition import call_of
+from tapeflow._engine.updates import ENDED_FIRST
 from tapeflow._listing import (
     Statuses,
     WorkflowPage,
@@ -32,10 +33,12 @@ from tapeflow._validate import (
     check_timeout,
     fail,
 )
+from tapeflow._waiting import available, wait_until
 from tapeflow.backends.base import (
     Backend,
     IdReuse,
     NewWorkflow,
+    UpdateRecord,
     VarValue,
     WorkflowRecord,
     WorkflowStatus,
@@ -44,20 +47,26 @@ from tapeflow.backends.base import (
 from tapeflow.backends.plan import plan_commit
 from tapeflow.backends.queue_limits import declare
 from tapeflow.backends.reset import plan_reset
-from tapeflow.backends.wakeups import FALLBACK_POLL_SECONDS, finished_topic
+from tapeflow.backends.wakeups import finished_topic, update_topic
 from tapeflow.converter import from_json, to_json
 from tapeflow.errors import (
-    BackendUnavailable,
     LeaseLost,
+    UpdateFailed,
     WorkflowAlreadyCompleted,
     WorkflowCancelled,
     WorkflowFailed,
+    WorkflowNotFound,
     WorkflowTerminated,
     WorkflowTimedOut,
 )
 from tapeflow.history import (
     EventReceived,
+    Failure,
     HistoryEvent,
+    UpdateCompleted,
+    UpdateOutcome,
+    UpdateRejected,
+    UpdateRequested,
     WorkflowExecutionTerminated,
     encode_event,
 )
@@ -132,38 +141,113 @@ class WorkflowHandle(Generic[R]):
         waiting_since = time.monotonic()
         hint_at: float | None = waiting_since + HINT_AFTER  # None once logged
         deadline = None if seconds is None else waiting_since + seconds
-        # Waking on the workflow's end is the rule; polling covers wake-ups that cannot
-        # arrive (another process's commit on SQLite) or were lost (a dropped connection).
-        poll = 0.05
-        with self._backend.watch([finished_topic(self.id)]) as finished:
-            record = await self._look(deadline)  # WorkflowNotFound at once
-            while record is None or not record.status.finished:
-                hint = None if record is None else record.hint
-                if hint is not None and hint_at is not None and time.monotonic() >= hint_at:
-                    log.warning("workflow %r is waiting: %s", self.id, hint)
-                    hint_at = None
-                wait = FALLBACK_POLL_SECONDS if self._backend.wakes_other_processes else poll
-                if hint_at is not None:  # look again when the hint is due
-                    wait = min(wait, max(hint_at - time.monotonic(), poll))
-                if deadline is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise TimeoutError(f"workflow {self.id!r} did not finish within {seconds}s")
-                    wait = min(wait, remaining)
-                await finished.wait(wait)
-                poll = min(poll * 1.5, 0.5)
-                finished.clear()
-                record = await self._look(deadline)
+
+        async def ended() -> WorkflowRecord | None:
+            nonlocal hint_at
+            record = await available(lambda: self._backend.get_workflow(self.id), deadline)
+            if record is not None and record.status.finished:
+                return record
+            hint = None if record is None else record.hint
+            if hint is not None and hint_at is not None and time.monotonic() >= hint_at:
+                log.warning("workflow %r is waiting: %s", self.id, hint)
+                hint_at = None
+            return None
+
+        def hint_due() -> float | None:  # look again when the hint is due
+            return None if hint_at is None else hint_at - time.monotonic()
+
+        record = await wait_until(
+            self._backend,
+            [finished_topic(self.id)],
+            ended,  # WorkflowNotFound at once
+            deadline,
+            f"workflow {self.id!r} did not finish within {seconds}s",
+            hint_due,
+        )
         return self._outcome(record)
 
-    async def _look(self, deadline: float | None) -> WorkflowRecord | None:
-        """The record now, or None while the backend is unavailable (until the deadline)."""
-        try:
-            return await self._backend.get_workflow(self.id)
-        except BackendUnavailable:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise
-            return None
+    async def execute_update(
+        self,
+        name: str,
+        *args: Any,
+        update_id: str | None = None,
+        result_type: object = Any,
+        timeout: timedelta | float | None = None,
+    ) -> Any:
+        """Ask the running workflow for the update ``name`` (its ``workflow.on_update``
+        handler) with ``args``, and return the handler's result once it has run, decoded
+        as ``result_type`` (as ``result()`` decodes the workflow's); the handler's
+        annotations decode ``args``.
+
+        Raises UpdateFailed if the update was rejected (by its validator, or for want of a
+        handler of that name: nothing of it is recorded), if its handler raised, or if the
+        workflow ended before it answered (``type`` ``"WorkflowAlreadyCompleted"``); the
+        workflow goes on. Raises WorkflowNotFound, WorkflowAlreadyCompleted if the
+        workflow has ended (nothing is sent), and TimeoutError if ``timeout`` passes first
+        (the update goes on: ask again with its ``update_id`` for its answer).
+
+        An ``update_id`` makes the update happen at most once: a call with one the workflow
+        id has had (in any of its runs) sends nothing and returns that update's answer
+        (the first call's arguments are the ones that counted). Without one, a new one is
+        made (``start_update`` returns it)."""
+        seconds = None if timeout is None else check_seconds(timeout, "update timeout")
+        update_id = await self.start_update(name, *args, update_id=update_id)
+        deadline = None if seconds is None else time.monotonic() + seconds
+
+        async def read() -> UpdateRecord:
+            found = await self._backend.get_update(self.id, update_id)
+            if found is None:  # deleted since
+                raise WorkflowNotFound(self.id)
+            return found
+
+        async def answered() -> UpdateOutcome | None:
+            found = await available(read, deadline)
+            if found is None:  # the backend is unavailable: look again
+                return None
+            if found.outcome is not None or not found.run_status.finished:
+                return found.outcome
+            ended = found.run_status.value.replace("_", " ")
+            why = f"the workflow {ended} before it answered the update"
+            return UpdateCompleted(update_id, name, failure=Failure(ENDED_FIRST, why))
+
+        outcome: UpdateOutcome = await wait_until(
+            self._backend,
+            [update_topic(self.id), finished_topic(self.id)],
+            answered,
+            deadline,
+            f"update {name!r} of workflow {self.id!r} had no answer within {seconds}s",
+        )
+        return self._answer(outcome, result_type)
+
+    async def start_update(self, name: str, *args: Any, update_id: str | None = None) -> str:
+        """Send the update as ``execute_update`` does, without waiting for its answer, and
+        return its update id: ``execute_update`` with it waits for that answer."""
+        name = check_name(name, "update name")
+        request = UpdateRequested(
+            update_id=check_name(
+                str(uuid.uuid4()) if update_id is None else update_id, "update id"
+            ),
+            name=name,
+            args=[to_json(a, what=f"argument {i} of update {name!r}") for i, a in enumerate(args)],
+        )
+        await self._backend.request_update(self.id, request)
+        return request.update_id
+
+    def _answer(self, outcome: UpdateOutcome, result_type: object) -> Any:
+        """The handler's result, or its failure raised."""
+        failure = outcome.failure
+        if failure is None:
+            assert isinstance(outcome, UpdateCompleted)
+            return from_json(outcome.result, result_type, what=f"result of update {outcome.name!r}")
+        raise UpdateFailed(
+            self.id,
+            outcome.update_id,
+            outcome.name,
+            failure.type,
+            failure.message,
+            rejected=isinstance(outcome, UpdateRejected),
+            traceback=failure.traceback,
+        )
 
     async def send_event(
         self, name: str, payload: Any = None, *, idempotency_key: str | None = None

@@ -5,15 +5,21 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from tapeflow.backends.base import WorkflowStatus
-from tapeflow.backends.plan import plan_commit
+from tapeflow.backends.base import WorkflowStatus, WorkflowTask
+from tapeflow.backends.plan import commit_topics, plan_commit
+from tapeflow.backends.wakeups import update_topic
 from tapeflow.history import (
     ActivityCancelled,
     ActivityScheduled,
+    Failure,
+    UpdateAccepted,
+    UpdateCompleted,
+    UpdateRejected,
     WorkflowExecutionCancelled,
     WorkflowExecutionTerminated,
     WorkflowExecutionTimedOut,
     WorkflowTaskStarted,
+    decode_outcome,
 )
 
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -88,3 +94,25 @@ def test_an_ending_decided_by_code_checks_the_inbox_an_imposed_one_does_not() ->
     assert timed_out.failure is not None
     assert json.loads(timed_out.failure)["type"] == "TimeoutError"
     assert timed_out.reason == "the workflow ran past its execution_timeout of 2.5s"
+
+
+def test_update_answers_come_from_completions_and_rejections_and_wake_their_callers() -> None:
+    completed = UpdateCompleted(update_id="u-1", name="add", result=1)
+    rejected = UpdateRejected(update_id="u-2", name="add", failure=Failure("ValueError", "no"))
+    plan = plan_commit(
+        [WorkflowTaskStarted(at=AT), UpdateAccepted("u-1", "add", ["a"]), completed],
+        consumed=[4, 5],
+        rejected=[rejected],
+    )
+    assert [(a.update_id, decode_outcome(a.outcome)) for a in plan.updates] == [
+        ("u-2", rejected),
+        ("u-1", completed),
+    ]
+    assert len(plan.history) == 3  # the rejection is in no history
+    run = run_of("wf-1")
+    assert update_topic("wf-1") in commit_topics(run, plan)
+    assert update_topic("wf-1") not in commit_topics(run, plan_commit([WorkflowTaskStarted(AT)]))
+
+
+def run_of(workflow_id: str) -> WorkflowTask:
+    return WorkflowTask(workflow_id, "run-1", "flow", 0, [], 0, AT)

@@ -8,7 +8,14 @@ from dataclasses import fields
 from datetime import UTC, datetime
 
 from tapeflow.backends.base import NewWorkflow, ParentLink, WorkflowStatus
-from tapeflow.backends.plan import CommitPlan, Ending, NewActivity, NewInboxEvent, Receipt
+from tapeflow.backends.plan import (
+    CommitPlan,
+    Ending,
+    NewActivity,
+    NewInboxEvent,
+    Receipt,
+    UpdateAnswer,
+)
 
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -40,6 +47,7 @@ FULL = CommitPlan(
         ),
     ),
     ending=Ending(WorkflowStatus.TERMINATED, None, "{}", False, "asked", "client"),
+    updates=(UpdateAnswer("u-1", '{"kind": "update_rejected"}'),),
 )
 
 
@@ -50,6 +58,7 @@ def test_every_part_of_a_plan_is_in_its_document() -> None:
         ("inbox", NewInboxEvent),
         ("activities", NewActivity),
         ("workflows", NewWorkflow),
+        ("updates", UpdateAnswer),
     ):
         assert set(document[part][0]) == {f.name for f in fields(kind)}, part
     assert set(document["ending"]) == {f.name for f in fields(Ending)}
@@ -103,4 +112,5 @@ def test_the_document_holds_the_plans_values() -> None:
         "reason": "asked",
         "requested_by": "client",
     }
+    assert document["updates"] == [{"update_id": "u-1", "outcome": '{"kind": "update_rejected"}'}]
     assert CommitPlan().as_json()["ending"] is None

@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 
 import tapeflow
-from tapeflow import activity, workflow
+from tapeflow import _waiting, activity, workflow
 from tapeflow._worker import poller
 from tapeflow.backends.base import Take, TaskKind, WorkflowTask
 from tapeflow.backends.plan import CommitPlan, NewActivity, NewInboxEvent, plan_commit
@@ -73,7 +73,7 @@ async def test_lost_wake_ups_lose_no_work(
     work at their fallback poll."""
     monkeypatch.setitem(postgres_backend._Q, "notify", "SELECT 1/0")
     monkeypatch.setattr(poller, "FALLBACK_POLL_SECONDS", 0.2)
-    monkeypatch.setattr(tapeflow.client, "FALLBACK_POLL_SECONDS", 0.2)
+    monkeypatch.setattr(_waiting, "FALLBACK_POLL_SECONDS", 0.2)
     async with (
         tapeflow.connect(postgres_url) as worker_side,
         tapeflow.connect(postgres_url) as client_side,

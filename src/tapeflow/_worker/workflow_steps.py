@@ -43,7 +43,7 @@ from tapeflow.history import (
     Decision,
     HistoryEvent,
     Incoming,
-    WorkflowTaskStarted,
+    UpdateRejected,
 )
 from tapeflow.queues import DEFAULT_QUEUE
 
@@ -68,8 +68,11 @@ class Step:
 
     instance: WorkflowInstance
     events: list[HistoryEvent]
-    """WorkflowTaskStarted, the incoming events, then the decisions."""
+    """WorkflowTaskStarted, the incoming events as history keeps them, then the decisions
+    (``WorkflowInstance.task_events``)."""
     decisions: list[Decision]
+    rejected: list[UpdateRejected]
+    """The update requests it rejected: consumed, in no history, answered by the plan."""
 
 
 @dataclass(frozen=True)
@@ -163,8 +166,7 @@ class WorkflowSteps:
             ) from None
         except ThreadRefused as exc:
             raise WorkflowSandboxError(f"workflow task of {workflow_id!r} not run: {exc}") from None
-        events: list[HistoryEvent] = [WorkflowTaskStarted(at=live.now), *incoming, *decisions]
-        return Step(live, events, decisions)
+        return Step(live, live.task_events(incoming, decisions), decisions, live.rejected_updates())
 
     # -- writing a workflow task -----------------------------------------------------------
 

@@ -19,6 +19,7 @@ from tapeflow.history import (
     HistoryEvent,
     Imposed,
     TerminationRequested,
+    UpdateRequested,
     WorkflowExecutionFailed,
     WorkflowExecutionTerminated,
     WorkflowExecutionTimedOut,
@@ -79,7 +80,8 @@ class WorkflowTaskRunner:
             step = await self._steps.activate(task, instance, history)
             instance = step.instance
             consumed = [item.id for item in task.inbox]
-            plan = plan_commit(step.events, consumed, task, task.parent, instance.changed_vars())
+            changed = instance.changed_vars()
+            plan = plan_commit(step.events, consumed, task, task.parent, changed, step.rejected)
             await self._steps.commit(task, plan, step.decisions, hand)
         except (LeaseLost, UnseenEvents) as exc:  # refused, nothing written: run it again
             unseen = isinstance(exc, UnseenEvents)  # a race the design expects: no warning
@@ -108,12 +110,13 @@ class WorkflowTaskRunner:
         """Stored data of the workflow cannot be read (a corrupt row): no task of it can
         ever run, so the workflow fails, visibly, once, instead of failing its task in a
         retry loop. The events of its inbox that can be read go into its history first, so
-        none is lost; the unreadable ones are named in the failure."""
+        none is lost (but update requests, which no code took: their callers see the run
+        end); the unreadable ones are named in the failure."""
         log.error("workflow %r fails: %s", task.workflow_id, why)
         failure = Failure(type=PayloadError.__name__, message=why)
         events: list[HistoryEvent] = [
             WorkflowTaskStarted(at=task.claimed_at),
-            *(item.event for item in task.inbox),
+            *(item.event for item in task.inbox if not isinstance(item.event, UpdateRequested)),
             WorkflowExecutionFailed(failure=failure),
         ]
         consumed = [item.id for item in task.inbox] + list(task.unreadable)

@@ -15,6 +15,7 @@ from tapeflow.backends.base import (
     ActivityTimeouts,
     InboxEvent,
     ParentLink,
+    UpdateRecord,
     WorkflowRecord,
     WorkflowStatus,
     WorkflowTask,
@@ -22,7 +23,13 @@ from tapeflow.backends.base import (
 from tapeflow.backends.presence import WorkerInfo, WorkerRecord
 from tapeflow.backends.queue_limits import waiting_hint
 from tapeflow.errors import PayloadError
-from tapeflow.history import Failure, HistoryEvent, decode_event, decode_incoming
+from tapeflow.history import (
+    Failure,
+    HistoryEvent,
+    decode_event,
+    decode_incoming,
+    decode_outcome,
+)
 
 FAILURE = TypeAdapter(Failure)
 
@@ -42,6 +49,16 @@ def worker_record(row: NamedRow, when: Callable[[Any], datetime]) -> WorkerRecor
         last_seen_at=when(row["last_seen_at"]),
         stopped_at=None if stopped is None else when(stopped),
         silent_for=timedelta(seconds=max(float(row["silent_for"]), 0.0)),
+    )
+
+
+def update_record(row: NamedRow) -> UpdateRecord:
+    """A ``find_update`` (or ``get_update``) row, its outcome as JSON text or NULL."""
+    outcome = row["outcome"]
+    return UpdateRecord(
+        run_id=row["run_id"],
+        run_status=WorkflowStatus(row["run_status"]),
+        outcome=None if outcome is None else decode_outcome(outcome),
     )
 
 

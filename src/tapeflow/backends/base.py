@@ -16,6 +16,11 @@ backend stores without interpreting decisions: a new kind of decision needs no b
 ``HandOffs`` is an optional capability: the committing worker takes work for itself in the
 same transaction (eager activities, continuing a workflow straight from its activity's
 outcome, sticky tasks). A worker uses it only where the backend has it.
+
+An update is kept per workflow id and update id: its request goes into the latest run's
+inbox (``request_update``), its answer comes with the commit that decides it
+(``CommitPlan.updates``), and its caller reads it (``get_update``), woken by
+``update_topic``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from tapeflow.history import (
     HistoryEvent,
     Incoming,
     JSONValue,
+    UpdateOutcome,
+    UpdateRequested,
 )
 from tapeflow.queues import DEFAULT_PRIORITY, DEFAULT_QUEUE
 
@@ -226,6 +233,18 @@ class Visibility(Protocol):
     async def count_runs(self, where: RunFilter) -> dict[WorkflowStatus, int]:
         """How many runs match ``where``, by status (statuses with none left out)."""
         ...
+
+
+@dataclass(frozen=True)
+class UpdateRecord:
+    """An update sent to a workflow id, as its caller reads it."""
+
+    run_id: str
+    """The run its request went to."""
+    run_status: WorkflowStatus
+    """That run's status now: one that has ended will never answer it."""
+    outcome: UpdateOutcome | None
+    """Its answer (``UpdateCompleted``, or ``UpdateRejected``); None while it has none."""
 
 
 @dataclass(frozen=True)
@@ -442,10 +461,23 @@ class Backend(Protocol):
         key is kept with the id, in the send's transaction, only if the event is
         delivered. Raises WorkflowNotFound, WorkflowAlreadyCompleted."""
 
+    async def request_update(self, workflow_id: str, request: UpdateRequested) -> None:
+        """Put ``request`` into the inbox of the workflow's latest run and keep its update,
+        unanswered, with that run, in one transaction: at most once per update id and
+        workflow id, whatever run it went to. A request whose update id the workflow id
+        has had delivers nothing and returns, even if the run has ended since (the first
+        request's answer stands for it). Raises WorkflowNotFound, WorkflowAlreadyCompleted."""
+
+    async def get_update(self, workflow_id: str, update_id: str) -> UpdateRecord | None:
+        """The update of ``update_id`` sent to the workflow id, with the status of the run
+        it went to, read at one instant; None if there is none (or the workflow was
+        deleted)."""
+        ...
+
     def watch(self, topics: Iterable[str], on_wake: Callable[[], None] | None = None) -> Watch:
-        """Start watching wake-up topics (``work_topic``, ``finished_topic``): the watch is
-        set (and ``on_wake`` called) by every later commit that concerns them. Make it
-        before looking, wait after."""
+        """Start watching wake-up topics (``work_topic``, ``finished_topic``, ...): the
+        watch is set (and ``on_wake`` called) by every later commit that concerns them.
+        Make it before looking, wait after."""
         ...
 
     async def request_cancel(self, workflow_id: str, reason: str) -> None:

@@ -12,7 +12,9 @@ How every backend stores a ``CommitPlan`` for a run's task, in one transaction:
    row that is not a timer and not among ``consumed``: UnseenEvents, and nothing is
    written. (An ending imposed from outside, a terminate, drops what is pending.)
 3. The ``consumed`` inbox rows of the run are deleted; ``history`` is appended, numbered
-   from ``task.history_length + 1``.
+   from ``task.history_length + 1`` (it may be empty: a task that only rejected updates);
+   each of ``updates`` becomes the answer of the update of its id sent to the run's
+   workflow id, unless that has one already (the first answer stands).
 4. ``inbox`` rows are inserted: into this run's inbox; for a row naming a ``run_id``,
    into that run if it is unfinished; for a row naming a ``workflow_id``, into that
    workflow's latest run if it is unfinished; never visible before that run's start (as
@@ -36,7 +38,8 @@ How every backend stores a ``CommitPlan`` for a run's task, in one transaction:
    says which into this run's inbox, unless the run ended.
 8. Wake-ups (``commit_topics``) go to the pollers of the new activities, the pollers of the
    workflows written to or created, and the run's own pollers if its inbox is not empty
-   (events that came while the task was held, or timers), or its result waiters if it ended.
+   (events that came while the task was held, or timers), or its result waiters if it ended;
+   and to its update callers if it answered updates.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from tapeflow.backends.base import (
     TaskKind,
     WorkflowStatus,
 )
-from tapeflow.backends.wakeups import finished_topic, queue_topics, work_topic
+from tapeflow.backends.wakeups import finished_topic, queue_topics, update_topic, work_topic
 from tapeflow.history import (
     ActivityCancelled,
     ActivityScheduled,
@@ -76,6 +79,8 @@ from tapeflow.history import (
     TimerCancelled,
     TimerFired,
     TimerStarted,
+    UpdateCompleted,
+    UpdateRejected,
     WorkflowCancelRequested,
     WorkflowContinuedAsNew,
     WorkflowExecutionCancelled,
@@ -85,6 +90,7 @@ from tapeflow.history import (
     WorkflowExecutionTimedOut,
     WorkflowTaskStarted,
     encode_event,
+    encode_outcome,
 )
 from tapeflow.queues import DEFAULT_PRIORITY, DEFAULT_QUEUE
 
@@ -151,6 +157,15 @@ class Receipt:
 
 
 @dataclass(frozen=True)
+class UpdateAnswer:
+    """What an update sent to the run's workflow id came to, for its caller (step 3)."""
+
+    update_id: str
+    outcome: str
+    """An encoded ``UpdateCompleted`` or ``UpdateRejected`` (``encode_outcome``)."""
+
+
+@dataclass(frozen=True)
 class Ending:
     status: WorkflowStatus
     result: str | None
@@ -177,6 +192,9 @@ class CommitPlan:
     cancelled_timers: tuple[int, ...] = ()
     workflows: tuple[NewWorkflow, ...] = ()
     ending: Ending | None = None
+    updates: tuple[UpdateAnswer, ...] = ()
+    """Answers of updates: those the task's code completed, and those it rejected, which
+    are in no history."""
     vars: str | None = None
     """JSON text: the run's variables after the task (``workflow.set_var``), when they
     changed; None leaves the stored ones (step 6). Stored, a list filters by them and a
@@ -231,6 +249,7 @@ class CommitPlan:
                 "reason": self.ending.reason,
                 "requested_by": self.ending.requested_by,
             },
+            "updates": [{"update_id": u.update_id, "outcome": u.outcome} for u in self.updates],
             "vars": self.vars,
         }
 
@@ -276,11 +295,14 @@ def plan_commit(
     run: OfRun | None = None,
     parent: ParentLink | None = None,
     vars: Mapping[str, JSONValue] | None = None,
+    rejected: Sequence[UpdateRejected] = (),
 ) -> CommitPlan:
     """The writes that a task of ``run`` (whose parent is ``parent``) appending ``events``
     (its start, what it consumed, then its decisions) makes, having consumed the inbox
-    rows ``consumed``, and its ``vars`` if they changed. Decisions about other workflows
+    rows ``consumed`` (among them the update requests it ``rejected``, which ``events``
+    leaves out), and its ``vars`` if they changed. Decisions about other workflows
     (children, events sent, continuing as new) need ``run``."""
+    answers = [UpdateAnswer(r.update_id, encode_outcome(r)) for r in rejected]
     activities: list[NewActivity] = []
     inbox: list[NewInboxEvent] = []
     workflows: list[NewWorkflow] = []
@@ -309,6 +331,8 @@ def plan_commit(
                 child_cancels[seq] = NewInboxEvent(asked, workflow_id=child)
             case EventSent():
                 inbox.append(_sent(event))
+            case UpdateCompleted(update_id=update_id):
+                answers.append(UpdateAnswer(update_id, encode_outcome(event)))
             case WorkflowContinuedAsNew():
                 ending = Ending(WorkflowStatus.CONTINUED_AS_NEW, None, None)
                 workflows.append(_next_run(event, _named(run, event), parent))
@@ -349,6 +373,7 @@ def plan_commit(
         cancelled_timers=tuple(cancelled_timers),
         workflows=(*children.values(), *workflows),
         ending=ending,
+        updates=tuple(answers),
         vars=None if vars is None else json_text(vars),
     )
 
@@ -516,9 +541,12 @@ def commit_topics(
     but those the committing worker took (``taken`` seqs); the result waiters if the run
     ended, else its own pollers unless the backend saw its inbox empty (``wake_run``); and
     the pollers of the workflow names ``woken`` (other workflows written to) and of the
-    workflows created; and the admissions of the queues (but the default one) of the work
-    created, and of the run's if it ended (which leaves room there)."""
+    workflows created; the callers of the updates it answered; and the admissions of the
+    queues (but the default one) of the work created, and of the run's if it ended (which
+    leaves room there)."""
     topics = {work_topic(TaskKind.WORKFLOW, name) for name in woken}
+    if plan.updates:
+        topics.add(update_topic(task.workflow_id))
     topics.update(work_topic(TaskKind.WORKFLOW, new.name) for new in plan.workflows)
     queues = {new.queue for new in plan.workflows}
     if plan.ending is not None:  # its activity tasks went with it

@@ -1,7 +1,8 @@
 """Wake-ups by topic: pollers watch their task names, result waiters their workflow.
 
 A watcher registers before it looks at the database and waits after, so a wake-up sent in
-between is never missed. Topics are strings made by ``work_topic`` and ``finished_topic``.
+between is never missed. Topics are strings made by ``work_topic``, ``finished_topic``,
+``update_topic`` and ``queue_topic``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ def work_topic(kind: str, name: str) -> str:
 
 def finished_topic(workflow_id: str) -> str:
     return f"finished:{workflow_id}"
+
+
+def update_topic(workflow_id: str) -> str:
+    """An update of the workflow got its answer (``CommitPlan.updates``)."""
+    return f"update:{workflow_id}"
 
 
 def queue_topic(queue: str) -> str:

@@ -35,6 +35,7 @@ from tapeflow.backends._rows import (
     activity_task,
     history,
     json_text,
+    update_record,
     worker_record,
     workflow_record,
     workflow_task,
@@ -55,6 +56,7 @@ from tapeflow.backends.base import (
     SchemaVersion,
     Take,
     TaskKind,
+    UpdateRecord,
     WorkflowRecord,
     WorkflowStatus,
     WorkflowSummary,
@@ -92,6 +94,7 @@ from tapeflow.history import (
     Failure,
     HistoryEvent,
     JSONValue,
+    UpdateRequested,
     WorkflowCancelRequested,
     encode_event,
 )
@@ -578,6 +581,23 @@ class PostgresBackend(OpensAndCloses):
             return
         if (status := WorkflowStatus(row["status"])).finished:
             raise WorkflowAlreadyCompleted(workflow_id, status)
+
+    async def request_update(self, workflow_id: str, request: UpdateRequested) -> None:
+        params = {"id": workflow_id, "update_id": request.update_id, "event": encode_event(request)}
+        async with self._connection() as conn:
+            cursor = await conn.execute(_Q["request_update"], params)
+            row = await cursor.fetchone()
+            if row is None:
+                raise WorkflowNotFound(workflow_id)
+            if not row["fresh"]:  # requested already: its answer stands
+                return
+            if (status := WorkflowStatus(row["status"])).finished:
+                raise WorkflowAlreadyCompleted(workflow_id, status)
+            await self._wake(conn, {work_topic(TaskKind.WORKFLOW, row["name"])})
+
+    async def get_update(self, workflow_id: str, update_id: str) -> UpdateRecord | None:
+        rows = await self._rows("get_update", {"id": workflow_id, "update_id": update_id})
+        return update_record(rows[0]) if rows else None
 
     def watch(self, topics: Iterable[str], on_wake: Callable[[], None] | None = None) -> Watch:
         return self._wakeups.watch(topics, on_wake)

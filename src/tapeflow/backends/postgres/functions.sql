@@ -4,7 +4,7 @@
 -- of this file alone. A change of a function's signature or return type must DROP it first.
 -- Raise the revision below with every change: a process whose file has a lower revision
 -- than the one applied leaves the newer functions in place (a rolling upgrade).
--- revision: 16
+-- revision: 17
 --
 -- Every function runs with enable_seqscan off. They only ever reach rows by key, and
 -- PL/pgSQL keeps a session's plans: planned while the tables were nearly empty (a new
@@ -387,6 +387,49 @@ BEGIN
 END
 $$;
 
+-- An update request (p_event) for the latest run of workflow p_id, delivered as deliver
+-- does, at most once per update id: with a p_update_id the id has had, nothing is
+-- delivered ("fresh" false), whatever became of that run; a request racing the first with
+-- its id waits here for it. The update is kept, with the run it went to, only if it is
+-- delivered. The run's row is locked before the update's, as a commit answering updates
+-- locks them. No row: no such workflow.
+CREATE OR REPLACE FUNCTION request_update(p_id text, p_update_id text, p_event json)
+RETURNS TABLE (status text, name text, fresh boolean)
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+SET enable_seqscan = off
+AS $$
+DECLARE
+    v_run record;
+BEGIN
+    LOOP  -- as in deliver: a run continued as new while we waited has a next run
+        SELECT w.run_id, w.name, w.status, w.start_at INTO v_run FROM workflows w
+        WHERE w.id = p_id ORDER BY w.run_number DESC LIMIT 1
+        FOR SHARE;
+        EXIT WHEN NOT FOUND OR v_run.status <> 'continued_as_new';
+    END LOOP;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    status := v_run.status;
+    name := v_run.name;
+    IF v_run.status IN ('pending', 'running') THEN
+        INSERT INTO updates (workflow_id, update_id, run_id)
+        VALUES (p_id, p_update_id, v_run.run_id)
+        ON CONFLICT DO NOTHING;
+        fresh := FOUND;
+        IF fresh THEN
+            INSERT INTO inbox (run_id, visible_at, event)
+            VALUES (v_run.run_id, greatest(now(), v_run.start_at), p_event);
+        END IF;
+    ELSE
+        fresh := NOT EXISTS (
+            SELECT FROM updates u WHERE u.workflow_id = p_id AND u.update_id = p_update_id);
+    END IF;
+    RETURN NEXT;
+END
+$$;
+
 -- Ask the latest run of workflow p_id to cancel, once: if it is unfinished and was not
 -- asked yet, store p_reason and deliver p_event (its WorkflowCancelRequested) as deliver
 -- does. Says what was found (no row: no such workflow) and whether this call asked. The
@@ -452,6 +495,7 @@ DECLARE
     v_token    bigint;
     v_live     boolean;
     v_length   integer;
+    v_id       text;
     v_leased   json := '[]';
     v_woken    text[] := '{}';
     v_created  text[];
@@ -460,8 +504,8 @@ DECLARE
     v_row      record;
 BEGIN
     -- 1. Fenced.
-    SELECT t.lease_token, t.lease_expires_at > now(), w.history_length
-    INTO v_token, v_live, v_length
+    SELECT t.lease_token, t.lease_expires_at > now(), w.history_length, w.id
+    INTO v_token, v_live, v_length, v_id
     FROM workflow_tasks t JOIN workflows w ON w.run_id = t.run_id
     WHERE t.run_id = p_run_id
     FOR NO KEY UPDATE OF t, w;
@@ -488,6 +532,12 @@ BEGIN
     INSERT INTO history (run_id, seq, event)
     SELECT p_run_id, p_history_length + u.n, u.event::json
     FROM jsonb_array_elements_text(v_history) WITH ORDINALITY AS u (event, n);
+    -- The first answer stands (a reset run may answer again what its old run answered).
+    IF jsonb_array_length(coalesce(v_plan -> 'updates', '[]')) > 0 THEN
+        UPDATE updates u SET outcome = x.outcome::json
+        FROM jsonb_to_recordset(v_plan -> 'updates') AS x (update_id text, outcome text)
+        WHERE u.workflow_id = v_id AND u.update_id = x.update_id AND u.outcome IS NULL;
+    END IF;
 
     -- 4, other runs' rows (in id order, as batches lock): kept even when this run ends (a
     -- child's end for its parent, say), their receipts only if it goes on.
@@ -869,7 +919,7 @@ END
 $$;
 
 -- Delete the runs of workflow p_id up to run p_upto (its latest, found closed), all they
--- own, and its event keys.
+-- own, and its event keys and updates.
 CREATE OR REPLACE FUNCTION drop_workflow(p_id text, p_upto integer) RETURNS void
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
@@ -884,6 +934,7 @@ BEGIN
     DELETE FROM activity_tasks WHERE run_id = ANY (v_runs);
     DELETE FROM workflow_tasks WHERE run_id = ANY (v_runs);
     DELETE FROM event_keys WHERE workflow_id = p_id;
+    DELETE FROM updates WHERE workflow_id = p_id;
     DELETE FROM workflows WHERE run_id = ANY (v_runs);
 END
 $$;

@@ -13,6 +13,16 @@ SELECT pg_notify(%(channel)s, topic) FROM unnest(%(topics)s::text[]) AS topic;
 SELECT status, name, delivered, fresh
 FROM send_event(%(id)s, %(event)s::json, %(key)s::text);
 
+-- name: request_update
+-- See request_update in functions.sql; no row means no such workflow.
+SELECT status, name, fresh FROM request_update(%(id)s, %(update_id)s, %(event)s::json);
+
+-- name: get_update
+-- The update sent to the workflow id, and the status of the run it went to.
+SELECT u.run_id, u.outcome::text AS outcome, w.status AS run_status
+FROM updates u JOIN workflows w ON w.run_id = u.run_id
+WHERE u.workflow_id = %(id)s AND u.update_id = %(update_id)s;
+
 -- name: request_cancel
 -- See request_cancel in functions.sql; no row means no such workflow.
 SELECT status, name, asked FROM request_cancel(%(id)s, %(event)s::json, %(reason)s);

@@ -143,6 +143,18 @@ CREATE TABLE event_keys (
     PRIMARY KEY (workflow_id, key)
 );
 
+-- Each update sent to a workflow id, kept for as long as the id, across its runs: the run
+-- its request went to, and its answer (an UpdateCompleted or UpdateRejected), NULL until
+-- the commit that decides it stores it. A request with an update id the workflow id has
+-- had delivers nothing.
+CREATE TABLE updates (
+    workflow_id text NOT NULL,
+    update_id   text NOT NULL,
+    run_id      text NOT NULL,
+    outcome     json,
+    PRIMARY KEY (workflow_id, update_id)
+);
+
 -- The queues declared with limits (tapeflow.Queue): at most concurrency of the queue's
 -- tasks admitted at once, at most rate_limit admitted per rate_period.
 CREATE TABLE queues (

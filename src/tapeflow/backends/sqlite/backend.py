@@ -29,6 +29,7 @@ from tapeflow.backends._rows import (
     activity_task,
     history,
     json_text,
+    update_record,
     worker_record,
     workflow_record,
     workflow_task,
@@ -51,6 +52,7 @@ from tapeflow.backends.base import (
     SchemaVersion,
     Take,
     TaskKind,
+    UpdateRecord,
     WorkflowRecord,
     WorkflowStatus,
     WorkflowSummary,
@@ -87,6 +89,7 @@ from tapeflow.history import (
     Failure,
     HistoryEvent,
     JSONValue,
+    UpdateRequested,
     WorkflowCancelRequested,
     WorkflowExecutionStarted,
     encode_event,
@@ -331,6 +334,25 @@ class SQLiteBackend(OpensAndCloses):
             return None, [work_topic(TaskKind.WORKFLOW, run["name"])]
 
         await self._write(write)
+
+    async def request_update(self, workflow_id: str, request: UpdateRequested) -> None:
+        def write(conn: sqlite3.Connection, now: int) -> tuple[None, list[str]]:
+            if _find_update(conn, workflow_id, request.update_id) is not None:
+                return None, []  # requested already: its answer stands
+            run = _open_run(conn, workflow_id)
+            params = {"id": workflow_id, "update_id": request.update_id, "run_id": run["run_id"]}
+            conn.execute(_Q["insert_update"], params)
+            _deliver(conn, run, encode_event(request), now)
+            return None, [work_topic(TaskKind.WORKFLOW, run["name"])]
+
+        await self._write(write)
+
+    async def get_update(self, workflow_id: str, update_id: str) -> UpdateRecord | None:
+        def read(conn: sqlite3.Connection) -> UpdateRecord | None:
+            row = _find_update(conn, workflow_id, update_id)
+            return None if row is None else update_record(row)
+
+        return await self._read(read)
 
     async def request_cancel(self, workflow_id: str, reason: str) -> None:
         def write(conn: sqlite3.Connection, now: int) -> tuple[None, list[str]]:
@@ -727,6 +749,13 @@ def _find_run(
     return row
 
 
+def _find_update(conn: sqlite3.Connection, workflow_id: str, update_id: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        _Q["find_update"], {"id": workflow_id, "update_id": update_id}
+    ).fetchone()
+    return row
+
+
 def _open_run(conn: sqlite3.Connection, workflow_id: str) -> sqlite3.Row:
     """The workflow's latest run, unfinished. Raises WorkflowNotFound,
     WorkflowAlreadyCompleted."""
@@ -801,7 +830,8 @@ def _admits(conn: sqlite3.Connection, queue: str) -> bool:
 
 
 def _delete_runs(conn: sqlite3.Connection, workflow_id: str, upto: int) -> None:
-    """Delete a workflow's runs up to run number ``upto``, all they own, and its keys."""
+    """Delete a workflow's runs up to run number ``upto``, all they own, and its event keys
+    and updates."""
     params = {"id": workflow_id, "upto": upto}
     for query in (
         "delete_history_of",
@@ -809,6 +839,7 @@ def _delete_runs(conn: sqlite3.Connection, workflow_id: str, upto: int) -> None:
         "delete_activity_tasks_of",
         "delete_workflow_tasks_of",
         "delete_event_keys_of",
+        "delete_updates_of",
         "delete_runs_of",
     ):
         conn.execute(_Q[query], params)
@@ -946,6 +977,13 @@ def _apply_plan(
         [
             {"run_id": run_id, "seq": task.history_length + n, "event": event}
             for n, event in enumerate(plan.history, start=1)
+        ],
+    )
+    conn.executemany(
+        _Q["answer_update"],
+        [
+            {"id": task.workflow_id, "update_id": answer.update_id, "outcome": answer.outcome}
+            for answer in plan.updates
         ],
     )
     length = task.history_length + len(plan.history)

@@ -27,6 +27,20 @@ VALUES (:run_id, :visible_at, :timer_seq, :event);
 -- No row inserted: the workflow id has had an event sent with this key.
 INSERT INTO event_keys (workflow_id, key) VALUES (:id, :key) ON CONFLICT DO NOTHING;
 
+-- name: find_update
+-- The update sent to the workflow id, and the status of the run it went to.
+SELECT u.run_id, u.outcome, w.status AS run_status
+FROM updates u JOIN workflows w ON w.run_id = u.run_id
+WHERE u.workflow_id = :id AND u.update_id = :update_id;
+
+-- name: insert_update
+INSERT INTO updates (workflow_id, update_id, run_id) VALUES (:id, :update_id, :run_id);
+
+-- name: answer_update
+-- The first answer stands (a reset run may answer again what its old run answered).
+UPDATE updates SET outcome = :outcome
+WHERE workflow_id = :id AND update_id = :update_id AND outcome IS NULL;
+
 -- name: find_run
 -- The latest run of a workflow (the highest run_number), or the run named, if it is one
 -- of that workflow's.
@@ -315,6 +329,9 @@ WHERE run_id IN (SELECT run_id FROM workflows WHERE id = :id AND run_number <= :
 
 -- name: delete_event_keys_of
 DELETE FROM event_keys WHERE workflow_id = :id;
+
+-- name: delete_updates_of
+DELETE FROM updates WHERE workflow_id = :id;
 
 -- name: delete_runs_of
 DELETE FROM workflows WHERE id = :id AND run_number <= :upto;
