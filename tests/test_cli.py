@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ COMMANDS = [
     ["history"],
     ["vars"],
     ["event"],
+    ["update"],
     ["cancel"],
     ["terminate"],
     ["reset"],
@@ -343,6 +345,110 @@ def test_start_event_cancel_terminate(billing: Billing) -> None:
     assert "terminated" in error_line(ended)
     again = tapeflow_cli("terminate", "w2", *url)
     assert again.exit_code == ExitCode.CONFLICT
+
+
+CART = textwrap.dedent(
+    """
+    from tapeflow import workflow
+
+
+    @workflow.defn
+    async def cart() -> list[str]:
+        items: list[str] = []
+
+        def add(item: str, quantity: int = 1) -> int:
+            items.extend([item] * quantity)
+            return len(items)
+
+        def in_stock(item: str, quantity: int = 1) -> None:
+            if item == "unicorn":
+                raise LookupError("out of unicorns")
+
+        workflow.on_update("add", add, validator=in_stock)
+        await workflow.wait_event("pay")
+        return items
+    """
+)
+
+
+@pytest.fixture
+def cart_url(billing_folder: Path) -> Iterator[str]:
+    """A database where workflow ``cart-1`` (cart.py) runs, served by a worker on a thread
+    of its own (a command runs its own event loop) until the test ends."""
+    (billing_folder / "cart.py").write_text(CART)
+    module = import_module("cart")
+    url = f"sqlite:///{billing_folder / 'cart.db'}"
+    stop, ready = threading.Event(), threading.Event()
+
+    async def serve() -> None:
+        async with (
+            tapeflow.connect(url) as backend,
+            tapeflow.Worker(backend, workflows=[module.cart]),
+        ):
+            await tapeflow.Client(backend).start_workflow(module.cart, id="cart-1")
+            ready.set()
+            await asyncio.to_thread(stop.wait)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),))
+    thread.start()
+    try:
+        assert ready.wait(30)
+        yield url
+    finally:
+        stop.set()
+        thread.join(30)
+        sys.modules.pop("cart", None)
+
+
+def test_update_prints_the_answer_and_its_exit_codes(cart_url: str) -> None:
+    url = ("--url", cart_url)
+    added = tapeflow_cli("update", "cart-1", "add", '"apple"', *url)
+    assert (added.exit_code, added.stdout) == (0, "1\n")
+    twice = ("update", "cart-1", "add", '["pear", 2]', "--update-id", "pears", "--json", *url)
+    assert json_of(tapeflow_cli(*twice)) == {
+        "id": "cart-1",
+        "update_id": "pears",
+        "result": 3,
+        "failure": None,
+    }
+    assert json_of(tapeflow_cli(*twice))["result"] == 3  # the first answer: added once
+
+    rejected = tapeflow_cli("update", "cart-1", "add", '"unicorn"', "--json", *url)
+    assert rejected.exit_code == ExitCode.UPDATE_FAILED
+    failure = json.loads(rejected.stdout)["failure"]
+    assert failure == {"type": "LookupError", "message": "out of unicorns", "rejected": True}
+    assert "was rejected: LookupError: out of unicorns" in error_line(rejected)
+
+    sent = tapeflow_cli("update", "cart-1", "add", '"fig"', "--no-wait", "--json", *url)
+    update_id = json_of(sent)["update_id"]
+    waited = tapeflow_cli("update", "cart-1", "add", "--update-id", update_id, *url)
+    assert (waited.exit_code, waited.stdout) == (0, "4\n")
+
+    unknown = tapeflow_cli("update", "cart-1", "remove", '"fig"', *url)
+    assert unknown.exit_code == ExitCode.UPDATE_FAILED
+    assert "no update handler named 'remove'" in error_line(unknown)
+    bad = tapeflow_cli("update", "cart-1", "add", "[1,", *url)
+    assert bad.exit_code == ExitCode.USAGE
+    assert "ARG_JSON is not JSON" in error_line(bad)
+    missing = tapeflow_cli("update", "nobody", "add", *url)
+    assert missing.exit_code == ExitCode.NOT_FOUND
+
+    assert tapeflow_cli("event", "cart-1", "pay", *url).exit_code == 0
+    assert json_of(tapeflow_cli("result", "cart-1", "--wait", "--timeout", "10", *url)) == [
+        "apple",
+        "pear",
+        "pear",
+        "fig",
+    ]
+    closed = tapeflow_cli("update", "cart-1", "add", '"late"', *url)
+    assert closed.exit_code == ExitCode.CONFLICT
+
+
+def test_update_past_its_timeout_says_how_to_wait_again(billing: Billing) -> None:
+    url = ("--url", billing.url)  # "waiting" is of a name no worker runs: no answer comes
+    late = tapeflow_cli("update", "waiting", "add", "--update-id", "u-1", "--timeout", "0.2", *url)
+    assert late.exit_code == ExitCode.NOT_FINISHED
+    assert "wait again with --update-id u-1" in error_line(late)
 
 
 def test_bad_input_json_is_a_usage_error(billing: Billing) -> None:

@@ -95,6 +95,13 @@ _add(
     "tapeflow event greeting-1 hello '\"world\"'",
     "tapeflow event order-9 approved --idempotency-key approval-9",
 )
+_add(
+    app,
+    "update",
+    _workflows.update,
+    "tapeflow update cart-1 add '\"apple\"'",
+    "tapeflow update cart-1 add '[\"pear\", 2]' --update-id add-pear --timeout 30 --json",
+)
 _add(app, "cancel", _workflows.cancel, "tapeflow cancel sub-1 --reason 'customer left'")
 _add(app, "terminate", _workflows.terminate, "tapeflow terminate sub-1 --reason stuck")
 _add(app, "reset", _workflows.reset, "tapeflow reset sub-1 --event 12 --reason 'bad deploy'")

@@ -9,6 +9,7 @@ from tapeflow.errors import (
     InvalidArgument,
     SchemaVersionError,
     TapeflowError,
+    UpdateFailed,
     WorkflowAlreadyCompleted,
     WorkflowAlreadyExists,
     WorkflowFailed,
@@ -29,10 +30,13 @@ class ExitCode(enum.IntEnum):
     """``result``: the workflow ended without completing (failed, cancelled, terminated,
     timed out); the failure is printed."""
     NOT_FINISHED = 5
-    """``result``: the workflow is still running (without ``--wait``, or past ``--timeout``)."""
+    """``result``: the workflow is still running (without ``--wait``, or past ``--timeout``);
+    ``update``: no answer yet, past ``--timeout``."""
     CONFLICT = 6
     """The id is taken (``start``), the workflow has ended (``event``, ``cancel``...), or
     it has not (``delete``)."""
+    UPDATE_FAILED = 7
+    """``update``: the update was rejected, or its handler failed; the failure is printed."""
 
 
 class CliError(Exception):
@@ -56,6 +60,7 @@ def exit_code_for(error: BaseException) -> ExitCode:
 _CODES: tuple[tuple[type[TapeflowError], ExitCode], ...] = (
     (WorkflowNotFound, ExitCode.NOT_FOUND),
     (WorkflowFailed, ExitCode.WORKFLOW_FAILED),
+    (UpdateFailed, ExitCode.UPDATE_FAILED),
     (WorkflowAlreadyExists, ExitCode.CONFLICT),
     (WorkflowAlreadyCompleted, ExitCode.CONFLICT),
     (WorkflowStillOpen, ExitCode.CONFLICT),
@@ -66,6 +71,7 @@ _CODES: tuple[tuple[type[TapeflowError], ExitCode], ...] = (
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 1 error, 2 usage (bad option, URL or JSON), 3 workflow not found, "
-    "4 workflow did not complete (result), 5 not finished yet (result), "
-    "6 id taken, or workflow ended (or, for delete, still open)."
+    "4 workflow did not complete (result), 5 not finished yet (result, update), "
+    "6 id taken, or workflow ended (or, for delete, still open), "
+    "7 update rejected or failed (update)."
 )

@@ -25,7 +25,7 @@ from tapeflow.cli._params import Json, Modules, Reason, Url, WorkflowId, parse_j
 from tapeflow.cli._run import run
 from tapeflow.client import Client
 from tapeflow.debugger import WorkflowDebugger, WorkflowVars
-from tapeflow.errors import WorkflowFailed
+from tapeflow.errors import UpdateFailed, WorkflowFailed
 from tapeflow.queues import DEFAULT_PRIORITY, DEFAULT_QUEUE
 
 
@@ -73,11 +73,12 @@ def start(
     run(work())
 
 
-def _arguments(text: str | None) -> list[Any]:
-    """A workflow taking one list is given it inside a list: ``--input '[[1, 2]]'``."""
+def _arguments(text: str | None, what: str = "--input") -> list[Any]:
+    """A workflow (or update) taking one list is given it inside a list:
+    ``--input '[[1, 2]]'``."""
     if text is None:
         return []
-    value = parse_json(text, "--input")
+    value = parse_json(text, what)
     return value if isinstance(value, list) else [value]
 
 
@@ -323,5 +324,73 @@ def delete(workflow_id: WorkflowId, url: Url = None, json_: Json = False) -> Non
         async with opened(url) as backend:
             await Client(backend).get_handle(workflow_id).delete()
         _done(json_, workflow_id, f"{workflow_id} deleted")
+
+    run(work())
+
+
+def update(
+    workflow_id: WorkflowId,
+    name: Annotated[str, typer.Argument(help="The update's name (its workflow.on_update).")],
+    arguments: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="ARG_JSON",
+            help="JSON: a list is the arguments, any other value the only one.",
+            show_default=False,
+        ),
+    ] = None,
+    update_id: Annotated[
+        str | None,
+        typer.Option(
+            "--update-id",
+            help="At most once per id: sent again, it prints the first answer.",
+            show_default=False,
+        ),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Wait for the answer, or print the update id.")
+    ] = True,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", min=0, help="Give up waiting after SECONDS (exit 5)."),
+    ] = None,
+    url: Url = None,
+    json_: Json = False,
+) -> None:
+    """Send an update to a running workflow and print its handler's result as JSON; exit 7
+    if it was rejected or its handler failed."""
+
+    async def work() -> None:
+        values = _arguments(arguments, "ARG_JSON")
+        async with opened(url) as backend:
+            handle = Client(backend).get_handle(workflow_id)
+            sent = await handle.start_update(name, *values, update_id=update_id)
+            if not wait:
+                _done(json_, workflow_id, sent, update_id=sent)
+                return
+            try:  # sent already: this waits for its answer
+                value = await handle.execute_update(name, update_id=sent, timeout=timeout)
+            except TimeoutError:
+                raise CliError(
+                    f"update {name!r} of workflow {workflow_id!r} had no answer within "
+                    f"{timeout}s (wait again with --update-id {sent})",
+                    ExitCode.NOT_FINISHED,
+                ) from None
+            except UpdateFailed as failed:
+                if json_:
+                    failure = {"type": failed.type, "message": failed.message}
+                    print_json(
+                        {
+                            "id": workflow_id,
+                            "update_id": sent,
+                            "result": None,
+                            "failure": {**failure, "rejected": failed.rejected},
+                        }
+                    )
+                raise
+        if json_:
+            print_json({"id": workflow_id, "update_id": sent, "result": value, "failure": None})
+        else:
+            print_json(value)
 
     run(work())
