@@ -21,6 +21,7 @@ import pytest
 import tapeflow
 import tapeflow.testing
 from tapeflow import activity, workflow
+from tapeflow.backends.failpoints import parse, wrap
 from tapeflow.history import (
     HistoryEvent,
     UpdateAccepted,
@@ -266,6 +267,22 @@ async def test_an_update_id_makes_a_retried_call_return_the_first_answer(
     assert [e.update_id for e in accepted] == ["once", "x"]
     await handle.delete()  # its updates go with it
     assert await client.backend.get_update("counter", "once") is None
+
+
+async def test_a_call_whose_answer_was_lost_is_retried_by_its_update_id(
+    client: tapeflow.Client, worker: WorkerFactory
+) -> None:
+    """The request committed, but the caller was told the database failed: the retry with
+    the same update id gets the answer of the one update there was."""
+    handle = await client.start_workflow(counter, 0, id="counter")
+    flaky = tapeflow.Client(wrap(client.backend, parse("request_update=raise-after#1")))
+    async with worker(workflows=WORKFLOWS):
+        with pytest.raises(tapeflow.BackendUnavailable, match="failpoint"):
+            await flaky.get_handle("counter").execute_update("bump", 5, update_id="retried")
+        assert await flaky.get_handle("counter").execute_update("bump", 5, update_id="retried") == 5
+        assert await handle.execute_update("bump", 1) == 6
+        await handle.send_event("next", "stop")
+        assert await handle.result(timeout=10) == 6
 
 
 async def has_next_run(client: tapeflow.Client, workflow_id: str) -> None:

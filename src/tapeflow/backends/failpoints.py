@@ -9,7 +9,7 @@ environment) is ignored, so it can never make a production worker exit. Each ent
 
 - points: ``start_workflow``, ``claim``, ``commit_workflow_task``, ``timer_fired`` (a commit
   that consumes a fired timer), ``complete_activity``, ``send_event``, ``request_cancel``
-  (a cancel), ``impose_ending`` (a terminate's write);
+  (a cancel), ``impose_ending`` (a terminate's write), ``request_update`` (an update sent);
 - modes: ``raise`` (before the call: nothing written), ``raise-after`` (the call commits,
   then the caller sees an error), ``hang`` (never returns), ``exit`` / ``exit-after``
   (the process dies at once, before or after the call);
@@ -54,6 +54,7 @@ POINTS = (
     "send_event",
     "request_cancel",
     "impose_ending",
+    "request_update",
 )
 MODES = ("raise", "raise-after", "hang", "exit", "exit-after")
 EXIT_CODE = 86
@@ -175,6 +176,9 @@ class FailpointBackend:
 
     async def request_cancel(self, *args: Any) -> None:
         await self._through("request_cancel", lambda: self._backend.request_cancel(*args))
+
+    async def request_update(self, *args: Any) -> None:
+        await self._through("request_update", lambda: self._backend.request_update(*args))
 
     async def impose_ending(self, *args: Any) -> None:
         await self._through("impose_ending", lambda: self._backend.impose_ending(*args))
