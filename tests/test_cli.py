@@ -372,12 +372,12 @@ CART = textwrap.dedent(
 
 
 @pytest.fixture
-def cart_url(billing_folder: Path) -> Iterator[str]:
-    """A database where workflow ``cart-1`` (cart.py) runs, served by a worker on a thread
-    of its own (a command runs its own event loop) until the test ends."""
+def cart_url(billing_folder: Path, backend_url: str) -> Iterator[str]:
+    """A database of each backend where workflow ``cart-1`` (cart.py) runs, served by a
+    worker on a thread of its own (a command runs its own event loop) until the test ends."""
     (billing_folder / "cart.py").write_text(CART)
     module = import_module("cart")
-    url = f"sqlite:///{billing_folder / 'cart.db'}"
+    url = backend_url
     stop, ready = threading.Event(), threading.Event()
 
     async def serve() -> None:
