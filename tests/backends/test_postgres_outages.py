@@ -93,6 +93,7 @@ def cluster_version() -> str:
     return sorted(p.name for p in clusters.iterdir())[-1]
 
 
+@pytest.mark.serial  # every other test's PostgreSQL goes away too
 async def test_postgres_restarted_mid_run(outage_url: str, cluster_version: str) -> None:
     version = cluster_version
 

@@ -22,6 +22,7 @@ import pytest
 import tapeflow
 from tapeflow import activity, workflow
 from tapeflow.backends.queue_limits import QueueLimits
+from tests.conformance._waiting import eventually
 from tests.conformance.queue_workers import (
     API,
     RATED,
@@ -86,13 +87,18 @@ async def test_a_queue_bounds_its_running_activities_across_workers(
 async def test_a_queue_bounds_its_open_workflows(
     client: tapeflow.Client, serving: Callable[..., Any]
 ) -> None:
-    handles = [await client.start_workflow(session, 0.3, queue=SESSIONS) for _ in range(6)]
+    handles = [await client.start_workflow(session, 0.5, queue=SESSIONS) for _ in range(6)]
+    seen: list[tapeflow.WorkflowRecord] = []
+
+    async def two_admitted() -> bool:
+        seen[:] = [await h.describe() for h in handles]
+        return sum(r.status == "running" for r in seen) == SESSIONS.concurrency
+
     async with serving(["default", SESSIONS]):
-        await asyncio.sleep(0.15)
-        waiting = [await h.describe() for h in handles]
+        await eventually(two_admitted, "two sessions are admitted")
         spans = [await h.result(timeout=30) for h in handles]
     assert most_at_once(spans) == SESSIONS.concurrency
-    pending = [r for r in waiting if r.status == "pending"]
+    pending = [r for r in seen if r.status == "pending"]
     assert len(pending) == 4
     assert all("waiting for admission to queue 'sessions'" in str(r.hint) for r in pending)
 
