@@ -20,9 +20,7 @@ FULL = CommitPlan(
             '{"kind": "timer_fired", "seq": 2}', AT, 2, "other", "run-9", Receipt("d", "m", "c")
         ),
     ),
-    activities=(
-        NewActivity(1, "charge", "[1]", '{"maximum_attempts": 3}', None, "payments", 2),
-    ),
+    activities=(NewActivity(1, "charge", "[1]", '{"maximum_attempts": 3}', None, "payments", 2),),
     cancelled_activities=(4,),
     cancelled_timers=(5,),
     workflows=(
