@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import hashlib
 import logging
@@ -71,12 +72,26 @@ from tapeflow.backends.postgres._conninfo import checked
 from tapeflow.backends.presence import FORGET_AFTER, WorkerInfo, WorkerRecord
 from tapeflow.backends.queue_limits import Admission, QueueRecord
 from tapeflow.backends.reset import ResetPlan
-from tapeflow.backends.wakeups import Wakeups, Watch, queue_topics, work_topic
+from tapeflow.backends.schedules import (
+    KEEP_RUNS,
+    Decide,
+    DueSchedules,
+    ScheduleRecord,
+    ScheduleRun,
+    ScheduleState,
+    ScheduleWrite,
+    StoredSchedule,
+    schedule_run,
+    stored_schedule,
+)
+from tapeflow.backends.wakeups import Wakeups, Watch, queue_topics, schedule_topic, work_topic
 from tapeflow.errors import (
     ActivityTaskGone,
     BackendUnavailable,
     InvalidArgument,
     LeaseLost,
+    ScheduleAlreadyExists,
+    ScheduleNotFound,
     SchemaVersionError,
     TapeflowError,
     UnseenEvents,
@@ -196,6 +211,29 @@ def _queue(row: DictRow) -> Queue:
     """A ``queues`` row (or a ``list_queues`` one) as the declaration it keeps."""
     rate = None if row["rate_limit"] is None else (row["rate_limit"], row["rate_period"])
     return Queue(row["name"], row["concurrency"], rate)
+
+
+def _same(span: timedelta) -> timedelta:
+    return span
+
+
+def _schedule_params(schedule: StoredSchedule) -> dict[str, Any]:
+    """The columns of a ``schedules`` row a write sets (all but its name and times)."""
+    spec = schedule.spec
+    return {
+        "id": schedule.id,
+        "args": json_text(schedule.args),
+        "cron": spec.cron,
+        "every": spec.every,
+        "timezone": spec.timezone,
+        "overlap": spec.overlap,
+        "catchup_window": spec.catchup_window,
+        "paused": schedule.paused,
+        "next_due_at": schedule.next_due,
+        "buffered_at": schedule.buffered,
+        "skipped_catchup": schedule.skipped_catchup,
+        "skipped_overlap": schedule.skipped_overlap,
+    }
 
 
 def _seconds(value: float | None) -> timedelta | None:
@@ -934,3 +972,108 @@ class PostgresBackend(OpensAndCloses):
     async def list_workers(self, seen_within: timedelta) -> list[WorkerRecord]:
         rows = await self._rows("list_workers", {"within": seen_within})
         return [worker_record(r, _utc) for r in rows]
+
+    # -- schedules (Schedules) -------------------------------------------------------------
+
+    async def create_schedule(self, make: Callable[[datetime], StoredSchedule]) -> StoredSchedule:
+        async with self._connection() as conn:
+            cursor = await conn.execute(_Q["database_now"])
+            row = await cursor.fetchone()
+            assert row is not None
+            schedule = make(_utc(row["now"]))
+            params = {**_schedule_params(schedule), "workflow_name": schedule.workflow}
+            cursor = await conn.execute(_Q["insert_schedule"], params)
+            made = await cursor.fetchone()
+            if made is None:
+                raise ScheduleAlreadyExists(schedule.id)
+            await self._wake(conn, {schedule_topic(schedule.workflow)})
+        return dataclasses.replace(
+            schedule, created_at=_utc(made["created_at"]), updated_at=_utc(made["updated_at"])
+        )
+
+    async def change_schedule(
+        self, schedule_id: str, decide: Decide, *, skip_locked: bool = False
+    ) -> list[str] | None:
+        lock = "try_lock_schedule" if skip_locked else "lock_schedule"
+        async with self._connection() as conn:
+            async with conn.transaction():
+                cursor = await conn.execute(_Q[lock], {"id": schedule_id})
+                row = await cursor.fetchone()
+                if row is None:
+                    if skip_locked:  # held by another, or gone
+                        return None
+                    raise ScheduleNotFound(schedule_id)
+                cursor = await conn.execute(_Q["open_schedule_runs"], {"id": schedule_id})
+                open_runs = tuple(r["workflow_id"] for r in await cursor.fetchall())
+                schedule = stored_schedule(row, _utc, _same)
+                decided = decide(ScheduleState(schedule, open_runs, _utc(row["now"])))
+                if decided is None:
+                    return None
+                created, topics = await self._store_schedule(conn, decided, open_runs)
+            await self._wake(conn, topics)
+        return created
+
+    async def _store_schedule(
+        self, conn: Connection, decided: ScheduleWrite, open_runs: tuple[str, ...]
+    ) -> tuple[list[str], set[str]]:
+        """Store a decision (``ScheduleWrite``) in the transaction that locked its row: its
+        workflows (an id taken is left as it is), each recorded as the schedule's run, its
+        cancels, the row; returns the workflows created and the topics to wake."""
+        schedule = decided.schedule
+        created: list[str] = []
+        topics: set[str] = set()
+        if decided.starts:
+            runs = json_text([new_workflow_json(start.workflow) for start in decided.starts])
+            cursor = await conn.execute(_Q["create_scheduled_runs"], {"runs": runs})
+            made = {row["run_id"] for row in await cursor.fetchall()}
+            created = [s.workflow.id for s in decided.starts if s.workflow.run_id in made]
+            if created:
+                topics.add(work_topic(TaskKind.WORKFLOW, schedule.workflow))
+        event = encode_event(WorkflowCancelRequested(reason=decided.cancel_reason))
+        for workflow_id in decided.cancels:
+            params = {"id": workflow_id, "event": event, "reason": decided.cancel_reason}
+            cursor = await conn.execute(_Q["request_cancel"], params)
+            asked = await cursor.fetchone()
+            if asked is not None and asked["asked"]:
+                topics.add(work_topic(TaskKind.WORKFLOW, asked["name"]))
+        recorded = [
+            {"workflow_id": start.workflow.id, "due_at": start.due_at.isoformat()}
+            for start in decided.starts
+        ]
+        params = {**_schedule_params(schedule), "runs": json_text(recorded)}
+        await conn.execute(_Q["store_schedule"], params)
+        keep = {"id": schedule.id, "open": [*open_runs, *created], "keep": KEEP_RUNS}
+        await conn.execute(_Q["prune_schedule_runs"], keep)
+        if decided.wake:
+            topics.add(schedule_topic(schedule.workflow))
+        return created, topics
+
+    async def due_schedules(self, workflows: Sequence[str], limit: int) -> DueSchedules:
+        (row,) = await self._rows("due_schedules", {"names": list(workflows), "limit": limit})
+        due: list[str] = list(row["due"])
+        awaiting: list[str] = []
+        for schedule_id, waits_for in row["buffering"]:
+            awaiting += waits_for
+            if not waits_for and schedule_id not in due:
+                due.append(schedule_id)
+        return DueSchedules(due[:limit], _seconds(row["seconds"]), awaiting)
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRecord:
+        rows = await self._rows("get_schedule", {"id": schedule_id})
+        if not rows:
+            raise ScheduleNotFound(schedule_id)
+        return (await self._schedule_records(rows))[0]
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        return await self._schedule_records(await self._rows("list_schedules", {}))
+
+    async def _schedule_records(self, rows: list[DictRow]) -> list[ScheduleRecord]:
+        ids = [row["id"] for row in rows]
+        runs: dict[str, list[ScheduleRun]] = {schedule_id: [] for schedule_id in ids}
+        for run in await self._rows("schedule_runs", {"ids": ids}) if ids else []:
+            runs[run["schedule_id"]].append(schedule_run(run, _utc))
+        return [ScheduleRecord(stored_schedule(row, _utc, _same), runs[row["id"]]) for row in rows]
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        if not await self._rows("delete_schedule", {"id": schedule_id}):
+            raise ScheduleNotFound(schedule_id)

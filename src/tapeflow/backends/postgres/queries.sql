@@ -255,3 +255,108 @@ FROM (SELECT name FROM queues
       UNION SELECT queue FROM activity_tasks WHERE queue <> 'default') AS n
     LEFT JOIN queues q ON q.name = n.name
 ORDER BY n.name;
+
+-- name: insert_schedule
+-- No row: the id is taken.
+INSERT INTO schedules (id, workflow_name, args, cron, every, timezone, overlap,
+                       catchup_window, paused, next_due_at, buffered_at, skipped_catchup,
+                       skipped_overlap)
+VALUES (%(id)s, %(workflow_name)s, %(args)s::json, %(cron)s, %(every)s, %(timezone)s,
+        %(overlap)s, %(catchup_window)s, %(paused)s, %(next_due_at)s, %(buffered_at)s,
+        %(skipped_catchup)s, %(skipped_overlap)s)
+ON CONFLICT (id) DO NOTHING
+RETURNING created_at, updated_at;
+
+-- name: database_now
+SELECT now() AS now;
+
+-- name: lock_schedule
+-- The schedule's row, locked until the transaction ends, and the time it was had.
+SELECT s.*, clock_timestamp() AS now FROM schedules s WHERE s.id = %(id)s FOR UPDATE;
+
+-- name: try_lock_schedule
+-- As lock_schedule, but no row if another transaction holds it: a firing loop does not
+-- wait for another worker's firing of the same schedule.
+SELECT s.*, clock_timestamp() AS now FROM schedules s WHERE s.id = %(id)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: open_schedule_runs
+-- The workflows the schedule started whose latest run is open, oldest first (in a
+-- statement of its own, after the lock: its snapshot is taken once the lock is held).
+SELECT r.workflow_id FROM schedule_runs r
+WHERE r.schedule_id = %(id)s
+  AND EXISTS (SELECT FROM workflows w
+              WHERE w.id = r.workflow_id AND w.status IN ('pending', 'running'))
+ORDER BY r.started_at, r.workflow_id;
+
+-- name: create_scheduled_runs
+-- The workflows of due times (see create_runs in functions.sql): the run ids created.
+SELECT c AS run_id FROM create_runs(%(runs)s::json) AS c;
+
+-- name: store_schedule
+-- The schedule's row as decided, and the workflows started recorded as its runs.
+WITH updated AS (
+    UPDATE schedules
+    SET args = %(args)s::json, cron = %(cron)s, every = %(every)s, timezone = %(timezone)s,
+        overlap = %(overlap)s, catchup_window = %(catchup_window)s, paused = %(paused)s,
+        next_due_at = %(next_due_at)s, buffered_at = %(buffered_at)s,
+        skipped_catchup = %(skipped_catchup)s, skipped_overlap = %(skipped_overlap)s,
+        updated_at = now()
+    WHERE id = %(id)s
+)
+INSERT INTO schedule_runs (schedule_id, workflow_id, due_at, started_at)
+SELECT %(id)s, r.workflow_id, r.due_at, now()
+FROM json_to_recordset(%(runs)s::json) AS r (workflow_id text, due_at timestamptz)
+ON CONFLICT DO NOTHING;
+
+-- name: prune_schedule_runs
+-- Forget all but the newest %(keep)s runs and the open ones.
+DELETE FROM schedule_runs
+WHERE schedule_id = %(id)s
+  AND NOT (workflow_id = ANY (%(open)s::text[]))
+  AND workflow_id NOT IN (SELECT r.workflow_id FROM schedule_runs r
+                          WHERE r.schedule_id = %(id)s
+                          ORDER BY r.started_at DESC, r.workflow_id DESC LIMIT %(keep)s);
+
+-- name: get_schedule
+SELECT * FROM schedules WHERE id = %(id)s;
+
+-- name: list_schedules
+SELECT * FROM schedules ORDER BY id;
+
+-- name: schedule_runs
+-- The runs recorded of these schedules, the newest first, each with its latest run's
+-- status (NULL: deleted).
+SELECT r.schedule_id, r.workflow_id, r.due_at, r.started_at, w.status
+FROM schedule_runs r
+     LEFT JOIN LATERAL (SELECT w.status FROM workflows w WHERE w.id = r.workflow_id
+                        ORDER BY w.run_number DESC LIMIT 1) AS w ON true
+WHERE r.schedule_id = ANY (%(ids)s::text[])
+ORDER BY r.schedule_id, r.started_at DESC, r.workflow_id DESC;
+
+-- name: delete_schedule
+-- No row: no such schedule.
+WITH gone AS (DELETE FROM schedules WHERE id = %(id)s RETURNING id),
+     runs AS (DELETE FROM schedule_runs WHERE schedule_id IN (SELECT id FROM gone))
+SELECT id FROM gone;
+
+-- name: due_schedules
+-- For a firing loop: the unpaused schedules of these workflows due now (the most overdue
+-- first), the seconds until the next of the others, and each schedule holding a buffered
+-- due time with the open runs it waits for ([id, [workflow ids]]).
+SELECT ARRAY(SELECT s.id FROM schedules s
+             WHERE s.workflow_name = ANY (%(names)s::text[]) AND NOT s.paused
+               AND s.next_due_at <= now()
+             ORDER BY s.next_due_at LIMIT %(limit)s) AS due,
+       (SELECT extract(epoch FROM min(s.next_due_at) - now()) FROM schedules s
+        WHERE s.workflow_name = ANY (%(names)s::text[]) AND NOT s.paused
+          AND s.next_due_at > now()) AS seconds,
+       ARRAY(SELECT json_build_array(s.id, ARRAY(
+                 SELECT r.workflow_id FROM schedule_runs r
+                 WHERE r.schedule_id = s.id
+                   AND EXISTS (SELECT FROM workflows w
+                               WHERE w.id = r.workflow_id
+                                 AND w.status IN ('pending', 'running'))))
+             FROM schedules s
+             WHERE s.workflow_name = ANY (%(names)s::text[]) AND NOT s.paused
+               AND s.buffered_at IS NOT NULL) AS buffering;
