@@ -23,7 +23,13 @@ def test_package_exports() -> None:
         "NonRetryableError",
         "NotADefinition",
         "PayloadError",
+        "Queue",
         "RetryPolicy",
+        "ScheduleAlreadyExists",
+        "ScheduleDescription",
+        "ScheduleHandle",
+        "ScheduleNotFound",
+        "ScheduleSpec",
         "SchemaVersionError",
         "TapeflowError",
         "Worker",
@@ -98,7 +104,11 @@ def test_every_error_has_one_root() -> None:
     errors = [getattr(tapeflow, n) for n in tapeflow.__all__ if n.endswith(("Error", "Failed"))]
     errors += [tapeflow.WorkflowNotFound, tapeflow.WorkflowAlreadyExists, tapeflow.LeaseLost]
     errors += [tapeflow.WorkflowCancelled, tapeflow.WorkflowTerminated, tapeflow.WorkflowTimedOut]
-    errors += [tapeflow.ActivityCancelled]
+    errors += [
+        tapeflow.ActivityCancelled,
+        tapeflow.ScheduleNotFound,
+        tapeflow.ScheduleAlreadyExists,
+    ]
     assert all(issubclass(e, tapeflow.TapeflowError) for e in errors)
 
 

@@ -23,6 +23,8 @@ from tapeflow.errors import (
     NonRetryableError,
     NotADefinition,
     PayloadError,
+    ScheduleAlreadyExists,
+    ScheduleNotFound,
     SchemaVersionError,
     TapeflowError,
     WorkflowAlreadyCompleted,
@@ -38,6 +40,7 @@ from tapeflow.errors import (
 )
 from tapeflow.options import RetryPolicy, WorkerOptions
 from tapeflow.queues import Queue
+from tapeflow.schedules import ScheduleDescription, ScheduleHandle, ScheduleSpec
 from tapeflow.worker import Worker, WorkerHealth
 
 try:
@@ -64,6 +67,11 @@ __all__ = [
     "PayloadError",
     "Queue",
     "RetryPolicy",
+    "ScheduleAlreadyExists",
+    "ScheduleDescription",
+    "ScheduleHandle",
+    "ScheduleNotFound",
+    "ScheduleSpec",
     "SchemaVersionError",
     "TapeflowError",
     "Worker",

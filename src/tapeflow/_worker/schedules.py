@@ -1,0 +1,93 @@
+"""Fires the schedules of a worker's workflows: sleeps until the next due time, wakes early
+for a schedule made or changed (``schedule_topic``) or for the end of a run a buffered due
+time waits for (``finished_topic``), and fires each due schedule in a transaction of its own.
+
+Every worker that runs a schedule's workflow fires it: they race for each due time, and
+the one that locks the row first starts it and stores the next due time in the same
+transaction; the others skip the locked row (PostgreSQL) or find it handled (SQLite, whose
+writers take turns). A worker killed mid-firing leaves nothing: its transaction is undone,
+and the next look of another worker fires the due time. The time is the database's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from datetime import timedelta
+
+from tapeflow._schedules import decisions
+from tapeflow.backends.base import Backend
+from tapeflow.backends.schedules import DueSchedules, Schedules
+from tapeflow.backends.wakeups import FALLBACK_POLL_SECONDS, finished_topic, schedule_topic
+
+log = logging.getLogger("tapeflow.worker")
+
+BATCH = 50
+"""Schedules fired per look: more due are fired by the look after."""
+
+HELD_ELSEWHERE = 0.05
+"""Seconds to wait when every due schedule was being fired by another worker: its
+transaction ends within that (or, if that worker died holding it, soon after)."""
+
+MAX_BACKOFF = 5.0
+
+
+class ScheduleFiring:
+    """Runs beside the pollers until cancelled; a failure (the backend is down) is logged
+    and tried again with backoff."""
+
+    def __init__(
+        self, backend: Backend, schedules: Schedules, workflows: Sequence[str], poll: timedelta
+    ) -> None:
+        self._backend = backend
+        self._schedules = schedules
+        self._workflows = list(workflows)
+        self._poll = poll.total_seconds()
+        self._topics = {schedule_topic(name) for name in self._workflows}
+
+    async def run(self) -> None:
+        awaiting: frozenset[str] = frozenset()
+        failures = 0
+        while True:
+            topics = self._topics | {finished_topic(workflow_id) for workflow_id in awaiting}
+            with self._backend.watch(topics) as woken:
+                try:
+                    due, wait = await self.fire()
+                    failures = 0
+                except Exception as exc:
+                    failures += 1
+                    delay = min(self._poll * 2**failures, MAX_BACKOFF) * random.uniform(0.5, 1)
+                    log.warning("firing schedules failed (%s); trying again in %.1fs", exc, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                if not set(due.awaiting) <= awaiting:  # watch those runs' ends, then look again
+                    awaiting = frozenset(due.awaiting)
+                    continue
+                awaiting = frozenset(due.awaiting)
+                await woken.wait(wait)
+
+    async def fire(self) -> tuple[DueSchedules, float]:
+        """Fire what is due now, again until nothing is; then what is known, and how many
+        seconds to sleep: until the next due time, at most until the fallback look."""
+        while True:
+            due = await self._schedules.due_schedules(self._workflows, BATCH)
+            if not due.due:
+                return due, self._sleep(due.next_in)
+            fired = False
+            for schedule_id in due.due:
+                done = await self._schedules.change_schedule(
+                    schedule_id, decisions.fire_due, skip_locked=True
+                )
+                fired = fired or done is not None
+                if done:
+                    log.debug("schedule %r started %s", schedule_id, done)
+            if not fired:  # another worker holds them all
+                return due, min(HELD_ELSEWHERE, self._sleep(due.next_in))
+
+    def _sleep(self, next_in: timedelta | None) -> float:
+        longest = FALLBACK_POLL_SECONDS if self._backend.wakes_other_processes else self._poll
+        if next_in is None:
+            return longest
+        return max(0.0, min(longest, next_in.total_seconds()))
