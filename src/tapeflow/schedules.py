@@ -77,8 +77,9 @@ class ScheduleDescription:
     spec: ScheduleSpec
     paused: bool
     next_fire_times: list[datetime]
-    """The next due times, in the schedule's time zone: the first is overdue while no
-    worker that runs the workflow is up. Empty while paused."""
+    """The next due times, in UTC (``.astimezone(ZoneInfo(spec.timezone))`` for the local
+    time): the first is overdue while no worker that runs the workflow is up. Empty while
+    paused."""
     buffered: datetime | None
     """A due time kept by ``overlap="buffer_one"``, to start once no run is open."""
     last_runs: list[ScheduleRun]

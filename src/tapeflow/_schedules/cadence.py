@@ -79,14 +79,14 @@ class Cadence:
         return next(self._from(moment))
 
     def upcoming(self, first: datetime, count: int) -> list[datetime]:
-        """``first`` (a due time) and the due times after it, ``count`` in all, as times in
-        the cadence's time zone; fewer if it ends."""
+        """``first`` (a due time) and the due times after it, ``count`` in all; fewer if it
+        ends."""
         found = [] if first >= NEVER else [first]
         for moment in self._from(first):
             if len(found) >= count or moment >= NEVER:
                 break
             found.append(moment)
-        return [moment.astimezone(self._zone) for moment in found[:count]]
+        return found[:count]
 
     def due(
         self, first: datetime, now: datetime, window: timedelta, keep: int

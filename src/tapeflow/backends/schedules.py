@@ -98,14 +98,15 @@ class ScheduleSpec:
         return Cadence(self.cron, self.every, self.timezone)
 
     def fire_times(self, after: datetime) -> Iterator[datetime]:
-        """The due times strictly after ``after`` (tz-aware), in the schedule's time zone."""
+        """The due times strictly after ``after`` (tz-aware), as UTC datetimes: a local time
+        in the hour repeated in autumn compares unequal to every time of another zone
+        (PEP 495), so that UTC is the only safe form to compare."""
         if not isinstance(after, datetime) or after.utcoffset() is None:
             fail("after", after, "a tz-aware datetime")
         moment = after.astimezone(UTC)
-        local = zone(self.timezone)
         while True:
             moment = self.cadence.after(moment)
-            yield moment.astimezone(local)
+            yield moment
 
     def replace(self, **changes: Any) -> ScheduleSpec:
         """This spec with ``changes``, checked; a new ``cron`` or ``every`` replaces the
