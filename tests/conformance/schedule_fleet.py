@@ -44,7 +44,7 @@ def die_in_firing() -> None:
         return done
 
     sqlite_backend._apply_schedule_write = sqlite_store  # type: ignore[assignment]
-    PostgresBackend._store_schedule = postgres_store  # type: ignore[method-assign]
+    PostgresBackend._store_schedule = postgres_store  # type: ignore[method-assign,assignment]
 
 
 async def _serve(url: str) -> None:

@@ -23,7 +23,7 @@ import pytest
 
 import tapeflow
 from tapeflow import workflow
-from tapeflow.schedules import ScheduleDescription
+from tapeflow.schedules import Overlap, ScheduleDescription
 from tests.conformance.schedule_fleet import DIED, stamp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -281,7 +281,7 @@ async def test_after_downtime_due_times_within_the_window_start_and_older_are_co
 
 
 async def overlapping(
-    backend: tapeflow.Backend, overlap: str
+    backend: tapeflow.Backend, overlap: Overlap
 ) -> tuple[tapeflow.Client, tapeflow.ScheduleHandle]:
     client = tapeflow.Client(backend)
     schedule = await client.create_schedule(
