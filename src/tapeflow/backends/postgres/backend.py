@@ -217,7 +217,7 @@ def _same(span: timedelta) -> timedelta:
     return span
 
 
-def _schedule_params(schedule: StoredSchedule) -> dict[str, Any]:
+def _schedule_params(schedule: StoredSchedule) -> dict[str, object]:
     """The columns of a ``schedules`` row a write sets (all but its name and times)."""
     spec = schedule.spec
     return {
@@ -1003,8 +1003,11 @@ class PostgresBackend(OpensAndCloses):
                     if skip_locked:  # held by another, or gone
                         return None
                     raise ScheduleNotFound(schedule_id)
-                cursor = await conn.execute(_Q["open_schedule_runs"], {"id": schedule_id})
-                open_runs = tuple(r["workflow_id"] for r in await cursor.fetchall())
+                if skip_locked:  # read with the lock, which did not wait
+                    open_runs = tuple(row["open_runs"])
+                else:
+                    cursor = await conn.execute(_Q["open_schedule_runs"], {"id": schedule_id})
+                    open_runs = tuple(r["workflow_id"] for r in await cursor.fetchall())
                 schedule = stored_schedule(row, _utc, _same)
                 decided = decide(ScheduleState(schedule, open_runs, _utc(row["now"])))
                 if decided is None:
@@ -1031,8 +1034,8 @@ class PostgresBackend(OpensAndCloses):
                 topics.add(work_topic(TaskKind.WORKFLOW, schedule.workflow))
         event = encode_event(WorkflowCancelRequested(reason=decided.cancel_reason))
         for workflow_id in decided.cancels:
-            params = {"id": workflow_id, "event": event, "reason": decided.cancel_reason}
-            cursor = await conn.execute(_Q["request_cancel"], params)
+            cancel = {"id": workflow_id, "event": event, "reason": decided.cancel_reason}
+            cursor = await conn.execute(_Q["request_cancel"], cancel)
             asked = await cursor.fetchone()
             if asked is not None and asked["asked"]:
                 topics.add(work_topic(TaskKind.WORKFLOW, asked["name"]))
@@ -1040,10 +1043,13 @@ class PostgresBackend(OpensAndCloses):
             {"workflow_id": start.workflow.id, "due_at": start.due_at.isoformat()}
             for start in decided.starts
         ]
-        params = {**_schedule_params(schedule), "runs": json_text(recorded)}
+        params = {
+            **_schedule_params(schedule),
+            "runs": json_text(recorded),
+            "open": list(open_runs),  # the new runs are not seen by the prune
+            "keep": KEEP_RUNS,
+        }
         await conn.execute(_Q["store_schedule"], params)
-        keep = {"id": schedule.id, "open": [*open_runs, *created], "keep": KEEP_RUNS}
-        await conn.execute(_Q["prune_schedule_runs"], keep)
         if decided.wake:
             topics.add(schedule_topic(schedule.workflow))
         return created, topics

@@ -276,13 +276,21 @@ SELECT s.*, clock_timestamp() AS now FROM schedules s WHERE s.id = %(id)s FOR UP
 
 -- name: try_lock_schedule
 -- As lock_schedule, but no row if another transaction holds it: a firing loop does not
--- wait for another worker's firing of the same schedule.
-SELECT s.*, clock_timestamp() AS now FROM schedules s WHERE s.id = %(id)s
-FOR UPDATE SKIP LOCKED;
+-- wait for another worker's firing of the same schedule. Never waiting, it reads the open
+-- runs (as open_schedule_runs) in the same statement.
+SELECT s.*, clock_timestamp() AS now,
+       ARRAY(SELECT r.workflow_id FROM schedule_runs r
+             WHERE r.schedule_id = s.id
+               AND EXISTS (SELECT FROM workflows w
+                           WHERE w.id = r.workflow_id AND w.status IN ('pending', 'running'))
+             ORDER BY r.started_at, r.workflow_id) AS open_runs
+FROM schedules s WHERE s.id = %(id)s
+FOR UPDATE OF s SKIP LOCKED;
 
 -- name: open_schedule_runs
--- The workflows the schedule started whose latest run is open, oldest first (in a
--- statement of its own, after the lock: its snapshot is taken once the lock is held).
+-- The workflows the schedule started whose latest run is open, oldest first (after
+-- lock_schedule, in a statement of its own: its snapshot is taken once the lock is held,
+-- which may have waited for another transaction).
 SELECT r.workflow_id FROM schedule_runs r
 WHERE r.schedule_id = %(id)s
   AND EXISTS (SELECT FROM workflows w
@@ -294,7 +302,8 @@ ORDER BY r.started_at, r.workflow_id;
 SELECT c AS run_id FROM create_runs(%(runs)s::json) AS c;
 
 -- name: store_schedule
--- The schedule's row as decided, and the workflows started recorded as its runs.
+-- The schedule's row as decided, the workflows started recorded as its runs, and all but
+-- the newest KEEP_RUNS runs before them and the open ones forgotten.
 WITH updated AS (
     UPDATE schedules
     SET args = %(args)s::json, cron = %(cron)s, every = %(every)s, timezone = %(timezone)s,
@@ -303,20 +312,18 @@ WITH updated AS (
         skipped_catchup = %(skipped_catchup)s, skipped_overlap = %(skipped_overlap)s,
         updated_at = now()
     WHERE id = %(id)s
+), pruned AS (
+    DELETE FROM schedule_runs
+    WHERE schedule_id = %(id)s
+      AND NOT (workflow_id = ANY (%(open)s::text[]))
+      AND workflow_id NOT IN (SELECT r.workflow_id FROM schedule_runs r
+                              WHERE r.schedule_id = %(id)s
+                              ORDER BY r.started_at DESC, r.workflow_id DESC LIMIT %(keep)s)
 )
 INSERT INTO schedule_runs (schedule_id, workflow_id, due_at, started_at)
 SELECT %(id)s, r.workflow_id, r.due_at, now()
 FROM json_to_recordset(%(runs)s::json) AS r (workflow_id text, due_at timestamptz)
 ON CONFLICT DO NOTHING;
-
--- name: prune_schedule_runs
--- Forget all but the newest %(keep)s runs and the open ones.
-DELETE FROM schedule_runs
-WHERE schedule_id = %(id)s
-  AND NOT (workflow_id = ANY (%(open)s::text[]))
-  AND workflow_id NOT IN (SELECT r.workflow_id FROM schedule_runs r
-                          WHERE r.schedule_id = %(id)s
-                          ORDER BY r.started_at DESC, r.workflow_id DESC LIMIT %(keep)s);
 
 -- name: get_schedule
 SELECT * FROM schedules WHERE id = %(id)s;
