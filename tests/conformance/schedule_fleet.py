@@ -29,7 +29,7 @@ async def stamp(label: str) -> str:
 def die_in_firing() -> None:
     """Make the first firing that starts a workflow exit the process before its commit."""
     stores = sqlite_backend._apply_schedule_write
-    stored = PostgresBackend._store_schedule
+    stored = PostgresBackend._store_schedules
 
     def sqlite_store(*args: Any) -> Any:
         done = stores(*args)
@@ -44,7 +44,7 @@ def die_in_firing() -> None:
         return done
 
     sqlite_backend._apply_schedule_write = sqlite_store  # type: ignore[assignment]
-    PostgresBackend._store_schedule = postgres_store  # type: ignore[method-assign,assignment]
+    PostgresBackend._store_schedules = postgres_store  # type: ignore[method-assign,assignment]
 
 
 async def _serve(url: str) -> None:

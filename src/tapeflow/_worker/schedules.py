@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -24,12 +25,16 @@ from tapeflow.backends.wakeups import FALLBACK_POLL_SECONDS, finished_topic, sch
 
 log = logging.getLogger("tapeflow.worker")
 
-BATCH = 50
-"""Schedules fired per look: more due are fired by the look after."""
+BATCH = 100
+"""Schedules fired per transaction: more due are fired by the next."""
 
 HELD_ELSEWHERE = 0.05
 """Seconds to wait when every due schedule was being fired by another worker: its
 transaction ends within that (or, if that worker died holding it, soon after)."""
+
+LEFT_ALONE = 60.0
+"""Seconds a schedule this worker could not read or decide on is left to the others (a
+time zone this machine does not know, say) before it tries again."""
 
 MAX_BACKOFF = 5.0
 
@@ -46,6 +51,8 @@ class ScheduleFiring:
         self._workflows = list(workflows)
         self._poll = poll.total_seconds()
         self._topics = {schedule_topic(name) for name in self._workflows}
+        self._left_alone: dict[str, float] = {}
+        """Schedules that failed here, and until when (monotonic) they are left alone."""
 
     async def run(self) -> None:
         awaiting: frozenset[str] = frozenset()
@@ -73,21 +80,34 @@ class ScheduleFiring:
         seconds to sleep: until the next due time, at most until the fallback look."""
         while True:
             due = await self._schedules.due_schedules(self._workflows, BATCH)
-            if not due.due:
+            now = time.monotonic()
+            self._left_alone = {i: until for i, until in self._left_alone.items() if until > now}
+            ready = [i for i in due.due if i not in self._left_alone]
+            if not ready:
                 return due, self._sleep(due.next_in)
-            fired = False
-            for schedule_id in due.due:
-                done = await self._schedules.change_schedule(
-                    schedule_id, decisions.fire_due, skip_locked=True
+            fired = await self._schedules.fire_schedules(ready, decisions.fire_due)
+            for schedule_id, why in fired.failed.items():
+                log.error(
+                    "schedule %r cannot be fired by this worker (%s); left to the others for %.0fs",
+                    schedule_id,
+                    why,
+                    LEFT_ALONE,
                 )
-                fired = fired or done is not None
-                if done:
-                    log.debug("schedule %r started %s", schedule_id, done)
-            if not fired:  # another worker holds them all
-                return due, min(HELD_ELSEWHERE, self._sleep(due.next_in))
+                self._left_alone[schedule_id] = now + LEFT_ALONE
+            if fired.created:
+                log.debug("schedules started %s", fired.created)
+            if not fired.handled:  # another worker holds them (or they failed here)
+                wait = self._sleep(due.next_in)
+                held = any(i not in fired.failed for i in ready)
+                return due, min(HELD_ELSEWHERE, wait) if held else wait
 
     def _sleep(self, next_in: timedelta | None) -> float:
+        """Until the next due time, or the end of a schedule's time left alone, at most
+        until the fallback look (the poll interval where other processes wake no one)."""
         longest = FALLBACK_POLL_SECONDS if self._backend.wakes_other_processes else self._poll
-        if next_in is None:
-            return longest
-        return max(0.0, min(longest, next_in.total_seconds()))
+        soonest = [longest]
+        if next_in is not None:
+            soonest.append(next_in.total_seconds())
+        if self._left_alone:
+            soonest.append(min(self._left_alone.values()) - time.monotonic())
+        return max(0.0, min(soonest))

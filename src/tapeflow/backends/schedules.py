@@ -204,6 +204,20 @@ class DueSchedules:
     """Workflow ids whose end lets a buffered due time start (watch them)."""
 
 
+@dataclass(frozen=True)
+class Fired:
+    """What one ``fire_schedules`` did."""
+
+    created: list[str] = field(default_factory=list)
+    """The ids of the workflows it created."""
+    handled: list[str] = field(default_factory=list)
+    """The schedules it locked and decided on (written or not): the others were held by
+    another transaction, or are gone."""
+    failed: dict[str, str] = field(default_factory=dict)
+    """Schedules whose row could not be read or decided here (a time zone this machine
+    does not know, say), with why: left as they are, the others fired all the same."""
+
+
 Decide = Callable[[ScheduleState], ScheduleWrite | None]
 
 
@@ -217,13 +231,16 @@ class Schedules(Protocol):
         ScheduleAlreadyExists, having written nothing, if its id is taken."""
         ...
 
-    async def change_schedule(
-        self, schedule_id: str, decide: Decide, *, skip_locked: bool = False
-    ) -> list[str] | None:
-        """Lock the schedule's row (``skip_locked``: return None at once if another holds
-        it, or if it is gone), and store what ``decide`` says of it, in one transaction;
-        returns the ids of the workflows it created, or None if ``decide`` said nothing.
-        Raises ScheduleNotFound (not ``skip_locked``)."""
+    async def change_schedule(self, schedule_id: str, decide: Decide) -> list[str] | None:
+        """Lock the schedule's row (waiting for another transaction holding it), and store
+        what ``decide`` says of it, in one transaction; returns the ids of the workflows it
+        created, or None if ``decide`` said nothing. Raises ScheduleNotFound."""
+        ...
+
+    async def fire_schedules(self, schedule_ids: Sequence[str], decide: Decide) -> Fired:
+        """Lock the rows of those schedules that no other transaction holds (skipping, never
+        waiting for, the others) and store what ``decide`` says of each, all in one
+        transaction: the firing of what is due."""
         ...
 
     async def due_schedules(self, workflows: Sequence[str], limit: int) -> DueSchedules:

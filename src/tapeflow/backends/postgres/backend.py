@@ -76,6 +76,7 @@ from tapeflow.backends.schedules import (
     KEEP_RUNS,
     Decide,
     DueSchedules,
+    Fired,
     ScheduleRecord,
     ScheduleRun,
     ScheduleState,
@@ -231,6 +232,25 @@ def _schedule_params(schedule: StoredSchedule) -> dict[str, object]:
         "paused": schedule.paused,
         "next_due_at": schedule.next_due,
         "buffered_at": schedule.buffered,
+        "skipped_catchup": schedule.skipped_catchup,
+        "skipped_overlap": schedule.skipped_overlap,
+    }
+
+
+def _schedule_json(schedule: StoredSchedule) -> dict[str, JSONValue]:
+    """A schedule's columns as ``store_schedules`` takes them."""
+    spec, buffered = schedule.spec, schedule.buffered
+    return {
+        "id": schedule.id,
+        "args": schedule.args,
+        "cron": spec.cron,
+        "every": None if spec.every is None else _interval(spec.every),
+        "timezone": spec.timezone,
+        "overlap": spec.overlap,
+        "catchup_window": _interval(spec.catchup_window),
+        "paused": schedule.paused,
+        "next_due_at": schedule.next_due.isoformat(),
+        "buffered_at": None if buffered is None else buffered.isoformat(),
         "skipped_catchup": schedule.skipped_catchup,
         "skipped_overlap": schedule.skipped_overlap,
     }
@@ -991,67 +1011,87 @@ class PostgresBackend(OpensAndCloses):
             schedule, created_at=_utc(made["created_at"]), updated_at=_utc(made["updated_at"])
         )
 
-    async def change_schedule(
-        self, schedule_id: str, decide: Decide, *, skip_locked: bool = False
-    ) -> list[str] | None:
-        lock = "try_lock_schedule" if skip_locked else "lock_schedule"
+    async def change_schedule(self, schedule_id: str, decide: Decide) -> list[str] | None:
         async with self._connection() as conn:
             async with conn.transaction():
-                cursor = await conn.execute(_Q[lock], {"id": schedule_id})
+                cursor = await conn.execute(_Q["lock_schedule"], {"id": schedule_id})
                 row = await cursor.fetchone()
                 if row is None:
-                    if skip_locked:  # held by another, or gone
-                        return None
                     raise ScheduleNotFound(schedule_id)
-                if skip_locked:  # read with the lock, which did not wait
-                    open_runs = tuple(row["open_runs"])
-                else:
-                    cursor = await conn.execute(_Q["open_schedule_runs"], {"id": schedule_id})
-                    open_runs = tuple(r["workflow_id"] for r in await cursor.fetchall())
+                cursor = await conn.execute(_Q["open_schedule_runs"], {"id": schedule_id})
+                open_runs = tuple(r["workflow_id"] for r in await cursor.fetchall())
                 schedule = stored_schedule(row, _utc, _same)
                 decided = decide(ScheduleState(schedule, open_runs, _utc(row["now"])))
                 if decided is None:
                     return None
-                created, topics = await self._store_schedule(conn, decided, open_runs)
+                created, topics = await self._store_schedules(conn, [(decided, open_runs)])
             await self._wake(conn, topics)
         return created
 
-    async def _store_schedule(
-        self, conn: Connection, decided: ScheduleWrite, open_runs: tuple[str, ...]
+    async def fire_schedules(self, schedule_ids: Sequence[str], decide: Decide) -> Fired:
+        fired = Fired()
+        async with self._connection() as conn:
+            async with conn.transaction():
+                cursor = await conn.execute(_Q["lock_due_schedules"], {"ids": list(schedule_ids)})
+                decided: list[tuple[ScheduleWrite, tuple[str, ...]]] = []
+                for row in await cursor.fetchall():
+                    open_runs = tuple(row["open_runs"])
+                    try:
+                        schedule = stored_schedule(row, _utc, _same)
+                        write = decide(ScheduleState(schedule, open_runs, _utc(row["now"])))
+                    except Exception as exc:  # this one alone: the others fire
+                        fired.failed[row["id"]] = f"{type(exc).__name__}: {exc}"
+                        continue
+                    fired.handled.append(row["id"])
+                    if write is not None:
+                        decided.append((write, open_runs))
+                created, topics = await self._store_schedules(conn, decided)
+            await self._wake(conn, topics)
+        fired.created.extend(created)
+        return fired
+
+    async def _store_schedules(
+        self, conn: Connection, decided: list[tuple[ScheduleWrite, tuple[str, ...]]]
     ) -> tuple[list[str], set[str]]:
-        """Store a decision (``ScheduleWrite``) in the transaction that locked its row: its
-        workflows (an id taken is left as it is), each recorded as the schedule's run, its
-        cancels, the row; returns the workflows created and the topics to wake."""
-        schedule = decided.schedule
+        """Store decisions (``ScheduleWrite``, each with the open runs it saw) in the
+        transaction that locked their rows: their workflows (an id taken is left as it is)
+        in one statement, each recorded as its schedule's run, their cancels, their rows;
+        returns the workflows created and the topics to wake."""
         created: list[str] = []
         topics: set[str] = set()
-        if decided.starts:
-            runs = json_text([new_workflow_json(start.workflow) for start in decided.starts])
+        if not decided:
+            return created, topics
+        starts = [start for write, _ in decided for start in write.starts]
+        if starts:
+            runs = json_text([new_workflow_json(start.workflow) for start in starts])
             cursor = await conn.execute(_Q["create_scheduled_runs"], {"runs": runs})
             made = {row["run_id"] for row in await cursor.fetchall()}
-            created = [s.workflow.id for s in decided.starts if s.workflow.run_id in made]
-            if created:
-                topics.add(work_topic(TaskKind.WORKFLOW, schedule.workflow))
-        event = encode_event(WorkflowCancelRequested(reason=decided.cancel_reason))
-        for workflow_id in decided.cancels:
-            cancel = {"id": workflow_id, "event": event, "reason": decided.cancel_reason}
-            cursor = await conn.execute(_Q["request_cancel"], cancel)
-            asked = await cursor.fetchone()
-            if asked is not None and asked["asked"]:
-                topics.add(work_topic(TaskKind.WORKFLOW, asked["name"]))
-        recorded = [
-            {"workflow_id": start.workflow.id, "due_at": start.due_at.isoformat()}
-            for start in decided.starts
+            for start in starts:
+                if start.workflow.run_id in made:
+                    created.append(start.workflow.id)
+                    topics.add(work_topic(TaskKind.WORKFLOW, start.workflow.name))
+        for write, _ in decided:
+            event = encode_event(WorkflowCancelRequested(reason=write.cancel_reason))
+            for workflow_id in write.cancels:
+                cancel = {"id": workflow_id, "event": event, "reason": write.cancel_reason}
+                cursor = await conn.execute(_Q["request_cancel"], cancel)
+                asked = await cursor.fetchone()
+                if asked is not None and asked["asked"]:
+                    topics.add(work_topic(TaskKind.WORKFLOW, asked["name"]))
+            if write.wake:
+                topics.add(schedule_topic(write.schedule.workflow))
+        items = [
+            {
+                **_schedule_json(write.schedule),
+                "runs": [
+                    {"workflow_id": s.workflow.id, "due_at": s.due_at.isoformat()}
+                    for s in write.starts
+                ],
+                "open": list(open_runs),  # the new runs are not seen by the prune
+            }
+            for write, open_runs in decided
         ]
-        params = {
-            **_schedule_params(schedule),
-            "runs": json_text(recorded),
-            "open": list(open_runs),  # the new runs are not seen by the prune
-            "keep": KEEP_RUNS,
-        }
-        await conn.execute(_Q["store_schedule"], params)
-        if decided.wake:
-            topics.add(schedule_topic(schedule.workflow))
+        await conn.execute(_Q["store_schedules"], {"items": json_text(items), "keep": KEEP_RUNS})
         return created, topics
 
     async def due_schedules(self, workflows: Sequence[str], limit: int) -> DueSchedules:

@@ -274,17 +274,19 @@ SELECT now() AS now;
 -- The schedule's row, locked until the transaction ends, and the time it was had.
 SELECT s.*, clock_timestamp() AS now FROM schedules s WHERE s.id = %(id)s FOR UPDATE;
 
--- name: try_lock_schedule
--- As lock_schedule, but no row if another transaction holds it: a firing loop does not
--- wait for another worker's firing of the same schedule. Never waiting, it reads the open
--- runs (as open_schedule_runs) in the same statement.
+-- name: lock_due_schedules
+-- The rows of these schedules that no other transaction holds, locked until this one
+-- ends (the others skipped: a firing never waits for another worker's), with the time
+-- and, read in the same statement since it did not wait, the open runs of each (as
+-- open_schedule_runs).
 SELECT s.*, clock_timestamp() AS now,
        ARRAY(SELECT r.workflow_id FROM schedule_runs r
              WHERE r.schedule_id = s.id
                AND EXISTS (SELECT FROM workflows w
                            WHERE w.id = r.workflow_id AND w.status IN ('pending', 'running'))
              ORDER BY r.started_at, r.workflow_id) AS open_runs
-FROM schedules s WHERE s.id = %(id)s
+FROM schedules s WHERE s.id = ANY (%(ids)s::text[])
+ORDER BY s.id
 FOR UPDATE OF s SKIP LOCKED;
 
 -- name: open_schedule_runs
@@ -301,28 +303,40 @@ ORDER BY r.started_at, r.workflow_id;
 -- The workflows of due times (see create_runs in functions.sql): the run ids created.
 SELECT c AS run_id FROM create_runs(%(runs)s::json) AS c;
 
--- name: store_schedule
--- The schedule's row as decided, the workflows started recorded as its runs, and all but
--- the newest KEEP_RUNS runs before them and the open ones forgotten.
-WITH updated AS (
-    UPDATE schedules
-    SET args = %(args)s::json, cron = %(cron)s, every = %(every)s, timezone = %(timezone)s,
-        overlap = %(overlap)s, catchup_window = %(catchup_window)s, paused = %(paused)s,
-        next_due_at = %(next_due_at)s, buffered_at = %(buffered_at)s,
-        skipped_catchup = %(skipped_catchup)s, skipped_overlap = %(skipped_overlap)s,
+-- name: store_schedules
+-- Schedules' rows as decided, from items {"id", the columns, "runs": [{"workflow_id",
+-- "due_at"}] started, "open": [workflow ids]}: each row updated, the runs recorded, and of
+-- the runs recorded before, all but the newest KEEP_RUNS of each schedule and its open
+-- ones forgotten.
+WITH item AS (
+    SELECT * FROM json_to_recordset(%(items)s::json)
+        AS i (id text, args json, cron text, every interval, timezone text, overlap text,
+              catchup_window interval, paused boolean, next_due_at timestamptz,
+              buffered_at timestamptz, skipped_catchup integer, skipped_overlap integer,
+              runs json, open json)
+), updated AS (
+    UPDATE schedules s
+    SET args = i.args, cron = i.cron, every = i.every, timezone = i.timezone,
+        overlap = i.overlap, catchup_window = i.catchup_window, paused = i.paused,
+        next_due_at = i.next_due_at, buffered_at = i.buffered_at,
+        skipped_catchup = i.skipped_catchup, skipped_overlap = i.skipped_overlap,
         updated_at = now()
-    WHERE id = %(id)s
+    FROM item i WHERE s.id = i.id
 ), pruned AS (
-    DELETE FROM schedule_runs
-    WHERE schedule_id = %(id)s
-      AND NOT (workflow_id = ANY (%(open)s::text[]))
-      AND workflow_id NOT IN (SELECT r.workflow_id FROM schedule_runs r
-                              WHERE r.schedule_id = %(id)s
-                              ORDER BY r.started_at DESC, r.workflow_id DESC LIMIT %(keep)s)
+    DELETE FROM schedule_runs r
+    USING (SELECT x.schedule_id, x.workflow_id
+           FROM (SELECT o.schedule_id, o.workflow_id,
+                        row_number() OVER (PARTITION BY o.schedule_id
+                                           ORDER BY o.started_at DESC, o.workflow_id DESC) AS n
+                 FROM schedule_runs o WHERE o.schedule_id IN (SELECT id FROM item)) AS x
+           WHERE x.n > %(keep)s) AS old
+    WHERE r.schedule_id = old.schedule_id AND r.workflow_id = old.workflow_id
+      AND NOT EXISTS (SELECT FROM item i, json_array_elements_text(i.open) AS o (workflow_id)
+                      WHERE i.id = r.schedule_id AND o.workflow_id = r.workflow_id)
 )
 INSERT INTO schedule_runs (schedule_id, workflow_id, due_at, started_at)
-SELECT %(id)s, r.workflow_id, r.due_at, now()
-FROM json_to_recordset(%(runs)s::json) AS r (workflow_id text, due_at timestamptz)
+SELECT i.id, r.workflow_id, r.due_at, now()
+FROM item i, json_to_recordset(i.runs) AS r (workflow_id text, due_at timestamptz)
 ON CONFLICT DO NOTHING;
 
 -- name: get_schedule

@@ -73,6 +73,7 @@ from tapeflow.backends.schedules import (
     KEEP_RUNS,
     Decide,
     DueSchedules,
+    Fired,
     ScheduleRecord,
     ScheduleState,
     ScheduleWrite,
@@ -703,25 +704,43 @@ class SQLiteBackend(OpensAndCloses):
 
         return await self._write(write)
 
-    async def change_schedule(
-        self, schedule_id: str, decide: Decide, *, skip_locked: bool = False
-    ) -> list[str] | None:
-        """``skip_locked`` changes nothing here: a writer holds the whole database, so
-        two firings of one schedule take turns, the second seeing what the first did."""
-
+    async def change_schedule(self, schedule_id: str, decide: Decide) -> list[str] | None:
         def write(conn: sqlite3.Connection, now: int) -> tuple[list[str] | None, list[str]]:
             row = conn.execute(_Q["get_schedule"], {"id": schedule_id}).fetchone()
             if row is None:
-                if skip_locked:
-                    return None, []
                 raise ScheduleNotFound(schedule_id)
-            opened = conn.execute(_Q["open_schedule_runs"], {"id": schedule_id})
-            open_runs = tuple(r["workflow_id"] for r in opened)
+            open_runs = _open_schedule_runs(conn, schedule_id)
             state = ScheduleState(stored_schedule(row, _dt, _span), open_runs, _dt(now))
             decided = decide(state)
             if decided is None:
                 return None, []
             return _apply_schedule_write(conn, now, decided, open_runs)
+
+        return await self._write(write)
+
+    async def fire_schedules(self, schedule_ids: Sequence[str], decide: Decide) -> Fired:
+        """No row is ever held by another here: a writer holds the whole database, so two
+        firings take turns, the second seeing what the first did."""
+
+        def write(conn: sqlite3.Connection, now: int) -> tuple[Fired, list[str]]:
+            fired, topics = Fired(), set()
+            for schedule_id in schedule_ids:
+                row = conn.execute(_Q["get_schedule"], {"id": schedule_id}).fetchone()
+                if row is None:
+                    continue
+                open_runs = _open_schedule_runs(conn, schedule_id)
+                try:
+                    schedule = stored_schedule(row, _dt, _span)
+                    decided = decide(ScheduleState(schedule, open_runs, _dt(now)))
+                except Exception as exc:  # this one alone: the others fire
+                    fired.failed[schedule_id] = f"{type(exc).__name__}: {exc}"
+                    continue
+                fired.handled.append(schedule_id)
+                if decided is not None:
+                    created, woken = _apply_schedule_write(conn, now, decided, open_runs)
+                    fired.created.extend(created)
+                    topics.update(woken)
+            return fired, sorted(topics)
 
         return await self._write(write)
 
@@ -997,6 +1016,11 @@ def _apply_schedule_write(
     if decided.wake:
         topics.add(schedule_topic(schedule.workflow))
     return created, sorted(topics)
+
+
+def _open_schedule_runs(conn: sqlite3.Connection, schedule_id: str) -> tuple[str, ...]:
+    opened = conn.execute(_Q["open_schedule_runs"], {"id": schedule_id})
+    return tuple(row["workflow_id"] for row in opened)
 
 
 def _schedule_record(conn: sqlite3.Connection, row: sqlite3.Row) -> ScheduleRecord:
