@@ -24,6 +24,7 @@ import pytest
 import tapeflow
 from tapeflow import workflow
 from tapeflow.schedules import Overlap, ScheduleDescription
+from tests.conformance._stored import stored
 from tests.conformance.schedule_fleet import DIED, stamp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -275,6 +276,26 @@ async def test_after_downtime_due_times_within_the_window_start_and_older_are_co
     assert len(batch) >= 2  # all those within the window, together, though overlap is "skip"
     assert all(timedelta(0) < fired_at - run.due_at <= timedelta(seconds=2) for run in batch)
     assert described.skipped == skipped  # no overlap skips: each run ended at once
+
+
+async def test_a_schedule_a_worker_cannot_read_is_left_alone_and_the_others_fire(
+    backend_url: str, backend: tapeflow.Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A time zone this machine does not know (another machine's tz data), say: that
+    schedule is logged and left to the other workers; the rest fire as ever."""
+    client = tapeflow.Client(backend)
+    await client.create_schedule("readable", report, "eu", every=SECOND)
+    await client.create_schedule("unreadable", report, "us", every=SECOND)
+    stored(
+        backend_url,
+        "UPDATE schedules SET timezone = 'Nowhere/Else' WHERE id = {} RETURNING id",
+        "unreadable",
+    )
+    async with fast_worker(backend, report):
+        await until_started(client, "readable", 2)
+    assert await started(client, "unreadable") == []
+    assert "schedule 'unreadable' cannot be fired by this worker" in caplog.text
+    assert "Nowhere/Else" in caplog.text
 
 
 # -- overlapping runs ------------------------------------------------------------------------
