@@ -36,6 +36,12 @@ LEFT_ALONE = 60.0
 """Seconds a schedule this worker could not read or decide on is left to the others (a
 time zone this machine does not know, say) before it tries again."""
 
+OTHERS_SEEN_WITHIN = 1.0
+"""Where wake-ups do not come from other processes (SQLite), the longest the loop sleeps
+without looking (unless the poll interval is longer): a schedule made or changed by
+another process fires at most this late the first time. Due times it knows of are slept
+to exactly, whatever this says."""
+
 MAX_BACKOFF = 5.0
 
 
@@ -103,8 +109,11 @@ class ScheduleFiring:
 
     def _sleep(self, next_in: timedelta | None) -> float:
         """Until the next due time, or the end of a schedule's time left alone, at most
-        until the fallback look (the poll interval where other processes wake no one)."""
-        longest = FALLBACK_POLL_SECONDS if self._backend.wakes_other_processes else self._poll
+        until the fallback look (``OTHERS_SEEN_WITHIN`` where other processes wake no
+        one)."""
+        longest = FALLBACK_POLL_SECONDS
+        if not self._backend.wakes_other_processes:
+            longest = max(self._poll, OTHERS_SEEN_WITHIN)
         soonest = [longest]
         if next_in is not None:
             soonest.append(next_in.total_seconds())
