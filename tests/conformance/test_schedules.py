@@ -23,6 +23,7 @@ import pytest
 
 import tapeflow
 from tapeflow import workflow
+from tapeflow.backends.presence import WorkerPresence
 from tapeflow.schedules import Overlap, ScheduleDescription
 from tests.conformance._stored import stored
 from tests.conformance.schedule_fleet import DIED, stamp
@@ -229,6 +230,34 @@ async def test_workers_die_inside_a_firing_and_are_killed_and_each_due_time_star
     assert sorted(recorded, key=due_of) == ids[-len(recorded) :]
     for workflow_id in ids:  # those the killed worker held are finished by the others
         assert await client.get_handle(workflow_id).result(timeout=30) == "stamped a"
+
+
+async def test_a_schedule_made_in_another_process_wakes_the_sleeping_workers(
+    backend_url: str, backend: tapeflow.Backend
+) -> None:
+    """A worker process idles with nothing due (it would sleep 10 s on PostgreSQL); the
+    schedule's creation wakes it (NOTIFY), so even its first due time fires on time. SQLite
+    has no wake-ups across processes: a worker there looks again within a second."""
+    command = ["-m", "tests.conformance.schedule_fleet", backend_url]
+    process = await asyncio.create_subprocess_exec(sys.executable, *command, cwd=ROOT)
+    try:
+
+        async def up() -> bool:
+            assert isinstance(backend, WorkerPresence)
+            workers = await backend.list_workers(timedelta(minutes=1))
+            return any(w.state == "running" for w in workers)
+
+        await until(up, timeout=30)
+        await asyncio.sleep(0.5)  # its firing loop has looked and gone to sleep
+        client = tapeflow.Client(backend)
+        await client.create_schedule("woken", stamp, "b", every=SECOND)
+        (first,) = await until_started(client, "woken", 1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    late = (await client.describe(first)).created_at - due_of(first)
+    limit = SECOND if backend_url.startswith("sqlite") else timedelta(milliseconds=200)
+    assert late < limit, f"the first due time fired {late} late"
 
 
 async def test_pause_fires_nothing_and_unpause_goes_on_from_now(
