@@ -72,3 +72,28 @@ def test_the_visibility_benchmark_runs_and_drops_its_schema(postgres_reachable: 
     assert done.returncode == 0, f"the benchmark failed:\n{done.stdout}\n{done.stderr}"
     for row in ("2,000 runs inserted", "vars customer = c42", "a page half-way down"):
         assert row in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_schedules_benchmark_runs_and_prints_its_lateness(
+    backend: str, postgres_reachable: bool
+) -> None:
+    if backend == "postgres" and not postgres_reachable:
+        pytest.skip(f"postgres unreachable at {POSTGRES_URL} (CI=true makes this a failure)")
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.schedules",
+        f"--backend={backend}",
+        "--workers=1",
+        "--schedules=2",
+        "--seconds=3.5",
+        f"--postgres-url={POSTGRES_URL}",
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=100, check=False, env=env
+    )
+    assert done.returncode == 0, f"the benchmark failed:\n{done.stdout}\n{done.stderr}"
+    for row in ("| 1 schedule: fired after due |", "2 schedules due together: first task ran"):
+        assert row in done.stdout, done.stdout

@@ -82,6 +82,13 @@ COMMANDS = [
     ["reset"],
     ["result"],
     ["delete"],
+    ["schedules"],
+    ["schedule"],
+    ["schedule", "describe"],
+    ["schedule", "pause"],
+    ["schedule", "unpause"],
+    ["schedule", "trigger"],
+    ["schedule", "delete"],
     ["ui"],
     ["db"],
     ["db", "migrate"],
@@ -590,6 +597,54 @@ def test_reset_delete_and_gc(billing: Billing) -> None:
     gc = tapeflow_cli("db", "gc", "--older-than", "0s", "--batch", "10", "--json", *url)
     assert json_of(gc) == {"deleted": 1}  # waiting, terminated; declined runs again
     assert tapeflow_cli("describe", "waiting", *url).exit_code == ExitCode.NOT_FOUND
+
+
+def test_schedules_are_listed_paused_triggered_and_deleted(billing: Billing) -> None:
+    url = ("--url", billing.url)
+
+    async def create() -> None:
+        async with tapeflow.connect(billing.url) as backend:
+            client = tapeflow.Client(backend)
+            await client.create_schedule(
+                "monthly",
+                billing.module.subscription,
+                30,
+                3,
+                cron="0 9 1 * *",
+                timezone="Europe/Berlin",
+            )
+
+    asyncio.run(create())
+    (listed,) = json_of(tapeflow_cli("schedules", "--json", *url))
+    assert (listed["id"], listed["workflow"], listed["args"]) == (
+        "monthly",
+        "subscription",
+        [30, 3],
+    )
+    assert (listed["cron"], listed["timezone"], listed["paused"]) == (
+        "0 9 1 * *",
+        "Europe/Berlin",
+        False,
+    )
+    assert len(listed["next_fire_times"]) == 5
+    table = tapeflow_cli("schedules", *url).stdout
+    assert "monthly" in table
+    assert "subscription" in table
+
+    assert tapeflow_cli("schedule", "pause", "monthly", *url).stdout == "schedule monthly paused\n"
+    described = json_of(tapeflow_cli("schedule", "describe", "monthly", "--json", *url))
+    assert (described["paused"], described["next_fire_times"]) == (True, [])
+    triggered = json_of(tapeflow_cli("schedule", "trigger", "monthly", "--json", *url))
+    assert triggered["workflow_id"].startswith("monthly@")  # paused: only the cadence stops
+    shown = tapeflow_cli("schedule", "describe", "monthly", *url).stdout
+    assert triggered["workflow_id"] in shown
+    assert "pending" in shown
+    assert tapeflow_cli("schedule", "unpause", "monthly", *url).exit_code == 0
+    assert tapeflow_cli("schedule", "delete", "monthly", *url).exit_code == 0
+    gone = tapeflow_cli("schedule", "describe", "monthly", *url)
+    assert gone.exit_code == ExitCode.NOT_FOUND
+    assert "no schedule with id 'monthly'" in error_line(gone)
+    assert json_of(tapeflow_cli("schedules", "--json", *url)) == []
 
 
 def test_vars_stored_by_the_workflow_need_no_code(

@@ -25,6 +25,11 @@ def test_package_exports() -> None:
         "PayloadError",
         "Queue",
         "RetryPolicy",
+        "ScheduleAlreadyExists",
+        "ScheduleDescription",
+        "ScheduleHandle",
+        "ScheduleNotFound",
+        "ScheduleSpec",
         "SchemaVersionError",
         "TapeflowError",
         "UpdateFailed",
@@ -101,7 +106,11 @@ def test_every_error_has_one_root() -> None:
     errors = [getattr(tapeflow, n) for n in tapeflow.__all__ if n.endswith(("Error", "Failed"))]
     errors += [tapeflow.WorkflowNotFound, tapeflow.WorkflowAlreadyExists, tapeflow.LeaseLost]
     errors += [tapeflow.WorkflowCancelled, tapeflow.WorkflowTerminated, tapeflow.WorkflowTimedOut]
-    errors += [tapeflow.ActivityCancelled]
+    errors += [
+        tapeflow.ActivityCancelled,
+        tapeflow.ScheduleNotFound,
+        tapeflow.ScheduleAlreadyExists,
+    ]
     assert all(issubclass(e, tapeflow.TapeflowError) for e in errors)
 
 

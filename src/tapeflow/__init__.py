@@ -23,6 +23,8 @@ from tapeflow.errors import (
     NonRetryableError,
     NotADefinition,
     PayloadError,
+    ScheduleAlreadyExists,
+    ScheduleNotFound,
     SchemaVersionError,
     TapeflowError,
     UpdateFailed,
@@ -39,6 +41,7 @@ from tapeflow.errors import (
 )
 from tapeflow.options import RetryPolicy, WorkerOptions
 from tapeflow.queues import Queue
+from tapeflow.schedules import ScheduleDescription, ScheduleHandle, ScheduleSpec
 from tapeflow.worker import Worker, WorkerHealth
 
 try:
@@ -65,6 +68,11 @@ __all__ = [
     "PayloadError",
     "Queue",
     "RetryPolicy",
+    "ScheduleAlreadyExists",
+    "ScheduleDescription",
+    "ScheduleHandle",
+    "ScheduleNotFound",
+    "ScheduleSpec",
     "SchemaVersionError",
     "TapeflowError",
     "UpdateFailed",

@@ -47,6 +47,7 @@ from tapeflow.backends.base import (
 from tapeflow.backends.plan import plan_commit
 from tapeflow.backends.queue_limits import declare
 from tapeflow.backends.reset import plan_reset
+from tapeflow.backends.schedules import DEFAULT_CATCHUP_WINDOW, Overlap, ScheduleSpec
 from tapeflow.backends.wakeups import finished_topic, update_topic
 from tapeflow.converter import from_json, to_json
 from tapeflow.errors import (
@@ -78,6 +79,12 @@ from tapeflow.queues import (
     QueueLike,
     check_priority,
     queue_name,
+)
+from tapeflow.schedules import (
+    ScheduleDescription,
+    ScheduleHandle,
+    create_schedule,
+    list_schedules,
 )
 
 R = TypeVar("R")
@@ -427,6 +434,42 @@ class Client:
         )
         run_id = await self.backend.create_workflow(new, use_existing=conflict == "use_existing")
         return WorkflowHandle(self.backend, workflow_id, call.result_hint, run_id)
+
+    async def create_schedule(
+        self,
+        schedule_id: str,
+        workflow: Callable[..., Awaitable[Any]] | str,
+        *args: Any,
+        cron: str | None = None,
+        every: timedelta | None = None,
+        timezone: str = "UTC",
+        overlap: Overlap = "skip",
+        catchup_window: timedelta = DEFAULT_CATCHUP_WINDOW,
+        paused: bool = False,
+    ) -> ScheduleHandle:
+        """Store a schedule that starts ``workflow(*args)`` at every due time of ``cron`` (a
+        cron expression read in ``timezone``, an IANA name) or of ``every`` (an interval,
+        counted from the Unix epoch): the workers that run the workflow fire it, each due
+        time once, with the workflow id ``"{schedule_id}@{due time in UTC, ISO 8601}"``.
+
+        ``overlap`` says what a due time does while a run the schedule started is open:
+        ``"skip"`` it (counted), ``"buffer_one"`` (keep one, started once no run is open),
+        ``"allow_all"``, or ``"cancel_other"`` (ask the open runs to cancel, and start).
+        Due times missed while no worker ran are started if within ``catchup_window``;
+        older ones are skipped and counted (``describe()``). ``paused`` stores it paused.
+        Raises ScheduleAlreadyExists, InvalidArgument (a bad cron expression or time zone,
+        both or neither of ``cron`` and ``every``, an unknown ``overlap``), PayloadError; on
+        any error nothing is written."""
+        spec = ScheduleSpec(cron, every, timezone, overlap, catchup_window)
+        return await create_schedule(self.backend, schedule_id, workflow, args, spec, paused)
+
+    def get_schedule(self, schedule_id: str) -> ScheduleHandle:
+        """A handle on a schedule (``await`` it to check that the schedule exists)."""
+        return ScheduleHandle(self.backend, check_name(schedule_id, "schedule id"))
+
+    async def list_schedules(self) -> list[ScheduleDescription]:
+        """Every schedule, by id, as ``ScheduleHandle.describe`` gives it."""
+        return await list_schedules(self.backend)
 
     @overload
     def get_handle(self, workflow_id: str) -> WorkflowHandle[Any]: ...

@@ -163,6 +163,22 @@ class WorkflowStillOpen(TapeflowError):
         self.status = status
 
 
+class ScheduleNotFound(TapeflowError):
+    """No schedule has this id."""
+
+    def __init__(self, schedule_id: str) -> None:
+        super().__init__(f"no schedule with id {schedule_id!r}")
+        self.schedule_id = schedule_id
+
+
+class ScheduleAlreadyExists(TapeflowError):
+    """A schedule with this id exists; nothing was written."""
+
+    def __init__(self, schedule_id: str) -> None:
+        super().__init__(f"a schedule with id {schedule_id!r} already exists")
+        self.schedule_id = schedule_id
+
+
 class InvalidArgument(TapeflowError, ValueError):
     """Bad input from the caller (ids, durations, arguments); nothing was written."""
 

@@ -67,5 +67,7 @@ async def test_an_idle_worker_asks_at_most_once_a_second_when_woken_by_every_pro
     assert worker.options.lease_duration == timedelta(seconds=30)
     if wakes:  # PostgreSQL: pollers look again only at their fallback interval
         assert during <= 3, counting.calls
-    else:  # SQLite: polling every poll_interval is how other processes' work is seen
-        assert during <= 3 * 2 * 2 / worker.options.poll_interval.total_seconds()
+    else:  # SQLite: polling every poll_interval is how other processes' work is seen,
+        # and the schedule firing loop's look once a second (at most 4 in 3 s)
+        polls = 3 * 2 * 2 / worker.options.poll_interval.total_seconds()
+        assert during <= polls + 4, counting.calls

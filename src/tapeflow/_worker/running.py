@@ -16,6 +16,7 @@ from tapeflow._worker.presence import Presence, worker_info
 from tapeflow._worker.process_pool import ProcessPool
 from tapeflow._worker.queued_claims import QueuedClaims
 from tapeflow._worker.retention import Retention
+from tapeflow._worker.schedules import ScheduleFiring
 from tapeflow._worker.slots import Slots
 from tapeflow._worker.thread_pool import ActivityThreadPool
 from tapeflow._worker.workflow_steps import HandOver, Taking, WorkflowSteps
@@ -24,6 +25,7 @@ from tapeflow._worker.workflow_threads import WORKFLOW_THREADS, WorkflowThreads
 from tapeflow.backends.base import ActivityTask, LeaseRef, TaskKind, WorkflowTask, hand_offs
 from tapeflow.backends.presence import WorkerPresence
 from tapeflow.backends.queue_limits import QueueLimits
+from tapeflow.backends.schedules import Schedules
 from tapeflow.backends.wakeups import finished_topic
 from tapeflow.errors import BackendUnavailable
 
@@ -140,6 +142,10 @@ class Running:
         if options.retention is not None:
             collecting = Retention(backend, options.retention).run()
             self.retention = asyncio.create_task(collecting, name="tapeflow-retention")
+        self.firing: asyncio.Task[None] | None = None
+        if worker.workflows and isinstance(backend, Schedules):  # the schedules of its workflows
+            firing = ScheduleFiring(backend, backend, list(worker.workflows), options.poll_interval)
+            self.firing = asyncio.create_task(firing.run(), name="tapeflow-schedules")
 
     def _steps(self, worker: Worker) -> WorkflowSteps:
         options = self.options
@@ -248,10 +254,11 @@ class Running:
             )
 
     async def stop(self, grace: float) -> None:
-        if self.retention is not None:  # a batch is one transaction: whole, or undone
-            self.retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.retention
+        for loop in (self.firing, self.retention):  # each write is a transaction: whole, or undone
+            if loop is not None:
+                loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
         for poller in self.pollers:
             poller.stop()
         *polling, leases = self.tasks

@@ -2,7 +2,7 @@
 
 A watcher registers before it looks at the database and waits after, so a wake-up sent in
 between is never missed. Topics are strings made by ``work_topic``, ``finished_topic``,
-``update_topic`` and ``queue_topic``.
+``update_topic``, ``queue_topic`` and ``schedule_topic``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,12 @@ def update_topic(workflow_id: str) -> str:
 def queue_topic(queue: str) -> str:
     """Work of the queue came to wait for admission, or left room (see ``queue_topics``)."""
     return f"queue:{queue}"
+
+
+def schedule_topic(workflow: str) -> str:
+    """A schedule of the workflow ``workflow`` was made, or its due time or state changed:
+    the firing loops of the workers that run it look again."""
+    return f"schedule:{workflow}"
 
 
 def queue_topics(queues: Iterable[str]) -> set[str]:

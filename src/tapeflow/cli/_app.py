@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from tapeflow.backends.connect import DEFAULT_URL
-from tapeflow.cli import _db, _workflows
+from tapeflow.cli import _db, _schedules, _workflows
 from tapeflow.cli._exits import EXIT_CODES_HELP, CliError
 from tapeflow.cli._params import Modules, Url
 from tapeflow.cli._queues import queues
@@ -48,6 +48,14 @@ db = typer.Typer(
     ),
 )
 app.add_typer(db, name="db")
+schedule = typer.Typer(
+    help="One schedule: describe, pause, unpause, trigger or delete it.",
+    no_args_is_help=True,
+    epilog=_examples(
+        "tapeflow schedule describe nightly-report", "tapeflow schedule pause nightly-report"
+    ),
+)
+app.add_typer(schedule, name="schedule")
 
 
 def _add(group: typer.Typer, name: str, command: Callable[..., Any], *examples: str) -> None:
@@ -113,6 +121,18 @@ _add(
     "tapeflow result sub-1 --wait --timeout 60 && echo completed",
 )
 _add(app, "delete", _workflows.delete, "tapeflow delete sub-1")
+_add(
+    app,
+    "schedules",
+    _schedules.schedules,
+    "tapeflow schedules",
+    "tapeflow schedules --json",
+)
+_add(schedule, "describe", _schedules.describe, "tapeflow schedule describe nightly-report")
+_add(schedule, "pause", _schedules.pause, "tapeflow schedule pause nightly-report")
+_add(schedule, "unpause", _schedules.unpause, "tapeflow schedule unpause nightly-report")
+_add(schedule, "trigger", _schedules.trigger, "tapeflow schedule trigger nightly-report --json")
+_add(schedule, "delete", _schedules.delete, "tapeflow schedule delete nightly-report")
 _add(db, "migrate", _db.migrate, "tapeflow db migrate --url postgresql://tapeflow@db/prod")
 _add(db, "status", _db.status, "tapeflow db status", "tapeflow db status --json")
 _add(db, "gc", _db.gc, "tapeflow db gc --older-than 30d --batch 500")

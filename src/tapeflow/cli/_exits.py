@@ -7,6 +7,8 @@ import enum
 from tapeflow.errors import (
     BackendUnavailable,
     InvalidArgument,
+    ScheduleAlreadyExists,
+    ScheduleNotFound,
     SchemaVersionError,
     TapeflowError,
     UpdateFailed,
@@ -25,7 +27,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     """The command line is wrong: an unknown option, a bad URL, JSON that does not parse."""
     NOT_FOUND = 3
-    """No workflow has that id."""
+    """No workflow (or schedule) has that id."""
     WORKFLOW_FAILED = 4
     """``result``: the workflow ended without completing (failed, cancelled, terminated,
     timed out); the failure is printed."""
@@ -59,6 +61,8 @@ def exit_code_for(error: BaseException) -> ExitCode:
 
 _CODES: tuple[tuple[type[TapeflowError], ExitCode], ...] = (
     (WorkflowNotFound, ExitCode.NOT_FOUND),
+    (ScheduleNotFound, ExitCode.NOT_FOUND),
+    (ScheduleAlreadyExists, ExitCode.CONFLICT),
     (WorkflowFailed, ExitCode.WORKFLOW_FAILED),
     (UpdateFailed, ExitCode.UPDATE_FAILED),
     (WorkflowAlreadyExists, ExitCode.CONFLICT),
@@ -70,8 +74,8 @@ _CODES: tuple[tuple[type[TapeflowError], ExitCode], ...] = (
 )
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok, 1 error, 2 usage (bad option, URL or JSON), 3 workflow not found, "
-    "4 workflow did not complete (result), 5 not finished yet (result, update), "
+    "Exit codes: 0 ok, 1 error, 2 usage (bad option, URL or JSON), 3 workflow or schedule not "
+    "found, 4 workflow did not complete (result), 5 not finished yet (result, update), "
     "6 id taken, or workflow ended (or, for delete, still open), "
     "7 update rejected or failed (update)."
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import hashlib
 import logging
@@ -73,12 +74,27 @@ from tapeflow.backends.postgres._conninfo import checked
 from tapeflow.backends.presence import FORGET_AFTER, WorkerInfo, WorkerRecord
 from tapeflow.backends.queue_limits import Admission, QueueRecord
 from tapeflow.backends.reset import ResetPlan
-from tapeflow.backends.wakeups import Wakeups, Watch, queue_topics, work_topic
+from tapeflow.backends.schedules import (
+    KEEP_RUNS,
+    Decide,
+    DueSchedules,
+    Fired,
+    ScheduleRecord,
+    ScheduleRun,
+    ScheduleState,
+    ScheduleWrite,
+    StoredSchedule,
+    schedule_run,
+    stored_schedule,
+)
+from tapeflow.backends.wakeups import Wakeups, Watch, queue_topics, schedule_topic, work_topic
 from tapeflow.errors import (
     ActivityTaskGone,
     BackendUnavailable,
     InvalidArgument,
     LeaseLost,
+    ScheduleAlreadyExists,
+    ScheduleNotFound,
     SchemaVersionError,
     TapeflowError,
     UnseenEvents,
@@ -199,6 +215,48 @@ def _queue(row: DictRow) -> Queue:
     """A ``queues`` row (or a ``list_queues`` one) as the declaration it keeps."""
     rate = None if row["rate_limit"] is None else (row["rate_limit"], row["rate_period"])
     return Queue(row["name"], row["concurrency"], rate)
+
+
+def _same(span: timedelta) -> timedelta:
+    return span
+
+
+def _schedule_params(schedule: StoredSchedule) -> dict[str, object]:
+    """The columns of a ``schedules`` row a write sets (all but its name and times)."""
+    spec = schedule.spec
+    return {
+        "id": schedule.id,
+        "args": json_text(schedule.args),
+        "cron": spec.cron,
+        "every": spec.every,
+        "timezone": spec.timezone,
+        "overlap": spec.overlap,
+        "catchup_window": spec.catchup_window,
+        "paused": schedule.paused,
+        "next_due_at": schedule.next_due,
+        "buffered_at": schedule.buffered,
+        "skipped_catchup": schedule.skipped_catchup,
+        "skipped_overlap": schedule.skipped_overlap,
+    }
+
+
+def _schedule_json(schedule: StoredSchedule) -> dict[str, JSONValue]:
+    """A schedule's columns as ``store_schedules`` takes them."""
+    spec, buffered = schedule.spec, schedule.buffered
+    return {
+        "id": schedule.id,
+        "args": schedule.args,
+        "cron": spec.cron,
+        "every": None if spec.every is None else _interval(spec.every),
+        "timezone": spec.timezone,
+        "overlap": spec.overlap,
+        "catchup_window": _interval(spec.catchup_window),
+        "paused": schedule.paused,
+        "next_due_at": schedule.next_due.isoformat(),
+        "buffered_at": None if buffered is None else buffered.isoformat(),
+        "skipped_catchup": schedule.skipped_catchup,
+        "skipped_overlap": schedule.skipped_overlap,
+    }
 
 
 def _seconds(value: float | None) -> timedelta | None:
@@ -954,3 +1012,134 @@ class PostgresBackend(OpensAndCloses):
     async def list_workers(self, seen_within: timedelta) -> list[WorkerRecord]:
         rows = await self._rows("list_workers", {"within": seen_within})
         return [worker_record(r, _utc) for r in rows]
+
+    # -- schedules (Schedules) -------------------------------------------------------------
+
+    async def create_schedule(self, make: Callable[[datetime], StoredSchedule]) -> StoredSchedule:
+        async with self._connection() as conn:
+            cursor = await conn.execute(_Q["database_now"])
+            row = await cursor.fetchone()
+            assert row is not None
+            schedule = make(_utc(row["now"]))
+            params = {**_schedule_params(schedule), "workflow_name": schedule.workflow}
+            cursor = await conn.execute(_Q["insert_schedule"], params)
+            made = await cursor.fetchone()
+            if made is None:
+                raise ScheduleAlreadyExists(schedule.id)
+            await self._wake(conn, {schedule_topic(schedule.workflow)})
+        return dataclasses.replace(
+            schedule, created_at=_utc(made["created_at"]), updated_at=_utc(made["updated_at"])
+        )
+
+    async def change_schedule(self, schedule_id: str, decide: Decide) -> list[str] | None:
+        async with self._connection() as conn:
+            async with conn.transaction():
+                cursor = await conn.execute(_Q["lock_schedule"], {"id": schedule_id})
+                row = await cursor.fetchone()
+                if row is None:
+                    raise ScheduleNotFound(schedule_id)
+                cursor = await conn.execute(_Q["open_schedule_runs"], {"id": schedule_id})
+                open_runs = tuple(r["workflow_id"] for r in await cursor.fetchall())
+                schedule = stored_schedule(row, _utc, _same)
+                decided = decide(ScheduleState(schedule, open_runs, _utc(row["now"])))
+                if decided is None:
+                    return None
+                created, topics = await self._store_schedules(conn, [(decided, open_runs)])
+            await self._wake(conn, topics)
+        return created
+
+    async def fire_schedules(self, schedule_ids: Sequence[str], decide: Decide) -> Fired:
+        fired = Fired()
+        async with self._connection() as conn:
+            async with conn.transaction():
+                cursor = await conn.execute(_Q["lock_due_schedules"], {"ids": list(schedule_ids)})
+                decided: list[tuple[ScheduleWrite, tuple[str, ...]]] = []
+                for row in await cursor.fetchall():
+                    open_runs = tuple(row["open_runs"])
+                    try:
+                        schedule = stored_schedule(row, _utc, _same)
+                        write = decide(ScheduleState(schedule, open_runs, _utc(row["now"])))
+                    except Exception as exc:  # this one alone: the others fire
+                        fired.failed[row["id"]] = f"{type(exc).__name__}: {exc}"
+                        continue
+                    fired.handled.append(row["id"])
+                    if write is not None:
+                        decided.append((write, open_runs))
+                created, topics = await self._store_schedules(conn, decided)
+            await self._wake(conn, topics)
+        fired.created.extend(created)
+        return fired
+
+    async def _store_schedules(
+        self, conn: Connection, decided: list[tuple[ScheduleWrite, tuple[str, ...]]]
+    ) -> tuple[list[str], set[str]]:
+        """Store decisions (``ScheduleWrite``, each with the open runs it saw) in the
+        transaction that locked their rows: their workflows (an id taken is left as it is)
+        in one statement, each recorded as its schedule's run, their cancels, their rows;
+        returns the workflows created and the topics to wake."""
+        created: list[str] = []
+        topics: set[str] = set()
+        if not decided:
+            return created, topics
+        starts = [start for write, _ in decided for start in write.starts]
+        if starts:
+            runs = json_text([new_workflow_json(start.workflow) for start in starts])
+            cursor = await conn.execute(_Q["create_scheduled_runs"], {"runs": runs})
+            made = {row["run_id"] for row in await cursor.fetchall()}
+            for start in starts:
+                if start.workflow.run_id in made:
+                    created.append(start.workflow.id)
+                    topics.add(work_topic(TaskKind.WORKFLOW, start.workflow.name))
+        for write, _ in decided:
+            event = encode_event(WorkflowCancelRequested(reason=write.cancel_reason))
+            for workflow_id in write.cancels:
+                cancel = {"id": workflow_id, "event": event, "reason": write.cancel_reason}
+                cursor = await conn.execute(_Q["request_cancel"], cancel)
+                asked = await cursor.fetchone()
+                if asked is not None and asked["asked"]:
+                    topics.add(work_topic(TaskKind.WORKFLOW, asked["name"]))
+            if write.wake:
+                topics.add(schedule_topic(write.schedule.workflow))
+        items = [
+            {
+                **_schedule_json(write.schedule),
+                "runs": [
+                    {"workflow_id": s.workflow.id, "due_at": s.due_at.isoformat()}
+                    for s in write.starts
+                ],
+                "open": list(open_runs),  # the new runs are not seen by the prune
+            }
+            for write, open_runs in decided
+        ]
+        await conn.execute(_Q["store_schedules"], {"items": json_text(items), "keep": KEEP_RUNS})
+        return created, topics
+
+    async def due_schedules(self, workflows: Sequence[str], limit: int) -> DueSchedules:
+        (row,) = await self._rows("due_schedules", {"names": list(workflows), "limit": limit})
+        due: list[str] = list(row["due"])
+        awaiting: list[str] = []
+        for schedule_id, waits_for in row["buffering"]:
+            awaiting += waits_for
+            if not waits_for and schedule_id not in due:
+                due.append(schedule_id)
+        return DueSchedules(due[:limit], _seconds(row["seconds"]), awaiting)
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRecord:
+        rows = await self._rows("get_schedule", {"id": schedule_id})
+        if not rows:
+            raise ScheduleNotFound(schedule_id)
+        return (await self._schedule_records(rows))[0]
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        return await self._schedule_records(await self._rows("list_schedules", {}))
+
+    async def _schedule_records(self, rows: list[DictRow]) -> list[ScheduleRecord]:
+        ids = [row["id"] for row in rows]
+        runs: dict[str, list[ScheduleRun]] = {schedule_id: [] for schedule_id in ids}
+        for run in await self._rows("schedule_runs", {"ids": ids}) if ids else []:
+            runs[run["schedule_id"]].append(schedule_run(run, _utc))
+        return [ScheduleRecord(stored_schedule(row, _utc, _same), runs[row["id"]]) for row in rows]
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        if not await self._rows("delete_schedule", {"id": schedule_id}):
+            raise ScheduleNotFound(schedule_id)

@@ -265,3 +265,129 @@ FROM (SELECT name FROM queues
       UNION SELECT queue FROM activity_tasks WHERE queue <> 'default') AS n
     LEFT JOIN queues q ON q.name = n.name
 ORDER BY n.name;
+
+-- name: insert_schedule
+-- No row: the id is taken.
+INSERT INTO schedules (id, workflow_name, args, cron, every, timezone, overlap,
+                       catchup_window, paused, next_due_at, buffered_at, skipped_catchup,
+                       skipped_overlap)
+VALUES (%(id)s, %(workflow_name)s, %(args)s::json, %(cron)s, %(every)s, %(timezone)s,
+        %(overlap)s, %(catchup_window)s, %(paused)s, %(next_due_at)s, %(buffered_at)s,
+        %(skipped_catchup)s, %(skipped_overlap)s)
+ON CONFLICT (id) DO NOTHING
+RETURNING created_at, updated_at;
+
+-- name: database_now
+SELECT now() AS now;
+
+-- name: lock_schedule
+-- The schedule's row, locked until the transaction ends, and the time it was had.
+SELECT s.*, clock_timestamp() AS now FROM schedules s WHERE s.id = %(id)s FOR UPDATE;
+
+-- name: lock_due_schedules
+-- The rows of these schedules that no other transaction holds, locked until this one
+-- ends (the others skipped: a firing never waits for another worker's), with the time
+-- and, read in the same statement since it did not wait, the open runs of each (as
+-- open_schedule_runs).
+SELECT s.*, clock_timestamp() AS now,
+       ARRAY(SELECT r.workflow_id FROM schedule_runs r
+             WHERE r.schedule_id = s.id
+               AND EXISTS (SELECT FROM workflows w
+                           WHERE w.id = r.workflow_id AND w.status IN ('pending', 'running'))
+             ORDER BY r.started_at, r.workflow_id) AS open_runs
+FROM schedules s WHERE s.id = ANY (%(ids)s::text[])
+ORDER BY s.id
+FOR UPDATE OF s SKIP LOCKED;
+
+-- name: open_schedule_runs
+-- The workflows the schedule started whose latest run is open, oldest first (after
+-- lock_schedule, in a statement of its own: its snapshot is taken once the lock is held,
+-- which may have waited for another transaction).
+SELECT r.workflow_id FROM schedule_runs r
+WHERE r.schedule_id = %(id)s
+  AND EXISTS (SELECT FROM workflows w
+              WHERE w.id = r.workflow_id AND w.status IN ('pending', 'running'))
+ORDER BY r.started_at, r.workflow_id;
+
+-- name: create_scheduled_runs
+-- The workflows of due times (see create_runs in functions.sql): the run ids created.
+SELECT c AS run_id FROM create_runs(%(runs)s::json) AS c;
+
+-- name: store_schedules
+-- Schedules' rows as decided, from items {"id", the columns, "runs": [{"workflow_id",
+-- "due_at"}] started, "open": [workflow ids]}: each row updated, the runs recorded, and of
+-- the runs recorded before, all but the newest KEEP_RUNS of each schedule and its open
+-- ones forgotten.
+WITH item AS (
+    SELECT * FROM json_to_recordset(%(items)s::json)
+        AS i (id text, args json, cron text, every interval, timezone text, overlap text,
+              catchup_window interval, paused boolean, next_due_at timestamptz,
+              buffered_at timestamptz, skipped_catchup integer, skipped_overlap integer,
+              runs json, open json)
+), updated AS (
+    UPDATE schedules s
+    SET args = i.args, cron = i.cron, every = i.every, timezone = i.timezone,
+        overlap = i.overlap, catchup_window = i.catchup_window, paused = i.paused,
+        next_due_at = i.next_due_at, buffered_at = i.buffered_at,
+        skipped_catchup = i.skipped_catchup, skipped_overlap = i.skipped_overlap,
+        updated_at = now()
+    FROM item i WHERE s.id = i.id
+), pruned AS (
+    DELETE FROM schedule_runs r
+    USING (SELECT x.schedule_id, x.workflow_id
+           FROM (SELECT o.schedule_id, o.workflow_id,
+                        row_number() OVER (PARTITION BY o.schedule_id
+                                           ORDER BY o.started_at DESC, o.workflow_id DESC) AS n
+                 FROM schedule_runs o WHERE o.schedule_id IN (SELECT id FROM item)) AS x
+           WHERE x.n > %(keep)s) AS old
+    WHERE r.schedule_id = old.schedule_id AND r.workflow_id = old.workflow_id
+      AND NOT EXISTS (SELECT FROM item i, json_array_elements_text(i.open) AS o (workflow_id)
+                      WHERE i.id = r.schedule_id AND o.workflow_id = r.workflow_id)
+)
+INSERT INTO schedule_runs (schedule_id, workflow_id, due_at, started_at)
+SELECT i.id, r.workflow_id, r.due_at, now()
+FROM item i, json_to_recordset(i.runs) AS r (workflow_id text, due_at timestamptz)
+ON CONFLICT DO NOTHING;
+
+-- name: get_schedule
+SELECT * FROM schedules WHERE id = %(id)s;
+
+-- name: list_schedules
+SELECT * FROM schedules ORDER BY id;
+
+-- name: schedule_runs
+-- The runs recorded of these schedules, the newest first, each with its latest run's
+-- status (NULL: deleted).
+SELECT r.schedule_id, r.workflow_id, r.due_at, r.started_at, w.status
+FROM schedule_runs r
+     LEFT JOIN LATERAL (SELECT w.status FROM workflows w WHERE w.id = r.workflow_id
+                        ORDER BY w.run_number DESC LIMIT 1) AS w ON true
+WHERE r.schedule_id = ANY (%(ids)s::text[])
+ORDER BY r.schedule_id, r.started_at DESC, r.workflow_id DESC;
+
+-- name: delete_schedule
+-- No row: no such schedule.
+WITH gone AS (DELETE FROM schedules WHERE id = %(id)s RETURNING id),
+     runs AS (DELETE FROM schedule_runs WHERE schedule_id IN (SELECT id FROM gone))
+SELECT id FROM gone;
+
+-- name: due_schedules
+-- For a firing loop: the unpaused schedules of these workflows due now (the most overdue
+-- first), the seconds until the next of the others, and each schedule holding a buffered
+-- due time with the open runs it waits for ([id, [workflow ids]]).
+SELECT ARRAY(SELECT s.id FROM schedules s
+             WHERE s.workflow_name = ANY (%(names)s::text[]) AND NOT s.paused
+               AND s.next_due_at <= now()
+             ORDER BY s.next_due_at LIMIT %(limit)s) AS due,
+       (SELECT extract(epoch FROM min(s.next_due_at) - now()) FROM schedules s
+        WHERE s.workflow_name = ANY (%(names)s::text[]) AND NOT s.paused
+          AND s.next_due_at > now()) AS seconds,
+       ARRAY(SELECT json_build_array(s.id, ARRAY(
+                 SELECT r.workflow_id FROM schedule_runs r
+                 WHERE r.schedule_id = s.id
+                   AND EXISTS (SELECT FROM workflows w
+                               WHERE w.id = r.workflow_id
+                                 AND w.status IN ('pending', 'running'))))
+             FROM schedules s
+             WHERE s.workflow_name = ANY (%(names)s::text[]) AND NOT s.paused
+               AND s.buffered_at IS NOT NULL) AS buffering;

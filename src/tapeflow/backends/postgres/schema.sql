@@ -172,3 +172,38 @@ CREATE TABLE queue_starts (
     started_at timestamptz NOT NULL
 );
 CREATE INDEX queue_starts_by_queue ON queue_starts (queue, started_at);
+
+-- Schedules (tapeflow.backends.schedules): a cadence (a cron expression read in the time
+-- zone, or an interval "every"), the overlap policy and the catch-up window, and the next
+-- due time, which the firing loop advances in the transaction that starts the due
+-- workflows; buffered_at is a due time kept by overlap "buffer_one".
+CREATE TABLE schedules (
+    id              text PRIMARY KEY,
+    workflow_name   text NOT NULL,
+    args            json NOT NULL,
+    cron            text,
+    every           interval,
+    timezone        text NOT NULL,
+    overlap         text NOT NULL CHECK (overlap IN ('skip', 'buffer_one', 'allow_all',
+                                                     'cancel_other')),
+    catchup_window  interval NOT NULL,
+    paused          boolean NOT NULL DEFAULT false,
+    next_due_at     timestamptz NOT NULL,
+    buffered_at     timestamptz,
+    skipped_catchup integer NOT NULL DEFAULT 0,
+    skipped_overlap integer NOT NULL DEFAULT 0,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    CHECK ((cron IS NULL) <> (every IS NULL))
+);
+CREATE INDEX schedules_due ON schedules (workflow_name, next_due_at) WHERE NOT paused;
+
+-- The workflows each schedule started, for what it was due: the open ones (the overlap
+-- policy looks at them) and the last few.
+CREATE TABLE schedule_runs (
+    schedule_id text NOT NULL,
+    workflow_id text NOT NULL,
+    due_at      timestamptz NOT NULL,
+    started_at  timestamptz NOT NULL,
+    PRIMARY KEY (schedule_id, workflow_id)
+);

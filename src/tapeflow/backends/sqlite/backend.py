@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -69,11 +71,25 @@ from tapeflow.backends.plan import (
 from tapeflow.backends.presence import FORGET_AFTER, WorkerInfo, WorkerRecord
 from tapeflow.backends.queue_limits import Admission, QueueRecord
 from tapeflow.backends.reset import ResetPlan
-from tapeflow.backends.wakeups import Wakeups, Watch, queue_topics, work_topic
+from tapeflow.backends.schedules import (
+    KEEP_RUNS,
+    Decide,
+    DueSchedules,
+    Fired,
+    ScheduleRecord,
+    ScheduleState,
+    ScheduleWrite,
+    StoredSchedule,
+    schedule_run,
+    stored_schedule,
+)
+from tapeflow.backends.wakeups import Wakeups, Watch, queue_topics, schedule_topic, work_topic
 from tapeflow.errors import (
     ActivityTaskGone,
     BackendUnavailable,
     LeaseLost,
+    ScheduleAlreadyExists,
+    ScheduleNotFound,
     SchemaVersionError,
     UnseenEvents,
     WorkflowAlreadyCompleted,
@@ -356,13 +372,7 @@ class SQLiteBackend(OpensAndCloses):
 
     async def request_cancel(self, workflow_id: str, reason: str) -> None:
         def write(conn: sqlite3.Connection, now: int) -> tuple[None, list[str]]:
-            run = _open_run(conn, workflow_id)
-            if run["stop_requested_by"] is not None:  # asked already: once is enough
-                return None, []
-            params = {"run_id": run["run_id"], "reason": reason, "requested_by": "client"}
-            conn.execute(_Q["request_stop"], params)
-            _deliver(conn, run, encode_event(WorkflowCancelRequested(reason=reason)), now)
-            return None, [work_topic(TaskKind.WORKFLOW, run["name"])]
+            return None, _request_cancel(conn, now, _open_run(conn, workflow_id), reason)
 
         await self._write(write)
 
@@ -703,6 +713,100 @@ class SQLiteBackend(OpensAndCloses):
 
         return await self._read(read)
 
+    # -- schedules (Schedules) -------------------------------------------------------------
+
+    async def create_schedule(self, make: Callable[[datetime], StoredSchedule]) -> StoredSchedule:
+        def write(conn: sqlite3.Connection, now: int) -> tuple[StoredSchedule, list[str]]:
+            schedule = make(_dt(now))
+            params = {**_schedule_params(schedule, now), "workflow_name": schedule.workflow}
+            if conn.execute(_Q["insert_schedule"], params).rowcount == 0:
+                raise ScheduleAlreadyExists(schedule.id)
+            stored = dataclasses.replace(schedule, created_at=_dt(now), updated_at=_dt(now))
+            return stored, [schedule_topic(schedule.workflow)]
+
+        return await self._write(write)
+
+    async def change_schedule(self, schedule_id: str, decide: Decide) -> list[str] | None:
+        def write(conn: sqlite3.Connection, now: int) -> tuple[list[str] | None, list[str]]:
+            row = conn.execute(_Q["get_schedule"], {"id": schedule_id}).fetchone()
+            if row is None:
+                raise ScheduleNotFound(schedule_id)
+            open_runs = _open_schedule_runs(conn, schedule_id)
+            state = ScheduleState(stored_schedule(row, _dt, _span), open_runs, _dt(now))
+            decided = decide(state)
+            if decided is None:
+                return None, []
+            return _apply_schedule_write(conn, now, decided, open_runs)
+
+        return await self._write(write)
+
+    async def fire_schedules(self, schedule_ids: Sequence[str], decide: Decide) -> Fired:
+        """No row is ever held by another here: a writer holds the whole database, so two
+        firings take turns, the second seeing what the first did."""
+
+        def write(conn: sqlite3.Connection, now: int) -> tuple[Fired, list[str]]:
+            fired, topics = Fired(), set()
+            for schedule_id in schedule_ids:
+                row = conn.execute(_Q["get_schedule"], {"id": schedule_id}).fetchone()
+                if row is None:
+                    continue
+                open_runs = _open_schedule_runs(conn, schedule_id)
+                try:
+                    schedule = stored_schedule(row, _dt, _span)
+                    decided = decide(ScheduleState(schedule, open_runs, _dt(now)))
+                except Exception as exc:  # this one alone: the others fire
+                    fired.failed[schedule_id] = f"{type(exc).__name__}: {exc}"
+                    continue
+                fired.handled.append(schedule_id)
+                if decided is not None:
+                    created, woken = _apply_schedule_write(conn, now, decided, open_runs)
+                    fired.created.extend(created)
+                    topics.update(woken)
+            return fired, sorted(topics)
+
+        return await self._write(write)
+
+    async def due_schedules(self, workflows: Sequence[str], limit: int) -> DueSchedules:
+        def read(conn: sqlite3.Connection) -> DueSchedules:
+            now = _now_us()
+            params = {"names": json_text(list(workflows)), "now": now}
+            due, awaiting = [], []
+            for row in conn.execute(_Q["due_schedules"], params):
+                waits_for = json.loads(row["open_runs"] or "[]")
+                awaiting += waits_for
+                if row["next_due_at"] <= now or (row["buffered_at"] is not None and not waits_for):
+                    due.append(row["id"])
+            soonest = conn.execute(_Q["next_schedule_due"], params).fetchone()["due"]
+            next_in = None if soonest is None else timedelta(microseconds=soonest - now)
+            return DueSchedules(due[:limit], next_in, awaiting)
+
+        return await self._read(read)
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRecord:
+        def read(conn: sqlite3.Connection) -> ScheduleRecord:
+            row = conn.execute(_Q["get_schedule"], {"id": schedule_id}).fetchone()
+            if row is None:
+                raise ScheduleNotFound(schedule_id)
+            return _schedule_record(conn, row)
+
+        return await self._read(read)
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        def read(conn: sqlite3.Connection) -> list[ScheduleRecord]:
+            rows = conn.execute(_Q["list_schedules"]).fetchall()
+            return [_schedule_record(conn, row) for row in rows]
+
+        return await self._read(read)
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        def write(conn: sqlite3.Connection, now: int) -> tuple[None, list[str]]:
+            if conn.execute(_Q["delete_schedule"], {"id": schedule_id}).rowcount == 0:
+                raise ScheduleNotFound(schedule_id)
+            conn.execute(_Q["delete_schedule_runs"], {"id": schedule_id})
+            return None, []
+
+        await self._write(write)
+
     # -- hand-offs (HandOffs) --------------------------------------------------------------
 
     async def commit_and_take(
@@ -875,6 +979,84 @@ def _insert_inbox(
         _Q["insert_inbox"],
         {"run_id": run_id, "visible_at": visible_at, "timer_seq": timer_seq, "event": event},
     )
+
+
+def _request_cancel(conn: sqlite3.Connection, now: int, run: sqlite3.Row, reason: str) -> list[str]:
+    """Ask the unfinished run (a ``find_run`` row) to cancel, once; the topics to wake."""
+    if run["stop_requested_by"] is not None:  # asked already: once is enough
+        return []
+    params = {"run_id": run["run_id"], "reason": reason, "requested_by": "client"}
+    conn.execute(_Q["request_stop"], params)
+    _deliver(conn, run, encode_event(WorkflowCancelRequested(reason=reason)), now)
+    return [work_topic(TaskKind.WORKFLOW, run["name"])]
+
+
+# -- schedules -----------------------------------------------------------------------------
+
+
+def _span(micros: int) -> timedelta:
+    return timedelta(microseconds=micros)
+
+
+def _schedule_params(schedule: StoredSchedule, now: int) -> dict[str, Any]:
+    """The columns of a ``schedules`` row a write sets (all but its name and creation)."""
+    spec, buffered = schedule.spec, schedule.buffered
+    return {
+        "id": schedule.id,
+        "args": json_text(schedule.args),
+        "cron": spec.cron,
+        "every": None if spec.every is None else _micros(spec.every),
+        "timezone": spec.timezone,
+        "overlap": spec.overlap,
+        "catchup_window": _micros(spec.catchup_window),
+        "paused": int(schedule.paused),
+        "next_due_at": _us(schedule.next_due),
+        "buffered_at": None if buffered is None else _us(buffered),
+        "skipped_catchup": schedule.skipped_catchup,
+        "skipped_overlap": schedule.skipped_overlap,
+        "now": now,
+    }
+
+
+def _apply_schedule_write(
+    conn: sqlite3.Connection, now: int, decided: ScheduleWrite, open_runs: tuple[str, ...]
+) -> tuple[list[str], list[str]]:
+    """Store a decision (``ScheduleWrite``): its workflows (an id taken is left as it is),
+    each recorded as the schedule's run, its cancels, the row; returns the workflows
+    created and the topics to wake."""
+    schedule = decided.schedule
+    created, topics = [], set()
+    for start in decided.starts:
+        new = start.workflow
+        try:
+            _create_run(conn, now, new)
+            created.append(new.id)
+            topics.add(work_topic(TaskKind.WORKFLOW, new.name))
+        except WorkflowAlreadyExists:
+            pass
+        params = {"id": schedule.id, "workflow_id": new.id, "due_at": _us(start.due_at)}
+        conn.execute(_Q["insert_schedule_run"], {**params, "now": now})
+    for workflow_id in decided.cancels:
+        run = _find_run(conn, workflow_id)
+        if run is not None and not WorkflowStatus(run["status"]).finished:
+            topics.update(_request_cancel(conn, now, run, decided.cancel_reason))
+    conn.execute(_Q["update_schedule"], _schedule_params(schedule, now))
+    still_open = json_text([*open_runs, *created])
+    prune = {"id": schedule.id, "open": still_open, "keep": KEEP_RUNS}
+    conn.execute(_Q["prune_schedule_runs"], prune)
+    if decided.wake:
+        topics.add(schedule_topic(schedule.workflow))
+    return created, sorted(topics)
+
+
+def _open_schedule_runs(conn: sqlite3.Connection, schedule_id: str) -> tuple[str, ...]:
+    opened = conn.execute(_Q["open_schedule_runs"], {"id": schedule_id})
+    return tuple(row["workflow_id"] for row in opened)
+
+
+def _schedule_record(conn: sqlite3.Connection, row: sqlite3.Row) -> ScheduleRecord:
+    runs = conn.execute(_Q["schedule_runs"], {"id": row["id"]})
+    return ScheduleRecord(stored_schedule(row, _dt, _span), [schedule_run(r, _dt) for r in runs])
 
 
 # -- workflow tasks ------------------------------------------------------------------------

@@ -468,3 +468,81 @@ FROM (SELECT name FROM queues
       UNION SELECT queue FROM activity_tasks WHERE queue <> 'default') AS n
     LEFT JOIN queues q ON q.name = n.name
 ORDER BY n.name;
+
+-- name: insert_schedule
+-- No row inserted: the id is taken.
+INSERT INTO schedules (id, workflow_name, args, cron, every, timezone, overlap,
+                       catchup_window, paused, next_due_at, buffered_at, skipped_catchup,
+                       skipped_overlap, created_at, updated_at)
+VALUES (:id, :workflow_name, :args, :cron, :every, :timezone, :overlap, :catchup_window,
+        :paused, :next_due_at, :buffered_at, :skipped_catchup, :skipped_overlap, :now, :now)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: get_schedule
+SELECT * FROM schedules WHERE id = :id;
+
+-- name: list_schedules
+SELECT * FROM schedules ORDER BY id;
+
+-- name: update_schedule
+UPDATE schedules
+SET args = :args, cron = :cron, every = :every, timezone = :timezone, overlap = :overlap,
+    catchup_window = :catchup_window, paused = :paused, next_due_at = :next_due_at,
+    buffered_at = :buffered_at, skipped_catchup = :skipped_catchup,
+    skipped_overlap = :skipped_overlap, updated_at = :now
+WHERE id = :id;
+
+-- name: delete_schedule
+DELETE FROM schedules WHERE id = :id;
+
+-- name: delete_schedule_runs
+DELETE FROM schedule_runs WHERE schedule_id = :id;
+
+-- name: open_schedule_runs
+-- The workflows the schedule started whose latest run is open, oldest first.
+SELECT r.workflow_id FROM schedule_runs r
+WHERE r.schedule_id = :id
+  AND EXISTS (SELECT 1 FROM workflows w
+              WHERE w.id = r.workflow_id AND w.status IN ('pending', 'running'))
+ORDER BY r.started_at, r.workflow_id;
+
+-- name: insert_schedule_run
+INSERT INTO schedule_runs (schedule_id, workflow_id, due_at, started_at)
+VALUES (:id, :workflow_id, :due_at, :now)
+ON CONFLICT DO NOTHING;
+
+-- name: prune_schedule_runs
+-- Forget all but the newest :keep runs and the open ones (:open, JSON).
+DELETE FROM schedule_runs
+WHERE schedule_id = :id
+  AND workflow_id NOT IN (SELECT value FROM json_each(:open))
+  AND workflow_id NOT IN (SELECT workflow_id FROM schedule_runs WHERE schedule_id = :id
+                          ORDER BY started_at DESC, workflow_id DESC LIMIT :keep);
+
+-- name: schedule_runs
+-- The runs recorded, the newest first, each with its latest run's status (NULL: deleted).
+SELECT r.workflow_id, r.due_at, r.started_at,
+       (SELECT w.status FROM workflows w WHERE w.id = r.workflow_id
+        ORDER BY w.run_number DESC LIMIT 1) AS status
+FROM schedule_runs r
+WHERE r.schedule_id = :id
+ORDER BY r.started_at DESC, r.workflow_id DESC;
+
+-- name: due_schedules
+-- The unpaused schedules of these workflows due now, or holding a buffered due time, with
+-- the workflows they wait for (JSON), the most overdue first.
+SELECT s.id, s.next_due_at, s.buffered_at,
+       (SELECT json_group_array(r.workflow_id) FROM schedule_runs r
+        WHERE r.schedule_id = s.id AND s.buffered_at IS NOT NULL
+          AND EXISTS (SELECT 1 FROM workflows w
+                      WHERE w.id = r.workflow_id AND w.status IN ('pending', 'running')))
+           AS open_runs
+FROM schedules s
+WHERE s.workflow_name IN (SELECT value FROM json_each(:names)) AND NOT s.paused
+  AND (s.next_due_at <= :now OR s.buffered_at IS NOT NULL)
+ORDER BY s.next_due_at;
+
+-- name: next_schedule_due
+SELECT min(s.next_due_at) AS due FROM schedules s
+WHERE s.workflow_name IN (SELECT value FROM json_each(:names)) AND NOT s.paused
+  AND s.next_due_at > :now;

@@ -165,3 +165,36 @@ CREATE TABLE queue_starts (
     started_at INTEGER NOT NULL
 );
 CREATE INDEX queue_starts_by_queue ON queue_starts (queue, started_at);
+
+-- Schedules (tapeflow.backends.schedules): a cadence (a cron expression read in the time
+-- zone, or an interval "every", microseconds), the overlap policy and the catch-up window
+-- (microseconds), and the next due time, which the firing loop advances in the transaction
+-- that starts the due workflows; buffered_at is a due time kept by overlap "buffer_one".
+CREATE TABLE schedules (
+    id              TEXT PRIMARY KEY,
+    workflow_name   TEXT NOT NULL,
+    args            TEXT NOT NULL,
+    cron            TEXT,
+    every           INTEGER,
+    timezone        TEXT NOT NULL,
+    overlap         TEXT NOT NULL,
+    catchup_window  INTEGER NOT NULL,
+    paused          INTEGER NOT NULL DEFAULT 0,
+    next_due_at     INTEGER NOT NULL,
+    buffered_at     INTEGER,
+    skipped_catchup INTEGER NOT NULL DEFAULT 0,
+    skipped_overlap INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX schedules_due ON schedules (workflow_name, next_due_at) WHERE NOT paused;
+
+-- The workflows each schedule started, for what it was due: the open ones (the overlap
+-- policy looks at them) and the last few.
+CREATE TABLE schedule_runs (
+    schedule_id TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    due_at      INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL,
+    PRIMARY KEY (schedule_id, workflow_id)
+) WITHOUT ROWID;
