@@ -190,3 +190,23 @@ async def test_the_queues_page_shows_limits_and_waiting_work(ui: UI, page: Page)
     await page.goto(ui.workflow("mail-0"))
     await expect(page.locator(".summary")).to_contain_text("mail · priority 5")
     await expect(page.locator(".summary")).to_contain_text("waiting for admission to queue 'mail'")
+
+
+async def test_the_schedules_page_lists_each_schedule_and_its_runs(ui: UI, page: Page) -> None:
+    nightly = await ui.client.create_schedule(
+        "nightly", workflows.receipt, "report", cron="0 3 * * *", timezone="Europe/Berlin"
+    )
+    often = await ui.client.create_schedule(
+        "often", workflows.receipt, "tick", every=timedelta(seconds=1)
+    )
+    await nightly.pause()
+    await page.goto(f"{ui.url}/schedules")
+    paused = page.locator('#schedules tr[data-schedule="nightly"]')
+    await expect(paused.locator(".state")).to_have_text("paused")
+    await expect(paused).to_contain_text("0 3 * * *")
+    await expect(paused).to_contain_text("Europe/Berlin")
+    ran = page.locator('#schedules tr[data-schedule="often"] a')  # the fixture's worker fires it
+    await expect(ran.first).to_contain_text("often@")
+    await ran.first.click()
+    await expect(page.locator("h1")).to_contain_text("often@")
+    await often.delete()

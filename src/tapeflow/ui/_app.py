@@ -139,6 +139,11 @@ async def workers_page(request: Request) -> Response:
     )
 
 
+async def schedules_page(request: Request) -> Response:
+    schedules = await _ops(request).schedules()
+    return _render(request, "schedules.html", schedules=schedules, workflow_url=_workflow_url)
+
+
 async def queues_page(request: Request) -> Response:
     return _render(request, "queues.html", queues=await _ops(request).queues())
 
@@ -209,6 +214,7 @@ def app(
             Route("/workflow/{action}", checked(_act), methods=["POST"]),
             Route("/workers", workers_page),
             Route("/queues", queues_page),
+            Route("/schedules", schedules_page),
             Route("/login", login_page),
             Route("/login", checked(_login), methods=["POST"]),
             Mount("/static", StaticFiles(packages=[("tapeflow.ui", "static")]), name="static"),

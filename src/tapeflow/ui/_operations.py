@@ -15,10 +15,12 @@ from tapeflow._definition import _ATTR, Definition
 from tapeflow.backends.base import Backend, PollerReads, PollerRecord, WorkflowRecord
 from tapeflow.backends.presence import WorkerPresence, WorkerRecord
 from tapeflow.backends.queue_limits import QueueLimits, QueueRecord
+from tapeflow.backends.schedules import Schedules
 from tapeflow.client import Client
 from tapeflow.debugger import WorkflowDebugger
 from tapeflow.errors import InvalidArgument
 from tapeflow.history import HistoryEvent
+from tapeflow.schedules import ScheduleDescription
 
 PAGE_SIZE = 50
 
@@ -100,6 +102,11 @@ class Operations:
         if not isinstance(self.backend, WorkerPresence):
             return None
         return await self.backend.list_workers(WORKERS_SEEN_WITHIN)
+
+    async def schedules(self) -> list[ScheduleDescription] | None:
+        if not isinstance(self.backend, Schedules):
+            return None
+        return await self.client.list_schedules()
 
     async def queues(self) -> list[QueueRecord] | None:
         if not isinstance(self.backend, QueueLimits):
