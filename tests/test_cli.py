@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -28,8 +29,10 @@ from typer.testing import CliRunner, Result
 import tapeflow
 from tapeflow import testing
 from tapeflow._definition import definitions_in
+from tapeflow._worker.log_context import about, worker_logger
 from tapeflow.cli import ExitCode, app
 from tapeflow.cli._db import parse_span
+from tapeflow.cli._logs import LogFormat, configure_logging
 from tapeflow.cli._modules import import_module
 
 BILLING = textwrap.dedent(
@@ -705,3 +708,27 @@ def test_cli_exports() -> None:
     import tapeflow.cli
 
     assert sorted(tapeflow.cli.__all__) == ["ExitCode", "app", "main"]
+
+
+def test_the_workers_json_log_has_the_tasks_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    """``tapeflow worker --log-format json``: one object per line, the task's fields in it."""
+    root = logging.getLogger()
+    kept = (root.handlers[:], root.level)
+    try:
+        configure_logging(logging.INFO, LogFormat.JSON)
+        with about(workflow_id="order-7", run="r-1", activity="charge", attempt=2):
+            worker_logger().warning("activity %r failed", "charge")
+    finally:
+        root.handlers[:], level = kept
+        root.setLevel(level)
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    record = json.loads(line)
+    assert record["message"] == "activity 'charge' failed"
+    assert (record["level"], record["logger"]) == ("WARNING", "tapeflow.worker")
+    assert (record["workflow_id"], record["run"], record["activity"], record["attempt"]) == (
+        "order-7",
+        "r-1",
+        "charge",
+        2,
+    )
+    assert "time" in record

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import os
 import signal
 import socket
@@ -22,6 +21,7 @@ from typing import Any, Self
 from tapeflow._definition import Definition, definition_of
 from tapeflow._validate import fail
 from tapeflow._worker.cache import WorkflowCache
+from tapeflow._worker.log_context import worker_logger
 from tapeflow._worker.running import Running
 from tapeflow.backends.base import Backend
 from tapeflow.backends.queue_limits import QueueLimits, declare
@@ -29,7 +29,7 @@ from tapeflow.errors import InvalidArgument
 from tapeflow.options import WorkerOptions
 from tapeflow.queues import Queue, queue_name
 
-log = logging.getLogger("tapeflow.worker")
+log = worker_logger()
 
 
 @dataclass(frozen=True)

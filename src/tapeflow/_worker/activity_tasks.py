@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 import time
 from collections.abc import Mapping
 from concurrent.futures import Executor
@@ -14,6 +13,7 @@ from typing import Any
 from tapeflow import _activity_context
 from tapeflow._activity_context import ActivityContext, ActivityInfo
 from tapeflow._definition import Definition
+from tapeflow._worker.log_context import worker_logger
 from tapeflow._worker.process_pool import ProcessPool
 from tapeflow._worker.retrying import retry_while_unavailable
 from tapeflow._worker.workflow_steps import HandOver, WorkflowSteps
@@ -24,7 +24,7 @@ from tapeflow.errors import ActivityTaskGone, LeaseLost, NonRetryableError, Payl
 from tapeflow.history import ActivityCompleted, ActivityFailed, Failure
 from tapeflow.options import RetryPolicy, clamp_delay
 
-log = logging.getLogger("tapeflow.worker")
+log = worker_logger()
 
 FINAL_ERRORS = (NonRetryableError, PayloadError)
 """Failures that another attempt would only repeat."""
@@ -138,6 +138,8 @@ class ActivityTaskRunner:
                     current.uncancel()  # the request it never saw
                 self._discard(task)
                 return
+            if isinstance(outcome, ActivityFailed):
+                _log_final_failure(task, outcome.failure)
             await self._complete(task, outcome, hand)
         except ActivityTaskGone as exc:  # cancelled before this worker was told
             log.info("%s; its outcome is discarded", exc)
@@ -166,10 +168,11 @@ class ActivityTaskRunner:
             final = _timed_out("schedule_to_close_timeout", limit)
             return TimeoutError(f"{final}: the next attempt would start past it ({exc})")
         log.info(
-            "activity %r of %r failed on attempt %d, retrying in %.3fs: %s",
+            "activity %r of %r failed on attempt %d, retrying at %s (in %.3fs): %s",
             task.name,
             task.workflow_id,
             task.attempt,
+            (datetime.now(UTC) + delay).isoformat(timespec="milliseconds"),
             delay.total_seconds(),
             exc,
         )
@@ -386,3 +389,16 @@ def _cancelled(exc: BaseException) -> bool:
     up, rather than a CancelledError the activity raised or let out on its own."""
     task = asyncio.current_task()
     return isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling() > 0
+
+
+def _log_final_failure(task: ActivityTask, failure: Failure) -> None:
+    """An activity failed for good: its error goes to its workflow, and to the log."""
+    log.warning(
+        "activity %r of %r failed for good on attempt %d: %s: %s%s",
+        task.name,
+        task.workflow_id,
+        task.attempt,
+        failure.type,
+        failure.message,
+        f"\n{failure.traceback}" if failure.traceback else "",
+    )

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Callable
 from datetime import timedelta
 
+from tapeflow._worker.log_context import worker_logger
 from tapeflow.backends.base import Backend, LeaseRef, TaskKind
 from tapeflow.history import JSONValue
 
-log = logging.getLogger("tapeflow.worker")
+log = worker_logger()
 
 
 class LeaseKeeper:

@@ -7,17 +7,17 @@ retry), the poll interval (work committed by other processes), or stop.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
+from tapeflow._worker.log_context import worker_logger
 from tapeflow._worker.queued_claims import QueuedClaims
 from tapeflow._worker.slots import Slots
 from tapeflow.backends.base import Backend, TaskKind
 from tapeflow.backends.wakeups import FALLBACK_POLL_SECONDS, Watch, queue_topics, work_topic
 
-log = logging.getLogger("tapeflow.worker")
+log = worker_logger()
 T = TypeVar("T")
 
 MAX_CLAIM_BACKOFF = 5.0

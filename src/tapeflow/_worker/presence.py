@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
 from typing import TYPE_CHECKING
 
 import tapeflow
+from tapeflow._worker.log_context import worker_logger
 from tapeflow.backends.presence import REPORT_EVERY, WorkerInfo, WorkerPresence
 
 if TYPE_CHECKING:
     from tapeflow.worker import Worker
 
-log = logging.getLogger("tapeflow.worker")
+log = worker_logger()
 
 
 def worker_info(worker: Worker) -> WorkerInfo:

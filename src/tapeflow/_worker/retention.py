@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 from datetime import timedelta
 
+from tapeflow._worker.log_context import worker_logger
 from tapeflow.backends.base import Backend
 
-log = logging.getLogger("tapeflow.worker")
+log = worker_logger()
 
 EVERY = 60.0
 """Seconds between two collections, on average (each waits 0.5 to 1.5 times this, so that

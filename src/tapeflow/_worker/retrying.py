@@ -7,15 +7,15 @@ before the connection dropped only gets LeaseLost, never a duplicate.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
+from tapeflow._worker.log_context import worker_logger
 from tapeflow.errors import BackendUnavailable
 
-log = logging.getLogger("tapeflow.worker")
+log = worker_logger()
 T = TypeVar("T")
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from tapeflow._worker.activity_tasks import ActivityTaskRunner
 from tapeflow._worker.leases import LeaseKeeper
+from tapeflow._worker.log_context import about, worker_logger
 from tapeflow._worker.poller import Poller
 from tapeflow._worker.presence import Presence, worker_info
 from tapeflow._worker.process_pool import ProcessPool
@@ -32,7 +32,7 @@ from tapeflow.errors import BackendUnavailable
 if TYPE_CHECKING:
     from tapeflow.worker import Worker
 
-log = logging.getLogger("tapeflow.worker")
+log = worker_logger()
 
 
 class Running:
@@ -207,7 +207,8 @@ class Running:
 
     async def _run_workflow_task(self, task: WorkflowTask) -> None:
         assert self.workflow_runner is not None
-        await self._leased(_workflow_ref(task), self.workflow_runner.run, task)
+        with about(workflow_id=task.workflow_id, run=task.run_id):
+            await self._leased(_workflow_ref(task), self.workflow_runner.run, task)
 
     async def _run_activity_task(self, task: ActivityTask) -> None:
         """As its workflow ends (a terminate, say) the lease is looked at at once: the
@@ -219,7 +220,9 @@ class Running:
             if runner.still_running(str(task.id)):
                 self.leases.renew_now()
 
-        with self.backend.watch([finished_topic(task.workflow_id)], ended_elsewhere):
+        watch = self.backend.watch([finished_topic(task.workflow_id)], ended_elsewhere)
+        fields = {"activity": task.name, "attempt": task.attempt}
+        with watch, about(workflow_id=task.workflow_id, run=task.run_id, **fields):
             await self._leased(_activity_ref(task), runner.run, task)
 
     async def _leased(

@@ -12,18 +12,18 @@ and the next look of another worker fires the due time. The time is the database
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import time
 from collections.abc import Sequence
 from datetime import timedelta
 
 from tapeflow._schedules import decisions
+from tapeflow._worker.log_context import worker_logger
 from tapeflow.backends.base import Backend
 from tapeflow.backends.schedules import DueSchedules, Schedules
 from tapeflow.backends.wakeups import FALLBACK_POLL_SECONDS, finished_topic, schedule_topic
 
-log = logging.getLogger("tapeflow.worker")
+log = worker_logger()
 
 BATCH = 100
 """Schedules fired per transaction: more due are fired by the next."""

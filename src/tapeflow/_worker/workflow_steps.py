@@ -12,7 +12,6 @@ it once that task ends, in the slots reserved for it here.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,9 +22,11 @@ from tapeflow._engine.instance import Activation, WorkflowInstance
 from tapeflow._engine.replay import replay_new
 from tapeflow._worker.cache import WorkflowCache
 from tapeflow._worker.clock import BackendClock
+from tapeflow._worker.log_context import worker_logger
 from tapeflow._worker.retrying import retry_while_unavailable
 from tapeflow._worker.slots import Slots
 from tapeflow._worker.workflow_threads import ThreadRefused, ThreadTimeout, WorkflowThreads
+from tapeflow.backends._rows import FAILURE
 from tapeflow.backends.base import (
     ActivityTask,
     Backend,
@@ -33,9 +34,10 @@ from tapeflow.backends.base import (
     Reclaimed,
     RunAhead,
     Take,
+    WorkflowStatus,
     WorkflowTask,
 )
-from tapeflow.backends.plan import CommitPlan, plan_commit
+from tapeflow.backends.plan import CommitPlan, OfRun, plan_commit
 from tapeflow.errors import WorkflowSandboxError
 from tapeflow.history import (
     ActivityCompleted,
@@ -47,7 +49,7 @@ from tapeflow.history import (
 )
 from tapeflow.queues import DEFAULT_QUEUE
 
-log = logging.getLogger("tapeflow.worker")
+log = worker_logger()
 W = TypeVar("W")
 
 
@@ -178,6 +180,7 @@ class WorkflowSteps:
         taking = self._taking
         if taking is None:
             await self._retrying(lambda: self._backend.commit_workflow_task(task, plan), what)
+            _log_committed(task, task.history_length, plan)
             self.on_committed(task.run_id, plan)
             return
         take = self._take(taking, plan, hand, handing_over=0)
@@ -190,6 +193,7 @@ class WorkflowSteps:
                 hand.activity_tasks.extend((await self._reclaim(task.run_id, take)).activities)
             raise
         hand.activity_tasks.extend(taken)
+        _log_committed(task, task.history_length, plan)
         self.on_committed(task.run_id, plan)
 
     def _take(self, taking: Taking, plan: CommitPlan, hand: HandOver, handing_over: int) -> Take:
@@ -260,6 +264,7 @@ class WorkflowSteps:
         if done.committed:
             step.instance.history_length = length + len(step.events)
             self._cache.put(step.instance)
+            _log_committed(activity, length, plan)
             self.on_committed(activity.run_id, plan)
         else:
             step.instance.close()
@@ -301,3 +306,27 @@ class WorkflowSteps:
 
     async def _retrying(self, write: Callable[[], Awaitable[W]], what: str) -> W:
         return await retry_while_unavailable(write, what, self._lease)
+
+
+def _log_committed(run: OfRun, history_length: int, plan: CommitPlan) -> None:
+    """A workflow's lifecycle, as the commits of its tasks make it: its start (its first
+    task), its end with its error, going on as a new run."""
+    about_it: dict[str, object] = {"activity": None, "attempt": None}  # even run ahead
+    if history_length == 0:
+        log.info("workflow %r (%s) started", run.workflow_id, run.workflow_name, extra=about_it)
+    ending = plan.ending
+    if ending is None:
+        return
+    if ending.status in (WorkflowStatus.COMPLETED, WorkflowStatus.CONTINUED_AS_NEW):
+        said = "completed" if ending.status is WorkflowStatus.COMPLETED else "continued as new"
+        log.info("workflow %r %s", run.workflow_id, said, extra=about_it)
+        return
+    failure = None if ending.failure is None else FAILURE.validate_json(ending.failure)
+    log.warning(
+        "workflow %r %s: %s%s",
+        run.workflow_id,
+        ending.status.value,
+        "" if failure is None else f"{failure.type}: {failure.message}",
+        f"\n{failure.traceback}" if failure is not None and failure.traceback else "",
+        extra=about_it,
+    )

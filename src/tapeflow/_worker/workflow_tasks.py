@@ -8,6 +8,7 @@ from datetime import timedelta
 from tapeflow._engine.instance import WorkflowInstance
 from tapeflow._engine.task_failures import TASK_FAILURES
 from tapeflow._worker.cache import WorkflowCache
+from tapeflow._worker.log_context import worker_logger
 from tapeflow._worker.retrying import retry_while_unavailable
 from tapeflow._worker.workflow_steps import HandOver, WorkflowSteps
 from tapeflow.backends.base import Backend, WorkflowTask
@@ -27,7 +28,7 @@ from tapeflow.history import (
 )
 from tapeflow.options import RetryPolicy
 
-log = logging.getLogger("tapeflow.worker")
+log = worker_logger()
 
 TASK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),

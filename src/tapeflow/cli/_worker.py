@@ -10,6 +10,7 @@ import typer
 
 from tapeflow.cli._backend import opened
 from tapeflow.cli._exits import CliError, ExitCode
+from tapeflow.cli._logs import LogFormat, configure_logging
 from tapeflow.cli._modules import load_definitions
 from tapeflow.cli._params import Url
 from tapeflow.cli._run import run
@@ -61,6 +62,14 @@ def worker(
     log_level: Annotated[
         str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")
     ] = "INFO",
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            help="text, or json: one object per line, with workflow_id, run, activity "
+            "and attempt on the worker's records.",
+        ),
+    ] = LogFormat.TEXT,
     url: Url = None,
 ) -> None:
     """Run a worker for the workflows and activities of MODULES until SIGINT or SIGTERM."""
@@ -69,7 +78,7 @@ def worker(
         level = logging.getLevelName(log_level.upper())
         if not isinstance(level, int):
             raise CliError(f"--log-level: no level {log_level!r}", ExitCode.USAGE)
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        configure_logging(level, log_format)
         definitions = load_definitions(modules)
         if not definitions.workflows and not definitions.activities:
             raise CliError(
