@@ -16,8 +16,11 @@ from tapeflow.history import (
     EventReceived,
     Failure,
     HistoryEvent,
+    MarkerRecorded,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
     WorkflowExecutionStarted,
     WorkflowTaskStarted,
 )
@@ -77,3 +80,25 @@ def test_bound_beyond_loopback_the_ui_needs_a_token(monkeypatch: pytest.MonkeyPa
 
 def test_a_reset_cuts_at_the_end_of_the_task_holding_the_event() -> None:
     assert [task_end(HISTORY, n) for n in (1, 5, 6, 8, 9, 11)] == [5, 5, 8, 8, 11, 11]
+
+
+def test_patches_are_named_and_updates_are_spans_with_their_outcome() -> None:
+    history: list[HistoryEvent] = [
+        WorkflowTaskStarted(at(0)),
+        WorkflowExecutionStarted("checkout", "", [], at(0)),
+        MarkerRecorded(1, "patch", {"id": "tax-v2"}),
+        UpdateAccepted("u-1", "add", ["apple"]),
+        UpdateAccepted("u-2", "add", [""]),
+        WorkflowTaskStarted(at(2)),
+        UpdateCompleted("u-1", "add", result=1),
+        UpdateCompleted("u-2", "add", failure=Failure("ValueError", "empty item")),
+    ]
+    spans = timeline(history).spans
+    assert [s.label for s in spans if s.kind == "marker"] == ["patch tax-v2"]
+    updates = [s for s in spans if s.kind == "update"]
+    assert [(s.label, s.outcome, s.first, s.last) for s in updates] == [
+        ("update add", "completed", 4, 7),
+        ("update add", "failed", 5, 8),
+    ]
+    assert updates[1].failure is not None
+    assert updates[1].failure.message == "empty item"

@@ -33,12 +33,14 @@ from tapeflow.history import (
     TimerCancelled,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
     WorkflowCancelRequested,
     WorkflowExecutionStarted,
     WorkflowTaskStarted,
 )
 
-SpanKind = Literal["activity", "timer", "child", "event", "marker", "cancel", "sent"]
+SpanKind = Literal["activity", "timer", "child", "event", "marker", "cancel", "sent", "update"]
 
 
 @dataclass
@@ -51,7 +53,7 @@ class Span:
     first: int
     """The event (numbered from 1) that opened it."""
     start: datetime
-    seq: int | None = None
+    seq: int | str | None = None
     last: int | None = None
     """The event that closed it; None while open at the cut."""
     end: datetime | None = None
@@ -100,7 +102,7 @@ def timeline(
     given (a run still going), else the last event's time."""
     events = history if upto is None else history[: max(upto, 0)]
     built = Timeline()
-    by_seq: dict[tuple[str, int], Span] = {}
+    by_seq: dict[tuple[str, int | str], Span] = {}
     moment: datetime | None = None
     for number, event in enumerate(events, start=1):
         if isinstance(event, WorkflowTaskStarted):
@@ -119,19 +121,19 @@ def timeline(
 
 def _apply(
     built: Timeline,
-    by_seq: dict[tuple[str, int], Span],
+    by_seq: dict[tuple[str, int | str], Span],
     number: int,
     event: HistoryEvent,
     moment: datetime,
 ) -> None:
-    def opened(kind: SpanKind, label: str, seq: int | None) -> Span:
+    def opened(kind: SpanKind, label: str, seq: int | str | None) -> Span:
         span = Span(kind, label, number, moment, seq=seq)
         built.spans.append(span)
         if seq is not None:
             by_seq[(kind, seq)] = span
         return span
 
-    def closed(kind: SpanKind, seq: int, outcome: str, end: datetime = moment) -> Span | None:
+    def closed(kind: SpanKind, seq: int | str, outcome: str, end: datetime = moment) -> Span | None:
         span = by_seq.get((kind, seq))
         if span is not None:
             span.last, span.end, span.outcome = number, end, outcome
@@ -174,8 +176,15 @@ def _apply(
             _tick(opened("sent", f"{name} → {target}", None), moment, "sent")
         case WorkflowCancelRequested(reason=reason):
             _tick(opened("cancel", reason or "cancel requested", None), moment, "requested")
+        case MarkerRecorded(name="patch", details={"id": str(patch)}):
+            _tick(opened("marker", f"patch {patch}", None), moment, "recorded")
         case MarkerRecorded(name=name):
             _tick(opened("marker", name, None), moment, "recorded")
+        case UpdateAccepted(update_id=update_id, name=name):
+            opened("update", f"update {name}", update_id).outcome = "running"
+        case UpdateCompleted(update_id=update_id, failure=failure):
+            if span := closed("update", update_id, "failed" if failure else "completed"):
+                span.failure = failure
         case _:
             pass
 
