@@ -114,7 +114,7 @@ UPDATE activity_tasks
 SET lease_owner = NULL, lease_expires_at = NULL, visible_at = now() + %(delay)s,
     last_failure = %(failure)s::json,
     heartbeat_details = coalesce(%(details)s::json, heartbeat_details),
-    admitted = admits(queue)
+    admitted = CASE WHEN queue = 'default' THEN true ELSE admits(queue) END
 WHERE id = %(id)s AND lease_token = %(token)s AND lease_expires_at > now();
 
 -- name: extend_workflow_leases
