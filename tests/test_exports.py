@@ -31,6 +31,8 @@ def test_package_exports() -> None:
         "ScheduleNotFound",
         "ScheduleSpec",
         "SchemaVersionError",
+        "SyncClient",
+        "SyncWorkflowHandle",
         "TapeflowError",
         "UpdateFailed",
         "Worker",

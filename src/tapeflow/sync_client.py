@@ -1,0 +1,133 @@
+"""``tapeflow.Client`` for code without an event loop: Django and Flask views, scripts.
+
+Each method is the async client's own, run on an event loop the ``SyncClient`` keeps in a
+thread of its own, where its backend lives; the caller's thread blocks until it returns.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Concatenate, Generic, ParamSpec, Self, TypeVar
+
+from tapeflow._blocking import Blocking, LoopThread, blocking
+from tapeflow.backends.connect import connect
+from tapeflow.client import Client, WorkflowHandle
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S")
+
+
+def _returning_handle(
+    method: Callable[Concatenate[Blocking[S], P], WorkflowHandle[R]],
+) -> Callable[Concatenate[Blocking[S], P], SyncWorkflowHandle[R]]:
+    """``method``, its ``WorkflowHandle`` given as a ``SyncWorkflowHandle`` on the same loop."""
+
+    def call(self: Blocking[S], /, *args: P.args, **kwargs: P.kwargs) -> SyncWorkflowHandle[R]:
+        return SyncWorkflowHandle(self._loop, method(self, *args, **kwargs))
+
+    functools.update_wrapper(call, method)
+    shown = inspect.signature(method).replace(return_annotation="SyncWorkflowHandle[R]")
+    call.__signature__ = shown  # type: ignore[attr-defined]  # for help() and IDEs
+    return call
+
+
+def _blocking_handle(
+    method: Callable[Concatenate[S, P], Awaitable[WorkflowHandle[R]]],
+) -> Callable[Concatenate[Blocking[S], P], SyncWorkflowHandle[R]]:
+    return _returning_handle(blocking(method))
+
+
+def _handle_of(
+    method: Callable[Concatenate[S, P], WorkflowHandle[R]],
+) -> Callable[Concatenate[Blocking[S], P], SyncWorkflowHandle[R]]:
+    """A method that does not block (no I/O): called in the caller's thread."""
+
+    def call(self: Blocking[S], /, *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[R]:
+        self._loop.check(f"{type(self).__name__}.{method.__name__}()")
+        return method(self._inner, *args, **kwargs)
+
+    functools.update_wrapper(call, method)
+    return _returning_handle(call)
+
+
+class SyncWorkflowHandle(Blocking[WorkflowHandle[R]], Generic[R]):
+    """A ``WorkflowHandle`` whose methods block: given by a ``SyncClient``."""
+
+    def __init__(self, loop: LoopThread, handle: WorkflowHandle[R]) -> None:
+        self._loop = loop
+        self._inner = handle
+
+    def __repr__(self) -> str:
+        return f"SyncWorkflowHandle({self.id!r})"
+
+    @property
+    def id(self) -> str:
+        return self._inner.id
+
+    @property
+    def run_id(self) -> str | None:
+        """The run this handle started (or found), as ``WorkflowHandle.run_id``."""
+        return self._inner.run_id
+
+    describe = blocking(WorkflowHandle.describe)
+    history = blocking(WorkflowHandle.history)
+    result = blocking(WorkflowHandle.result)
+    execute_update = blocking(WorkflowHandle.execute_update)
+    start_update = blocking(WorkflowHandle.start_update)
+    send_event = blocking(WorkflowHandle.send_event)
+    cancel = blocking(WorkflowHandle.cancel)
+    terminate = blocking(WorkflowHandle.terminate)
+    delete = blocking(WorkflowHandle.delete)
+    reset = _blocking_handle(WorkflowHandle.reset)
+
+
+class SyncClient(Blocking[Client]):
+    """``tapeflow.Client`` with blocking methods, for code that runs no event loop: one
+    per process, shared by all its threads (a web server's request threads).
+
+    ``SyncClient(url)`` opens the backend at ``url`` as ``tapeflow.connect(url)`` does (the
+    same default, the same errors), on an event loop of its own in a daemon thread; each
+    method runs the async client's there. Use it as a context manager, or call ``close()``;
+    one that is never closed is closed when collected, or at exit. Open it after a fork
+    (in each web server worker process, not before they fork): its thread stays behind.
+
+    A method called in a thread that runs an event loop raises RuntimeError, since blocking
+    would stop that loop: async code uses ``tapeflow.Client`` (or calls this one in
+    ``asyncio.to_thread``). A KeyboardInterrupt in a blocked call cancels what it ran."""
+
+    def __init__(self, url: str | None = None) -> None:
+        connection = connect(url)
+        self._loop = LoopThread(connection, name="tapeflow-sync-client")
+        self._inner = Client(connection.backend)
+
+    def __repr__(self) -> str:
+        return f"SyncClient({self._inner.backend!r})"
+
+    def close(self) -> None:
+        """Cancel the calls other threads wait on (they raise RuntimeError), close the
+        backend and stop the thread; any call after raises RuntimeError. Closing again
+        does nothing."""
+        self._loop.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    start_workflow = _blocking_handle(Client.start_workflow)
+    get_handle = _handle_of(Client.get_handle)
+    send_event = blocking(Client.send_event)
+    describe = blocking(Client.describe)
+    delete_closed = blocking(Client.delete_closed)
+    list_workflows = blocking(Client.list_workflows)
+    count_workflows = blocking(Client.count_workflows)
