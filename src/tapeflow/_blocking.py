@@ -56,7 +56,9 @@ class LoopThread:
 
     def run(self, what: str, coroutine: Callable[[], Awaitable[T]]) -> T:
         """What ``coroutine()`` returns or raises, run on the loop, blocking until then.
-        An interruption of the wait (KeyboardInterrupt) cancels it there."""
+        An interruption of the wait (KeyboardInterrupt) cancels it there. It is made here,
+        after the checks: nothing on the loop refers to the caller's objects, so the last
+        of those to go (collected) can close the loop thread and wait for it."""
         self.check(what)
         try:
             asyncio.get_running_loop()
@@ -71,7 +73,8 @@ class LoopThread:
             )
         with self._lock:
             self.check(what)
-            future = asyncio.run_coroutine_threadsafe(self._tracked(coroutine), self._loop)
+            tracked = _tracked(self._calls, coroutine())
+            future = asyncio.run_coroutine_threadsafe(tracked, self._loop)
         try:
             return future.result()
         except concurrent.futures.CancelledError:
@@ -100,14 +103,16 @@ class LoopThread:
         with self._lock:
             self._closer()
 
-    async def _tracked(self, coroutine: Callable[[], Awaitable[T]]) -> T:
-        task = asyncio.current_task()
-        assert task is not None
-        self._calls.add(task)
-        try:
-            return await coroutine()
-        finally:
-            self._calls.discard(task)
+
+async def _tracked(calls: set[asyncio.Task[Any]], call: Awaitable[T]) -> T:
+    """``call``, among the ``calls`` that a close cancels while it runs."""
+    task = asyncio.current_task()
+    assert task is not None
+    calls.add(task)
+    try:
+        return await call
+    finally:
+        calls.discard(task)
 
 
 async def _live(

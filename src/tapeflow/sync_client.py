@@ -10,7 +10,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Concatenate, Generic, ParamSpec, Self, TypeVar
+from typing import Concatenate, ParamSpec, Self, TypeVar
 
 from tapeflow._blocking import Blocking, LoopThread, blocking
 from tapeflow.backends.connect import connect
@@ -54,7 +54,7 @@ def _handle_of(
     return _returning_handle(call)
 
 
-class SyncWorkflowHandle(Blocking[WorkflowHandle[R]], Generic[R]):
+class SyncWorkflowHandle(Blocking[WorkflowHandle[R]]):
     """A ``WorkflowHandle`` whose methods block: given by a ``SyncClient``."""
 
     def __init__(self, loop: LoopThread, handle: WorkflowHandle[R]) -> None:
