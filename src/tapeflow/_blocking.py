@@ -27,7 +27,9 @@ T = TypeVar("T")
 class LoopThread:
     """An event loop in a daemon thread, inside ``async with lifetime`` (a backend's
     connection) from the start until ``close``, which also runs once the loop thread is
-    unreachable, or at interpreter exit: what lives on it is always closed on its own loop."""
+    unreachable: what lives on the loop is closed on it. Not at interpreter exit: by then
+    ``concurrent.futures`` refuses work (a SQLite backend's close needs its executor), so
+    the thread ends with the process, as a daemon thread does."""
 
     def __init__(self, lifetime: AbstractAsyncContextManager[object], *, name: str) -> None:
         self._pid = os.getpid()
@@ -43,6 +45,7 @@ class LoopThread:
         thread.daemon = True  # a process that never closes it still exits
         thread.start()
         self._closer = weakref.finalize(self, _stop, self._loop, thread, stop, failed, self._pid)
+        self._closer.atexit = False
         try:
             entered.result()
         except BaseException:

@@ -91,9 +91,10 @@ class SyncClient(Blocking[Client]):
 
     ``SyncClient(url)`` opens the backend at ``url`` as ``tapeflow.connect(url)`` does (the
     same default, the same errors), on an event loop of its own in a daemon thread; each
-    method runs the async client's there. Use it as a context manager, or call ``close()``;
-    one that is never closed is closed when collected, or at exit. Open it after a fork
-    (in each web server worker process, not before they fork): its thread stays behind.
+    method runs the async client's there. Use it as a context manager, or call ``close()``
+    (one never closed is closed when collected; its thread does not keep a process from
+    exiting). Open it after a fork (in each web server worker process, not before they
+    fork): its thread stays behind.
 
     A method called in a thread that runs an event loop raises RuntimeError, since blocking
     would stop that loop: async code uses ``tapeflow.Client`` (or calls this one in
