@@ -32,6 +32,7 @@ def test_package_exports() -> None:
         "ScheduleSpec",
         "SchemaVersionError",
         "SyncClient",
+        "SyncScheduleHandle",
         "SyncWorkflowHandle",
         "TapeflowError",
         "UpdateFailed",

@@ -24,6 +24,7 @@ import pytest
 import tapeflow
 from tapeflow import workflow
 from tapeflow._blocking import LoopThread
+from tapeflow.backends.connect import backend_for
 from tapeflow.history import HistoryEvent
 
 THREAD = "tapeflow-sync-client"
@@ -155,6 +156,25 @@ def test_events_updates_cancel_terminate_reset_and_delete_block_until_done(
         terminated.describe()
     assert sync.delete_closed(timedelta(0)) == 3  # tally, waiting and cancelled
     assert sync.count_workflows() == 0
+
+
+def test_schedules_are_made_triggered_changed_and_deleted_by_blocking_calls(
+    served: str, sync: tapeflow.SyncClient
+) -> None:
+    nightly = sync.create_schedule("nightly", greet, "night", every=timedelta(days=1))
+    assert_type(nightly, tapeflow.SyncScheduleHandle)
+    started = nightly.trigger()
+    assert_type(started, tapeflow.SyncWorkflowHandle[Any] | None)
+    assert started is not None
+    assert started.result(timeout=30) == "hello, night"
+    nightly.pause()
+    assert sync.get_schedule("nightly").describe().paused
+    nightly.unpause()
+    nightly.update("day")
+    assert [(found.id, found.args) for found in sync.list_schedules()] == [("nightly", ["day"])]
+    nightly.delete()
+    with pytest.raises(tapeflow.ScheduleNotFound):
+        nightly.describe()
 
 
 def test_errors_are_the_async_clients_own(served: str, sync: tapeflow.SyncClient) -> None:
@@ -343,22 +363,30 @@ def assert_each_runs_its_twin(sync_class: type[Any], async_class: type[Any]) -> 
     return methods
 
 
-NO_BACKEND = cast(tapeflow.Backend, object())
+UNOPENED = backend_for("sqlite://")  # made, not opened: what a handle needs to be made
 
 
 def test_the_sync_client_has_every_method_of_the_client() -> None:
     methods = assert_each_runs_its_twin(tapeflow.SyncClient, tapeflow.Client)
     assert public(dir(tapeflow.SyncClient)) == methods | {"close"}
     # Its one public attribute stays out: the backend lives on the sync client's own loop.
-    assert public(vars(tapeflow.Client(NO_BACKEND))) == {"backend"}
+    assert public(vars(tapeflow.Client(UNOPENED))) == {"backend"}
 
 
 def test_the_sync_handle_has_every_method_and_attribute_of_the_handle() -> None:
     methods = assert_each_runs_its_twin(tapeflow.SyncWorkflowHandle, tapeflow.WorkflowHandle)
-    handle = tapeflow.WorkflowHandle[Any](NO_BACKEND, "wf", run_id="run")
+    handle = tapeflow.WorkflowHandle[Any](UNOPENED, "wf", run_id="run")
     attributes = public(vars(handle))
     assert public(dir(tapeflow.SyncWorkflowHandle)) == methods | attributes
     synced = tapeflow.SyncWorkflowHandle(cast(LoopThread, None), handle)
     assert {name: getattr(synced, name) for name in attributes} == {
         name: getattr(handle, name) for name in attributes
     }
+
+
+def test_the_sync_schedule_handle_has_every_method_and_attribute_of_the_handle() -> None:
+    methods = assert_each_runs_its_twin(tapeflow.SyncScheduleHandle, tapeflow.ScheduleHandle)
+    handle = tapeflow.ScheduleHandle(UNOPENED, "nightly")
+    assert public(vars(handle)) == {"id"}
+    assert public(dir(tapeflow.SyncScheduleHandle)) == methods | {"id"}
+    assert tapeflow.SyncScheduleHandle(cast(LoopThread, None), handle).id == "nightly"

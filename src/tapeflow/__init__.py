@@ -42,7 +42,7 @@ from tapeflow.errors import (
 from tapeflow.options import RetryPolicy, WorkerOptions
 from tapeflow.queues import Queue
 from tapeflow.schedules import ScheduleDescription, ScheduleHandle, ScheduleSpec
-from tapeflow.sync_client import SyncClient, SyncWorkflowHandle
+from tapeflow.sync_client import SyncClient, SyncScheduleHandle, SyncWorkflowHandle
 from tapeflow.worker import Worker, WorkerHealth
 
 try:
@@ -76,6 +76,7 @@ __all__ = [
     "ScheduleSpec",
     "SchemaVersionError",
     "SyncClient",
+    "SyncScheduleHandle",
     "SyncWorkflowHandle",
     "TapeflowError",
     "UpdateFailed",

@@ -22,6 +22,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 P = ParamSpec("P")
 S = TypeVar("S")
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 class LoopThread:
@@ -184,8 +185,39 @@ def blocking(
     result or exception."""
 
     def call(self: Blocking[S], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        what = f"{type(self).__name__}.{method.__name__}()"
-        return self._loop.run(what, lambda: method(self._inner, *args, **kwargs))
+        return self._loop.run(_named(self, method), lambda: method(self._inner, *args, **kwargs))
 
     functools.update_wrapper(call, method)
     return call
+
+
+def not_blocking(
+    method: Callable[Concatenate[S, P], T],
+) -> Callable[Concatenate[Blocking[S], P], T]:
+    """A plain method of the async object (no I/O: a handle made), called in the caller's
+    thread, while the twin is open."""
+
+    def call(self: Blocking[S], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        self._loop.check(_named(self, method))
+        return method(self._inner, *args, **kwargs)
+
+    functools.update_wrapper(call, method)
+    return call
+
+
+def giving(
+    twin: Callable[[LoopThread, T], U],
+    method: Callable[Concatenate[Blocking[S], P], T],
+) -> Callable[Concatenate[Blocking[S], P], U]:
+    """``method``, the async object it returns given as its blocking twin, on the same loop.
+    (Its type loses the overloads of ``method``: wrap it in a function typed for them.)"""
+
+    def call(self: Blocking[S], /, *args: P.args, **kwargs: P.kwargs) -> U:
+        return twin(self._loop, method(self, *args, **kwargs))
+
+    functools.update_wrapper(call, method)
+    return call
+
+
+def _named(twin: Blocking[Any], method: Callable[..., object]) -> str:
+    return f"{type(twin).__name__}.{method.__name__}()"

@@ -6,52 +6,36 @@ thread of its own, where its backend lives; the caller's thread blocks until it 
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from types import TracebackType
 from typing import Concatenate, ParamSpec, Self, TypeVar
 
-from tapeflow._blocking import Blocking, LoopThread, blocking
+from tapeflow._blocking import Blocking, LoopThread, blocking, giving, not_blocking
 from tapeflow.backends.connect import connect
 from tapeflow.client import Client, WorkflowHandle
+from tapeflow.schedules import ScheduleHandle
 
 P = ParamSpec("P")
 R = TypeVar("R")
 S = TypeVar("S")
 
 
-def _returning_handle(
+def _handles(
     method: Callable[Concatenate[Blocking[S], P], WorkflowHandle[R]],
 ) -> Callable[Concatenate[Blocking[S], P], SyncWorkflowHandle[R]]:
-    """``method``, its ``WorkflowHandle`` given as a ``SyncWorkflowHandle`` on the same loop."""
-
-    def call(self: Blocking[S], /, *args: P.args, **kwargs: P.kwargs) -> SyncWorkflowHandle[R]:
-        return SyncWorkflowHandle(self._loop, method(self, *args, **kwargs))
-
-    functools.update_wrapper(call, method)
-    shown = inspect.signature(method).replace(return_annotation="SyncWorkflowHandle[R]")
-    call.__signature__ = shown  # type: ignore[attr-defined]  # for help() and IDEs
-    return call
+    """``method``, its ``WorkflowHandle`` given as a ``SyncWorkflowHandle``: typed here so
+    that the overloads of ``start_workflow`` and ``get_handle`` keep their result types."""
+    return giving(_workflow_handle, method)
 
 
-def _blocking_handle(
-    method: Callable[Concatenate[S, P], Awaitable[WorkflowHandle[R]]],
-) -> Callable[Concatenate[Blocking[S], P], SyncWorkflowHandle[R]]:
-    return _returning_handle(blocking(method))
+def _workflow_handle(loop: LoopThread, handle: WorkflowHandle[R]) -> SyncWorkflowHandle[R]:
+    return SyncWorkflowHandle(loop, handle)
 
 
-def _handle_of(
-    method: Callable[Concatenate[S, P], WorkflowHandle[R]],
-) -> Callable[Concatenate[Blocking[S], P], SyncWorkflowHandle[R]]:
-    """A method that does not block (no I/O): called in the caller's thread."""
-
-    def call(self: Blocking[S], /, *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[R]:
-        self._loop.check(f"{type(self).__name__}.{method.__name__}()")
-        return method(self._inner, *args, **kwargs)
-
-    functools.update_wrapper(call, method)
-    return _returning_handle(call)
+def _workflow_handle_or_none(
+    loop: LoopThread, handle: WorkflowHandle[R] | None
+) -> SyncWorkflowHandle[R] | None:
+    return None if handle is None else SyncWorkflowHandle(loop, handle)
 
 
 class SyncWorkflowHandle(Blocking[WorkflowHandle[R]]):
@@ -82,7 +66,30 @@ class SyncWorkflowHandle(Blocking[WorkflowHandle[R]]):
     cancel = blocking(WorkflowHandle.cancel)
     terminate = blocking(WorkflowHandle.terminate)
     delete = blocking(WorkflowHandle.delete)
-    reset = _blocking_handle(WorkflowHandle.reset)
+    reset = _handles(blocking(WorkflowHandle.reset))
+
+
+class SyncScheduleHandle(Blocking[ScheduleHandle]):
+    """A ``ScheduleHandle`` whose methods block: given by a ``SyncClient``. It checks that
+    its schedule exists when used (``describe()``), not when made: there is no ``await``."""
+
+    def __init__(self, loop: LoopThread, handle: ScheduleHandle) -> None:
+        self._loop = loop
+        self._inner = handle
+
+    def __repr__(self) -> str:
+        return f"SyncScheduleHandle({self.id!r})"
+
+    @property
+    def id(self) -> str:
+        return self._inner.id
+
+    describe = blocking(ScheduleHandle.describe)
+    pause = blocking(ScheduleHandle.pause)
+    unpause = blocking(ScheduleHandle.unpause)
+    trigger = giving(_workflow_handle_or_none, blocking(ScheduleHandle.trigger))
+    update = blocking(ScheduleHandle.update)
+    delete = blocking(ScheduleHandle.delete)
 
 
 class SyncClient(Blocking[Client]):
@@ -125,10 +132,13 @@ class SyncClient(Blocking[Client]):
     ) -> None:
         self.close()
 
-    start_workflow = _blocking_handle(Client.start_workflow)
-    get_handle = _handle_of(Client.get_handle)
+    start_workflow = _handles(blocking(Client.start_workflow))
+    get_handle = _handles(not_blocking(Client.get_handle))
     send_event = blocking(Client.send_event)
     describe = blocking(Client.describe)
     delete_closed = blocking(Client.delete_closed)
     list_workflows = blocking(Client.list_workflows)
     count_workflows = blocking(Client.count_workflows)
+    create_schedule = giving(SyncScheduleHandle, blocking(Client.create_schedule))
+    get_schedule = giving(SyncScheduleHandle, not_blocking(Client.get_schedule))
+    list_schedules = blocking(Client.list_schedules)
