@@ -42,6 +42,7 @@ from tapeflow.errors import (
 from tapeflow.options import RetryPolicy, WorkerOptions
 from tapeflow.queues import Queue
 from tapeflow.schedules import ScheduleDescription, ScheduleHandle, ScheduleSpec
+from tapeflow.sync_client import SyncClient, SyncScheduleHandle, SyncWorkflowHandle
 from tapeflow.worker import Worker, WorkerHealth
 
 try:
@@ -74,6 +75,9 @@ __all__ = [
     "ScheduleNotFound",
     "ScheduleSpec",
     "SchemaVersionError",
+    "SyncClient",
+    "SyncScheduleHandle",
+    "SyncWorkflowHandle",
     "TapeflowError",
     "UpdateFailed",
     "Worker",

@@ -494,6 +494,7 @@ class Client:
         await send_event(self.backend, workflow_id, name, payload, idempotency_key)
 
     async def describe(self, workflow_id: str) -> WorkflowRecord:
+        """As ``WorkflowHandle.describe``: the workflow's latest run as stored now."""
         return await self.backend.get_workflow(check_name(workflow_id, "workflow id"))
 
     async def delete_closed(self, older_than: timedelta, *, batch: int = DELETE_BATCH) -> int:
