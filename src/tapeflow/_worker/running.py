@@ -118,7 +118,7 @@ class Running:
                     self._run_workflow_task,
                     queues,
                     owner,
-                    metrics,
+                    metrics=metrics,
                 )
             )
         if self.activity_runner is not None:
