@@ -67,6 +67,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "wake-ups across processes, depends on it",
     )
     parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="workers record metrics and serve them (metrics_port, a free port each): "
+        "their cost, against a run without",
+    )
+    parser.add_argument(
         "--phases",
         default=",".join(PHASES),
         help=f"comma-separated subset of {','.join(PHASES)} (commits come with throughput)",
@@ -131,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.poll_interval_ms > 0:
         options["poll_interval_ms"] = args.poll_interval_ms
+    if args.metrics:
+        options["metrics"] = True
     settings = Settings(
         sizes=sizes,
         workers=args.workers,

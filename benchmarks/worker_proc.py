@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -38,6 +39,13 @@ def _stats(worker: tapeflow.Worker) -> dict[str, Any]:
     }
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 async def serve(url: str, options: dict[str, Any], pipe: Connection) -> None:
     loop = asyncio.get_running_loop()
     commands: asyncio.Queue[str] = asyncio.Queue()
@@ -56,6 +64,8 @@ async def serve(url: str, options: dict[str, Any], pipe: Connection) -> None:
         worker_options["poll_interval"] = timedelta(
             milliseconds=worker_options.pop("poll_interval_ms")
         )
+    if worker_options.pop("metrics", False):
+        worker_options["metrics_port"] = _free_port()
     async with tapeflow.connect(url) as backend:
         counting.count_sqlite(backend)
         worker = tapeflow.Worker(

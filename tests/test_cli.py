@@ -263,6 +263,49 @@ def test_worker_refuses_a_bad_queue(billing_folder: Path) -> None:
     assert not (billing_folder / "w.db").exists()
 
 
+def test_worker_serves_metrics_and_health_on_its_metrics_port(billing_folder: Path) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "TAPEFLOW_DATABASE_URL": "sqlite:///metrics.db"}
+    script = Path(sys.executable).with_name("tapeflow")
+    worker = subprocess.Popen(
+        [str(script), "worker", "billing", "--metrics-port", str(port)],
+        cwd=billing_folder,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert worker.poll() is None, worker.communicate()[1]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    health = json.loads(r.read())
+                    break
+            except OSError:  # not serving yet (a 503 is an HTTPError, an OSError too)
+                assert time.monotonic() < deadline, "no healthy /healthz"
+                time.sleep(0.1)
+        assert (health["healthy"], health["connected"], health["polling"]) == (True, True, True)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            assert 'tapeflow_claim_seconds_count{kind="workflow"}' in r.read().decode()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, log = worker.communicate(timeout=60)
+    assert worker.returncode == 0, log
+
+
+def test_worker_refuses_a_bad_metrics_port(billing_folder: Path) -> None:
+    result = tapeflow_cli("worker", "billing", "--metrics-port", "0", "--url", "sqlite:///w.db")
+    assert result.exit_code == ExitCode.USAGE
+    assert "--metrics-port" in result.stderr
+    assert not (billing_folder / "w.db").exists()
+
+
 # -- reading workflows -----------------------------------------------------------------------
 
 

@@ -26,6 +26,8 @@ backends can hold ``now + MAX_DELAY``; an unbounded delay overflowed them (SQLit
 int64 microseconds), so the retry was never recorded and the attempt reran at every lease
 expiry. Leases and worker intervals are bounded by it too."""
 
+MAX_PORT = 65535
+
 MAX_RETENTION = timedelta(days=36525)
 """The longest a closed workflow can be kept by a ``retention`` (a century): both backends
 can hold its end time's distance from now."""
@@ -158,6 +160,10 @@ class WorkerOptions:
     queues: Sequence[QueueLike] = (DEFAULT_QUEUE,)
     """The queues it takes work from (``tapeflow.Queue`` or names; any sequence is taken).
     A ``Queue`` given here is declared, its limits stored, when the worker starts."""
+    metrics_port: int | None = None
+    """A TCP port (all interfaces) on which the running worker serves ``/metrics`` for
+    Prometheus and ``/healthz`` (JSON; 200 healthy, 503 not); needs ``tapeflow[metrics]``.
+    None serves nothing and records no metrics."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "queues", served_queues(self.queues))
@@ -184,3 +190,7 @@ class WorkerOptions:
             fail("WorkerOptions.retry_policy", self.retry_policy, "a RetryPolicy")
         check_bool(self.eager_activities, "WorkerOptions.eager_activities")
         check_choice(self.activity_executor, "WorkerOptions.activity_executor", EXECUTORS)
+        if self.metrics_port is not None:
+            port = check_int(self.metrics_port, "WorkerOptions.metrics_port", minimum=1)
+            if port > MAX_PORT:
+                fail("WorkerOptions.metrics_port", port, f"a TCP port, 1 to {MAX_PORT}")

@@ -14,10 +14,11 @@ from tapeflow import _activity_context
 from tapeflow._activity_context import ActivityContext, ActivityInfo
 from tapeflow._definition import Definition
 from tapeflow._worker.log_context import worker_logger
+from tapeflow._worker.metrics import Metrics, now
 from tapeflow._worker.process_pool import ProcessPool
 from tapeflow._worker.retrying import retry_while_unavailable
 from tapeflow._worker.workflow_steps import HandOver, WorkflowSteps
-from tapeflow.backends.base import ActivityTask, ActivityTimeouts, Backend
+from tapeflow.backends.base import ActivityTask, ActivityTimeouts, Backend, TaskKind
 from tapeflow.backends.plan import CommitPlan
 from tapeflow.converter import Signature
 from tapeflow.errors import ActivityTaskGone, LeaseLost, NonRetryableError, PayloadError
@@ -46,7 +47,9 @@ class ActivityTaskRunner:
         executor: Executor,
         lease: timedelta,
         steps: WorkflowSteps | None,
+        metrics: Metrics,
     ) -> None:
+        self._metrics = metrics
         self._lease = lease
         self._steps = steps
         """This worker's workflow steps, when it runs workflows too: an outcome then goes
@@ -110,6 +113,7 @@ class ActivityTaskRunner:
         self._running[str(task.id)] = context
         if definition.is_async:
             context.task = asyncio.current_task()
+        ended = "discarded"  # what the metrics are told, unless an outcome is recorded
         try:
             try:
                 result = await self._attempt(definition, task, context)
@@ -130,6 +134,7 @@ class ActivityTaskRunner:
                     return
                 final = await self._retry(task, context, exc)
                 if final is None:
+                    ended = "retried"
                     return
                 outcome = self._failed(task, final)
             if context.cancelled and not context.timed_out:  # it ended before being told
@@ -141,6 +146,7 @@ class ActivityTaskRunner:
             if isinstance(outcome, ActivityFailed):
                 _log_final_failure(task, outcome.failure)
             await self._complete(task, outcome, hand)
+            ended = "failed" if isinstance(outcome, ActivityFailed) else "completed"
         except ActivityTaskGone as exc:  # cancelled before this worker was told
             log.info("%s; its outcome is discarded", exc)
         except LeaseLost as exc:
@@ -148,6 +154,7 @@ class ActivityTaskRunner:
         finally:
             context.task = None
             self._running.pop(str(task.id), None)
+            self._metrics.activity_ended(task.name, ended)
 
     async def _retry(
         self, task: ActivityTask, context: ActivityContext, exc: BaseException
@@ -197,6 +204,7 @@ class ActivityTaskRunner:
             return await self._within_limits(definition, task, context)
         finally:
             context.ended = True
+            self._metrics.activity_ran(task.name, context.elapsed())
 
     async def _within_limits(
         self, definition: Definition, task: ActivityTask, context: ActivityContext
@@ -273,14 +281,18 @@ class ActivityTaskRunner:
     async def _complete(
         self, task: ActivityTask, outcome: ActivityCompleted | ActivityFailed, hand: HandOver
     ) -> None:
+        """Record the outcome (with the workflow's next step run ahead, where this worker
+        runs the workflow too: its commit latency includes that step)."""
+        writing = now()
         if self._steps is not None:
             await self._steps.complete(task, outcome, hand)
-            return
-        await retry_while_unavailable(
-            lambda: self._backend.complete_activity_task(task, outcome),
-            f"recording the outcome of activity task {task.id}",
-            self._lease,
-        )
+        else:
+            await retry_while_unavailable(
+                lambda: self._backend.complete_activity_task(task, outcome),
+                f"recording the outcome of activity task {task.id}",
+                self._lease,
+            )
+        self._metrics.commit_seconds(TaskKind.ACTIVITY, now() - writing)
 
     async def _invoke(
         self, definition: Definition, task: ActivityTask, context: ActivityContext

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 from tapeflow._worker.log_context import worker_logger
+from tapeflow._worker.metrics import Metrics, now
 from tapeflow._worker.queued_claims import QueuedClaims
 from tapeflow._worker.slots import Slots
 from tapeflow.backends.base import Backend, TaskKind
@@ -37,6 +38,7 @@ class Poller(Generic[T]):
         handle: Callable[[T], Coroutine[Any, Any, None]],
         queues: Sequence[str],
         owner: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._backend = backend
         self._kind = kind
@@ -47,6 +49,7 @@ class Poller(Generic[T]):
         self._claim = claim
         self._handle = handle
         self._owner = owner
+        self._metrics = metrics or Metrics()
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -55,8 +58,12 @@ class Poller(Generic[T]):
 
     async def run(self) -> None:
         topics = {work_topic(self._kind, name) for name in self._names}
-        with self._backend.watch(topics | queue_topics(self._claim.admitting)) as watch:
-            await self._poll_until_stopped(watch)
+        self._metrics.polling(self._kind, True)
+        try:
+            with self._backend.watch(topics | queue_topics(self._claim.admitting)) as watch:
+                await self._poll_until_stopped(watch)
+        finally:
+            self._metrics.polling(self._kind, False)
 
     async def _poll_until_stopped(self, watch: Watch) -> None:
         failures = 0
@@ -66,15 +73,18 @@ class Poller(Generic[T]):
                 await self._until(self._slots.wait_freed())
                 continue
             watch.clear()
+            started = now()
             try:
                 claimed = await self._claim(free)
                 failures = 0
             except Exception:
+                self._metrics.claim_failed(self._kind)
                 failures += 1
                 delay = min(self._poll * 2**failures, MAX_CLAIM_BACKOFF)
                 log.exception("claiming %s tasks failed; retrying in %.1fs", self._kind, delay)
                 await self._until(asyncio.sleep(delay))
                 continue
+            self._metrics.claimed(self._kind, now() - started, len(claimed))
             for item in claimed:
                 self._slots.start(self._handle(item))
             # All there was: no second claim to find nothing, and no wait at all if work

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from tapeflow._worker.activity_tasks import ActivityTaskRunner
 from tapeflow._worker.leases import LeaseKeeper
 from tapeflow._worker.log_context import about, worker_logger
+from tapeflow._worker.metrics import metrics_for
 from tapeflow._worker.poller import Poller
 from tapeflow._worker.presence import Presence, worker_info
 from tapeflow._worker.process_pool import ProcessPool
@@ -30,6 +31,7 @@ from tapeflow.backends.wakeups import finished_topic
 from tapeflow.errors import BackendUnavailable
 
 if TYPE_CHECKING:
+    from tapeflow._worker.metrics_http import MetricsServer
     from tapeflow.worker import Worker
 
 log = worker_logger()
@@ -49,9 +51,20 @@ class Running:
         self.executor: Executor | None = None
         self.threads: WorkflowThreads | None = None
         self._held = False
+        self.metrics = metrics = metrics_for(options.metrics_port)
+        metrics.watch_cache(worker.cache)
+        self.serving: MetricsServer | None = None  # first: a port in use fails the start
+        if options.metrics_port is not None:
+            from tapeflow._worker.metrics_http import MetricsServer
+            from tapeflow._worker.prometheus import PrometheusMetrics
+
+            assert isinstance(metrics, PrometheusMetrics)
+            self.serving = MetricsServer(metrics, self.refusal, options.metrics_port)
         steps = self._steps(worker) if worker.workflows else None
+        if steps is not None:
+            steps.metrics = metrics
         self.workflow_runner = (
-            WorkflowTaskRunner(backend, steps, worker.cache, options.lease_duration)
+            WorkflowTaskRunner(backend, steps, worker.cache, options.lease_duration, metrics)
             if steps is not None
             else None
         )
@@ -69,6 +82,7 @@ class Running:
                 self.executor,
                 options.lease_duration,
                 steps,
+                metrics,
             )
         runner = self.activity_runner
         if steps is not None and runner is not None:
@@ -104,6 +118,7 @@ class Running:
                     self._run_workflow_task,
                     queues,
                     owner,
+                    metrics=metrics,
                 )
             )
         if self.activity_runner is not None:
@@ -129,6 +144,7 @@ class Running:
                     claim,
                     self._run_activity_task,
                     queues,
+                    metrics=metrics,
                 )
             )
         self.tasks = [asyncio.create_task(poller.run()) for poller in self.pollers]
@@ -279,6 +295,8 @@ class Running:
             self.executor.shutdown(wait=False, cancel_futures=True)
         if self.threads is not None:
             self.threads.close()
+        if self.serving is not None:
+            await self.serving.stop()
 
 
 def _workflow_ref(task: WorkflowTask) -> LeaseRef:

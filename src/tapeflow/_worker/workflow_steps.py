@@ -23,6 +23,7 @@ from tapeflow._engine.replay import replay_new
 from tapeflow._worker.cache import WorkflowCache
 from tapeflow._worker.clock import BackendClock
 from tapeflow._worker.log_context import worker_logger
+from tapeflow._worker.metrics import Metrics
 from tapeflow._worker.retrying import retry_while_unavailable
 from tapeflow._worker.slots import Slots
 from tapeflow._worker.workflow_threads import ThreadRefused, ThreadTimeout, WorkflowThreads
@@ -113,6 +114,8 @@ class WorkflowSteps:
         self._lease = lease
         self._taking = taking
         self._clock = BackendClock()
+        self.metrics = Metrics()
+        """Told of each run's start and end (set by the worker's ``Running``)."""
         self.on_committed: Callable[[str, CommitPlan], None] = lambda run_id, plan: None
         """Told each plan this worker committed, by run id: its running attempts of the
         activities the plan cancels (all of the run's, if it ends) stop at once, not at
@@ -180,8 +183,7 @@ class WorkflowSteps:
         taking = self._taking
         if taking is None:
             await self._retrying(lambda: self._backend.commit_workflow_task(task, plan), what)
-            _log_committed(task, task.history_length, plan)
-            self.on_committed(task.run_id, plan)
+            self._committed(task, task.history_length, plan)
             return
         take = self._take(taking, plan, hand, handing_over=0)
         try:
@@ -193,8 +195,7 @@ class WorkflowSteps:
                 hand.activity_tasks.extend((await self._reclaim(task.run_id, take)).activities)
             raise
         hand.activity_tasks.extend(taken)
-        _log_committed(task, task.history_length, plan)
-        self.on_committed(task.run_id, plan)
+        self._committed(task, task.history_length, plan)
 
     def _take(self, taking: Taking, plan: CommitPlan, hand: HandOver, handing_over: int) -> Take:
         """Which new activities to take, within the free activity slots (and those the
@@ -264,8 +265,7 @@ class WorkflowSteps:
         if done.committed:
             step.instance.history_length = length + len(step.events)
             self._cache.put(step.instance)
-            _log_committed(activity, length, plan)
-            self.on_committed(activity.run_id, plan)
+            self._committed(activity, length, plan)
         else:
             step.instance.close()
 
@@ -292,6 +292,11 @@ class WorkflowSteps:
         return length, step, plan
 
     # -- plumbing --------------------------------------------------------------------------
+
+    def _committed(self, run: OfRun, history_length: int, plan: CommitPlan) -> None:
+        _log_committed(run, history_length, plan)
+        self.metrics.committed(run.workflow_name, history_length, plan)
+        self.on_committed(run.run_id, plan)
 
     async def _reclaim(self, run_id: str, take: Take) -> Reclaimed:
         assert self._taking is not None

@@ -9,9 +9,10 @@ from tapeflow._engine.instance import WorkflowInstance
 from tapeflow._engine.task_failures import TASK_FAILURES
 from tapeflow._worker.cache import WorkflowCache
 from tapeflow._worker.log_context import worker_logger
+from tapeflow._worker.metrics import Metrics, now
 from tapeflow._worker.retrying import retry_while_unavailable
 from tapeflow._worker.workflow_steps import HandOver, WorkflowSteps
-from tapeflow.backends.base import Backend, WorkflowTask
+from tapeflow.backends.base import Backend, TaskKind, WorkflowTask
 from tapeflow.backends.plan import plan_commit
 from tapeflow.errors import LeaseLost, PayloadError, UnseenEvents
 from tapeflow.history import (
@@ -56,14 +57,27 @@ class WorkflowTaskRunner:
     released, while the worker goes on."""
 
     def __init__(
-        self, backend: Backend, steps: WorkflowSteps, cache: WorkflowCache, lease: timedelta
+        self,
+        backend: Backend,
+        steps: WorkflowSteps,
+        cache: WorkflowCache,
+        lease: timedelta,
+        metrics: Metrics,
     ) -> None:
+        self._metrics = metrics
         self._backend = backend
         self._steps = steps
         self._cache = cache
         self._lease = lease
 
     async def run(self, task: WorkflowTask, hand: HandOver) -> None:
+        started = now()
+        try:
+            await self._run(task, hand)
+        finally:
+            self._metrics.workflow_task(task.workflow_name, now() - started)
+
+    async def _run(self, task: WorkflowTask, hand: HandOver) -> None:
         instance: WorkflowInstance | None = None
         try:
             if task.poison is not None:
@@ -83,7 +97,9 @@ class WorkflowTaskRunner:
             consumed = [item.id for item in task.inbox]
             changed = instance.changed_vars()
             plan = plan_commit(step.events, consumed, task, task.parent, changed, step.rejected)
+            writing = now()
             await self._steps.commit(task, plan, step.decisions, hand)
+            self._metrics.commit_seconds(TaskKind.WORKFLOW, now() - writing)
         except (LeaseLost, UnseenEvents) as exc:  # refused, nothing written: run it again
             unseen = isinstance(exc, UnseenEvents)  # a race the design expects: no warning
             log.log(logging.DEBUG if unseen else logging.WARNING, "%s; it runs again", exc)
@@ -133,6 +149,7 @@ class WorkflowTaskRunner:
         )
 
     async def _give_back(self, task: WorkflowTask, exc: Exception) -> None:
+        self._metrics.workflow_task_failed(task.workflow_name)
         delay = TASK_RETRY.delay_after(task.failures + 1)
         log.error(
             "workflow task of %r failed (retry in %.0fs): %s: %s",

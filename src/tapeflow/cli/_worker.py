@@ -70,6 +70,16 @@ def worker(
             "and attempt on the worker's records.",
         ),
     ] = LogFormat.TEXT,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=1,
+            max=65535,
+            help="Serve /metrics (Prometheus) and /healthz on this port; needs tapeflow[metrics].",
+            show_default=False,
+        ),
+    ] = None,
     url: Url = None,
 ) -> None:
     """Run a worker for the workflows and activities of MODULES until SIGINT or SIGTERM."""
@@ -91,6 +101,7 @@ def worker(
             max_concurrent_workflow_tasks=max_workflow_tasks,
             max_concurrent_activities=max_activities,
             lease_duration=timedelta(seconds=lease),
+            metrics_port=metrics_port,
         )
         async with opened(url, create=True) as backend:
             await Worker(
