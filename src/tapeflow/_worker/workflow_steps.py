@@ -37,6 +37,7 @@ from tapeflow.backends.base import (
     WorkflowStatus,
     WorkflowTask,
 )
+from tapeflow.backends.clock import LocalClock
 from tapeflow.backends.plan import CommitPlan, OfRun, plan_commit
 from tapeflow.errors import WorkflowSandboxError
 from tapeflow.history import (
@@ -112,7 +113,7 @@ class WorkflowSteps:
         self._timeout = task_timeout.total_seconds()
         self._lease = lease
         self._taking = taking
-        self._clock = BackendClock()
+        self._clock = BackendClock(backend.clock if isinstance(backend, LocalClock) else None)
         self.on_committed: Callable[[str, CommitPlan], None] = lambda run_id, plan: None
         """Told each plan this worker committed, by run id: its running attempts of the
         activities the plan cancels (all of the run's, if it ends) stop at once, not at
