@@ -3,8 +3,8 @@
 PostgreSQL's is the database server's, read inside its statements: a worker only estimates
 it between readings (``tapeflow._worker.clock``). SQLite's is read in the process that
 opened the file, so a worker can read it directly (``LocalClock``); and it may be given
-another one, which a test moves as it likes: ``tapeflow.testing.WorkflowEnvironment``
-runs on a virtual clock of its own, moved by ``Agenda``.
+another one, which a test moves: ``tapeflow.testing.WorkflowEnvironment`` runs on a
+virtual clock, moved when the backend's ``Agenda`` says nothing runs.
 """
 
 from __future__ import annotations

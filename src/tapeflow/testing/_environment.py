@@ -5,6 +5,7 @@ How the clock moves, and why so, is in ``tapeflow.testing._skipping``.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -70,6 +71,7 @@ class WorkflowEnvironment:
             )
         self._clock = VirtualClock(start)
         self.backend = SQLiteBackend(":memory:", clock=self._clock)
+        """Its database, in memory: gone with the environment."""
         self.worker = Worker(
             self.backend,
             workflows=workflows,
@@ -86,6 +88,8 @@ class WorkflowEnvironment:
         self.client: Client = _Client(self.backend, self._skipper)
         """Its handles' ``result()`` and ``execute_update()`` let time move while they wait."""
         self._stage = _Stage.NEW
+        self._parts = contextlib.AsyncExitStack()
+        """What ``__aenter__`` started, stopped by ``__aexit__``."""
 
     def now(self) -> datetime:
         """The environment's time: the backend's, the workflows' and the worker's."""
@@ -113,13 +117,15 @@ class WorkflowEnvironment:
         if self._stage is not _Stage.NEW:
             raise InvalidArgument("a WorkflowEnvironment runs once: make a new one")
         self._stage = _Stage.RUNNING
-        try:
+        async with contextlib.AsyncExitStack() as parts:  # closed in reverse, each one
+            parts.callback(setattr, self, "_stage", _Stage.CLOSED)
             await self.backend.open()
+            parts.push_async_callback(self.backend.close)
             await self.worker.start()
+            parts.push_async_callback(self.worker.stop)
             self._skipper.start()
-        except BaseException:
-            await self._close()
-            raise
+            parts.push_async_callback(self._skipper.stop)
+            self._parts = parts.pop_all()
         return self
 
     async def __aexit__(
@@ -128,13 +134,7 @@ class WorkflowEnvironment:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._close()
-
-    async def _close(self) -> None:
-        self._stage = _Stage.CLOSED
-        await self._skipper.stop()
-        await self.worker.stop()
-        await self.backend.close()
+        await self._parts.aclose()
 
 
 class _Client(Client):

@@ -41,12 +41,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
 from tapeflow.backends.sqlite import SQLiteBackend
 from tapeflow.errors import WorkflowNotFound
+
+log = logging.getLogger("tapeflow.testing")
 
 FIRST_LOOK = 0.001
 """Seconds before looking again at a backend that is not idle; doubled up to LAST_LOOK."""
@@ -124,14 +127,20 @@ class TimeSkipper:
             self._move(until)
 
     async def _skip_while_awaited(self) -> None:
-        while True:
-            await self._awaiting.wait()
-            async with self._moving:
-                due = await self._next_due()
-                if due is not None and await self._awaited_open():
-                    self._move(due)
-                    continue
-            await asyncio.sleep(LAST_LOOK)  # nothing due: the awaited work waits on a caller
+        """Runs until stopped; should it fail, it says so at once (a test would only see
+        time stand still) and again as the environment closes (``stop`` raises it)."""
+        try:
+            while True:
+                await self._awaiting.wait()
+                async with self._moving:
+                    due = await self._next_due()
+                    if due is not None and await self._awaited_open():
+                        self._move(due)
+                        continue
+                await asyncio.sleep(LAST_LOOK)  # nothing due: what is awaited waits on a caller
+        except Exception:
+            log.exception("the test environment's clock stopped moving by itself")
+            raise
 
     async def _awaited_open(self) -> bool:
         """Whether a workflow awaited is still open: once it has ended, time stays put
