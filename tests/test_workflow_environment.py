@@ -127,6 +127,26 @@ async def test_a_workflow_waiting_for_an_event_does_not_move_time() -> None:
         assert env.now() == START
 
 
+@workflow.defn
+async def holds_seats() -> None:
+    async def hold(seats: int) -> str:
+        await workflow.sleep(timedelta(days=1))  # the hold expires a day later
+        return f"{seats} seats held until {workflow.now().isoformat()}"
+
+    workflow.on_update("hold", hold)
+    await workflow.wait_event("done")
+
+
+async def test_awaiting_an_update_moves_time_too() -> None:
+    async with WorkflowEnvironment(workflows=[holds_seats], start_time=START) as env:
+        handle = await env.client.start_workflow(holds_seats)
+        answer = await handle.execute_update("hold", 2, result_type=str, timeout=10)
+        assert answer == f"2 seats held until {(START + timedelta(days=1)).isoformat()}"
+        await handle.send_event("done")
+        await handle.result(timeout=10)
+        assert env.now() == START + timedelta(days=1)
+
+
 async def test_an_execution_timeout_is_reached_on_virtual_time() -> None:
     async with WorkflowEnvironment(workflows=[waits_for_approval], start_time=START) as env:
         handle = await env.client.start_workflow(
@@ -280,6 +300,44 @@ async def test_an_activity_retries_after_its_backoff_in_virtual_time() -> None:
         assert "schedule_to_close_timeout" in out
         assert out.endswith(f" at {(started + HOUR).isoformat()}")  # attempt 3 would be late
         assert attempts == [1, 2]
+
+
+@activity.defn
+async def slow(seconds: float) -> str:
+    raise AssertionError("faked")
+
+
+@workflow.defn
+async def races_a_timer(seconds: float) -> str:
+    once = tapeflow.RetryPolicy(maximum_attempts=1)
+    try:
+        async with asyncio.timeout(60):  # a minute of workflow time
+            return await workflow.execute_activity(
+                slow, seconds, retry=once, start_to_close_timeout=timedelta(seconds=0.2)
+            )
+    except TimeoutError:
+        return "the minute passed"
+    except tapeflow.ActivityError as exc:
+        return exc.message
+
+
+async def test_time_stands_still_while_an_activity_runs_in_real_time() -> None:
+    async def takes(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return f"took {seconds}s"
+
+    async with WorkflowEnvironment(
+        workflows=[races_a_timer], activities=[slow], fakes={"slow": takes}, start_time=START
+    ) as env:
+        handle = await env.client.start_workflow(races_a_timer, 0.1)
+        assert await handle.result(timeout=10) == "took 0.1s"  # the minute's timer never due
+        assert env.now() == START
+        # Its start-to-close timeout is real time: 0.2 s of it, not of the frozen clock.
+        handle = await env.client.start_workflow(races_a_timer, 5)
+        with Stopwatch() as real:
+            out = await handle.result(timeout=10)
+        assert "start_to_close_timeout of 0.2s" in out
+        assert real.seconds < 2
 
 
 def source() -> str:
