@@ -110,6 +110,19 @@ async def test_time_stops_once_the_awaited_workflow_has_ended() -> None:
         assert await long.result(timeout=10) == (START + 2 * HOUR).isoformat()
 
 
+async def test_a_schedule_fires_on_virtual_time() -> None:
+    async with WorkflowEnvironment(workflows=[naps], start_time=START) as env:
+        daily = await env.client.create_schedule("daily", naps, HOUR, every=timedelta(days=1))
+        with Stopwatch() as real:
+            await env.sleep(timedelta(days=7))
+        schedule = await daily.describe()
+        runs = {run.due_at: run.status for run in schedule.last_runs}
+        done, last = tapeflow.WorkflowStatus.COMPLETED, tapeflow.WorkflowStatus.RUNNING
+        assert runs == {START + timedelta(days=n): done if n < 7 else last for n in range(1, 8)}
+        assert schedule.next_fire_times[0] == START + timedelta(days=8)
+        assert real.seconds < 1.0
+
+
 @workflow.defn
 async def waits_for_approval() -> str:
     answer: str = await workflow.wait_event("approve", type=str)

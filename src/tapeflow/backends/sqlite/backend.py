@@ -625,9 +625,9 @@ class SQLiteBackend(OpensAndCloses):
         self, workflows: Sequence[str], activities: Sequence[str], queues: Sequence[str]
     ) -> Agenda:
         """The tasks leased now (of any name), and when the earliest other admitted task
-        of these names in these queues is due. A workflow task that failed is left out
-        until its retry is due: a test's clock must not race through the retries of code
-        that fails every time."""
+        of these names in these queues is due, or a schedule of these workflows fires. A
+        workflow task that failed is left out until its retry is due: a test's clock must
+        not race through the retries of code that fails every time."""
         params = {
             "workflows": json_text(list(workflows)),
             "activities": json_text(list(activities)),
@@ -803,7 +803,7 @@ class SQLiteBackend(OpensAndCloses):
 
     async def due_schedules(self, workflows: Sequence[str], limit: int) -> DueSchedules:
         def read(conn: sqlite3.Connection) -> DueSchedules:
-            now = _now_us()
+            now = self._now_us()
             params = {"names": json_text(list(workflows)), "now": now}
             due, awaiting = [], []
             for row in conn.execute(_Q["due_schedules"], params):

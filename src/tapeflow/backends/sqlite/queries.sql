@@ -287,7 +287,9 @@ WHERE name IN (SELECT value FROM json_each(:names)) AND admitted
 
 -- name: agenda
 -- For a clock a test moves: the tasks leased now, and when the earliest task not leased
--- of these names is due (a failed workflow task's only once its retry is due).
+-- of these names is due (a failed workflow task's only once its retry is due), or the
+-- earliest firing of an unpaused schedule of these workflows (a buffered due time once no
+-- run of its schedule is open).
 SELECT
     (SELECT count(*) FROM workflow_tasks WHERE lease_expires_at > :now)
   + (SELECT count(*) FROM activity_tasks WHERE lease_expires_at > :now) AS held,
@@ -303,6 +305,13 @@ SELECT
         WHERE name IN (SELECT value FROM json_each(:activities)) AND admitted
           AND queue IN (SELECT value FROM json_each(:queues))
           AND (lease_expires_at IS NULL OR lease_expires_at <= :now)
+        UNION ALL
+        SELECT CASE WHEN s.buffered_at IS NULL OR EXISTS (
+                   SELECT 1 FROM schedule_runs r JOIN workflows w ON w.id = r.workflow_id
+                   WHERE r.schedule_id = s.id AND w.status IN ('pending', 'running'))
+               THEN s.next_due_at ELSE min(s.buffered_at, s.next_due_at) END
+        FROM schedules s
+        WHERE s.workflow_name IN (SELECT value FROM json_each(:workflows)) AND NOT s.paused
     )) AS due;
 
 -- name: copy_history
