@@ -42,8 +42,9 @@ class WorkflowEnvironment:
     Use it as ``async with WorkflowEnvironment(workflows=[...], activities=[...]) as env``.
     Time stands still unless moved: ``env.sleep(duration)`` moves it by hand, and while the
     test awaits a workflow's result (or an update's answer) through ``env.client``, it
-    jumps to each next due time (a timer, a retry, a delayed start, an execution timeout)
-    as soon as nothing is running, so a month of timers passes in milliseconds.
+    jumps to each next due time (a timer, a retry, a delayed start, an execution timeout,
+    a schedule's firing) as soon as nothing is running, so a month of timers passes in
+    milliseconds.
 
     ``fakes`` maps activity names to functions run in their place: called with the
     arguments the real activity would get (decoded by its annotations), their result

@@ -4,11 +4,11 @@ moved only when moving it can break nothing.
 Why it is built this way:
 
 - **One clock, the backend's.** Every time tapeflow keeps is the backend's clock's (claims,
-  leases, timers, activity retries, execution timeouts, ``start_at``, and workflow time,
-  which is the time a workflow task was claimed). The SQLite backend is given this clock
-  and reads it in every transaction, and a worker in the same process reads it too
-  (``LocalClock``) instead of estimating it between claims. So nothing else needs to know
-  that time is virtual, and workflow code runs unchanged.
+  leases, timers, activity retries, execution timeouts, ``start_at``, schedules, and
+  workflow time, which is the time a workflow task was claimed). The SQLite backend is
+  given this clock and reads it in every transaction, and a worker in the same process
+  reads it too (``LocalClock``) instead of estimating it between claims. So nothing else
+  needs to know that time is virtual, and workflow code runs unchanged.
 - **It stands still unless moved**, so times in a test are exact: after ``env.sleep(1h)``
   it reads exactly one hour later, and a timer due by then has fired and been handled. Real
   time passing (a poll interval, an activity running) moves nothing.
