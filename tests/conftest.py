@@ -14,4 +14,9 @@ from tests.conformance.plugin import WorkerFactory  # noqa: E402
 
 __all__ = ["POSTGRES_URL", "WorkerFactory"]
 
-pytest_plugins = ["tests.conformance.plugin", "tests.backends_registry", "pytester"]
+pytest_plugins = [
+    "tests.conformance.plugin",
+    "tests.backends_registry",
+    "pytester",
+    "tapeflow.testing.pytest_plugin",  # as users enable it: the workflow_environment fixture
+]

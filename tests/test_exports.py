@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 import tapeflow
-from tapeflow import activity, workflow
+from tapeflow import activity, testing, workflow
 
 
 def test_package_exports() -> None:
@@ -102,6 +102,16 @@ def test_activity_api_exports() -> None:
         "is_cancelled",
         "retry_after",
         "retry_at",
+    ]
+
+
+def test_testing_exports() -> None:
+    assert sorted(testing.__all__) == [
+        "Replayed",
+        "WorkflowEnvironment",
+        "load_history",
+        "replay",
+        "save_history",
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 import uuid
@@ -309,7 +310,9 @@ class WorkflowHandle(Generic[R]):
                 await self._backend.reset_workflow(plan)
             except LeaseLost:  # a task committed meanwhile, or a run began: look again
                 continue
-            return WorkflowHandle(self._backend, self.id, self._result_type, plan.run.run_id)
+            moved = copy.copy(self)  # of the same class, as the client made it
+            moved.run_id = plan.run.run_id
+            return moved
 
     async def delete(self) -> None:
         """Delete the workflow, closed: all its runs and all they own (history, inbox,
@@ -433,7 +436,7 @@ class Client:
             priority=placement[1],
         )
         run_id = await self.backend.create_workflow(new, use_existing=conflict == "use_existing")
-        return WorkflowHandle(self.backend, workflow_id, call.result_hint, run_id)
+        return self._handle(workflow_id, call.result_hint, run_id)
 
     async def create_schedule(
         self,
@@ -477,7 +480,14 @@ class Client:
     def get_handle(self, workflow_id: str, *, result_type: type[R]) -> WorkflowHandle[R]: ...
     def get_handle(self, workflow_id: str, *, result_type: object = Any) -> WorkflowHandle[Any]:
         """A handle on an existing workflow; ``result_type`` decodes its result."""
-        return WorkflowHandle(self.backend, check_name(workflow_id, "workflow id"), result_type)
+        return self._handle(check_name(workflow_id, "workflow id"), result_type)
+
+    def _handle(
+        self, workflow_id: str, result_type: object, run_id: str | None = None
+    ) -> WorkflowHandle[Any]:
+        """Every handle this client gives out is made here: a test environment's client
+        makes handles whose waits move its virtual clock (``tapeflow.testing``)."""
+        return WorkflowHandle(self.backend, workflow_id, result_type, run_id)
 
     async def send_event(
         self,

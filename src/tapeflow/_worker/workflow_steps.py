@@ -38,6 +38,7 @@ from tapeflow.backends.base import (
     WorkflowStatus,
     WorkflowTask,
 )
+from tapeflow.backends.clock import LocalClock
 from tapeflow.backends.plan import CommitPlan, OfRun, plan_commit
 from tapeflow.errors import WorkflowSandboxError
 from tapeflow.history import (
@@ -113,7 +114,7 @@ class WorkflowSteps:
         self._timeout = task_timeout.total_seconds()
         self._lease = lease
         self._taking = taking
-        self._clock = BackendClock()
+        self._clock = BackendClock(backend.clock if isinstance(backend, LocalClock) else None)
         self.metrics = Metrics()
         """Told of each run's start and end (set by the worker's ``Running``)."""
         self.on_committed: Callable[[str, CommitPlan], None] = lambda run_id, plan: None

@@ -8,6 +8,9 @@ the database lock up front (``BEGIN IMMEDIATE``); several processes may share on
 A workflow task's commit is a ``CommitPlan`` stored by one function, ``_apply_plan``, step
 by step as ``tapeflow.backends.plan`` says; it knows no decisions. The ``HandOffs``
 capability is the same writes with a ``Take``.
+
+Every time it keeps is its clock's: the process's wall clock, or the clock it is given (a
+test's virtual one, see ``tapeflow.backends.clock``), read once per transaction.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from tapeflow.backends.base import (
     WorkflowSummary,
     WorkflowTask,
 )
+from tapeflow.backends.clock import Agenda, Clock, wall_clock
 from tapeflow.backends.plan import (
     CommitPlan,
     Ending,
@@ -150,9 +154,14 @@ def _micros(span: timedelta) -> int:
 
 
 class SQLiteBackend(OpensAndCloses):
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "FULL", clock: Clock | None = None
+    ) -> None:
         self.path = str(path)
         self._synchronous = synchronous
+        self.clock: Clock = clock or wall_clock
+        """Its time (``LocalClock``): a worker in this process reads it too."""
+        self._now_us: Callable[[], int] = _now_us if clock is None else lambda: _us(clock())
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._wakeups = Wakeups()
@@ -251,7 +260,7 @@ class SQLiteBackend(OpensAndCloses):
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
-            done = fn(conn, _now_us())
+            done = fn(conn, self._now_us())
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:  # a failed COMMIT may leave it open
@@ -295,7 +304,7 @@ class SQLiteBackend(OpensAndCloses):
 
     async def get_workflow(self, workflow_id: str, run_id: str | None = None) -> WorkflowRecord:
         def read(conn: sqlite3.Connection) -> WorkflowRecord:
-            params = {"id": workflow_id, "run_id": run_id, "now": _now_us()}
+            params = {"id": workflow_id, "run_id": run_id, "now": self._now_us()}
             row = conn.execute(_Q["get_workflow"], params).fetchone()
             if row is None:
                 raise WorkflowNotFound(workflow_id)
@@ -604,11 +613,37 @@ class SQLiteBackend(OpensAndCloses):
         }
 
         def read(conn: sqlite3.Connection) -> timedelta | None:
-            now = _now_us()
+            now = self._now_us()
             due = conn.execute(_Q[query], {**params, "now": now}).fetchone()["due"]
             return None if due is None else timedelta(microseconds=due - now)
 
         return await self._read(read)
+
+    # -- a clock a test moves (tapeflow.testing) -------------------------------------------
+
+    async def agenda(
+        self, workflows: Sequence[str], activities: Sequence[str], queues: Sequence[str]
+    ) -> Agenda:
+        """The tasks leased now (of any name), and when the earliest other admitted task
+        of these names in these queues is due, or a schedule of these workflows fires. A
+        workflow task that failed is left out until its retry is due: a test's clock must
+        not race through the retries of code that fails every time."""
+        params = {
+            "workflows": json_text(list(workflows)),
+            "activities": json_text(list(activities)),
+            "queues": json_text(list(queues)),
+        }
+
+        def read(conn: sqlite3.Connection) -> Agenda:
+            row = conn.execute(_Q["agenda"], {**params, "now": self._now_us()}).fetchone()
+            return Agenda(row["held"], None if row["due"] is None else _dt(row["due"]))
+
+        return await self._read(read)
+
+    def time_moved(self) -> None:
+        """Its clock jumped (a test moved it): wake every watcher, since what was due later
+        may be due now and no commit will say so."""
+        self._wakeups.notify_all()
 
     # -- reads for operators (PollerReads) -------------------------------------------------
 
@@ -671,7 +706,7 @@ class SQLiteBackend(OpensAndCloses):
 
     async def list_queues(self) -> list[QueueRecord]:
         def read(conn: sqlite3.Connection) -> list[QueueRecord]:
-            rows = conn.execute(_Q["list_queues"], {"now": _now_us()})
+            rows = conn.execute(_Q["list_queues"], {"now": self._now_us()})
             return [
                 QueueRecord(
                     _queue(row),
@@ -707,7 +742,7 @@ class SQLiteBackend(OpensAndCloses):
 
     async def list_workers(self, seen_within: timedelta) -> list[WorkerRecord]:
         def read(conn: sqlite3.Connection) -> list[WorkerRecord]:
-            now = _now_us()
+            now = self._now_us()
             params = {"now": now, "since": now - _micros(seen_within)}
             return [worker_record(r, _dt) for r in conn.execute(_Q["list_workers"], params)]
 
@@ -768,7 +803,7 @@ class SQLiteBackend(OpensAndCloses):
 
     async def due_schedules(self, workflows: Sequence[str], limit: int) -> DueSchedules:
         def read(conn: sqlite3.Connection) -> DueSchedules:
-            now = _now_us()
+            now = self._now_us()
             params = {"names": json_text(list(workflows)), "now": now}
             due, awaiting = [], []
             for row in conn.execute(_Q["due_schedules"], params):

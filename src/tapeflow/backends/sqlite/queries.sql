@@ -285,6 +285,35 @@ SELECT min(max(visible_at, coalesce(lease_expires_at, 0))) AS due FROM activity_
 WHERE name IN (SELECT value FROM json_each(:names)) AND admitted
   AND queue IN (SELECT value FROM json_each(:queues));
 
+-- name: agenda
+-- For a clock a test moves: the tasks leased now, and when the earliest task not leased
+-- of these names is due (a failed workflow task's only once its retry is due), or the
+-- earliest firing of an unpaused schedule of these workflows (a buffered due time once no
+-- run of its schedule is open).
+SELECT
+    (SELECT count(*) FROM workflow_tasks WHERE lease_expires_at > :now)
+  + (SELECT count(*) FROM activity_tasks WHERE lease_expires_at > :now) AS held,
+    (SELECT min(due) FROM (
+        SELECT max(e.visible_at, t.not_before) AS due
+        FROM inbox e JOIN workflow_tasks t ON t.run_id = e.run_id
+        WHERE t.name IN (SELECT value FROM json_each(:workflows)) AND t.admitted
+          AND t.queue IN (SELECT value FROM json_each(:queues))
+          AND (t.lease_expires_at IS NULL OR t.lease_expires_at <= :now)
+          AND (t.failures = 0 OR t.not_before <= :now)
+        UNION ALL
+        SELECT visible_at FROM activity_tasks
+        WHERE name IN (SELECT value FROM json_each(:activities)) AND admitted
+          AND queue IN (SELECT value FROM json_each(:queues))
+          AND (lease_expires_at IS NULL OR lease_expires_at <= :now)
+        UNION ALL
+        SELECT CASE WHEN s.buffered_at IS NULL OR EXISTS (
+                   SELECT 1 FROM schedule_runs r JOIN workflows w ON w.id = r.workflow_id
+                   WHERE r.schedule_id = s.id AND w.status IN ('pending', 'running'))
+               THEN s.next_due_at ELSE min(s.buffered_at, s.next_due_at) END
+        FROM schedules s
+        WHERE s.workflow_name IN (SELECT value FROM json_each(:workflows)) AND NOT s.paused
+    )) AS due;
+
 -- name: copy_history
 -- A reset's new run takes the old run's first :upto events as its own history.
 INSERT INTO history (run_id, seq, event)

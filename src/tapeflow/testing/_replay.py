@@ -1,4 +1,4 @@
-"""Helpers for your own tests: keep recorded histories and check that new code replays them.
+"""Keep recorded histories and check that new code replays them.
 
 A change to workflow code that would break running workflows shows up as a
 NonDeterminismError here, before it reaches production::
@@ -19,8 +19,6 @@ from tapeflow._definition import definition_of
 from tapeflow._engine.replay import replay_new
 from tapeflow.backends.base import Backend
 from tapeflow.history import HistoryEvent, decode_events, encode_events, is_imposed
-
-__all__ = ["Replayed", "load_history", "replay", "save_history"]
 
 
 @dataclass(frozen=True)
