@@ -26,6 +26,7 @@ from tapeflow import workflow
 from tapeflow._blocking import LoopThread
 from tapeflow.backends.connect import backend_for
 from tapeflow.history import HistoryEvent
+from tests.conformance.plugin import unavailable
 
 THREAD = "tapeflow-sync-client"
 
@@ -234,13 +235,23 @@ async def test_a_call_from_a_thread_that_runs_an_event_loop_says_to_use_the_asyn
         assert await asyncio.to_thread(sync.count_workflows) == 0  # the way out it names
 
 
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt in the main thread, as in a script, whatever the
+    test runner installed; put back after."""
+    if threading.current_thread() is not threading.main_thread():  # a runner's own thread
+        unavailable("the main thread", "a KeyboardInterrupt is raised in the main thread only")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_a_keyboard_interrupt_in_a_blocked_call_cancels_that_call(
     sync: tapeflow.SyncClient,
 ) -> None:
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("a KeyboardInterrupt is raised in the main thread only")
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        pytest.skip("SIGINT does not raise KeyboardInterrupt here")
     handle = sync.start_workflow(greet, "nobody")  # no worker: result() waits
     main = threading.main_thread().ident
     assert main is not None
