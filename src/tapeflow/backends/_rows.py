@@ -21,7 +21,7 @@ from tapeflow.backends.base import (
     WorkflowTask,
 )
 from tapeflow.backends.presence import WorkerInfo, WorkerRecord
-from tapeflow.backends.queue_limits import waiting_hint
+from tapeflow.backends.queue_limits import QueueRecord, waiting_hint
 from tapeflow.errors import PayloadError
 from tapeflow.history import (
     Failure,
@@ -30,6 +30,7 @@ from tapeflow.history import (
     decode_incoming,
     decode_outcome,
 )
+from tapeflow.queues import Queue
 
 FAILURE = TypeAdapter(Failure)
 
@@ -60,6 +61,21 @@ def update_record(row: NamedRow) -> UpdateRecord:
         run_status=WorkflowStatus(row["run_status"]),
         outcome=None if outcome is None else decode_outcome(outcome),
     )
+
+
+def declared_queue(row: NamedRow, period: Callable[[Any], timedelta]) -> Queue:
+    """A ``queues`` row (or a ``list_queues`` one) as the declaration it keeps, its
+    ``rate_period`` as stored (``period`` makes it a timedelta)."""
+    limit = row["rate_limit"]
+    rate = None if limit is None else (limit, period(row["rate_period"]))
+    return Queue(row["name"], row["concurrency"], rate)
+
+
+def queue_record(row: NamedRow, period: Callable[[Any], timedelta]) -> QueueRecord:
+    """A ``list_queues`` row."""
+    queue = declared_queue(row, period)
+    started = None if queue.rate_limit is None else row["started"]
+    return QueueRecord(queue, row["admitted"], row["waiting"], started)
 
 
 def workflow_record(row: NamedRow, when: Callable[[Any], datetime]) -> WorkflowRecord:

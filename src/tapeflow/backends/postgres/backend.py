@@ -34,8 +34,10 @@ from tapeflow.backends._redact import redact
 from tapeflow.backends._rows import (
     FAILURE,
     activity_task,
+    declared_queue,
     history,
     json_text,
+    queue_record,
     update_record,
     worker_record,
     workflow_record,
@@ -209,12 +211,6 @@ def _take(take: Take | None) -> dict[str, JSONValue] | None:
 def _leased(row: Mapping[str, Any]) -> WorkflowTask:
     """A workflow task as ``leased_task`` (functions.sql) gives it."""
     return workflow_task(row, row["inbox"], _from_json_time(row["claimed_at"]))
-
-
-def _queue(row: DictRow) -> Queue:
-    """A ``queues`` row (or a ``list_queues`` one) as the declaration it keeps."""
-    rate = None if row["rate_limit"] is None else (row["rate_limit"], row["rate_period"])
-    return Queue(row["name"], row["concurrency"], rate)
 
 
 def _same(span: timedelta) -> timedelta:
@@ -952,7 +948,7 @@ class PostgresBackend(OpensAndCloses):
             before = await cursor.fetchone()
             # Limits lifted: what waits is admitted by the next claim of a worker serving it.
             await self._wake(conn, queue_topics([queue.name]))
-        previous = None if before is None else _queue(before)
+        previous = None if before is None else declared_queue(before, _same)
         return previous if previous != queue else None
 
     async def admit_workflow_tasks(
@@ -990,15 +986,7 @@ class PostgresBackend(OpensAndCloses):
 
     async def list_queues(self) -> list[QueueRecord]:
         rows = await self._rows("list_queues", {})
-        return [
-            QueueRecord(
-                _queue(row),
-                row["admitted"],
-                row["waiting"],
-                None if row["rate_limit"] is None else row["started"],
-            )
-            for row in rows
-        ]
+        return [queue_record(row, _same) for row in rows]
 
     # -- who runs (WorkerPresence) ---------------------------------------------------------
 

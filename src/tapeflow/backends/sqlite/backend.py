@@ -32,8 +32,10 @@ from tapeflow.backends._pollers import PollRecorder
 from tapeflow.backends._rows import (
     FAILURE,
     activity_task,
+    declared_queue,
     history,
     json_text,
+    queue_record,
     update_record,
     worker_record,
     workflow_record,
@@ -672,7 +674,7 @@ class SQLiteBackend(OpensAndCloses):
                     "now": now,
                 },
             )
-            previous = None if before is None else _queue(before)
+            previous = None if before is None else declared_queue(before, _span)
             # Limits lifted: what waits is admitted by the next claim of a worker serving it.
             return (previous if previous != queue else None), sorted(queue_topics([queue.name]))
 
@@ -707,15 +709,7 @@ class SQLiteBackend(OpensAndCloses):
     async def list_queues(self) -> list[QueueRecord]:
         def read(conn: sqlite3.Connection) -> list[QueueRecord]:
             rows = conn.execute(_Q["list_queues"], {"now": self._now_us()})
-            return [
-                QueueRecord(
-                    _queue(row),
-                    row["admitted"],
-                    row["waiting"],
-                    None if row["rate_limit"] is None else row["started"],
-                )
-                for row in rows
-            ]
+            return [queue_record(row, _span) for row in rows]
 
         return await self._read(read)
 
@@ -1095,15 +1089,6 @@ def _schedule_record(conn: sqlite3.Connection, row: sqlite3.Row) -> ScheduleReco
 
 
 # -- workflow tasks ------------------------------------------------------------------------
-
-
-def _queue(row: sqlite3.Row) -> Queue:
-    """A ``queues`` row (or a ``list_queues`` one) as the declaration it keeps."""
-    period = row["rate_period"]
-    rate = (
-        None if row["rate_limit"] is None else (row["rate_limit"], timedelta(microseconds=period))
-    )
-    return Queue(row["name"], row["concurrency"], rate)
 
 
 def _admit(
