@@ -54,7 +54,10 @@ class Presence:
             await asyncio.sleep(REPORT_EVERY.total_seconds())
 
     async def stop(self) -> None:
+        """Best effort, and bounded: a backend that cannot hear it must not hold up the
+        worker's stop (its row then goes silent instead)."""
         try:
-            await self._backend.report_worker_stopped(self._info.id)
+            async with asyncio.timeout(REPORT_EVERY.total_seconds()):
+                await self._backend.report_worker_stopped(self._info.id)
         except Exception as exc:
             log.warning("reporting worker %s stopped failed (%s)", self._info.id, exc)
