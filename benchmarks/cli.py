@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import counting, report, scenarios
+from benchmarks import counting, peers, report, scenarios
 from benchmarks.databases import DEFAULT_POSTGRES_URL, fresh, postgres_reachable
 from benchmarks.scenarios import QUICK, Figures, Settings, Sizes
 
 ROOT = Path(__file__).resolve().parent.parent
-PHASES = ("throughput", "latency", "timer", "history", "idle")
+PHASES = ("throughput", "latency", "timer", "history", "idle", "peers")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -233,6 +233,13 @@ async def _suite(
         ]
     if "idle" in args.phases:
         plan.append(("idle", scenarios.idle, {}))
+    if "peers" in args.phases:
+        plan += [
+            ("peers_throughput_1", peers.throughput, {"steps": 1}),
+            ("peers_throughput_n", peers.throughput, {"steps": 10}),
+            ("peers_latency", peers.latency, {"in_process": True}),
+            ("peers_latency_process", peers.latency, {"in_process": False}),
+        ]
     for backend in backends:
         results[backend] = {}
         if backend == "postgres" and "throughput" in args.phases:
@@ -266,6 +273,8 @@ def summarise(runs: dict[str, list[Figures]]) -> dict[str, float | None]:
     t1, tn = runs.get("throughput_1", []), runs.get("throughput_n", [])
     lat, tim, his, idl = (runs.get(k, []) for k in ("latency", "timer", "history", "idle"))
     shared = runs.get("history_shared", [])
+    p1, pn = runs.get("peers_throughput_1", []), runs.get("peers_throughput_n", [])
+    plat, pproc = runs.get("peers_latency", []), runs.get("peers_latency_process", [])
     return {
         "throughput_1_workflows_per_s": _median(t1, "workflows_per_s"),
         "throughput_n_activities_per_s": _median(tn, "activities_per_s"),
@@ -300,6 +309,12 @@ def summarise(runs: dict[str, list[Figures]]) -> dict[str, float | None]:
         "worker_transactions_per_workflow_n": _median(tn, "worker_transactions_per_workflow"),
         "queries_per_workflow_1": _median(t1, "counted_queries_per_workflow"),
         "queries_per_workflow_n": _median(tn, "counted_queries_per_workflow"),
+        "peers_throughput_1_workflows_per_s": _median(p1, "workflows_per_s"),
+        "peers_throughput_n_activities_per_s": _median(pn, "activities_per_s"),
+        "peers_latency_median_ms": _median(plat, "median_ms"),
+        "peers_latency_p95_ms": _median(plat, "p95_ms"),
+        "peers_latency_process_median_ms": _median(pproc, "median_ms"),
+        "peers_latency_process_p95_ms": _median(pproc, "p95_ms"),
     }
 
 

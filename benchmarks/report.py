@@ -101,6 +101,43 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("worker_transactions_per_workflow_n", "... of which by the workers", ".2f", ""),
     ("queries_per_workflow_1", "Queries per 1-activity workflow (counted)", ".2f", ""),
     ("queries_per_workflow_n", "Queries per 10-activity workflow (counted)", ".2f", ""),
+    # The peers' harness cases: library defaults, the worker in the client's process (issue 16)
+    (
+        "peers_throughput_1_workflows_per_s",
+        "Defaults, in-process: 2,000 1-activity workflows (workflows/s)",
+        ",.0f",
+        ">= 1.5x Absurd",
+    ),
+    (
+        "peers_throughput_n_activities_per_s",
+        "Defaults, in-process: 1,000 10-activity workflows (activities/s)",
+        ",.0f",
+        ">= 1.5x Absurd",
+    ),
+    (
+        "peers_latency_median_ms",
+        "Defaults, in-process: start to result, median (ms)",
+        ".1f",
+        "<= 3",
+    ),
+    (
+        "peers_latency_p95_ms",
+        "Defaults, in-process: start to result, p95 (ms)",
+        ".1f",
+        "<= 2x median",
+    ),
+    (
+        "peers_latency_process_median_ms",
+        "Defaults, worker in another process: start to result, median (ms)",
+        ".1f",
+        "<= 4",
+    ),
+    (
+        "peers_latency_process_p95_ms",
+        "Defaults, worker in another process: start to result, p95 (ms)",
+        ".1f",
+        "<= 2x median",
+    ),
 ]
 
 
@@ -134,14 +171,14 @@ def table(summary: Mapping[str, Summary], backends: list[str]) -> str:
 
 def brief(name: str, figures: Mapping[str, Any]) -> str:
     """One line on a run, while the suite goes."""
-    if name.startswith("throughput"):
+    if name.startswith(("throughput", "peers_throughput")):
         return (
             f"{figures['workflows']} workflows x {figures['steps']} in {figures['seconds']:.2f}s:"
             f" {figures['workflows_per_s']:,.0f} workflows/s,"
             f" {figures['activities_per_s']:,.0f} activities/s,"
             f" {figures.get('counted_transactions_per_workflow', 0):.2f} transactions/workflow"
         )
-    if name in ("latency", "timer"):
+    if name in ("latency", "timer") or name.startswith("peers_latency"):
         return f"median {figures['median_ms']:.1f} ms, p95 {figures['p95_ms']:.1f} ms"
     if name.startswith("history"):
         short, long, instance = figures["short"], figures["long"], figures["instance"]

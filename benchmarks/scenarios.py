@@ -51,6 +51,12 @@ class Sizes:
     the worker's start-up counts are in."""
     idle_publish: float = 11.0
     """PostgreSQL: how long after the window pg_stat_database is read (0: it is not)."""
+    peers_throughput: int = 2000
+    """The peers' harness: one-step workflows per throughput run (``benchmarks.peers``)."""
+    peers_throughput_n: int = 1000
+    """The peers' harness: ten-step workflows per throughput run."""
+    peers_latency_samples: int = 50
+    peers_latency_warmup: int = 5
 
     def scaled(self, factor: float) -> Sizes:
         def scale(n: int, least: int) -> int:
@@ -71,6 +77,10 @@ class Sizes:
             idle_seconds=max(2.0, self.idle_seconds * factor),
             idle_settle=self.idle_settle if factor >= 1 else 0.5,
             idle_publish=self.idle_publish,
+            peers_throughput=scale(self.peers_throughput, 4),
+            peers_throughput_n=scale(self.peers_throughput_n, 4),
+            peers_latency_samples=scale(self.peers_latency_samples, 5),
+            peers_latency_warmup=scale(self.peers_latency_warmup, 2),
         )
 
 
@@ -86,6 +96,10 @@ QUICK = Sizes(
     idle_seconds=1.0,
     idle_settle=0.2,
     idle_publish=0.0,
+    peers_throughput=10,
+    peers_throughput_n=4,
+    peers_latency_samples=5,
+    peers_latency_warmup=2,
 )
 
 

@@ -42,5 +42,21 @@ async def sleeper(milliseconds: int) -> float:
     return late.total_seconds() * 1000
 
 
-WORKFLOWS = [one_step, sequential, sleeper]
-ACTIVITIES = [step]
+@activity.defn
+def sync_step(value: int) -> int:
+    """``step`` as a plain function: it runs in the worker's thread pool, as the peers'
+    harness (``../shared/peer-bench``) runs its steps."""
+    return value + 1
+
+
+@workflow.defn
+async def sync_sequential(steps: int) -> int:
+    """``steps`` runs of ``sync_step``, one after the other."""
+    value = 0
+    for _ in range(steps):
+        value = await workflow.execute_activity(sync_step, value)
+    return value
+
+
+WORKFLOWS = [one_step, sequential, sleeper, sync_sequential]
+ACTIVITIES = [step, sync_step]
