@@ -17,6 +17,7 @@ import hashlib
 import logging
 import random
 import re
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -122,6 +123,9 @@ log = logging.getLogger("tapeflow.postgres")
 _PACKAGE = __package__ or "tapeflow.backends.postgres"
 _Q = load_queries(_PACKAGE)
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,50}")
+SENDER_BYTES = 8
+_SENDER = re.compile(rf"[0-9a-f]{{{2 * SENDER_BYTES}}}")
+"""A NOTIFY payload's sender: topics start with a word and a colon, never like this."""
 _REVISION = re.compile(r"^-- revision: (\d+)$", re.MULTILINE)
 
 T = TypeVar("T")
@@ -330,6 +334,8 @@ class PostgresBackend(OpensAndCloses):
         self.conninfo = checked(conninfo)
         self.schema = schema
         self.channel = f"tapeflow_{schema}"
+        self._sender = secrets.token_hex(SENDER_BYTES)
+        """Names this backend's NOTIFYs, so that it skips their echo."""
         self._shown = redact(conninfo)
         self._session: dict[str, Any] = {
             "autocommit": True,
@@ -465,7 +471,9 @@ class PostgresBackend(OpensAndCloses):
                     self._listening, backoff = True, 0.1
                     self._wakeups.notify_all()  # wake-ups may have been missed while away
                     async for notification in conn.notifies():
-                        self._wakeups.notify((notification.payload,))
+                        topic = self._heard(notification.payload)
+                        if topic is not None:
+                            self._wakeups.notify((topic,))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -478,21 +486,29 @@ class PostgresBackend(OpensAndCloses):
     def wakes_other_processes(self) -> bool:
         return self._listening
 
-    def _notify_here(self, topics: list[str]) -> None:
-        """While not listening, at least this process's own watchers learn at once."""
-        if not self._listening:
-            self._wakeups.notify(topics)
+    def _heard(self, payload: str) -> str | None:
+        """The topic of a NOTIFY's payload, None for this backend's own echo: its watchers
+        were woken when it sent it. A payload without a sender (an older tapeflow's) is
+        the topic itself."""
+        sender, mark, topic = payload.partition("|")
+        if not mark or not _SENDER.fullmatch(sender):
+            return payload
+        return None if sender == self._sender else topic
 
     async def _wake(self, conn: Connection, topics: set[str]) -> None:
-        """Send wake-ups for work just committed. A failure here loses nothing: the work is
-        stored, and pollers look again at their fallback interval."""
+        """Wake-ups for work just committed: this process's watchers at once (not after a
+        round trip through the server), then every other process. A failure here loses
+        nothing: the work is stored, and pollers look again at their fallback interval."""
         if not topics:
             return
-        try:  # to every process, whether or not this one is listening right now
-            await conn.execute(_Q["notify"], {"channel": self.channel, "topics": list(topics)})
+        self._wakeups.notify(topics)
+        try:
+            await conn.execute(
+                _Q["notify"],
+                {"channel": self.channel, "sender": self._sender, "topics": list(topics)},
+            )
         except psycopg.Error as exc:
             log.warning("sending wake-ups failed (%s); pollers will find the work", exc)
-        self._notify_here(list(topics))
 
     async def _rows(self, query: str, params: Mapping[str, Any]) -> list[DictRow]:
         return await self._fetch(_Q[query], params)

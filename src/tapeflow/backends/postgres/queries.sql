@@ -4,8 +4,11 @@ SELECT created, settled FROM start_runs(%(runs)s::json, %(later)s::json);
 
 -- name: notify
 -- Wake-ups, sent after the commit that made the work: this transaction writes nothing, so
--- it does not wait for a WAL flush while it holds the lock that NOTIFY takes.
-SELECT pg_notify(%(channel)s, topic) FROM unnest(%(topics)s::text[]) AS topic;
+-- it does not wait for a WAL flush while it holds the lock that NOTIFY takes. Each payload
+-- is '<sender>|<topic>': the sending backend has woken its own watchers already and skips
+-- its echo (see PostgresBackend._listen).
+SELECT pg_notify(%(channel)s, %(sender)s || '|' || topic)
+FROM unnest(%(topics)s::text[]) AS topic;
 
 -- name: send_event
 -- To the workflow's latest run, if unfinished, once per key (see send_event in
