@@ -115,11 +115,20 @@ class WorkerOptions:
 
     name: str | None = None
     """Shown as the lease owner; defaults to ``host:pid``."""
-    max_concurrent_workflow_tasks: int = 10
-    """Workflow tasks processed at once (each is short: replay plus one commit)."""
-    max_concurrent_activities: int = 1
-    """Activities run at once: one by default, so that a worker started without thought
-    does not flood the services its activities call."""
+    max_concurrent_workflow_tasks: int = 100
+    """Workflow tasks in flight at once. Each is short (replay, then one commit) and spends
+    most of its time waiting for its commit, which the backend sends in one statement with
+    the others in flight: more in flight, bigger batches, fewer round trips per task. On a
+    2-core machine throughput rises up to about this many and is flat beyond
+    (docs/performance.md, "The defaults"); what it costs is a slot each, not memory (the
+    workflow cache holds the instances either way)."""
+    max_concurrent_activities: int = 100
+    """Activities running at once, async or sync; sync ones run in a thread pool of this
+    size, whose threads start as calls need them. Eager activities (a workflow's next
+    activity taken in the commit that scheduled it) need room here, so a small number
+    throttles the workflows too. To spare a service that takes only N calls at once,
+    give its activities a ``tapeflow.Queue`` with ``concurrency=N``: that limit holds
+    across every worker, this one only per process."""
     lease_duration: timedelta = timedelta(seconds=30)
     """How long a claimed task stays ours without renewal; a live worker renews it every
     third of this (10 s: one statement per renewal for all its tasks, none while it holds
@@ -148,7 +157,9 @@ class WorkerOptions:
     cannot stop a thread: a sync activity still running past ``shutdown_grace`` is given
     up (its attempt released for another worker) but runs on in its thread until the
     process exits. Sync activities that may hang belong in the process pool, where such a
-    call is killed with its child process."""
+    call is killed with its child process. The process pool has one process per core (at
+    most ``max_concurrent_activities``): a process each beyond the cores buys memory use,
+    not speed, and the calls beyond them wait for one."""
     shutdown_grace: timedelta = timedelta(seconds=10)
     """How long stopping waits for running tasks before abandoning them to other workers:
     the leases of activities given up are released, so their attempts are retried at once."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
@@ -71,7 +72,7 @@ class Running:
         self.activity_runner: ActivityTaskRunner | None = None
         if worker.activities:
             self.executor = (
-                ProcessPool(options.max_concurrent_activities)
+                ProcessPool(min(options.max_concurrent_activities, os.cpu_count() or 1))
                 if options.activity_executor == "process"
                 else ActivityThreadPool(options.max_concurrent_activities)
             )
