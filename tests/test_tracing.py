@@ -66,6 +66,11 @@ async def two_steps(x: int) -> int:
     return await workflow.execute_activity(double, first)
 
 
+@workflow.defn
+async def notify(target: str) -> None:
+    await workflow.send_event(target, "go")
+
+
 @pytest.fixture
 def exporter() -> InMemorySpanExporter:
     return InMemorySpanExporter()
@@ -239,6 +244,25 @@ async def test_sending_an_event_is_a_span_of_the_caller(
     (sent,) = named(exporter.get_finished_spans(), "SendEvent:go")
     assert ancestors(sent, exporter.get_finished_spans()) == ["caller"]
     assert (sent.attributes or {})["tapeflow.workflow_id"] == "evented"
+
+
+async def test_an_event_a_workflow_sends_is_a_span_of_its_task(
+    backend: tapeflow.Backend,
+    worker: WorkerFactory,
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+) -> None:
+    client = tapeflow.Client(backend, tracing=provider)
+    waiting = await client.start_workflow(two_steps, 1, id="waiting")
+    with provider.get_tracer("test").start_as_current_span("caller"):
+        sender = await client.start_workflow(notify, "waiting", id="sender")
+    async with worker(workflows=[two_steps, notify], activities=[double], tracing=provider):
+        await sender.result(timeout=10)
+        assert await waiting.result(timeout=10) == 4
+    spans = exporter.get_finished_spans()
+    (sent,) = named(spans, "SendEvent:go")
+    assert ancestors(sent, spans) == ["RunWorkflow:notify", "StartWorkflow:notify", "caller"]
+    assert (sent.attributes or {})["tapeflow.workflow_id"] == "waiting"
 
 
 async def test_tracing_off_or_unconfigured_stores_no_context(

@@ -1,9 +1,9 @@
 """OpenTelemetry spans for starts, workflow tasks, activity attempts and events sent.
 
 ``Tracing`` itself does nothing, so tapeflow runs without ``opentelemetry-api`` installed;
-``tracing_for`` picks the OpenTelemetry one when it is. With the API installed and no
-tracer provider configured, the API's own no-op tracer makes a span a few method calls,
-and no trace context is stored.
+``tracing_for`` picks the OpenTelemetry one when it is. Following the global tracer
+provider while none is configured, a span is one check of the global (and a carried
+context passed on), and no new trace context is stored.
 
 A span's trace context travels as a W3C ``traceparent`` dict (``opentelemetry.propagate``)
 in the rows that carry work across processes: a run's start event (so every task of the
@@ -98,28 +98,48 @@ class OpenTelemetryTracing(Tracing):
     """Spans from ``tracer``; their contexts carried by the globally set propagator (W3C
     trace context unless the application set another)."""
 
-    def __init__(self, tracer: Tracer) -> None:
-        from opentelemetry import trace
+    def __init__(self, tracer: Tracer, follows_global: bool) -> None:
+        from opentelemetry import propagate, trace
+        from opentelemetry.context import Context
 
         self._tracer = tracer
+        self._follows_global = follows_global
+        self._global_provider = trace.get_tracer_provider
+        self._unset = trace.ProxyTracerProvider
+        self._extract = propagate.extract
+        self._root = Context
         self._kinds = {
             "producer": trace.SpanKind.PRODUCER,
             "consumer": trace.SpanKind.CONSUMER,
             "internal": trace.SpanKind.INTERNAL,
         }
 
-    @contextlib.contextmanager
     def span(
         self, name: str, kind: Kind, parent: Parent, attributes: Mapping[str, str | int]
-    ) -> Iterator[SpanHandle]:
-        from opentelemetry import propagate
-        from opentelemetry.context import Context
+    ) -> AbstractContextManager[SpanHandle]:
+        if self._follows_global and isinstance(self._global_provider(), self._unset):
+            # No provider configured (yet): no span, but a carried parent goes on, so that
+            # the next worker's spans, if it has a provider, stay in the trace.
+            passing = SpanHandle()
+            passing.carried = parent if isinstance(parent, dict) else None
+            return contextlib.nullcontext(passing)
+        return self._span(name, kind, parent, attributes)
 
-        context = None if parent == CURRENT else propagate.extract(parent or {}, Context())
+    @contextlib.contextmanager
+    def _span(
+        self, name: str, kind: Kind, parent: Parent, attributes: Mapping[str, str | int]
+    ) -> Iterator[SpanHandle]:
+        context = None if parent == CURRENT else self._extract(parent or {}, self._root())
         with self._tracer.start_as_current_span(
-            name, context, self._kinds[kind], dict(attributes)
+            name, context, self._kinds[kind], attributes
         ) as span:
-            yield _OpenTelemetrySpan(span)
+            yield _OpenTelemetrySpan(span) if span.get_span_context().is_valid else _UNTRACED
+
+
+_UNTRACED = SpanHandle()
+"""What a span out of any trace gets (no tracer provider configured, no parent): nothing
+to carry. (The API's no-op span under a carried parent has the parent's context, passed
+on: a worker without a provider does not cut its trace for the next.)"""
 
 
 class _OpenTelemetrySpan(SpanHandle):
@@ -127,10 +147,9 @@ class _OpenTelemetrySpan(SpanHandle):
         from opentelemetry import propagate, trace
 
         self._span = span
-        if span.get_span_context().is_valid:
-            carrier: TraceContext = {}
-            propagate.inject(carrier, trace.set_span_in_context(span))
-            self.carried = carrier or None
+        carrier: TraceContext = {}
+        propagate.inject(carrier, trace.set_span_in_context(span))
+        self.carried = carrier or None
 
     def ended(self, outcome: str, error: BaseException | str | None = None) -> None:
         from opentelemetry.trace import Status, StatusCode
@@ -156,8 +175,8 @@ def tracing_for(setting: Any) -> Tracing:
     from tapeflow import __version__
 
     if setting is True:
-        return OpenTelemetryTracing(trace.get_tracer("tapeflow", __version__))
-    return OpenTelemetryTracing(setting.get_tracer("tapeflow", __version__))
+        return OpenTelemetryTracing(trace.get_tracer("tapeflow", __version__), True)
+    return OpenTelemetryTracing(setting.get_tracer("tapeflow", __version__), False)
 
 
 def check_tracing(setting: object, what: str) -> None:
