@@ -37,8 +37,13 @@ Parent: TypeAlias = TraceContext | Literal["current"] | None
 class SpanHandle:
     """The no-op span: it carries no context and ignores its outcome."""
 
-    carried: TraceContext | None = None
-    """Its context, to store with the work it makes (None: nothing to carry)."""
+    def __init__(self, carried: TraceContext | None = None) -> None:
+        self._carried = carried
+
+    @property
+    def carried(self) -> TraceContext | None:
+        """Its context, to store with the work it makes (None: nothing to carry)."""
+        return self._carried
 
     def ended(self, outcome: str, error: BaseException | str | None = None) -> None:
         """Name how it ended (``tapeflow.outcome``); ``error`` (recorded, if an exception)
@@ -120,8 +125,7 @@ class OpenTelemetryTracing(Tracing):
         if self._follows_global and isinstance(self._global_provider(), self._unset):
             # No provider configured (yet): no span, but a carried parent goes on, so that
             # the next worker's spans, if it has a provider, stay in the trace.
-            passing = SpanHandle()
-            passing.carried = parent if isinstance(parent, dict) else None
+            passing = SpanHandle(parent if isinstance(parent, dict) else None)
             return contextlib.nullcontext(passing)
         return self._span(name, kind, parent, attributes)
 
@@ -144,12 +148,19 @@ on: a worker without a provider does not cut its trace for the next.)"""
 
 class _OpenTelemetrySpan(SpanHandle):
     def __init__(self, span: Span) -> None:
+        super().__init__()
+        self._span = span
+
+    @property
+    def carried(self) -> TraceContext | None:
+        """Written when asked for: most spans make no work that carries it."""
         from opentelemetry import propagate, trace
 
-        self._span = span
-        carrier: TraceContext = {}
-        propagate.inject(carrier, trace.set_span_in_context(span))
-        self.carried = carrier or None
+        if self._carried is None:
+            carrier: TraceContext = {}
+            propagate.inject(carrier, trace.set_span_in_context(self._span))
+            self._carried = carrier or None
+        return self._carried
 
     def ended(self, outcome: str, error: BaseException | str | None = None) -> None:
         from opentelemetry.trace import Status, StatusCode
