@@ -171,6 +171,28 @@ async def test_a_restarted_worker_replays_without_spans_and_stays_in_the_callers
     assert attempt.parent.span_id in {t.context.span_id for t in tasks if t.context}
 
 
+async def test_a_task_a_dead_worker_held_runs_elsewhere_in_the_callers_trace(
+    backend: tapeflow.Backend, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    client = tapeflow.Client(backend, tracing=provider)
+    with provider.get_tracer("test").start_as_current_span("caller") as caller:
+        handle = await client.start_workflow(doubled, 3, id="orphaned")
+    lease = timedelta(milliseconds=300)
+    held = await backend.claim_workflow_tasks(["doubled"], "dead-worker", lease, 1, ["default"])
+    assert [task.workflow_id for task in held] == ["orphaned"]  # then it dies: nothing written
+    options = tapeflow.WorkerOptions(poll_interval=timedelta(milliseconds=50), tracing=provider)
+    async with tapeflow.Worker(backend, workflows=[doubled], activities=[double], options=options):
+        assert await handle.result(timeout=10) == 6
+    spans = exporter.get_finished_spans()
+    assert {span.context.trace_id for span in spans if span.context} == {
+        caller.get_span_context().trace_id
+    }
+    for task in named(spans, "RunWorkflow:doubled"):
+        assert ancestors(task, spans) == ["StartWorkflow:doubled", "caller"]
+    (attempt,) = named(spans, "RunActivity:double")
+    assert ancestors(attempt, spans)[0] == "RunWorkflow:doubled"
+
+
 async def test_each_attempt_has_a_span_with_its_outcome(
     client: tapeflow.Client,
     worker: WorkerFactory,
