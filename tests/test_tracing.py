@@ -1,5 +1,6 @@
 """OpenTelemetry spans (``tracing=``): a caller's span is the root of its workflow's tasks,
-activity attempts and children, on every backend, across a restart with a cold cache."""
+activity attempts and children, on every backend, across a restart with a cold cache and
+after a worker that died holding a task; replayed history makes no span."""
 
 from __future__ import annotations
 
