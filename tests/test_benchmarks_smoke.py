@@ -97,3 +97,13 @@ def test_the_schedules_benchmark_runs_and_prints_its_lateness(
     assert done.returncode == 0, f"the benchmark failed:\n{done.stdout}\n{done.stderr}"
     for row in ("| 1 schedule: fired after due |", "2 schedules due together: first task ran"):
         assert row in done.stdout, done.stdout
+
+
+def test_the_observability_benchmark_runs_every_setting() -> None:
+    command = [sys.executable, "-m", "benchmarks.observability", "--workflows", "3"]
+    done = subprocess.run(
+        [*command, "--rounds", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    for setting in ("off", "otel-api", "metrics", "tracing", "both"):
+        assert f"| {setting} |" in done.stdout

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, Literal, TypeVar, get_args, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, get_args, overload
 
 from tapeflow._definition import call_of
 from tapeflow._engine.updates import ENDED_FIRST
@@ -22,6 +22,7 @@ from tapeflow._listing import (
     run_filter,
     visibility,
 )
+from tapeflow._tracing import Tracing, check_tracing, tracing_for
 from tapeflow._validate import (
     check_bool,
     check_choice,
@@ -88,6 +89,9 @@ from tapeflow.schedules import (
     list_schedules,
 )
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
 R = TypeVar("R")
 log = logging.getLogger("tapeflow.client")
 
@@ -116,8 +120,10 @@ class WorkflowHandle(Generic[R]):
         workflow_id: str,
         result_type: object = Any,
         run_id: str | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._backend = backend
+        self._tracing = tracing or Tracing()
         self.id = workflow_id
         self.run_id = run_id
         """The run this handle started (or found, with ``id_conflict="use_existing"``), if
@@ -261,7 +267,7 @@ class WorkflowHandle(Generic[R]):
         self, name: str, payload: Any = None, *, idempotency_key: str | None = None
     ) -> None:
         """As ``Client.send_event``."""
-        await send_event(self._backend, self.id, name, payload, idempotency_key)
+        await send_event(self._backend, self.id, name, payload, idempotency_key, self._tracing)
 
     async def cancel(self, reason: str = "") -> None:
         """Ask the workflow to cancel: recorded in its history once (a second call does
@@ -337,8 +343,12 @@ _FAILED_AS: dict[WorkflowStatus, type[WorkflowFailed]] = {
 
 
 class Client:
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, *, tracing: bool | TracerProvider = True) -> None:
+        """``tracing`` as ``WorkerOptions.tracing``: spans for starts and events sent, whose
+        context the started workflows carry."""
+        check_tracing(tracing, "Client tracing")
         self.backend = backend
+        self._tracing = tracing_for(tracing)
         self._declared: dict[str, Queue] = {}
         """The queues this client declared, as it declared them: each is stored once."""
 
@@ -423,19 +433,23 @@ class Client:
         if isinstance(queue, Queue) and self._declared.get(queue.name) != queue:
             await declare(self.backend, [queue])
             self._declared[queue.name] = queue
-        new = NewWorkflow(
-            id=workflow_id,
-            name=call.name,
-            version=version,
-            args=call.args,
-            start_at=start_at,
-            execution_timeout=execution_timeout,
-            id_reuse=reuse,
-            events=events,
-            queue=placement[0],
-            priority=placement[1],
-        )
-        run_id = await self.backend.create_workflow(new, use_existing=conflict == "use_existing")
+        with self._tracing.start_workflow(call.name, workflow_id) as span:
+            new = NewWorkflow(
+                id=workflow_id,
+                name=call.name,
+                version=version,
+                args=call.args,
+                start_at=start_at,
+                execution_timeout=execution_timeout,
+                id_reuse=reuse,
+                events=events,
+                queue=placement[0],
+                priority=placement[1],
+                trace_context=span.carried,
+            )
+            existing = conflict == "use_existing"
+            run_id = await self.backend.create_workflow(new, use_existing=existing)
+            span.ended("started" if run_id == new.run_id else "found")
         return self._handle(workflow_id, call.result_hint, run_id)
 
     async def create_schedule(
@@ -487,7 +501,7 @@ class Client:
     ) -> WorkflowHandle[Any]:
         """Every handle this client gives out is made here: a test environment's client
         makes handles whose waits move its virtual clock (``tapeflow.testing``)."""
-        return WorkflowHandle(self.backend, workflow_id, result_type, run_id)
+        return WorkflowHandle(self.backend, workflow_id, result_type, run_id, self._tracing)
 
     async def send_event(
         self,
@@ -501,7 +515,7 @@ class Client:
         same ``idempotency_key`` (after a timeout, say) delivers at most once: a key the
         workflow id has had (in any of its runs) delivers nothing and returns. Raises
         WorkflowNotFound, WorkflowAlreadyCompleted."""
-        await send_event(self.backend, workflow_id, name, payload, idempotency_key)
+        await send_event(self.backend, workflow_id, name, payload, idempotency_key, self._tracing)
 
     async def describe(self, workflow_id: str) -> WorkflowRecord:
         """As ``WorkflowHandle.describe``: the workflow's latest run as stored now."""
@@ -600,16 +614,23 @@ class Client:
 
 
 async def send_event(
-    backend: Backend, workflow_id: str, name: str, payload: Any, idempotency_key: str | None
+    backend: Backend,
+    workflow_id: str,
+    name: str,
+    payload: Any,
+    idempotency_key: str | None,
+    tracing: Tracing,
 ) -> None:
-    await backend.send_event(
-        check_name(workflow_id, "workflow id"),
-        check_name(name, "event name"),
-        to_json(payload, what=f"payload of event {name!r}"),
-        idempotency_key=None
-        if idempotency_key is None
-        else check_name(idempotency_key, "idempotency key"),
-    )
+    workflow_id, name = check_name(workflow_id, "workflow id"), check_name(name, "event name")
+    with tracing.send_event(name, workflow_id):
+        await backend.send_event(
+            workflow_id,
+            name,
+            to_json(payload, what=f"payload of event {name!r}"),
+            idempotency_key=None
+            if idempotency_key is None
+            else check_name(idempotency_key, "idempotency key"),
+        )
 
 
 def _start_event(start_event: object) -> str:

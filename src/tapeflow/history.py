@@ -67,6 +67,9 @@ class WorkflowExecutionStarted:
     version: str
     args: list[JSONValue]
     started_at: datetime
+    trace_context: dict[str, str] | None = None
+    """The W3C trace context of the span that started it (``tapeflow._tracing``): its
+    tasks' spans are children of that span. None: started untraced, or before tracing."""
     kind: Literal["workflow_started"] = "workflow_started"
 
 

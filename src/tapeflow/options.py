@@ -6,8 +6,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
+from tapeflow._tracing import check_tracing
 from tapeflow._validate import (
     check_bool,
     check_choice,
@@ -18,6 +19,9 @@ from tapeflow._validate import (
     fail,
 )
 from tapeflow.queues import DEFAULT_QUEUE, QueueLike, served_queues
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 MAX_DELAY = timedelta(days=365)
 """The longest tapeflow waits before a retry: a policy's backoff (however large its
@@ -175,6 +179,11 @@ class WorkerOptions:
     """A TCP port (all interfaces) on which the running worker serves ``/metrics`` for
     Prometheus and ``/healthz`` (JSON; 200 healthy, 503 not); needs ``tapeflow[metrics]``.
     None serves nothing and records no metrics."""
+    tracing: bool | TracerProvider = True
+    """OpenTelemetry spans for its workflow tasks and activity attempts (``tapeflow[otel]``),
+    children of the span that started the workflow: True sends them to the globally
+    configured tracer provider (none configured, or opentelemetry-api not installed: the
+    API's no-op, near free), a ``TracerProvider`` to that one, False makes none."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "queues", served_queues(self.queues))
@@ -201,6 +210,7 @@ class WorkerOptions:
             fail("WorkerOptions.retry_policy", self.retry_policy, "a RetryPolicy")
         check_bool(self.eager_activities, "WorkerOptions.eager_activities")
         check_choice(self.activity_executor, "WorkerOptions.activity_executor", EXECUTORS)
+        check_tracing(self.tracing, "WorkerOptions.tracing")
         if self.metrics_port is not None:
             port = check_int(self.metrics_port, "WorkerOptions.metrics_port", minimum=1)
             if port > MAX_PORT:

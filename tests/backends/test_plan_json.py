@@ -27,7 +27,18 @@ FULL = CommitPlan(
             '{"kind": "timer_fired", "seq": 2}', AT, 2, "other", "run-9", Receipt("d", "m", "c")
         ),
     ),
-    activities=(NewActivity(1, "charge", "[1]", '{"maximum_attempts": 3}', None, "payments", 2),),
+    activities=(
+        NewActivity(
+            1,
+            "charge",
+            "[1]",
+            '{"maximum_attempts": 3}',
+            None,
+            "payments",
+            2,
+            '{"traceparent": "t"}',
+        ),
+    ),
     cancelled_activities=(4,),
     cancelled_timers=(5,),
     workflows=(
@@ -44,6 +55,7 @@ FULL = CommitPlan(
             receipt=("made", "taken"),
             queue="children",
             priority=1,
+            trace_context={"traceparent": "t"},
         ),
     ),
     ending=Ending(WorkflowStatus.TERMINATED, None, "{}", False, "asked", "client"),
@@ -91,6 +103,7 @@ def test_the_document_holds_the_plans_values() -> None:
             "receipt": ["made", "taken"],
             "queue": "children",
             "priority": 1,
+            "trace_context": {"traceparent": "t"},
         }
     ]
     assert document["activities"] == [
@@ -102,6 +115,7 @@ def test_the_document_holds_the_plans_values() -> None:
             "timeouts": None,
             "queue": "payments",
             "priority": 2,
+            "trace_context": '{"traceparent": "t"}',
         }
     ]
     assert document["ending"] == {

@@ -151,6 +151,11 @@ class WorkflowInstance:
         return self._now
 
     @property
+    def trace_context(self) -> dict[str, str] | None:
+        """The trace context its start carried: the parent of its workers' spans."""
+        return None if self._started is None else self._started.trace_context
+
+    @property
     def info(self) -> WorkflowInfo:
         started = self._started
         assert started is not None, "no workflow code runs before the start event"

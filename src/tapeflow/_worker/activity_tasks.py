@@ -13,6 +13,7 @@ from typing import Any
 from tapeflow import _activity_context
 from tapeflow._activity_context import ActivityContext, ActivityInfo
 from tapeflow._definition import Definition
+from tapeflow._tracing import SpanHandle, Tracing
 from tapeflow._worker.log_context import worker_logger
 from tapeflow._worker.metrics import Metrics, now
 from tapeflow._worker.process_pool import ProcessPool
@@ -48,8 +49,10 @@ class ActivityTaskRunner:
         lease: timedelta,
         steps: WorkflowSteps | None,
         metrics: Metrics,
+        tracing: Tracing,
     ) -> None:
         self._metrics = metrics
+        self._tracing = tracing
         self._lease = lease
         self._steps = steps
         """This worker's workflow steps, when it runs workflows too: an outcome then goes
@@ -97,6 +100,12 @@ class ActivityTaskRunner:
         return beats
 
     async def run(self, task: ActivityTask, hand: HandOver) -> None:
+        with self._tracing.activity_attempt(
+            task.name, task.attempt, task.workflow_id, task.run_id, task.trace_context
+        ) as span:
+            await self._run(task, hand, span)
+
+    async def _run(self, task: ActivityTask, hand: HandOver, span: SpanHandle) -> None:
         context = ActivityContext(
             ActivityInfo(
                 workflow_id=task.workflow_id,
@@ -114,11 +123,13 @@ class ActivityTaskRunner:
         if definition.is_async:
             context.task = asyncio.current_task()
         ended = "discarded"  # what the metrics are told, unless an outcome is recorded
+        error: BaseException | None = None  # what the attempt's span records
         try:
             try:
                 result = await self._attempt(definition, task, context)
                 outcome = ActivityCompleted(seq=task.seq, result=result, attempt=task.attempt)
             except FINAL_ERRORS as exc:
+                error = exc
                 outcome = self._failed(task, exc)
             except BaseException as exc:  # SystemExit, a stray CancelledError: an attempt failed
                 if context.cancelled and isinstance(exc, asyncio.CancelledError):
@@ -133,6 +144,7 @@ class ActivityTaskRunner:
                     self._discard(task)
                     return
                 final = await self._retry(task, context, exc)
+                error = final or exc
                 if final is None:
                     ended = "retried"
                     return
@@ -155,6 +167,7 @@ class ActivityTaskRunner:
             context.task = None
             self._running.pop(str(task.id), None)
             self._metrics.activity_ended(task.name, ended)
+            span.ended(ended, error if ended in ("retried", "failed") else None)
 
     async def _retry(
         self, task: ActivityTask, context: ActivityContext, exc: BaseException

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
+from tapeflow._tracing import tracing_for
 from tapeflow._worker.activity_tasks import ActivityTaskRunner
 from tapeflow._worker.leases import LeaseKeeper
 from tapeflow._worker.log_context import about, worker_logger
@@ -62,8 +63,10 @@ class Running:
             assert isinstance(metrics, PrometheusMetrics)
             self.serving = MetricsServer(metrics, self.refusal, options.metrics_port)
         steps = self._steps(worker) if worker.workflows else None
+        tracing = tracing_for(options.tracing)
         if steps is not None:
             steps.metrics = metrics
+            steps.tracing = tracing
         self.workflow_runner = (
             WorkflowTaskRunner(backend, steps, worker.cache, options.lease_duration, metrics)
             if steps is not None
@@ -84,6 +87,7 @@ class Running:
                 options.lease_duration,
                 steps,
                 metrics,
+                tracing,
             )
         runner = self.activity_runner
         if steps is not None and runner is not None:

@@ -20,6 +20,7 @@ from typing import TypeVar
 from tapeflow._definition import Definition
 from tapeflow._engine.instance import Activation, WorkflowInstance
 from tapeflow._engine.replay import replay_new
+from tapeflow._tracing import SpanHandle, TraceContext, Tracing
 from tapeflow._worker.cache import WorkflowCache
 from tapeflow._worker.clock import BackendClock
 from tapeflow._worker.log_context import worker_logger
@@ -45,9 +46,11 @@ from tapeflow.history import (
     ActivityCompleted,
     ActivityFailed,
     Decision,
+    EventSent,
     HistoryEvent,
     Incoming,
     UpdateRejected,
+    WorkflowExecutionStarted,
 )
 from tapeflow.queues import DEFAULT_QUEUE
 
@@ -117,6 +120,8 @@ class WorkflowSteps:
         self._clock = BackendClock(backend.clock if isinstance(backend, LocalClock) else None)
         self.metrics = Metrics()
         """Told of each run's start and end (set by the worker's ``Running``)."""
+        self.tracing = Tracing()
+        """Makes each step's span (set by the worker's ``Running``)."""
         self.on_committed: Callable[[str, CommitPlan], None] = lambda run_id, plan: None
         """Told each plan this worker committed, by run id: its running attempts of the
         activities the plan cancels (all of the run's, if it ends) stop at once, not at
@@ -282,15 +287,45 @@ class WorkflowSteps:
         if instance is None or now is None:
             return None
         length = instance.history_length
-        try:
-            step = await self._step(
-                activity.workflow_id, activity.run_id, activity.workflow_name, instance, [], now,
-                [outcome],
-            )  # fmt: skip
-        except Exception:  # closed by _step
-            return None
-        plan = plan_commit(step.events, (), activity, instance.parent, instance.changed_vars())
+        with self.tracing.workflow_task(
+            activity.workflow_name, activity.workflow_id, activity.run_id, instance.trace_context
+        ) as span:
+            try:
+                step = await self._step(
+                    activity.workflow_id, activity.run_id, activity.workflow_name, instance, [],
+                    now, [outcome],
+                )  # fmt: skip
+            except Exception as exc:  # closed by _step
+                span.ended("task_failed", exc)
+                return None
+            changed = instance.changed_vars()
+            plan = plan_commit(
+                step.events, (), activity, instance.parent, changed, trace_context=span.carried
+            )
+            self.traced(span, step, plan)
         return length, step, plan
+
+    # -- tracing ---------------------------------------------------------------------------
+
+    def traced(self, span: SpanHandle, step: Step, plan: CommitPlan) -> None:
+        """End a step's span with what the step decided: the events it sent, each as a
+        span of its own, and the run's ending (a failure marks the span failed)."""
+        for decision in step.decisions:
+            if isinstance(decision, EventSent):
+                with self.tracing.send_event(decision.name, decision.workflow_id):
+                    pass
+        ending = plan.ending
+        if ending is None:
+            span.ended("running")
+            return
+        failed = ending.status is WorkflowStatus.FAILED
+        failure = None
+        if failed and ending.failure is not None:
+            failure = FAILURE.validate_json(ending.failure)
+        span.ended(
+            ending.status.value,
+            None if failure is None else f"{failure.type}: {failure.message}",
+        )
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -336,3 +371,17 @@ def _log_committed(run: OfRun, history_length: int, plan: CommitPlan) -> None:
         f"\n{failure.traceback}" if failure is not None and failure.traceback else "",
         extra=about_it,
     )
+
+
+def trace_parent(
+    instance: WorkflowInstance | None, history: Sequence[HistoryEvent], incoming: Sequence[Incoming]
+) -> TraceContext | None:
+    """The trace context a run's start carried, known before its step runs: on the cached
+    instance, else at the head of its history (after the first task's start), or (its first
+    task) among its new events."""
+    if instance is not None:
+        return instance.trace_context
+    for event in (*history[:2], *incoming):
+        if isinstance(event, WorkflowExecutionStarted):
+            return event.trace_context
+    return None

@@ -11,7 +11,7 @@ from tapeflow._worker.cache import WorkflowCache
 from tapeflow._worker.log_context import worker_logger
 from tapeflow._worker.metrics import Metrics, now
 from tapeflow._worker.retrying import retry_while_unavailable
-from tapeflow._worker.workflow_steps import HandOver, WorkflowSteps
+from tapeflow._worker.workflow_steps import HandOver, WorkflowSteps, trace_parent
 from tapeflow.backends.base import Backend, TaskKind, WorkflowTask
 from tapeflow.backends.plan import plan_commit
 from tapeflow.errors import LeaseLost, PayloadError, UnseenEvents
@@ -92,14 +92,30 @@ class WorkflowTaskRunner:
             except PayloadError as exc:  # a stored event cannot be read
                 await self._fail_unreadable(task, str(exc), hand)
                 return
-            step = await self._steps.activate(task, instance, history)
-            instance = step.instance
-            consumed = [item.id for item in task.inbox]
-            changed = instance.changed_vars()
-            plan = plan_commit(step.events, consumed, task, task.parent, changed, step.rejected)
-            writing = now()
-            await self._steps.commit(task, plan, step.decisions, hand)
-            self._metrics.commit_seconds(TaskKind.WORKFLOW, now() - writing)
+            incoming = [item.event for item in task.inbox]
+            with self._steps.tracing.workflow_task(
+                task.workflow_name,
+                task.workflow_id,
+                task.run_id,
+                trace_parent(instance, history, incoming),
+            ) as span:
+                step = await self._steps.activate(task, instance, history)
+                instance = step.instance
+                consumed = [item.id for item in task.inbox]
+                changed = instance.changed_vars()
+                plan = plan_commit(
+                    step.events,
+                    consumed,
+                    task,
+                    task.parent,
+                    changed,
+                    step.rejected,
+                    trace_context=span.carried,
+                )
+                writing = now()
+                await self._steps.commit(task, plan, step.decisions, hand)
+                self._metrics.commit_seconds(TaskKind.WORKFLOW, now() - writing)
+                self._steps.traced(span, step, plan)
         except (LeaseLost, UnseenEvents) as exc:  # refused, nothing written: run it again
             unseen = isinstance(exc, UnseenEvents)  # a race the design expects: no warning
             log.log(logging.DEBUG if unseen else logging.WARNING, "%s; it runs again", exc)

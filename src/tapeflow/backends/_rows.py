@@ -181,10 +181,11 @@ def activity_task(row: NamedRow, when: Callable[[Any], datetime]) -> ActivityTas
         arguments, policy = json.loads(args), _loads(row["retry"])
         details, poison = _loads(row["heartbeat_details"]), None
         timeouts = timeouts_of(row["timeouts"])
+        traced = _loads(row["trace_context"])
         if not isinstance(arguments, list):
             raise ValueError(f"arguments are not a JSON array: {args[:80]!r}")
     except (ValueError, TypeError, AttributeError) as exc:
-        arguments, policy, details, timeouts = [], None, None, None
+        arguments, policy, details, timeouts, traced = [], None, None, None, None
         poison = f"activity task {task_id} of {workflow_id!r} cannot be read: {exc}"
     return ActivityTask(
         id=task_id,
@@ -204,6 +205,7 @@ def activity_task(row: NamedRow, when: Callable[[Any], datetime]) -> ActivityTas
         queue=row["queue"],
         workflow_queue=row["workflow_queue"],
         workflow_priority=row["workflow_priority"],
+        trace_context=traced if isinstance(traced, dict) else None,
     )
 
 

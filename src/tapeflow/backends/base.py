@@ -122,6 +122,8 @@ class NewWorkflow:
     queue: str = DEFAULT_QUEUE
     """Its queue: a queue with limits (``QueueLimits``) creates its task unadmitted."""
     priority: int = DEFAULT_PRIORITY
+    trace_context: dict[str, str] | None = None
+    """Put into its start event (``WorkflowExecutionStarted.trace_context``)."""
 
 
 @dataclass(frozen=True)
@@ -346,6 +348,8 @@ class ActivityTask:
     """Its workflow's queue: a worker runs the workflow's next task ahead only if it serves
     that queue."""
     workflow_priority: int = DEFAULT_PRIORITY
+    trace_context: dict[str, str] | None = None
+    """The trace context of the workflow task that scheduled it: its attempts' parent."""
 
 
 @dataclass(frozen=True)

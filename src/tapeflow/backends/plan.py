@@ -129,6 +129,8 @@ class NewActivity:
     """A queue with limits (``QueueLimits``) writes it unadmitted, and a worker does not
     take it in the commit (``Take``)."""
     priority: int = DEFAULT_PRIORITY
+    trace_context: str | None = None
+    """JSON text: the trace context of the task that scheduled it, if traced."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,7 @@ class CommitPlan:
                     "timeouts": a.timeouts,
                     "queue": a.queue,
                     "priority": a.priority,
+                    "trace_context": a.trace_context,
                 }
                 for a in self.activities
             ],
@@ -278,6 +281,7 @@ def new_workflow_json(new: NewWorkflow) -> dict[str, JSONValue]:
         "receipt": None if new.receipt is None else list(new.receipt),
         "queue": new.queue,
         "priority": new.priority,
+        "trace_context": new.trace_context,
     }
 
 
@@ -296,12 +300,15 @@ def plan_commit(
     parent: ParentLink | None = None,
     vars: Mapping[str, JSONValue] | None = None,
     rejected: Sequence[UpdateRejected] = (),
+    trace_context: dict[str, str] | None = None,
 ) -> CommitPlan:
     """The writes that a task of ``run`` (whose parent is ``parent``) appending ``events``
     (its start, what it consumed, then its decisions) makes, having consumed the inbox
     rows ``consumed`` (among them the update requests it ``rejected``, which ``events``
     leaves out), and its ``vars`` if they changed. Decisions about other workflows
-    (children, events sent, continuing as new) need ``run``."""
+    (children, events sent, continuing as new) need ``run``. The activities and runs it
+    makes carry ``trace_context``, the task's span, as their parent."""
+    traced = None if trace_context is None else json_text(trace_context)
     answers = [UpdateAnswer(r.update_id, encode_outcome(r)) for r in rejected]
     activities: list[NewActivity] = []
     inbox: list[NewInboxEvent] = []
@@ -317,7 +324,7 @@ def plan_commit(
             case WorkflowTaskStarted(at=started):
                 at = started
             case ActivityScheduled():
-                activities.append(new_activity(event, at))
+                activities.append(new_activity(event, at, traced))
             case ActivityCancelled(seq=seq):
                 cancelled_activities.append(seq)
             case TimerStarted():
@@ -325,7 +332,7 @@ def plan_commit(
             case TimerCancelled(seq=seq):
                 cancelled_timers.append(seq)
             case ChildWorkflowScheduled(seq=seq):
-                children[seq] = _child(event, _named(run, event))
+                children[seq] = _child(event, _named(run, event), trace_context)
             case ChildWorkflowCancelRequested(seq=seq, workflow_id=child, reason=reason):
                 asked = encode_event(WorkflowCancelRequested(reason=reason))
                 child_cancels[seq] = NewInboxEvent(asked, workflow_id=child)
@@ -335,7 +342,7 @@ def plan_commit(
                 answers.append(UpdateAnswer(update_id, encode_outcome(event)))
             case WorkflowContinuedAsNew():
                 ending = Ending(WorkflowStatus.CONTINUED_AS_NEW, None, None)
-                workflows.append(_next_run(event, _named(run, event), parent))
+                workflows.append(_next_run(event, _named(run, event), parent, trace_context))
             case WorkflowExecutionCompleted(result=result):
                 ending = Ending(WorkflowStatus.COMPLETED, json_text(result), None)
             case WorkflowExecutionFailed(failure=failure):
@@ -378,7 +385,9 @@ def plan_commit(
     )
 
 
-def new_activity(scheduled: ActivityScheduled, at: datetime | None) -> NewActivity:
+def new_activity(
+    scheduled: ActivityScheduled, at: datetime | None, trace_context: str | None = None
+) -> NewActivity:
     """The activity task a schedule makes, its deadline counted from ``at``."""
     retry = None if scheduled.retry is None else json_text(scheduled.retry)
     args, timeouts = json_text(scheduled.args), _timeouts(scheduled, at)
@@ -390,6 +399,7 @@ def new_activity(scheduled: ActivityScheduled, at: datetime | None) -> NewActivi
         timeouts,
         scheduled.queue,
         scheduled.priority,
+        trace_context,
     )
 
 
@@ -415,7 +425,9 @@ _ON_PARENT_CLOSE = {
 }
 
 
-def _child(scheduled: ChildWorkflowScheduled, run: OfRun) -> NewWorkflow:
+def _child(
+    scheduled: ChildWorkflowScheduled, run: OfRun, trace_context: dict[str, str] | None
+) -> NewWorkflow:
     """A child, as the next run of its id only if no run has that id, reporting to ``run``."""
     seq, child = scheduled.seq, scheduled.workflow_id
     close = _ON_PARENT_CLOSE.get(scheduled.parent_close_policy)
@@ -433,6 +445,7 @@ def _child(scheduled: ChildWorkflowScheduled, run: OfRun) -> NewWorkflow:
         ),
         queue=scheduled.queue,
         priority=scheduled.priority,
+        trace_context=trace_context,
     )
     taken = Failure("WorkflowAlreadyExists", f"a workflow with id {child!r} exists already")
     receipt = (
@@ -459,7 +472,10 @@ def _sent(sent: EventSent) -> NewInboxEvent:
 
 
 def _next_run(
-    continued: WorkflowContinuedAsNew, run: OfRun, parent: ParentLink | None
+    continued: WorkflowContinuedAsNew,
+    run: OfRun,
+    parent: ParentLink | None,
+    trace_context: dict[str, str] | None,
 ) -> NewWorkflow:
     """The run that continues ``run``: same id, name and parent, the unhandled events."""
     return NewWorkflow(
@@ -474,6 +490,7 @@ def _next_run(
         parent=parent,
         queue=run.workflow_queue,
         priority=run.workflow_priority,
+        trace_context=trace_context,
     )
 
 
@@ -581,4 +598,7 @@ def taken_activity(task: OfRun, plan: CommitPlan, seq: int, task_id: int) -> Act
         queue=activity.queue,
         workflow_queue=task.workflow_queue,
         workflow_priority=task.workflow_priority,
+        trace_context=None
+        if activity.trace_context is None
+        else json.loads(activity.trace_context),
     )

@@ -146,7 +146,11 @@ class _Client(Client):
     def _handle(
         self, workflow_id: str, result_type: object, run_id: str | None = None
     ) -> WorkflowHandle[Any]:
-        return _Handle(self._skipper, self.backend, workflow_id, result_type, run_id)
+        handle: _Handle[Any] = _Handle(
+            self._skipper, self.backend, workflow_id, result_type, run_id
+        )
+        handle._tracing = self._tracing
+        return handle
 
 
 class _Handle(WorkflowHandle[R]):

@@ -4,7 +4,7 @@
 -- of this file alone. A change of a function's signature or return type must DROP it first.
 -- Raise the revision below with every change: a process whose file has a lower revision
 -- than the one applied leaves the newer functions in place (a rolling upgrade).
--- revision: 17
+-- revision: 18
 --
 -- Every function runs with enable_seqscan off. They only ever reach rows by key, and
 -- PL/pgSQL keeps a session's plans: planned while the tables were nearly empty (a new
@@ -124,7 +124,7 @@ SELECT json_build_object(
     'seq', a.seq, 'name', a.name, 'args', a.args::text, 'retry', a.retry::text,
     'attempt', a.attempt, 'lease_token', a.lease_token,
     'heartbeat_details', a.heartbeat_details::text, 'timeouts', a.timeouts::text,
-    'leased_at', now(), 'queue', a.queue, 'workflow_queue', w.queue,
+    'trace_context', a.trace_context::text, 'leased_at', now(), 'queue', a.queue, 'workflow_queue', w.queue,
     'workflow_priority', w.priority)
 FROM activity_tasks a JOIN workflows w ON w.run_id = a.run_id
 WHERE a.id = ANY (p_ids)
@@ -177,7 +177,8 @@ WITH input AS (
     FROM json_to_recordset(p_runs)
             AS r (run_id text, id text, name text, version text, args text,
                   start_at timestamptz, execution_timeout double precision, id_reuse text,
-                  events json, parent json, queue text, priority smallint)
+                  events json, parent json, queue text, priority smallint,
+                  trace_context json)
          LEFT JOIN LATERAL (  -- a run that may not follow another is run 1, or nothing
             SELECT w.run_number, w.status FROM workflows w
             WHERE r.id_reuse <> 'reject' AND w.id = r.id
@@ -212,10 +213,16 @@ WITH input AS (
     SELECT e.run_id, e.start_at, e.event
     FROM (
         SELECT c.run_id, c.start_at, 0::bigint AS n,
-               json_build_object('name', c.name, 'version', c.version, 'args', c.args,
-                                 'started_at', c.start_at, 'kind', 'workflow_started')
-                   AS event
-        FROM created c
+               CASE WHEN i.trace_context IS NULL
+                    THEN json_build_object('name', c.name, 'version', c.version,
+                                           'args', c.args, 'started_at', c.start_at,
+                                           'kind', 'workflow_started')
+                    ELSE json_build_object('name', c.name, 'version', c.version,
+                                           'args', c.args, 'started_at', c.start_at,
+                                           'trace_context', i.trace_context,
+                                           'kind', 'workflow_started')
+               END AS event
+        FROM created c JOIN input i ON i.run_id = c.run_id
         UNION ALL
         SELECT c.run_id, c.start_at, x.n, x.event::json
         FROM created c JOIN input i ON i.run_id = c.run_id,
@@ -605,15 +612,18 @@ BEGIN
             WITH created AS (
                 INSERT INTO activity_tasks (run_id, seq, name, args, retry, timeouts,
                                             visible_at, lease_owner, lease_expires_at,
-                                            lease_token, attempt, queue, priority, admitted)
+                                            lease_token, attempt, queue, priority, admitted,
+                                            trace_context)
                 SELECT p_run_id, a.seq, a.name, a.args::json, a.retry::json,
                        a.timeouts::json, now(),
                        CASE WHEN l.taken THEN v_owner END,
                        CASE WHEN l.taken THEN now() + (p_take ->> 'lease')::interval END,
-                       l.taken::integer, l.taken::integer, a.queue, a.priority, l.admitted
+                       l.taken::integer, l.taken::integer, a.queue, a.priority, l.admitted,
+                       a.trace_context::json
                 FROM jsonb_to_recordset(v_plan -> 'activities')
                         AS a (seq integer, name text, args text, retry text,
-                              timeouts text, queue text, priority smallint),
+                              timeouts text, queue text, priority smallint,
+                              trace_context text),
                      LATERAL (SELECT CASE WHEN a.queue = 'default' THEN true
                                           ELSE admits(a.queue) END AS admitted) AS g,
                      LATERAL (SELECT g.admitted AS admitted,

@@ -106,7 +106,7 @@ WHERE a.id = ready.id AND w.run_id = a.run_id
 RETURNING a.id, w.id AS workflow_id, a.run_id, w.name AS workflow_name, a.seq, a.name,
     a.args::text AS args, a.retry::text AS retry, a.attempt, a.lease_token,
     a.heartbeat_details::text AS heartbeat_details, a.timeouts::text AS timeouts,
-    now() AS leased_at, a.queue, w.queue AS workflow_queue, w.priority AS workflow_priority;
+    a.trace_context::text AS trace_context, now() AS leased_at, a.queue, w.queue AS workflow_queue, w.priority AS workflow_priority;
 
 -- name: activity_task_exists
 SELECT EXISTS (SELECT FROM activity_tasks WHERE id = %(id)s) AS found;

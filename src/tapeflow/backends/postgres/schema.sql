@@ -99,6 +99,7 @@ CREATE TABLE activity_tasks (
     queue            text NOT NULL DEFAULT 'default',
     priority         smallint NOT NULL DEFAULT 5,
     admitted         boolean NOT NULL DEFAULT true,
+    trace_context    json,  -- the W3C trace context of the task that scheduled it
     UNIQUE (run_id, seq)
 );
 CREATE INDEX activity_tasks_ready ON activity_tasks (name, visible_at) WHERE admitted;

@@ -909,7 +909,11 @@ def _create_run(conn: sqlite3.Connection, now: int, new: NewWorkflow) -> None:
         raise WorkflowAlreadyExists(new.id)
     start_at = _insert_run(conn, now, new, latest)
     started = WorkflowExecutionStarted(
-        name=new.name, version=new.version, args=new.args, started_at=_dt(start_at)
+        name=new.name,
+        version=new.version,
+        args=new.args,
+        started_at=_dt(start_at),
+        trace_context=new.trace_context,
     )
     for event in (encode_event(started), *new.events):
         _insert_inbox(conn, new.run_id, event, start_at)
@@ -1284,6 +1288,7 @@ def _insert_activities(
                 "args": activity.args,
                 "retry": activity.retry,
                 "timeouts": activity.timeouts,
+                "trace_context": activity.trace_context,
                 "now": now,
                 "owner": take.owner if take and leased else None,
                 "expires": now + _micros(take.lease) if take and leased else None,

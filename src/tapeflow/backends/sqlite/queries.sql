@@ -154,9 +154,9 @@ INSERT INTO history (run_id, seq, event) VALUES (:run_id, :seq, :event);
 -- Leased at once (attempt 1) when the committing worker takes it (:leased is 1).
 INSERT INTO activity_tasks (run_id, seq, name, args, retry, timeouts, visible_at,
                             lease_owner, lease_expires_at, lease_token, attempt, queue,
-                            priority, admitted)
+                            priority, admitted, trace_context)
 VALUES (:run_id, :seq, :name, :args, :retry, :timeouts, :now, :owner, :expires, :leased,
-        :leased, :queue, :priority, :admitted);
+        :leased, :queue, :priority, :admitted, :trace_context);
 
 -- name: cancel_activity_tasks
 DELETE FROM activity_tasks WHERE run_id = :run_id AND seq IN (SELECT value FROM json_each(:seqs));
@@ -223,7 +223,7 @@ SET lease_owner = :owner, lease_token = lease_token + 1, lease_expires_at = :exp
     attempt = attempt + 1
 WHERE id = :id
 RETURNING id, run_id, seq, name, args, retry, attempt, lease_token, heartbeat_details,
-          timeouts, :now AS leased_at, queue,
+          timeouts, trace_context, :now AS leased_at, queue,
           (SELECT w.id FROM workflows w WHERE w.run_id = activity_tasks.run_id) AS workflow_id,
           (SELECT w.name FROM workflows w
            WHERE w.run_id = activity_tasks.run_id) AS workflow_name,
@@ -239,7 +239,7 @@ SET lease_token = lease_token + 1, lease_expires_at = :expires
 WHERE run_id = :run_id AND seq IN (SELECT value FROM json_each(:seqs))
   AND lease_owner = :owner AND attempt = 1 AND lease_expires_at > :now
 RETURNING id, run_id, seq, name, args, retry, attempt, lease_token, heartbeat_details,
-          timeouts, :now AS leased_at, queue,
+          timeouts, trace_context, :now AS leased_at, queue,
           (SELECT w.id FROM workflows w WHERE w.run_id = activity_tasks.run_id) AS workflow_id,
           (SELECT w.name FROM workflows w
            WHERE w.run_id = activity_tasks.run_id) AS workflow_name,

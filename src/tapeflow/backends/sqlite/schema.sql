@@ -95,6 +95,7 @@ CREATE TABLE activity_tasks (
     queue            TEXT NOT NULL DEFAULT 'default',
     priority         INTEGER NOT NULL DEFAULT 5,
     admitted         INTEGER NOT NULL DEFAULT 1,
+    trace_context    TEXT,  -- JSON: the W3C trace context of the task that scheduled it
     UNIQUE (run_id, seq)
 );
 CREATE INDEX activity_tasks_ready ON activity_tasks (name, visible_at) WHERE admitted;
