@@ -4,24 +4,32 @@ workflow. End to end on each backend, the database's raw rows hold no plaintext.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
+import html
 import json
 import sqlite3
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 import pytest
+from typer.testing import CliRunner, Result
 
 import tapeflow
+import tapeflow.ui
 from tapeflow import activity, history, workflow
 from tapeflow.backends._envelopes import ENCODED_MESSAGE, PAYLOAD_FIELDS, Envelopes
+from tapeflow.cli import app
 from tapeflow.codec import KEYS_VARIABLE, AesGcmCodec, ZlibCodec, is_envelope, parse_keys
 from tapeflow.converter import to_json
 from tapeflow.history import EventReceived, Failure, UpdateCompleted, UpdateRejected
 from tests.conformance._waiting import task_error_of
+from tests.ui.conftest import running
 
 SECRET = "4111-1111-1111-1111"
 K1, K2 = bytes(range(32)), bytes(range(32, 64))
@@ -280,3 +288,65 @@ async def test_a_task_that_cannot_decode_waits_for_the_key_and_then_runs(
         handle = tapeflow.Client(rotated).get_handle("k")
         async with tapeflow.Worker(rotated, workflows=[checkout], activities=[charge, refund]):
             assert (await handle.result(timeout=timedelta(seconds=90)))["note"] == "hi"
+
+
+# -- the CLI and the UI ----------------------------------------------------------------------
+
+
+async def _run_checkout(url: str, codec: list[Any]) -> None:
+    async with tapeflow.connect(url, codec=codec) as backend:
+        client = tapeflow.Client(backend)
+        async with tapeflow.Worker(backend, workflows=[checkout], activities=[charge, refund]):
+            handle = await client.start_workflow(checkout, Card(SECRET), id="order-1")
+            await handle.send_event("note", "door")
+            await handle.result(timeout=20)
+
+
+def _cli(*args: str, keys: str | None) -> Result:
+    env = {KEYS_VARIABLE: keys} if keys is not None else {KEYS_VARIABLE: ""}
+    result = CliRunner().invoke(app, list(args), prog_name="tapeflow", env=env)
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+def test_the_cli_decodes_with_the_key_and_shows_envelopes_without(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    asyncio.run(_run_checkout(url, [aes(k1=K1)]))
+    keys = keys_text(k1=K1)
+
+    described = json.loads(_cli("describe", "order-1", "--json", "--url", url, keys=keys).stdout)
+    assert described["args"] == [{"number": SECRET}]
+    assert described["result"]["receipt"] == f"charged 100 to {SECRET}"
+    shown = _cli("history", "order-1", "--json", "--url", url, keys=keys).stdout
+    assert SECRET in shown
+    assert "tapeflow:codec" not in shown
+
+    for command in ("describe", "history"):
+        encoded = _cli(command, "order-1", "--json", "--url", url, keys=None).stdout
+        assert SECRET not in encoded
+        assert "aesgcm:k1" in encoded
+    result = json.loads(_cli("result", "order-1", "--url", url, keys=None).stdout)
+    assert is_envelope(result)
+
+
+async def test_the_ui_shows_payloads_decoded_when_started_with_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ui.db'}"
+    await _run_checkout(url, [aes(k1=K1)])
+
+    async def page() -> str:
+        async with running(tapeflow.ui.app(url)) as served:
+            address = f"{served}/workflow?id=order-1"
+            with await asyncio.to_thread(urllib.request.urlopen, address) as response:
+                text: str = response.read().decode()
+                return html.unescape(text)
+
+    monkeypatch.setenv(KEYS_VARIABLE, keys_text(k1=K1))
+    decoded = await page()
+    assert f"charged 100 to {SECRET}" in decoded
+    assert "door" in decoded
+    monkeypatch.setenv(KEYS_VARIABLE, "")
+    encoded = await page()
+    assert SECRET not in encoded
+    assert "aesgcm:k1" in encoded
