@@ -28,7 +28,7 @@ from tapeflow.cli import app
 from tapeflow.codec import KEYS_VARIABLE, AesGcmCodec, ZlibCodec, is_envelope, parse_keys
 from tapeflow.converter import to_json
 from tapeflow.history import EventReceived, Failure, UpdateCompleted, UpdateRejected
-from tests.conformance._waiting import task_error_of
+from tests.conformance._waiting import eventually, has_run, task_error_of
 from tests.ui.conftest import running
 
 SECRET = "4111-1111-1111-1111"
@@ -288,6 +288,45 @@ async def test_a_task_that_cannot_decode_waits_for_the_key_and_then_runs(
         handle = tapeflow.Client(rotated).get_handle("k")
         async with tapeflow.Worker(rotated, workflows=[checkout], activities=[charge, refund]):
             assert (await handle.result(timeout=timedelta(seconds=90)))["note"] == "hi"
+
+
+@workflow.defn
+async def charge_only(card: Card) -> str:
+    return await workflow.execute_activity(charge, card, 5)
+
+
+async def test_an_activity_that_cannot_decode_is_put_back_and_runs_with_the_key(
+    backend_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with tapeflow.connect(backend_url, codec=aes(k1=K1)) as writer:
+        handle = await tapeflow.Client(writer).start_workflow(charge_only, Card(SECRET), id="a")
+        async with tapeflow.Worker(writer, workflows=[charge_only]):  # schedules, runs nothing
+            await has_run(tapeflow.Client(writer), "a")
+
+    async def put_back() -> bool:
+        return "arguments of activity task" in caplog.text
+
+    async with (
+        tapeflow.connect(backend_url, codec=aes(k2=K2)) as wrong,
+        tapeflow.Worker(wrong, activities=[charge]),
+    ):
+        await eventually(put_back, "the activity task is put back")
+    async with tapeflow.connect(backend_url, codec=aes(k2=K2, k1=K1)) as rotated:
+        handle = tapeflow.Client(rotated).get_handle("a")
+        async with tapeflow.Worker(rotated, workflows=[charge_only], activities=[charge]):
+            assert await handle.result(timeout=90) == f"charged 5 to {SECRET}"
+
+
+async def test_a_result_that_cannot_be_decoded_is_a_codec_error_not_an_envelope(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'result.db'}"
+    await _run_checkout(url, [aes(k1=K1)])
+    for codec in ([aes(k2=K2)], []):  # the wrong key, and none at all
+        async with tapeflow.connect(url, codec=codec) as backend:
+            handle = tapeflow.Client(backend).get_handle("order-1")
+            with pytest.raises(tapeflow.CodecError, match=r"aesgcm:k1.*TAPEFLOW_CODEC_KEYS"):
+                await handle.result(timeout=5)
 
 
 # -- the CLI and the UI ----------------------------------------------------------------------
