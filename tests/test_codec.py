@@ -367,6 +367,11 @@ def test_the_cli_decodes_with_the_key_and_shows_envelopes_without(tmp_path: Path
     result = json.loads(_cli("result", "order-1", "--url", url, keys=None).stdout)
     assert is_envelope(result)
 
+    wrong = {KEYS_VARIABLE: keys_text(k2=K2)}
+    refused = CliRunner().invoke(app, ["history", "order-1", "--url", url], env=wrong)
+    assert refused.exit_code == 1
+    assert "key 'k1', which is not configured" in refused.stderr
+
 
 async def test_the_ui_shows_payloads_decoded_when_started_with_the_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
