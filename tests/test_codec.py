@@ -28,7 +28,7 @@ from tapeflow.cli import app
 from tapeflow.codec import KEYS_VARIABLE, AesGcmCodec, ZlibCodec, is_envelope, parse_keys
 from tapeflow.converter import to_json
 from tapeflow.history import EventReceived, Failure, UpdateCompleted, UpdateRejected
-from tests.conformance._waiting import eventually, has_run, task_error_of
+from tests.conformance._waiting import eventually, has_run, history_has, task_error_of
 from tests.ui.conftest import running
 
 SECRET = "4111-1111-1111-1111"
@@ -257,6 +257,41 @@ async def test_a_workflow_runs_encrypted_and_the_database_holds_no_plaintext(
     assert [s.id for s in found.workflows] == ["order-1"]
 
 
+@workflow.defn
+async def vault(card: Card) -> str:
+    """An update and a child workflow, encrypted."""
+
+    async def store(pin: str) -> str:
+        return f"stored {pin} for {card.number}"
+
+    workflow.on_update("store", store)
+    child = await workflow.execute_child_workflow(charge_only, card, id="vault-child")
+    await workflow.wait_event("close")
+    return str(child)
+
+
+async def test_updates_children_and_schedules_are_encrypted_too(
+    encrypted: tapeflow.Backend, backend_url: str
+) -> None:
+    client = tapeflow.Client(encrypted)
+    async with tapeflow.Worker(encrypted, workflows=[vault, charge_only], activities=[charge]):
+        handle = await client.start_workflow(vault, Card(SECRET), id="vault")
+        answer = await handle.execute_update("store", "1234", timeout=20)
+        assert answer == f"stored 1234 for {SECRET}"
+        schedule = await client.create_schedule(
+            "nightly", charge_only, Card(SECRET), every=timedelta(days=1), paused=True
+        )
+        assert (await schedule.describe()).args == [{"number": SECRET}]
+        started = await schedule.trigger()
+        assert started is not None
+        assert await started.result(timeout=20) == f"charged 5 to {SECRET}"
+        await handle.send_event("close")
+        assert await handle.result(timeout=20) == f"charged 5 to {SECRET}"
+    closed = next(e for e in await handle.history() if isinstance(e, history.ChildWorkflowClosed))
+    assert closed.result == f"charged 5 to {SECRET}"
+    assert SECRET not in _stored_text(backend_url)
+
+
 async def test_payloads_written_before_the_codec_still_read(
     backend: tapeflow.Backend, backend_url: str
 ) -> None:
@@ -288,6 +323,33 @@ async def test_a_task_that_cannot_decode_waits_for_the_key_and_then_runs(
         handle = tapeflow.Client(rotated).get_handle("k")
         async with tapeflow.Worker(rotated, workflows=[checkout], activities=[charge, refund]):
             assert (await handle.result(timeout=timedelta(seconds=90)))["note"] == "hi"
+
+
+@workflow.defn
+async def two_notes() -> str:
+    first = await workflow.wait_event("first")
+    second = await workflow.wait_event("second")
+    return f"{first} {second}"
+
+
+async def test_a_history_that_cannot_decode_waits_for_the_key(backend_url: str) -> None:
+    async with tapeflow.connect(backend_url, codec=aes(k1=K1)) as old:
+        client = tapeflow.Client(old)
+        handle = await client.start_workflow(two_notes, id="notes")
+        await handle.send_event("first", "a")
+        async with tapeflow.Worker(old, workflows=[two_notes]):
+            await history_has(client, "notes", lambda e: isinstance(e, EventReceived))
+    async with tapeflow.connect(backend_url, codec=aes(k2=K2, k1=K1)) as rotated:
+        await tapeflow.Client(rotated).send_event("notes", "second", "b")  # written with k2
+    async with tapeflow.connect(backend_url, codec=aes(k2=K2)) as new:
+        async with tapeflow.Worker(new, workflows=[two_notes]):
+            error = await task_error_of(tapeflow.Client(new), "notes")
+        assert "the history of 'notes' cannot be decoded" in error
+        assert "'k1'" in error
+    async with tapeflow.connect(backend_url, codec=aes(k2=K2, k1=K1)) as rotated:
+        handle = tapeflow.Client(rotated).get_handle("notes")
+        async with tapeflow.Worker(rotated, workflows=[two_notes]):
+            assert await handle.result(timeout=90) == "a b"
 
 
 @workflow.defn

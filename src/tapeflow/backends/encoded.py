@@ -19,6 +19,7 @@ task is put back for a later attempt. Once the key is given, they run.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -54,7 +55,7 @@ from tapeflow.backends.schedules import (
     StoredSchedule,
 )
 from tapeflow.codec import PayloadCodec
-from tapeflow.errors import CodecError
+from tapeflow.errors import CodecError, LeaseLost
 from tapeflow.history import (
     ActivityCompleted,
     ActivityFailed,
@@ -248,18 +249,21 @@ class EncodedBackend:
         )
 
     async def _readable(self, tasks: Iterable[WorkflowTask]) -> list[WorkflowTask]:
-        """The claimed tasks decoded; one whose inbox cannot be is given back to be tried
-        again later, its error shown, and not returned."""
-        readable = []
-        for task in tasks:
-            try:
-                readable.append(self._task(task))
-            except CodecError as exc:
-                error = f"CodecError: the inbox of {task.workflow_id!r} cannot be decoded: {exc}"
-                delay = UNDECODABLE_RETRY.delay_after(task.failures + 1)
-                log.error("%s (retry in %.0fs)", error, delay.total_seconds())
+        """The claimed tasks decoded, but those that cannot be (``_decoded``)."""
+        return [found for task in tasks if (found := await self._decoded(task)) is not None]
+
+    async def _decoded(self, task: WorkflowTask) -> WorkflowTask | None:
+        """``task`` with its inbox decoded; None if that cannot be done: then the task is
+        given back, to be tried again later, its error shown."""
+        try:
+            return self._task(task)
+        except CodecError as exc:
+            error = f"CodecError: the inbox of {task.workflow_id!r} cannot be decoded: {exc}"
+            delay = UNDECODABLE_RETRY.delay_after(task.failures + 1)
+            log.error("%s (retry in %.0fs)", error, delay.total_seconds())
+            with contextlib.suppress(LeaseLost):  # taken over meanwhile: its new holder tries
                 await self._backend.abandon_workflow_task(task, error, delay)
-        return readable
+            return None
 
     async def _runnable(self, tasks: Iterable[ActivityTask]) -> list[ActivityTask]:
         """The claimed activity tasks decoded; one that cannot be is put back for a later
@@ -302,7 +306,7 @@ class _EncodedHandOffs(EncodedBackend):
             ahead = replace(ahead, plan=self._plan(ahead.plan))
         outcome = self._envelopes.encode_event(outcome)
         done = await capability.complete_and_continue(task, outcome, take, ahead)
-        resumed = None if done.resumed is None else self._task(done.resumed)
+        resumed = None if done.resumed is None else await self._decoded(done.resumed)
         activities = [self._activity(activity) for activity in done.activities]
         return replace(done, activities=activities, resumed=resumed)
 
@@ -312,7 +316,7 @@ class _EncodedHandOffs(EncodedBackend):
         found = await capability.reclaim(run_id, take)
         task = found.workflow_task
         return Reclaimed(
-            None if task is None else self._task(task),
+            None if task is None else await self._decoded(task),
             [self._activity(activity) for activity in found.activities],
         )
 
@@ -347,7 +351,9 @@ class _EncodedSchedules(EncodedBackend):
         return replace(schedule, args=self._envelopes.encode_each(schedule.args))
 
     def _read(self, schedule: StoredSchedule) -> StoredSchedule:
-        return replace(schedule, args=self._envelopes.decode_each(schedule.args))
+        """Arguments it cannot decode are kept encoded: a start made of them is still
+        decodable where the key is (``Envelopes.encode`` passes an envelope on)."""
+        return replace(schedule, args=[self._envelopes.decode_or_keep(a) for a in schedule.args])
 
     def _decide(self, decide: Decide) -> Decide:
         """``decide`` seeing the schedule decoded, its write encoded."""
