@@ -136,7 +136,9 @@ class Envelopes:
         if failure is None or failure.encoded is None:
             return failure
         text = self.decode(failure.encoded)
-        return Failure(failure.type, text["message"], text["traceback"])
+        if not isinstance(text, dict) or not isinstance(text.get("message"), str):
+            raise CodecError(f"an encoded {failure.type} failure holds no message")
+        return Failure(failure.type, text["message"], text.get("traceback"))
 
     def decode_failure_or_keep(self, failure: Failure | None) -> Failure | None:
         try:
