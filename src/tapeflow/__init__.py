@@ -11,12 +11,14 @@ from tapeflow._listing import WorkflowPage
 from tapeflow.backends.base import Backend, WorkflowRecord, WorkflowStatus, WorkflowSummary
 from tapeflow.backends.connect import connect
 from tapeflow.client import Client, WorkflowHandle
+from tapeflow.codec import AesGcmCodec, PayloadCodec, ZlibCodec
 from tapeflow.debugger import WorkflowDebugger
 from tapeflow.errors import (
     ActivityCancelled,
     ActivityError,
     BackendUnavailable,
     ChildWorkflowError,
+    CodecError,
     InvalidArgument,
     LeaseLost,
     NonDeterminismError,
@@ -57,15 +59,18 @@ _logging.getLogger("tapeflow").addHandler(_logging.NullHandler())
 __all__ = [
     "ActivityCancelled",
     "ActivityError",
+    "AesGcmCodec",
     "Backend",
     "BackendUnavailable",
     "ChildWorkflowError",
     "Client",
+    "CodecError",
     "InvalidArgument",
     "LeaseLost",
     "NonDeterminismError",
     "NonRetryableError",
     "NotADefinition",
+    "PayloadCodec",
     "PayloadError",
     "Queue",
     "RetryPolicy",
@@ -99,6 +104,7 @@ __all__ = [
     "WorkflowSummary",
     "WorkflowTerminated",
     "WorkflowTimedOut",
+    "ZlibCodec",
     "activity",
     "connect",
     "workflow",

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
+from tapeflow.codec import ENVELOPE_KEY
 from tapeflow.errors import PayloadError
 
 MAX_PAYLOAD_BYTES = int(os.environ.get("TAPEFLOW_MAX_PAYLOAD_BYTES", 2 * 1024 * 1024))
@@ -135,6 +136,11 @@ def check_json(data: Any, what: str) -> None:
         if not math.isfinite(data):
             raise PayloadError(f"{what} is {data}, which JSON cannot hold")
         return
+    if isinstance(data, dict) and ENVELOPE_KEY in data:
+        raise PayloadError(
+            f"{what} is a dict with the key {ENVELOPE_KEY!r}, which tapeflow keeps for the "
+            "payloads a codec encoded: nest it, or name the key otherwise"
+        )
     try:
         if isinstance(data, str):
             size = len(data.encode())

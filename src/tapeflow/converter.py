@@ -30,7 +30,8 @@ from tapeflow._json_values import (
     check_json,
     check_untyped,
 )
-from tapeflow.errors import PayloadError
+from tapeflow.codec import ENVELOPE_KEY, KEYS_VARIABLE, is_envelope
+from tapeflow.errors import CodecError, PayloadError
 from tapeflow.history import JSONValue
 
 _adapters: dict[object, TypeAdapter[Any]] = {}
@@ -93,7 +94,13 @@ def to_json(value: object, hint: object = Any, *, what: str = "value") -> JSONVa
 
 
 def from_json(data: JSONValue, hint: object = Any, *, what: str = "value") -> Any:
-    """JSON back into the annotated type."""
+    """JSON back into the annotated type. A codec's envelope is refused: it is a value no
+    configured codec could decode (its key is missing), never one to hand to code."""
+    if is_envelope(data):
+        raise CodecError(
+            f"{what} is stored encoded ({', '.join(data[ENVELOPE_KEY])}) and was not decoded: "
+            f"connect with its codec (for AES-GCM, its key in ${KEYS_VARIABLE})"
+        )
     if hint in _UNTYPED or (hint is type(data) and hint in SCALARS):
         return data
     try:

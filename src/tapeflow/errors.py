@@ -187,6 +187,13 @@ class NotADefinition(InvalidArgument, TypeError):
     """A function was used as a workflow or activity without its ``defn`` decorator."""
 
 
+class CodecError(TapeflowError):
+    """A stored payload cannot be decoded by the configured codecs (its key is not among
+    them, or it was altered). Not a PayloadError: the data is fine, the configuration is
+    not, so a workflow task that meets it is retried (its error shown) until the key is
+    given, never failed for good."""
+
+
 class PayloadError(InvalidArgument):
     """A value does not match its annotation or cannot be turned into JSON (or back)."""
 

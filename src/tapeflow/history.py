@@ -38,6 +38,9 @@ class Failure:
     type: str
     message: str
     traceback: str | None = None
+    encoded: Annotated[JSONValue, Field(exclude_if=lambda value: value is None)] = None
+    """The message and traceback as a payload codec stored them (then ``message`` only says
+    so); None, and not stored, without a codec. Decoded back on the way out."""
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> Failure:

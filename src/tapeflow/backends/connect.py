@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from types import TracebackType
 from typing import Any
 
+from tapeflow import codec as codecs
 from tapeflow._validate import fail
 from tapeflow.backends import failpoints
 from tapeflow.backends._redact import redact
 from tapeflow.backends.base import Backend
+from tapeflow.backends.encoded import encoded
 from tapeflow.errors import InvalidArgument
 
 DEFAULT_URL = "sqlite:///tapeflow.db"
@@ -61,9 +63,10 @@ def _postgres(rest: str) -> Backend:
 class Connection:
     """Use as ``async with tapeflow.connect(url) as backend`` or ``backend = await ...``."""
 
-    def __init__(self, url: str | None) -> None:
+    def __init__(self, url: str | None, codec: Codec | None = None) -> None:
         self.url = os.environ.get(URL_VARIABLE) or DEFAULT_URL if url is None else url
-        self.backend = failpoints.from_environment(backend_for(self.url))
+        chosen = codecs.from_environment() if codec is None else _codecs(codec)
+        self.backend = encoded(failpoints.from_environment(backend_for(self.url)), chosen)
 
     def __await__(self) -> Generator[Any, None, Backend]:
         yield from self.backend.open().__await__()
@@ -82,7 +85,20 @@ class Connection:
         await self.backend.close()
 
 
-def connect(url: str | None = None) -> Connection:
+Codec = codecs.PayloadCodec | Sequence[codecs.PayloadCodec]
+"""One codec, or several applied in order (compress, then encrypt)."""
+
+
+def _codecs(codec: Codec) -> list[codecs.PayloadCodec]:
+    chosen = [codec] if isinstance(codec, codecs.PayloadCodec) else list(codec)
+    for one in chosen:
+        if not isinstance(one, codecs.PayloadCodec):
+            fail("codec", one, "a PayloadCodec (tapeflow.ZlibCodec(), tapeflow.AesGcmCodec...)")
+    return chosen
+
+
+def connect(url: str | None = None, *, codec: Codec | None = None) -> Connection:
     """Connect to the backend at ``url`` (default: $TAPEFLOW_DATABASE_URL, else
-    ``sqlite:///tapeflow.db``), creating its schema if missing."""
-    return Connection(url)
+    ``sqlite:///tapeflow.db``), creating its schema if missing. Stored payloads go through
+    ``codec`` (default: AES-GCM if $TAPEFLOW_CODEC_KEYS is set, else none; ``[]``: none)."""
+    return Connection(url, codec)

@@ -27,6 +27,8 @@ app = typer.Typer(
     name="tapeflow",
     help="Run and inspect tapeflow workflows.\n\n"
     "The database is --url, else $TAPEFLOW_DATABASE_URL, else sqlite:///tapeflow.db. "
+    "Encrypted payloads are decoded (and new ones encrypted) with the keys of "
+    "$TAPEFLOW_CODEC_KEYS, if set; without them they show as stored. "
     "Add --json to any command that prints for output a script can parse. " + EXIT_CODES_HELP,
     epilog=_examples(
         "export TAPEFLOW_DATABASE_URL=sqlite:///billing.db",
