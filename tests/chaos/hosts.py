@@ -279,12 +279,30 @@ class HostProcess:
             return None
 
 
+class LocalProcess(HostProcess):
+    """The baseline: one worker process on this side, in no namespace, reaching the
+    database directly (``url`` as given, no forwarder)."""
+
+    async def start(self) -> None:
+        self.names = [f"local-w{number}" for number in range(self.workers)]
+        assert self.workers == 1, "one local worker process"
+        argv = [sys.executable, "-m", WORKER_MODULE, self.url, "--name", self.names[0]]
+        with self.log.open("ab") as out:
+            self.process = await asyncio.create_subprocess_exec(
+                *argv, *self.worker_args, cwd=ROOT, stdout=out, stderr=out
+            )
+
+    def worker_pids(self) -> list[int]:
+        running = self.process is not None and self.process.returncode is None
+        return [self.process.pid] if running and self.process is not None else []
+
+
 async def wait_running(
     url: str, hosts: Sequence[HostProcess], timeout: float = 60.0
 ) -> dict[str, list[int]]:
-    """Until every worker of ``hosts`` has reported itself from its host, in the database.
-    The pids the workers reported, by host name (each in its host's pid namespace)."""
-    wanted = {(h.host.name, name) for h in hosts for name in h.names}
+    """Until every worker of ``hosts`` has reported itself, in the database. The pids the
+    workers reported, by the host name they reported (each in its host's pid namespace)."""
+    wanted = {name for h in hosts for name in h.names}
     async with tapeflow.connect(url) as backend:
         assert isinstance(backend, WorkerPresence)
         deadline = time.monotonic() + timeout
@@ -292,11 +310,11 @@ async def wait_running(
             running = [
                 w for w in await backend.list_workers(timedelta(minutes=1)) if w.state == "running"
             ]
-            seen = {(w.info.host, w.info.name) for w in running}
+            seen = {w.info.name for w in running}
             if wanted <= seen:
                 pids: dict[str, list[int]] = {}
                 for w in running:
-                    if (w.info.host, w.info.name) in wanted:
+                    if w.info.name in wanted:
                         pids.setdefault(w.info.host, []).append(w.info.pid)
                 return {host: sorted(found) for host, found in sorted(pids.items())}
             for h in hosts:

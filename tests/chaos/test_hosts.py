@@ -10,7 +10,8 @@ side; every worker process of host 1 SIGKILLed at once mid-run, not restarted; h
 finish everything, and every invariant of ``tests.chaos.checks`` holds.
 
 ``test_throughput_by_hosts``: a benchmark, not an assertion: the same backlog of workflows
-run by 1, 2, then 3 hosts of one worker process each; the figures are printed (see
+run by one worker process on this side (direct, the baseline), then by 1, 2 and 3 hosts of
+one worker process each; the figures are printed (see
 docs/scaling.md, "Many hosts"). $TAPEFLOW_HOSTS_WORKFLOWS resizes both.
 """
 
@@ -42,6 +43,7 @@ from tests.chaos.driver import Probe
 from tests.chaos.hosts import (
     Host,
     HostProcess,
+    LocalProcess,
     faketime_library,
     forwarder,
     network,
@@ -316,17 +318,20 @@ async def test_a_host_killed_mid_run(hosts: list[Host], tmp_path: Path) -> None:
             drop_schemas(schema)
 
 
-async def measure(hosts: Sequence[Host], count: int, workflows: int, log_dir: Path) -> float:
-    """Workflows completed per second by ``count`` hosts of one worker process each, from a
-    backlog of ``workflows`` plain ones (started, and sent their events, before any worker
-    runs), timed from when every worker runs until the last one completes."""
+async def measure(
+    hosts: Sequence[Host], count: int, workflows: int, log_dir: Path
+) -> tuple[float, float]:
+    """Workflows completed per second by ``count`` hosts of one worker process each (0: one
+    worker process on this side, reaching the database directly), from a backlog of
+    ``workflows`` plain ones (started, and sent their events, before any worker runs), timed
+    from when every worker runs until the last one completes; and the load average then."""
     schema = f"hosts_bench_{uuid.uuid4().hex[:12]}"
     url = schema_url(schema)
     ledger = await prepare(url)
     fleet = [
         HostProcess(host, host.url(url), 1, log_dir / f"bench{count}-{host.name}.log", WORKER_ARGS)
         for host in hosts[:count]
-    ]
+    ] or [LocalProcess(hosts[0], url, 1, log_dir / "bench-local.log", WORKER_ARGS)]
     indices = [i for i in range(workflows * 2) if kind(i) == "flow" and not cancelled(i)]
     inspector = Inspector(url)
     try:
@@ -343,8 +348,8 @@ async def measure(hosts: Sequence[Host], count: int, workflows: int, log_dir: Pa
             await asyncio.sleep(0.1)
         took = time.monotonic() - began
         codes = [await host.stop() for host in fleet]
-        assert codes == [0] * count, codes
-        return workflows / took
+        assert codes == [0] * len(fleet), codes
+        return workflows / took, os.getloadavg()[0]
     finally:
         for host in fleet:
             await host.stop(timeout=10)
@@ -356,11 +361,12 @@ async def measure(hosts: Sequence[Host], count: int, workflows: int, log_dir: Pa
 @pytest.mark.timeout(1800)
 async def test_throughput_by_hosts(hosts: list[Host], tmp_path: Path) -> None:
     workflows = int(os.environ.get("TAPEFLOW_HOSTS_WORKFLOWS", "300"))
-    rates: dict[int, float] = {}
+    rates: dict[int, tuple[float, float]] = {}
     async with forwarder(target(), hosts, tmp_path / "forwarder.log"):
-        for count in (1, 2, 3):
+        for count in (0, 1, 2, 3):
             rates[count] = await measure(hosts, count, workflows, tmp_path)
     print(f"\n== throughput by hosts ({workflows} workflows, {os.cpu_count()} cores)")
-    for count, rate in rates.items():
-        print(f"  {count} host(s), 1 worker process each: {rate:.1f} workflows/s")
-    assert all(rate > 0 for rate in rates.values())
+    for count, (rate, load) in rates.items():
+        where = f"{count} host(s), 1 worker process each" if count else "no namespace, direct"
+        print(f"  {where}: {rate:.1f} workflows/s (load average {load:.1f})")
+    assert all(rate > 0 for rate, _ in rates.values())
