@@ -45,6 +45,7 @@ LINK_PREFIX = "tfh"
 PORT = 15432
 """The forwarder's port on every 10.77.N.1."""
 WORKER_MODULE = "tests.chaos.worker"
+FORWARDER_MODULE = "tests.chaos.forwarder"
 
 
 @dataclass(frozen=True)
@@ -101,9 +102,25 @@ def namespace_pids(name: str) -> list[int]:
     return [int(p) for p in _run("ip", "netns", "pids", name, check=False).split()]
 
 
+def _running(module: str) -> list[int]:
+    """The processes running ``python -m module``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                if any(a == b"-m" and b == module.encode() for a, b in pairwise(argv)):
+                    found.append(int(entry.name))
+    return found
+
+
+def _forwarders() -> list[int]:
+    return [pid for pid in _running(FORWARDER_MODULE) if pid != os.getpid()]
+
+
 def remove_leftovers() -> None:
-    """Kill the processes of every ``tapeflow-h*`` namespace, delete the namespaces and their
-    links: what this run made, or a crashed one left."""
+    """Kill the processes of every ``tapeflow-h*`` namespace and any forwarder, delete the
+    namespaces and their links: what this run made, or a crashed one left."""
     names = [line.split()[0] for line in _run("ip", "netns", "list").splitlines() if line]
     for name in names:
         if not name.startswith(PREFIX):
@@ -112,6 +129,9 @@ def remove_leftovers() -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         _run("ip", "netns", "delete", name, check=False)
+    for pid in _forwarders():  # one a killed run left listening
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     for link in re.findall(rf"^\d+: ({LINK_PREFIX}\d+)[@:]", _run("ip", "-o", "link"), re.M):
         _run("ip", "link", "delete", link, check=False)
 
@@ -148,7 +168,7 @@ async def forwarder(target: str, hosts: Sequence[Host], log: Path) -> AsyncItera
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "tests.chaos.forwarder",
+            FORWARDER_MODULE,
             target,
             *(f"{host.gateway}:{PORT}" for host in hosts),
             cwd=ROOT,
