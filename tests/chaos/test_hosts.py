@@ -1,18 +1,19 @@
 """Many hosts (marker ``hosts``; ``./scripts/test tests/chaos/test_hosts.py -m hosts -s``, as
 root): workers on three "hosts", each a network namespace of its own with its own veth
-address and its own pid namespace and host name, reaching one PostgreSQL over the network
-(``tests.chaos.hosts``). Nothing is shared between the hosts but the database: no file, no
-pid space, no clock (where ``faketime`` is installed, host 3 runs two hours ahead).
+address, pid namespace, host name, /tmp and /dev/shm, reaching one PostgreSQL over the
+network (``tests.chaos.hosts``). Nothing is shared between the hosts but the database: no
+file, no pid space, no clock (where libfaketime is installed, host 3 runs two hours ahead).
 
 ``test_a_host_killed_mid_run``: 400 workflows of the chaos workload (ten activities, a
-timer and an event each; one in eight a parent of two or three children) started from this
-side; every worker process of host 1 SIGKILLed at once mid-run, not restarted; hosts 2 and 3
-finish everything, and every invariant of ``tests.chaos.checks`` holds.
+timer and an event each; one in nine a parent of two or three children) started from this
+side, 8 a second, on three hosts of two worker processes each; every worker process of
+host 1 SIGKILLed at once mid-run, not restarted; hosts 2 and 3 finish everything, and every
+invariant of ``tests.chaos.checks`` holds.
 
 ``test_throughput_by_hosts``: a benchmark, not an assertion: the same backlog of workflows
 run by one worker process on this side (direct, the baseline), then by 1, 2 and 3 hosts of
-one worker process each; the figures are printed (see
-docs/scaling.md, "Many hosts"). $TAPEFLOW_HOSTS_WORKFLOWS resizes both.
+one worker process each; the figures are printed (see docs/scaling.md, "Many hosts").
+$TAPEFLOW_HOSTS_WORKFLOWS resizes both.
 """
 
 from __future__ import annotations
@@ -70,10 +71,14 @@ from tests.conftest import POSTGRES_URL
 pytestmark = pytest.mark.hosts
 
 WORKFLOWS = int(os.environ.get("TAPEFLOW_HOSTS_WORKFLOWS", "400"))
-RATE = 12.0
+RATE = 8.0
 """Starts per second in the kill run."""
 LEASE, POLL = 2.0, 0.15
 WORKER_ARGS = ("--lease", str(LEASE), "--poll", str(POLL), "--cache", "1000")
+POOL, ACTIVITIES = 3, 4
+"""Pooled connections and activities at once per worker in the kill run (tapeflow's
+defaults: 10 and 8): with a ledger connection per activity thread, at most 7 connections per
+worker, 42 for the six, on a PostgreSQL (max_connections 100) that other test runs share."""
 SKEW = os.environ.get("TAPEFLOW_HOSTS_SKEW", "+2h")
 """Host 3's wall clock, where libfaketime is installed: two hours ahead of the others
 ($TAPEFLOW_HOSTS_SKEW sets another libfaketime offset; empty: no skew)."""
@@ -213,10 +218,10 @@ async def test_a_host_killed_mid_run(hosts: list[Host], tmp_path: Path) -> None:
     fleet = [
         HostProcess(
             host,
-            host.url(url),
+            host.url(f"{url}&pool_max_size={POOL}"),
             workers=2,
             log=tmp_path / f"{host.name}.log",
-            worker_args=WORKER_ARGS,
+            worker_args=(*WORKER_ARGS, "--activities", str(ACTIVITIES)),
             clock=skew if host.number == 3 else None,
         )
         for host in hosts
