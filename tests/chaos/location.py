@@ -13,7 +13,8 @@ class Location:
     path: str = ""
     """The SQLite file."""
     conninfo: str = ""
-    """The PostgreSQL URL for libpq, without tapeflow's ``schema`` nor ``application_name``."""
+    """The PostgreSQL URL for libpq, without tapeflow's ``schema``, ``pool_max_size`` nor
+    ``application_name``."""
     schema: str = "tapeflow"
     application_name: str | None = None
 
@@ -36,7 +37,11 @@ def locate(url: str) -> Location:
     query = parse_qsl(parts.query, keep_blank_values=True)
     options = dict(query)
     rest_query = urlencode(
-        [(key, value) for key, value in query if key not in ("schema", "application_name")]
+        [
+            (key, value)
+            for key, value in query
+            if key not in ("schema", "application_name", "pool_max_size")
+        ]
     )
     conninfo = urlunsplit(parts._replace(scheme="postgresql", query=rest_query))
     return Location(

@@ -1,9 +1,10 @@
 """A worker process of the chaos workload.
 
 ``python -m tests.chaos.worker URL [--cache N] [--lease S] [--poll S] [--activities N]
-[--ready FILE]``
+[--ready FILE] [--name NAME]``
 
-It is named ``chaos-<pid>`` (the lease owner the driver looks for after killing it), writes
+It is named ``chaos-<pid>`` (the lease owner the driver looks for after killing it), or NAME
+(a worker in a pid namespace of its own, where pids repeat from host to host), writes
 every activity attempt to the ledger, and runs until SIGTERM. Failpoints come from
 $TAPEFLOW_FAILPOINTS, read by ``tapeflow.connect`` when $TAPEFLOW_ENABLE_FAILPOINTS=1.
 """
@@ -41,7 +42,7 @@ async def serve(args: argparse.Namespace) -> None:
             backend,
             workflows=list(WORKFLOWS.values()),
             activities=[chaos_step, chaos_cleanup, chaos_exit],
-            name=owner_name(os.getpid()),
+            name=args.name or owner_name(os.getpid()),
             workflow_cache_size=args.cache,
             max_concurrent_activities=args.activities,
             lease_duration=timedelta(seconds=args.lease),
@@ -65,6 +66,7 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=0.15)
     parser.add_argument("--activities", type=int, default=8)
     parser.add_argument("--ready", help="a file to create once SIGTERM stops the worker cleanly")
+    parser.add_argument("--name", help="the worker's name (default: chaos-<pid>)")
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.WARNING,
