@@ -1,0 +1,220 @@
+"""Wake-ups between processes that share one SQLite file: a Unix datagram socket each.
+
+Every open backend on a file binds a socket in ``<database>.wake/``. After its commits it
+sends the topics they woke (``tapeflow.backends.wakeups``) to every other socket there, one
+datagram for all the commits of one turn of the event loop, so that the other processes'
+watchers look again at once instead of at their next poll.
+
+Delivery is best effort, and that is all it needs to be: a send never blocks and never
+fails a commit (a peer's full queue drops the datagram; a dead peer's socket is removed),
+and watchers keep polling at their interval as before (``wakes_other_processes`` stays
+False), so a lost datagram costs what every commit of another process cost before.
+
+The directory is listed at every send, not remembered: a peer that bound its socket before
+the listing hears of the commit, and one that bound it after looks at the database after
+the commit. No peers, no sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+log = logging.getLogger("tapeflow.sqlite")
+
+MAX_DATAGRAM = 2048
+"""Bytes of topics per datagram: macOS refuses larger Unix datagrams by default."""
+
+LOOK_AGAIN = b"*"
+"""Sent for a topic too long for a datagram, or received undecodable: every watcher of the
+peer looks again."""
+
+SUFFIX = ".sock"
+RECEIVE_AT_ONCE = 256
+"""Datagrams read per readiness callback, so that a flood cannot hold the event loop."""
+
+
+def supported() -> bool:
+    """Unix datagram sockets and ``loop.add_reader``: not on Windows."""
+    return sys.platform != "win32" and hasattr(socket, "AF_UNIX")
+
+
+def wake_directory(database: str) -> Path:
+    return Path(f"{database}.wake")
+
+
+def datagrams(topics: Iterable[str]) -> Iterator[bytes]:
+    """JSON lists of the topics, each at most ``MAX_DATAGRAM`` bytes."""
+    chunk: list[str] = []
+    size = 2
+    for topic in topics:
+        encoded = len(json.dumps(topic).encode()) + 2  # and ", "
+        if encoded + 2 > MAX_DATAGRAM:
+            yield LOOK_AGAIN
+            continue
+        if size + encoded > MAX_DATAGRAM:
+            yield json.dumps(chunk).encode()
+            chunk, size = [], 2
+        chunk.append(topic)
+        size += encoded
+    if chunk:
+        yield json.dumps(chunk).encode()
+
+
+def topics_of(datagram: bytes) -> list[str] | None:
+    """The topics a datagram names; None to wake everyone."""
+    try:
+        topics = json.loads(datagram)
+    except ValueError:
+        return None
+    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+        return None
+    return topics
+
+
+class PeerWakeups:
+    """This backend's socket: it hears other processes' commits and tells them of its own."""
+
+    def __init__(
+        self, database: str, hear: Callable[[list[str]], None], hear_all: Callable[[], None]
+    ) -> None:
+        self.directory = wake_directory(database)
+        self._hear = hear
+        self._hear_all = hear_all
+        self._sock: socket.socket | None = None
+        self._path: Path | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._told: set[str] = set()
+        self._sending: asyncio.Handle | None = None
+
+    @property
+    def listening(self) -> bool:
+        return self._sock is not None
+
+    def open(self) -> None:
+        """Bind and listen; where that cannot be (no Unix datagrams, an unwritable directory,
+        a path too long for a socket), stay off: watchers poll, as without it."""
+        if not supported():
+            log.debug("no Unix datagram sockets here: other processes' commits seen by polling")
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            sock, path = self._bind()
+        except OSError as exc:
+            log.warning(
+                "cannot make a wake-up socket in %s (%s): other processes' commits are seen "
+                "at the poll interval",
+                self.directory,
+                exc,
+            )
+            return
+        try:
+            loop.add_reader(sock.fileno(), self._receive)
+        except NotImplementedError:  # an event loop without add_reader
+            sock.close()
+            path.unlink(missing_ok=True)
+            log.debug("this event loop cannot watch sockets: other processes' commits polled")
+            return
+        self._sock, self._path, self._loop = sock, path, loop
+
+    def _bind(self) -> tuple[socket.socket, Path]:
+        for attempt in range(3):  # a peer closing may remove the empty directory meanwhile
+            self.directory.mkdir(mode=0o700, exist_ok=True)
+            path = self.directory / f"{os.getpid()}-{secrets.token_hex(4)}{SUFFIX}"
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            try:
+                sock.setblocking(False)
+                sock.bind(str(path))
+                return sock, path
+            except FileNotFoundError:
+                sock.close()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                sock.close()
+                raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._sock is None:
+            return
+        if self._sending is not None:
+            self._sending.cancel()
+            self._send()  # the last commits' wake-ups still go out
+        assert self._loop is not None
+        assert self._path is not None
+        self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+        self._path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: other peers are open
+            self.directory.rmdir()
+        self._sock = self._path = self._loop = None
+
+    def tell(self, topics: Iterable[str]) -> None:
+        """Wake ``topics`` in every other process, once this turn of the loop is over (with
+        the topics of every other commit of the turn)."""
+        if self._loop is None:
+            return
+        self._told.update(topics)
+        if self._told and self._sending is None:
+            self._sending = self._loop.call_soon(self._send)
+
+    def _send(self) -> None:
+        self._sending = None
+        topics, self._told = self._told, set()
+        assert self._sock is not None
+        assert self._path is not None
+        try:
+            peers = [
+                name
+                for name in os.listdir(self.directory)
+                if name.endswith(SUFFIX) and name != self._path.name
+            ]
+        except OSError:
+            return
+        if not peers:
+            return
+        payloads = list(datagrams(sorted(topics)))
+        for name in peers:
+            path = str(self.directory / name)
+            for payload in payloads:
+                try:
+                    self._sock.sendto(payload, path)
+                except BlockingIOError:  # its queue is full: it polls, or is busy anyway
+                    break
+                except ConnectionRefusedError:  # nothing is bound there: its process ended
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                    break
+                except OSError:  # gone since the listing, or not ours to write to
+                    break
+
+    def _receive(self) -> None:
+        assert self._sock is not None
+        heard: set[str] = set()
+        everyone = False
+        for _ in range(RECEIVE_AT_ONCE):
+            try:
+                datagram = self._sock.recv(MAX_DATAGRAM + 1)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                everyone = True
+                break
+            topics = topics_of(datagram)
+            if topics is None:
+                everyone = True
+            else:
+                heard.update(topics)
+        if everyone:
+            self._hear_all()
+        elif heard:
+            self._hear(sorted(heard))

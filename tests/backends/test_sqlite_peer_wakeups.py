@@ -1,0 +1,127 @@
+"""Processes sharing one SQLite file wake each other on commit: a worker in another process
+takes new work at once, not at its poll interval; where no wake-up socket can be made, the
+backend opens anyway and polls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import tapeflow
+from tapeflow.backends.base import TaskKind
+from tapeflow.backends.sqlite import SQLiteBackend
+from tapeflow.backends.sqlite.peer_wakeups import (
+    LOOK_AGAIN,
+    MAX_DATAGRAM,
+    datagrams,
+    topics_of,
+    wake_directory,
+)
+from tapeflow.backends.wakeups import work_topic
+from tests.backends.slow_poll_worker import POLL_INTERVAL, doubled
+
+ROOT = Path(__file__).resolve().parents[2]
+AT_ONCE = 1.0
+"""Far below the other process's poll interval (5 s)."""
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="no Unix datagram sockets")
+
+
+async def test_a_worker_in_another_process_takes_new_work_at_once(tmp_path: Path) -> None:
+    assert POLL_INTERVAL.total_seconds() >= 5 * AT_ONCE
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    async with tapeflow.connect(url) as backend:
+        client = tapeflow.Client(backend)
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.backends.slow_poll_worker", url, cwd=ROOT
+        )
+        try:
+            first = await client.start_workflow(doubled, 0, id="warm-up")
+            assert await first.result(timeout=60) == 0  # the worker is up and idle
+            for value in range(1, 4):
+                started = time.monotonic()
+                handle = await client.start_workflow(doubled, value, id=f"woken-{value}")
+                assert await handle.result(timeout=AT_ONCE) == value * 2
+                assert time.monotonic() - started < AT_ONCE
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(worker.wait(), 30) == 0
+
+
+async def test_a_commit_wakes_the_watchers_of_another_backend_on_the_file(tmp_path: Path) -> None:
+    async with SQLiteBackend(tmp_path / "a.db") as here, SQLiteBackend(tmp_path / "a.db") as there:
+        client = tapeflow.Client(here)
+        with there.watch([work_topic(TaskKind.WORKFLOW, "doubled")]) as watch:
+            await client.start_workflow(doubled, 1, id="heard")
+            assert await watch.wait(AT_ONCE)
+
+
+async def test_a_dead_peers_socket_is_removed_at_the_next_commit(tmp_path: Path) -> None:
+    database = tmp_path / "a.db"
+    directory = wake_directory(str(database))
+    directory.mkdir()
+    dead = directory / "1-deadbeef.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(dead))  # its process ended without removing it
+    async with SQLiteBackend(database) as backend:
+        assert dead.exists()
+        await tapeflow.Client(backend).start_workflow(doubled, 1, id="told")
+        await asyncio.sleep(0)  # the datagrams go out after the commit's turn of the loop
+        assert not dead.exists()
+        (mine,) = directory.iterdir()
+    assert not mine.exists()
+    assert not directory.exists()  # the last one out removes it
+
+
+async def test_no_wake_up_socket_means_polling_not_failing_to_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = tmp_path / "a.db"
+    wake_directory(str(database)).write_text("not a directory")
+    with caplog.at_level(logging.WARNING, logger="tapeflow.sqlite"):
+        async with SQLiteBackend(database) as backend:
+            handle = await tapeflow.Client(backend).start_workflow(doubled, 1, id="polled")
+            assert (await handle.describe()).status.value == "pending"
+            assert not backend.wakes_other_processes
+    assert "cannot make a wake-up socket" in caplog.text
+
+
+async def test_a_path_too_long_for_a_socket_means_polling(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    deep = tmp_path / ("d" * 100)
+    with caplog.at_level(logging.WARNING, logger="tapeflow.sqlite"):
+        async with SQLiteBackend(deep / "a.db") as backend:
+            await tapeflow.Client(backend).start_workflow(doubled, 1, id="polled")
+    assert "cannot make a wake-up socket" in caplog.text
+
+
+async def test_a_database_in_memory_has_no_wake_up_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    async with tapeflow.connect("sqlite://") as backend:
+        await tapeflow.Client(backend).start_workflow(doubled, 1, id="alone")
+    assert os.listdir(tmp_path) == []
+
+
+def test_topics_fit_in_datagrams_and_come_back_whole() -> None:
+    topics = [f"finished:workflow-{n}" for n in range(500)]
+    sent = list(datagrams(topics))
+    assert len(sent) > 1
+    assert all(len(datagram) <= MAX_DATAGRAM for datagram in sent)
+    assert [t for datagram in sent for t in topics_of(datagram) or []] == topics
+
+
+def test_a_topic_too_long_for_a_datagram_wakes_everyone() -> None:
+    assert list(datagrams(["finished:" + "x" * MAX_DATAGRAM])) == [LOOK_AGAIN]
+    assert topics_of(LOOK_AGAIN) is None
+    assert topics_of(b'{"not": "a list"}') is None
