@@ -1,0 +1,181 @@
+"""``python -m benchmarks.sqlite_cross_process``: how soon a worker in another process takes
+new work on one SQLite file, with and without the wake-up datagrams
+(``tapeflow.backends.sqlite.peer_wakeups``), and what they cost a process alone.
+
+    .venv/bin/python -m benchmarks.sqlite_cross_process --samples 100
+
+For each mode, on a fresh file: one worker process (``--poll-interval-ms``, the library's
+default 500 ms unless told), and this process starting 1-activity workflows one at a time,
+a random pause of up to one poll interval between them (so that a start falls anywhere in
+the worker's idle wait). *Pickup* is from just before ``start_workflow`` to the moment the
+activity starts in the worker (both read the wall clock of this one machine), *result*
+from the same moment to ``result()`` returning here. Median and p95 of each, in ms.
+
+*Without* is today's polling alone: ``peer_wakeups.supported`` patched to False in both
+processes. The cost is N starts (10 in flight) on a file of their own: with the wake-ups
+off, on with no other process on the file (no sends), and on with one idle peer process
+(every commit sends it a datagram).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import tapeflow
+from tapeflow import activity, workflow
+from tapeflow.backends.sqlite import peer_wakeups
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@activity.defn
+def started_at() -> float:
+    return time.time()
+
+
+@workflow.defn
+async def pickup() -> float:
+    return await workflow.execute_activity(started_at)
+
+
+@workflow.defn
+async def nothing() -> None:
+    """Started by the cost phase, run by no one."""
+
+
+def _without_wakeups() -> None:
+    peer_wakeups.supported = lambda: False
+
+
+async def _serve(url: str, poll_ms: float, wakeups: bool, run_worker: bool) -> None:
+    if not wakeups:
+        _without_wakeups()
+    async with tapeflow.connect(url) as backend:
+        if not run_worker:  # an idle peer: open on the file until SIGTERM, nothing more
+            stop = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+            await stop.wait()
+            return
+        worker = tapeflow.Worker(
+            backend,
+            workflows=[pickup],
+            activities=[started_at],
+            poll_interval=timedelta(milliseconds=poll_ms),
+        )
+        await worker.run()
+
+
+@contextlib.asynccontextmanager
+async def _process(
+    url: str, poll_ms: float, wakeups: bool, run_worker: bool = True
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    args = [url, str(poll_ms), "1" if wakeups else "0", "1" if run_worker else "0"]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.sqlite_cross_process", "--serve", *args, cwd=ROOT
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+def _ms(values: list[float]) -> str:
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return f"median {statistics.median(ordered) * 1000:7.1f} ms, p95 {p95 * 1000:7.1f} ms"
+
+
+async def latency(directory: Path, samples: int, poll_ms: float, wakeups: bool) -> str:
+    url = f"sqlite:///{directory / ('woken.db' if wakeups else 'polled.db')}"
+    async with tapeflow.connect(url) as backend, _process(url, poll_ms, wakeups):
+        client = tapeflow.Client(backend)
+        warm = await client.start_workflow(pickup, id="warm-up")
+        await warm.result(timeout=60)
+        pickups, results = [], []
+        for n in range(samples):
+            await asyncio.sleep(random.uniform(0, poll_ms / 1000))
+            before = time.time()
+            handle = await client.start_workflow(pickup, id=f"sample-{n}")
+            began = await handle.result(timeout=60)
+            results.append(time.time() - before)
+            pickups.append(began - before)
+    mode = "with wake-ups   " if wakeups else "without wake-ups"
+    return f"{mode}: pickup {_ms(pickups)}; result {_ms(results)}"
+
+
+async def _starts(url: str, count: int) -> float:
+    async with tapeflow.connect(url) as backend:
+        client = tapeflow.Client(backend)
+        await client.start_workflow(nothing, id="first")
+        began = time.monotonic()
+        for first in range(0, count, 10):
+            await asyncio.gather(
+                *(client.start_workflow(nothing, id=f"w{n}") for n in range(first, first + 10))
+            )
+        return count / (time.monotonic() - began)
+
+
+async def cost(directory: Path, count: int) -> list[str]:
+    saved = peer_wakeups.supported
+    try:
+        _without_wakeups()
+        off = await _starts(f"sqlite:///{directory / 'off.db'}", count)
+    finally:
+        peer_wakeups.supported = saved
+    alone = await _starts(f"sqlite:///{directory / 'alone.db'}", count)
+    url = f"sqlite:///{directory / 'peer.db'}"
+    async with _process(url, 500, True, run_worker=False):
+        await asyncio.sleep(1.0)  # it has opened and bound its socket
+        peer = await _starts(url, count)
+    return [
+        f"starts/s, wake-ups off:            {off:7.0f}",
+        f"starts/s, wake-ups on, no peers:   {alone:7.0f}",
+        f"starts/s, wake-ups on, 1 idle peer: {peer:6.0f}",
+    ]
+
+
+async def main(samples: int, poll_ms: float, starts: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="tapeflow-xproc-") as scratch:
+        directory = Path(scratch)
+        print(f"{samples} samples, worker poll interval {poll_ms:g} ms")
+        for wakeups in (False, True):
+            print(await latency(directory, samples, poll_ms, wakeups), flush=True)
+        print(f"cost to one process: {starts} starts, 10 in flight")
+        for line in await cost(directory, starts):
+            print(line, flush=True)
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--poll-interval-ms", type=float, default=500.0)
+    parser.add_argument("--starts", type=int, default=2000, help="starts in the cost phase")
+    parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    args = _parse()
+    if args.serve:
+        url, poll_ms, wakeups, run_worker = args.serve
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(url, float(poll_ms), wakeups == "1", run_worker == "1"))
+    else:
+        asyncio.run(main(args.samples, args.poll_interval_ms, args.starts))
