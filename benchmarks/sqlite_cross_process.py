@@ -7,14 +7,15 @@ new work on one SQLite file, with and without the wake-up datagrams
 For each mode, on a fresh file: one worker process (``--poll-interval-ms``, the library's
 default 500 ms unless told), and this process starting 1-activity workflows one at a time,
 a random pause of up to one poll interval between them (so that a start falls anywhere in
-the worker's idle wait). *Pickup* is from just before ``start_workflow`` to the moment the
-activity starts in the worker (both read the wall clock of this one machine), *result*
-from the same moment to ``result()`` returning here. Median and p95 of each, in ms.
+the worker's idle wait). From just before ``start_workflow``: *pickup* to the worker's claim
+of the workflow's first task (its ``WorkflowTaskStarted`` time), *activity* to the moment
+the activity starts in the worker (all on the wall clock of this one machine), *result* to
+``result()`` returning here. Median and p95 of each, in ms.
 
 *Without* is today's polling alone: ``peer_wakeups.supported`` patched to False in both
 processes. The cost is N starts (10 in flight) on a file of their own: with the wake-ups
 off, on with no other process on the file (no sends), and on with one idle peer process
-(every commit sends it a datagram).
+(every turn of the loop that committed sends it a datagram); the modes alternate.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 import tapeflow
 from tapeflow import activity, workflow
 from tapeflow.backends.sqlite import peer_wakeups
+from tapeflow.history import WorkflowTaskStarted
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,16 +110,22 @@ async def latency(directory: Path, samples: int, poll_ms: float, wakeups: bool) 
         client = tapeflow.Client(backend)
         warm = await client.start_workflow(pickup, id="warm-up")
         await warm.result(timeout=60)
-        pickups, results = [], []
+        pickups, activities, results = [], [], []
         for n in range(samples):
             await asyncio.sleep(random.uniform(0, poll_ms / 1000))
             before = time.time()
             handle = await client.start_workflow(pickup, id=f"sample-{n}")
             began = await handle.result(timeout=60)
             results.append(time.time() - before)
-            pickups.append(began - before)
-    mode = "with wake-ups   " if wakeups else "without wake-ups"
-    return f"{mode}: pickup {_ms(pickups)}; result {_ms(results)}"
+            activities.append(began - before)
+            history = await backend.load_history(handle.id)
+            claimed = next(e for e in history if isinstance(e, WorkflowTaskStarted))
+            pickups.append(claimed.at.timestamp() - before)
+    mode = "with wake-ups" if wakeups else "without wake-ups"
+    return (
+        f"{mode}:\n  pickup   {_ms(pickups)}\n  activity {_ms(activities)}\n"
+        f"  result   {_ms(results)}"
+    )
 
 
 async def _starts(url: str, count: int) -> float:
@@ -132,33 +140,47 @@ async def _starts(url: str, count: int) -> float:
         return count / (time.monotonic() - began)
 
 
-async def cost(directory: Path, count: int) -> list[str]:
+async def _starts_without_wakeups(url: str, count: int) -> float:
     saved = peer_wakeups.supported
+    _without_wakeups()
     try:
-        _without_wakeups()
-        off = await _starts(f"sqlite:///{directory / 'off.db'}", count)
+        return await _starts(url, count)
     finally:
         peer_wakeups.supported = saved
-    alone = await _starts(f"sqlite:///{directory / 'alone.db'}", count)
-    url = f"sqlite:///{directory / 'peer.db'}"
+
+
+async def _starts_with_a_peer(url: str, count: int) -> float:
     async with _process(url, 500, True, run_worker=False):
         await asyncio.sleep(1.0)  # it has opened and bound its socket
-        peer = await _starts(url, count)
+        return await _starts(url, count)
+
+
+async def cost(directory: Path, count: int, rounds: int) -> list[str]:
+    """Each mode once a round, alternated, on a new file each time: the median of rounds."""
+    modes = {
+        "wake-ups off": _starts_without_wakeups,
+        "wake-ups on, no peers": _starts,
+        "wake-ups on, 1 idle peer": _starts_with_a_peer,
+    }
+    rates: dict[str, list[float]] = {mode: [] for mode in modes}
+    for round_ in range(rounds):
+        for n, (mode, measure) in enumerate(modes.items()):
+            url = f"sqlite:///{directory / f'cost-{round_}-{n}.db'}"
+            rates[mode].append(await measure(url, count))
     return [
-        f"starts/s, wake-ups off:            {off:7.0f}",
-        f"starts/s, wake-ups on, no peers:   {alone:7.0f}",
-        f"starts/s, wake-ups on, 1 idle peer: {peer:6.0f}",
+        f"  {mode + ':':26} {statistics.median(r):5.0f} starts/s ({min(r):.0f}-{max(r):.0f})"
+        for mode, r in rates.items()
     ]
 
 
-async def main(samples: int, poll_ms: float, starts: int) -> None:
+async def main(samples: int, poll_ms: float, starts: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory(prefix="tapeflow-xproc-") as scratch:
         directory = Path(scratch)
         print(f"{samples} samples, worker poll interval {poll_ms:g} ms")
         for wakeups in (False, True):
             print(await latency(directory, samples, poll_ms, wakeups), flush=True)
-        print(f"cost to one process: {starts} starts, 10 in flight")
-        for line in await cost(directory, starts):
+        print(f"cost to one process: {starts} starts, 10 in flight, median of {rounds}")
+        for line in await cost(directory, starts, rounds):
             print(line, flush=True)
 
 
@@ -167,6 +189,7 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--poll-interval-ms", type=float, default=500.0)
     parser.add_argument("--starts", type=int, default=2000, help="starts in the cost phase")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the cost phase")
     parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -178,4 +201,4 @@ if __name__ == "__main__":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve(url, float(poll_ms), wakeups == "1", run_worker == "1"))
     else:
-        asyncio.run(main(args.samples, args.poll_interval_ms, args.starts))
+        asyncio.run(main(args.samples, args.poll_interval_ms, args.starts, args.rounds))
