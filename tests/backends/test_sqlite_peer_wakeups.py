@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
@@ -79,6 +80,15 @@ async def test_a_dead_peers_socket_is_removed_at_the_next_commit(tmp_path: Path)
         (mine,) = directory.iterdir()
     assert not mine.exists()
     assert not directory.exists()  # the last one out removes it
+
+
+async def test_the_wake_up_directory_is_the_owners_alone(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        async with SQLiteBackend(tmp_path / "a.db"):
+            assert stat.S_IMODE(wake_directory(str(tmp_path / "a.db")).stat().st_mode) == 0o700
+    finally:
+        os.umask(old)
 
 
 async def test_no_wake_up_socket_means_polling_not_failing_to_open(

@@ -12,7 +12,8 @@ False), so a lost datagram costs what every commit of another process cost befor
 
 The directory is listed at every send, not remembered: a peer that bound its socket before
 the listing hears of the commit, and one that bound it after looks at the database after
-the commit. No peers, no sends.
+the commit. No peers, no sends. Every peer is on this machine: WAL, which the backend
+uses, does not work across machines on a network filesystem.
 """
 
 from __future__ import annotations
@@ -95,10 +96,6 @@ class PeerWakeups:
         self._told: set[str] = set()
         self._sending: asyncio.Handle | None = None
 
-    @property
-    def listening(self) -> bool:
-        return self._sock is not None
-
     def open(self) -> None:
         """Bind and listen; where that cannot be (no Unix datagrams, an unwritable directory,
         a path too long for a socket), stay off: watchers poll, as without it."""
@@ -126,22 +123,24 @@ class PeerWakeups:
         self._sock, self._path, self._loop = sock, path, loop
 
     def _bind(self) -> tuple[socket.socket, Path]:
-        for attempt in range(3):  # a peer closing may remove the empty directory meanwhile
+        retries = 2  # a peer closing may remove the empty directory before the bind
+        while True:
             self.directory.mkdir(mode=0o700, exist_ok=True)
             path = self.directory / f"{os.getpid()}-{secrets.token_hex(4)}{SUFFIX}"
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             try:
                 sock.setblocking(False)
                 sock.bind(str(path))
-                return sock, path
             except FileNotFoundError:
                 sock.close()
-                if attempt == 2:
+                if retries == 0:
                     raise
+                retries -= 1
+                continue
             except BaseException:
                 sock.close()
                 raise
-        raise AssertionError("unreachable")
+            return sock, path
 
     def close(self) -> None:
         if self._sock is None:
