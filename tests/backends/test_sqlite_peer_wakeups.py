@@ -18,7 +18,7 @@ import pytest
 
 import tapeflow
 from tapeflow.backends.base import TaskKind
-from tapeflow.backends.sqlite import SQLiteBackend
+from tapeflow.backends.sqlite import SQLiteBackend, peer_wakeups
 from tapeflow.backends.sqlite.peer_wakeups import (
     LOOK_AGAIN,
     MAX_DATAGRAM,
@@ -63,6 +63,21 @@ async def test_a_commit_wakes_the_watchers_of_another_backend_on_the_file(tmp_pa
         with there.watch([work_topic(TaskKind.WORKFLOW, "doubled")]) as watch:
             await client.start_workflow(doubled, 1, id="heard")
             assert await watch.wait(AT_ONCE)
+
+
+async def test_a_peer_that_opens_after_a_listing_was_kept_hears_the_next_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(peer_wakeups, "SETTLED_NS", 1_000_000)  # not 2 s: keep the listing soon
+    async with SQLiteBackend(tmp_path / "a.db") as here:
+        client = tapeflow.Client(here)
+        await asyncio.sleep(0.05)  # longer than a tick of the file system's clock
+        await client.start_workflow(doubled, 1, id="to-no-one")
+        await asyncio.sleep(0)  # listed, and kept: no peers
+        async with SQLiteBackend(tmp_path / "a.db") as there:
+            with there.watch([work_topic(TaskKind.WORKFLOW, "doubled")]) as watch:
+                await client.start_workflow(doubled, 2, id="heard")
+                assert await watch.wait(AT_ONCE)
 
 
 async def test_a_dead_peers_socket_is_removed_at_the_next_commit(tmp_path: Path) -> None:

@@ -10,10 +10,12 @@ fails a commit (a peer's full queue drops the datagram; a dead peer's socket is 
 and watchers keep polling at their interval as before (``wakes_other_processes`` stays
 False), so a lost datagram costs what every commit of another process cost before.
 
-The directory is listed at every send, not remembered: a peer that bound its socket before
-the listing hears of the commit, and one that bound it after looks at the database after
-the commit. No peers, no sends. Every peer is on this machine: WAL, which the backend
-uses, does not work across machines on a network filesystem.
+The directory is looked at at every send: a peer that bound its socket before the look hears
+of the commit, and one that bound it after looks at the database after the commit. The
+look is a ``stat`` of the directory; it is listed again only when its time of change moved
+or is too recent to tell (``SETTLED_NS``). No peers, no sends. Every peer is on this
+machine: WAL, which the backend uses, does not work across machines on a network file
+system.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import secrets
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -37,6 +40,11 @@ MAX_DATAGRAM = 2048
 LOOK_AGAIN = b"*"
 """Sent for a topic too long for a datagram, or received undecodable: every watcher of the
 peer looks again."""
+
+SETTLED_NS = 2_000_000_000
+"""A directory's time of change is kept coarsely (a clock tick; 1 or 2 s on some file
+systems), so a change in the same tick as the last leaves it as it was: a listing is kept
+only if made this long after the change it saw (git's "racy" index entries)."""
 
 SUFFIX = ".sock"
 RECEIVE_AT_ONCE = 256
@@ -95,6 +103,9 @@ class PeerWakeups:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._told: set[str] = set()
         self._sending: asyncio.Handle | None = None
+        self._peers: list[str] = []
+        self._listed: int | None = None
+        """The directory's time of change when ``_peers`` was listed, if settled then."""
 
     def open(self) -> None:
         """Bind and listen; where that cannot be (no Unix datagrams, an unwritable directory,
@@ -170,13 +181,8 @@ class PeerWakeups:
         self._sending = None
         topics, self._told = self._told, set()
         assert self._sock is not None
-        assert self._path is not None
         try:
-            peers = [
-                name
-                for name in os.listdir(self.directory)
-                if name.endswith(SUFFIX) and name != self._path.name
-            ]
+            peers = self._look()
         except OSError:
             return
         if not peers:
@@ -195,6 +201,20 @@ class PeerWakeups:
                     break
                 except OSError:  # gone since the listing, or not ours to write to
                     break
+
+    def _look(self) -> list[str]:
+        """The other sockets in the directory."""
+        assert self._path is not None
+        now = time.time_ns()
+        changed = os.stat(self.directory).st_mtime_ns
+        if changed != self._listed:
+            self._peers = [
+                name
+                for name in os.listdir(self.directory)
+                if name.endswith(SUFFIX) and name != self._path.name
+            ]
+            self._listed = changed if now - changed > SETTLED_NS else None
+        return self._peers
 
     def _receive(self) -> None:
         assert self._sock is not None
