@@ -15,7 +15,8 @@ the activity starts in the worker (all on the wall clock of this one machine), *
 *Without* is today's polling alone: ``peer_wakeups.supported`` patched to False in both
 processes. The cost is N starts (10 in flight) on a file of their own: with the wake-ups
 off, on with no other process on the file (no sends), and on with one idle peer process
-(every turn of the loop that committed sends it a datagram); the modes alternate.
+(every turn of the loop that committed sends it a datagram); the modes alternate. Then the
+CPU that telling costs a commit's turn of the loop, with no peers and with one.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -173,6 +175,45 @@ async def cost(directory: Path, count: int, rounds: int) -> list[str]:
     ]
 
 
+async def _turns(count: int, tell: Callable[[], None]) -> float:
+    """Seconds per turn of the loop that calls ``tell`` (the send runs in that turn): the
+    best of 10 stretches, since other processes on the machine only ever add to it."""
+    stretches = []
+    for _ in range(10):
+        began = time.perf_counter()
+        for _ in range(count // 10):
+            tell()
+            await asyncio.sleep(0)
+        stretches.append((time.perf_counter() - began) / (count // 10))
+    return min(stretches)
+
+
+async def send_cost(directory: Path, count: int = 20_000) -> list[str]:
+    """The CPU a commit's turn of the loop spends telling peers, in this process: the
+    end-to-end rates above move more with the machine than with that."""
+    database = directory / "send.db"
+    topics = ["workflow:pickup", "finished:sample-12"]
+    wakeups = peer_wakeups.PeerWakeups(str(database), lambda _: None, lambda: None)
+    wakeups.open()
+    try:
+        await asyncio.sleep(peer_wakeups.SETTLED_NS / 1e9 + 0.1)  # the listing can be kept
+        empty = await _turns(count, lambda: None)
+        alone = await _turns(count, lambda: wakeups.tell(topics)) - empty
+        async with _process(f"sqlite:///{database}", 500, True, run_worker=False):
+            for _ in range(600):  # until it has bound its socket (a minute at most)
+                if len(os.listdir(wakeups.directory)) >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(peer_wakeups.SETTLED_NS / 1e9 + 1.0)
+            peer = await _turns(count, lambda: wakeups.tell(topics)) - empty
+    finally:
+        wakeups.close()
+    return [
+        f"  {'telling no peers:':26} {alone * 1e6:5.1f} us per commit turn",
+        f"  {'telling 1 idle peer:':26} {peer * 1e6:5.1f} us per commit turn",
+    ]
+
+
 async def main(samples: int, poll_ms: float, starts: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory(prefix="tapeflow-xproc-") as scratch:
         directory = Path(scratch)
@@ -181,6 +222,8 @@ async def main(samples: int, poll_ms: float, starts: int, rounds: int) -> None:
             print(await latency(directory, samples, poll_ms, wakeups), flush=True)
         print(f"cost to one process: {starts} starts, 10 in flight, median of {rounds}")
         for line in await cost(directory, starts, rounds):
+            print(line, flush=True)
+        for line in await send_cost(directory):
             print(line, flush=True)
 
 

@@ -60,8 +60,12 @@ def wake_directory(database: str) -> Path:
     return Path(f"{database}.wake")
 
 
-def datagrams(topics: Iterable[str]) -> Iterator[bytes]:
+def datagrams(topics: list[str]) -> Iterator[bytes]:
     """JSON lists of the topics, each at most ``MAX_DATAGRAM`` bytes."""
+    whole = json.dumps(topics).encode()
+    if len(whole) <= MAX_DATAGRAM:  # as a commit's few topics are
+        yield whole
+        return
     chunk: list[str] = []
     size = 2
     for topic in topics:
@@ -188,8 +192,7 @@ class PeerWakeups:
         if not peers:
             return
         payloads = list(datagrams(sorted(topics)))
-        for name in peers:
-            path = str(self.directory / name)
+        for path in peers:
             for payload in payloads:
                 try:
                     self._sock.sendto(payload, path)
@@ -203,13 +206,13 @@ class PeerWakeups:
                     break
 
     def _look(self) -> list[str]:
-        """The other sockets in the directory."""
+        """The paths of the other sockets in the directory."""
         assert self._path is not None
         now = time.time_ns()
         changed = os.stat(self.directory).st_mtime_ns
         if changed != self._listed:
             self._peers = [
-                name
+                os.path.join(self.directory, name)
                 for name in os.listdir(self.directory)
                 if name.endswith(SUFFIX) and name != self._path.name
             ]
