@@ -46,6 +46,10 @@ SETTLED_NS = 2_000_000_000
 systems), so a change in the same tick as the last leaves it as it was: a listing is kept
 only if made this long after the change it saw (git's "racy" index entries)."""
 
+SOCKET_PATH_MAX = 103
+"""Bytes of a socket's path (``sun_path``: 108 on Linux, 104 on macOS, with its NUL). A
+directory deeper than that is reached through ``/proc/self/fd`` where there is one."""
+
 SUFFIX = ".sock"
 RECEIVE_AT_ONCE = 256
 """Datagrams read per readiness callback, so that a flood cannot hold the event loop."""
@@ -103,7 +107,10 @@ class PeerWakeups:
         self._hear = hear
         self._hear_all = hear_all
         self._sock: socket.socket | None = None
-        self._path: Path | None = None
+        self._name: str | None = None
+        self._base = str(self.directory)
+        """The directory as socket addresses name it: itself, or ``/proc/self/fd/N``."""
+        self._dir_fd: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._told: set[str] = set()
         self._sending: asyncio.Handle | None = None
@@ -113,15 +120,17 @@ class PeerWakeups:
 
     def open(self) -> None:
         """Bind and listen; where that cannot be (no Unix datagrams, an unwritable directory,
-        a path too long for a socket), stay off: watchers poll, as without it."""
+        a path too long for a socket and no ``/proc``), stay off: watchers poll, as without
+        it (logged at INFO: nothing is wrong, it is only slower)."""
         if not supported():
             log.debug("no Unix datagram sockets here: other processes' commits seen by polling")
             return
         loop = asyncio.get_running_loop()
         try:
-            sock, path = self._bind()
+            sock, name = self._bind()
         except OSError as exc:
-            log.warning(
+            self._close_directory()
+            log.info(
                 "cannot make a wake-up socket in %s (%s): other processes' commits are seen "
                 "at the poll interval",
                 self.directory,
@@ -132,22 +141,24 @@ class PeerWakeups:
             loop.add_reader(sock.fileno(), self._receive)
         except NotImplementedError:  # an event loop without add_reader
             sock.close()
-            path.unlink(missing_ok=True)
+            os.unlink(os.path.join(self.directory, name))
+            self._close_directory()
             log.debug("this event loop cannot watch sockets: other processes' commits polled")
             return
-        self._sock, self._path, self._loop = sock, path, loop
+        self._sock, self._name, self._loop = sock, name, loop
 
-    def _bind(self) -> tuple[socket.socket, Path]:
+    def _bind(self) -> tuple[socket.socket, str]:
         retries = 2  # a peer closing may remove the empty directory before the bind
         while True:
             self.directory.mkdir(mode=0o700, exist_ok=True)
-            path = self.directory / f"{os.getpid()}-{secrets.token_hex(4)}{SUFFIX}"
+            name = f"{os.getpid()}-{secrets.token_hex(4)}{SUFFIX}"
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             try:
                 sock.setblocking(False)
-                sock.bind(str(path))
+                sock.bind(self._address(name))
             except FileNotFoundError:
                 sock.close()
+                self._close_directory()  # it may hold the directory that was removed
                 if retries == 0:
                     raise
                 retries -= 1
@@ -155,7 +166,19 @@ class PeerWakeups:
             except BaseException:
                 sock.close()
                 raise
-            return sock, path
+            return sock, name
+
+    def _address(self, name: str) -> str:
+        """A socket's address in the directory: short enough for ``sun_path``, or OSError."""
+        path = os.path.join(self.directory, name)
+        if len(os.fsencode(path)) <= SOCKET_PATH_MAX:
+            return path
+        if self._dir_fd is None and os.path.isdir("/proc/self/fd"):  # Linux
+            self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+            self._base = f"/proc/self/fd/{self._dir_fd}"
+        if self._dir_fd is None:
+            raise OSError(f"the path {path!r} is too long for a socket")
+        return os.path.join(self._base, name)
 
     def close(self) -> None:
         if self._sock is None:
@@ -164,13 +187,20 @@ class PeerWakeups:
             self._sending.cancel()
             self._send()  # the last commits' wake-ups still go out
         assert self._loop is not None
-        assert self._path is not None
+        assert self._name is not None
         self._loop.remove_reader(self._sock.fileno())
         self._sock.close()
-        self._path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.directory, self._name))
+        self._close_directory()
         with contextlib.suppress(OSError):  # not empty: other peers are open
             self.directory.rmdir()
-        self._sock = self._path = self._loop = None
+        self._sock = self._name = self._loop = None
+
+    def _close_directory(self) -> None:
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd, self._base = None, str(self.directory)
 
     def tell(self, topics: Iterable[str]) -> None:
         """Wake ``topics`` in every other process, once this turn of the loop is over (with
@@ -206,15 +236,14 @@ class PeerWakeups:
                     break
 
     def _look(self) -> list[str]:
-        """The paths of the other sockets in the directory."""
-        assert self._path is not None
+        """The addresses of the other sockets in the directory."""
         now = time.time_ns()
         changed = os.stat(self.directory).st_mtime_ns
         if changed != self._listed:
             self._peers = [
-                os.path.join(self.directory, name)
+                os.path.join(self._base, name)
                 for name in os.listdir(self.directory)
-                if name.endswith(SUFFIX) and name != self._path.name
+                if name.endswith(SUFFIX) and name != self._name
             ]
             self._listed = changed if now - changed > SETTLED_NS else None
         return self._peers
