@@ -107,3 +107,22 @@ def test_the_observability_benchmark_runs_every_setting() -> None:
     assert done.returncode == 0, done.stderr
     for setting in ("off", "otel-api", "metrics", "tracing", "both"):
         assert f"| {setting} |" in done.stdout
+
+
+def test_the_sqlite_cross_process_benchmark_runs_and_prints_its_latencies() -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.sqlite_cross_process",
+        "--samples=3",
+        "--poll-interval-ms=100",
+        "--starts=20",
+        "--rounds=1",
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=100, check=False, env=env
+    )
+    assert done.returncode == 0, f"the benchmark failed:\n{done.stdout}\n{done.stderr}"
+    for row in ("without wake-ups:", "with wake-ups:", "pickup", "wake-ups on, 1 idle peer:"):
+        assert row in done.stdout, done.stdout

@@ -89,6 +89,7 @@ from tapeflow.backends.schedules import (
     schedule_run,
     stored_schedule,
 )
+from tapeflow.backends.sqlite.peer_wakeups import PeerWakeups
 from tapeflow.backends.wakeups import Wakeups, Watch, queue_topics, schedule_topic, work_topic
 from tapeflow.errors import (
     ActivityTaskGone,
@@ -167,6 +168,9 @@ class SQLiteBackend(OpensAndCloses):
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._wakeups = Wakeups()
+        self._peers: PeerWakeups | None = None
+        if self.path not in ("", ":memory:"):
+            self._peers = PeerWakeups(self.path, self._wakeups.notify, self._wakeups.notify_all)
         self._polls = PollRecorder()
 
     def __repr__(self) -> str:
@@ -179,10 +183,14 @@ class SQLiteBackend(OpensAndCloses):
             return
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="tapeflow-sqlite")
         await self._run(self._connect)
+        if self._peers is not None:
+            self._peers.open()
 
     async def close(self) -> None:
         if self._executor is None:
             return
+        if self._peers is not None:
+            self._peers.close()
         await self._run(self._disconnect)
         self._executor.shutdown(wait=True)
         self._executor = None
@@ -251,10 +259,14 @@ class SQLiteBackend(OpensAndCloses):
             raise BackendUnavailable(f"SQLite database {self.path!r}: {exc}") from exc
 
     async def _write(self, fn: Write[_T]) -> _T:
-        """Run ``fn`` in one write transaction, then wake the topics it returns."""
+        """Run ``fn`` in one write transaction, then wake the topics it returns, here and in
+        the other processes on this file."""
         done: tuple[_T, Iterable[str]] = await self._run(self._transaction, fn)
         result, topics = done
+        topics = list(topics)
         self._wakeups.notify(topics)
+        if self._peers is not None:
+            self._peers.tell(topics)
         return result
 
     def _transaction(self, fn: Write[_T]) -> tuple[_T, Iterable[str]]:
@@ -440,7 +452,9 @@ class SQLiteBackend(OpensAndCloses):
 
     @property
     def wakes_other_processes(self) -> bool:
-        """No: other processes' commits are seen when the poll interval runs out."""
+        """No: other processes' commits wake watchers here when their datagrams arrive
+        (``peer_wakeups``), but a datagram may be dropped, so watchers still look again at
+        the poll interval, which bounds the wait for a lost one as before."""
         return False
 
     def watch(self, topics: Iterable[str], on_wake: Callable[[], None] | None = None) -> Watch:
