@@ -99,7 +99,14 @@ async def test_the_counters_move_and_the_worker_is_healthy(
         assert (health["healthy"], health["connected"], health["polling"]) == (True, True, True)
         assert health["last_claim_at"] is not None
         assert health["reason"] is None
-        status, text = await get(port, "/metrics")
+        # A result can be read the moment its commit is: the worker counts the ending
+        # after its commit returns, so the last one shows a moment later.
+        last = 'tapeflow_workflows_closed_total{status="failed",workflow="broken"}'
+        for _ in range(100):
+            status, text = await get(port, "/metrics")
+            if status != 200 or last in samples(text):
+                break
+            await asyncio.sleep(0.05)
         assert running.health().accepting_workflow_tasks
     assert status == 200
     seen = samples(text)
