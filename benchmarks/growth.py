@@ -54,6 +54,9 @@ CLOSED_TABLES = ("workflows", "history")
 
 OPEN_TABLES = ("workflow_tasks", "inbox", "activity_tasks")
 
+TEMPLATE = "template-"
+"""The ids of the real workflows the fill copies start so."""
+
 PENDING = 50
 """Claimable workflow tasks and activity tasks each, present while the plans are taken."""
 
@@ -108,7 +111,7 @@ async def run_templates(db: Database, count: int) -> None:
     ):
         client = tapeflow.Client(backend)
         for index in range(count):
-            handle = await client.start_workflow(one_step, index, id=f"template-{index}")
+            handle = await client.start_workflow(one_step, index, id=f"{TEMPLATE}{index}")
             await handle.result(timeout=60)
 
 
@@ -209,12 +212,13 @@ class Postgres:
         return [r[0] for r in rows]
 
     def fill(self, closed: int, days: float, batch: int) -> Figures:
-        """Copy the closed workflows there are (the templates) ``closed`` times."""
+        """Copy the templates ``closed`` times."""
         began = time.perf_counter()
         conn = self.conn
+        runs_before = _runs(conn)
         conn.execute(
             "CREATE TEMP TABLE tpl AS SELECT row_number() OVER (ORDER BY run_id) - 1 AS k, *"
-            " FROM workflows WHERE status = 'completed'"
+            f" FROM workflows WHERE id LIKE '{TEMPLATE}%' AND status = 'completed'"
         )
         conn.execute(
             "CREATE TEMP TABLE tpl_history AS SELECT t.k, h.seq, h.event"
@@ -260,7 +264,7 @@ class Postgres:
                 )
             print(f"  {hi:,} / {closed:,} ({time.perf_counter() - began:.0f}s)", flush=True)
         inserted = time.perf_counter() - began
-        _check_fill(conn, closed, templates)
+        _check_fill(conn, runs_before + closed)
         conn.execute("DROP TABLE tpl, tpl_history")
         conn.execute("VACUUM (ANALYZE)")
         return {
@@ -342,16 +346,21 @@ class Postgres:
         return plans
 
 
-def _check_fill(conn: Any, closed: int, templates: int) -> None:
-    """The schema holds the templates and their copies, and each run's history length is
+def _runs(conn: Any) -> int:
+    count: int = conn.execute("SELECT count(*) FROM workflows").fetchone()[0]
+    return count
+
+
+def _check_fill(conn: Any, runs_expected: int) -> None:
+    """The schema holds the runs it had and the copies, and each run's history length is
     the number of its events (summed: any copy short of events would show)."""
     runs, events, lengths = conn.execute(
         "SELECT (SELECT count(*) FROM workflows), (SELECT count(*) FROM history),"
         " (SELECT sum(history_length) FROM workflows)"
     ).fetchone()
-    if runs != closed + templates or events != lengths:
+    if runs != runs_expected or events != lengths:
         raise RuntimeError(
-            f"the fill is off: {runs} runs (expected {closed + templates}), {events} events"
+            f"the fill is off: {runs} runs (expected {runs_expected}), {events} events"
             f" (the runs' history lengths add up to {lengths})"
         )
 
@@ -388,9 +397,10 @@ class Sqlite:
     def fill(self, closed: int, days: float, batch: int) -> Figures:
         began = time.perf_counter()
         conn = self.conn
+        runs_before = _runs(conn)
         conn.execute(
             "CREATE TEMP TABLE tpl AS SELECT row_number() OVER (ORDER BY run_id) - 1 AS k, *"
-            " FROM workflows WHERE status = 'completed'"
+            f" FROM workflows WHERE id LIKE '{TEMPLATE}%' AND status = 'completed'"
         )
         conn.execute(
             "CREATE TEMP TABLE tpl_history AS SELECT t.k, h.seq, h.event"
@@ -441,7 +451,7 @@ class Sqlite:
             conn.execute("COMMIT")
             print(f"  {hi:,} / {closed:,} ({time.perf_counter() - began:.0f}s)", flush=True)
         inserted = time.perf_counter() - began
-        _check_fill(conn, closed, templates)
+        _check_fill(conn, runs_before + closed)
         conn.execute("DROP TABLE tpl")
         conn.execute("DROP TABLE tpl_history")
         conn.execute("DROP TABLE n")
@@ -644,6 +654,13 @@ def run(args: argparse.Namespace) -> Figures:
             after_delete = tool.sizes()
             kept["vacuum_seconds"] = tool.vacuum()
             after_vacuum = tool.sizes()
+            # As many closed workflows again: they take the space the delete freed.
+            kept["refill"] = (
+                tool.fill(kept["deleted"], 1.0, args.fill_batch) if kept["deleted"] else {}
+            )
+            after_refill = tool.sizes()
+            kept["mib_after_refill"] = _mib(after_refill)
+            kept["sizes_after_refill"] = after_refill
             kept["mib_before"] = _mib(before)
             kept["mib_after_delete"] = _mib(after_delete)
             kept["mib_after_vacuum"] = _mib(after_vacuum)
@@ -658,16 +675,18 @@ def run(args: argparse.Namespace) -> Figures:
             print(
                 f"  MiB: before {kept['mib_before']:.0f}, after the delete"
                 f" {kept['mib_after_delete']:.0f}, after VACUUM {kept['mib_after_vacuum']:.0f}"
-                f" ({kept['vacuum_seconds']:.0f}s)"
+                f" ({kept['vacuum_seconds']:.0f}s), after as many new closed workflows"
+                f" {kept['mib_after_refill']:.0f}"
             )
             for table in CLOSED_TABLES:
                 print(
                     f"  {table}: MiB {before[table]['total'] / 2**20:.0f} before,"
                     f" {after_delete[table]['total'] / 2**20:.0f} after the delete,"
-                    f" {after_vacuum[table]['total'] / 2**20:.0f} after VACUUM"
+                    f" {after_vacuum[table]['total'] / 2**20:.0f} after VACUUM,"
+                    f" {after_refill[table]['total'] / 2**20:.0f} after the refill"
                 )
             if args.backend == "sqlite":
-                files = [s["(file)"] for s in (before, after_delete, after_vacuum)]
+                files = [s["(file)"] for s in (before, after_delete, after_vacuum, after_refill)]
                 print(
                     "  SQLite file, MiB (of which free pages): "
                     + ", ".join(
