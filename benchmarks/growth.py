@@ -90,17 +90,47 @@ def _schema(db: Database) -> str:
 
 
 async def measure(db: Database, settings: Settings) -> Figures:
-    """The suite's one-activity throughput, then its latency, on ``db``."""
+    """The suite's one-activity throughput, then its latency, on ``db``. PostgreSQL: also
+    the blocks the throughput run's statements found outside shared buffers, by table (its
+    indexes counted with it), per workflow, and the WAL written meanwhile (the server's
+    whole: other databases' writes are in it)."""
     load = _load()
+    io_before = _block_reads(db) if db.kind == "postgres" else {}
     tput = await scenarios.throughput(db, settings, 1)
+    io_after = _block_reads(db) if db.kind == "postgres" else {}
     lat = await scenarios.latency(db, settings)
-    return {
+    figures: Figures = {
         "load_before": load,
         "load_after": _load(),
         "workflows_per_s": tput["workflows_per_s"],
         "latency_median_ms": lat["median_ms"],
         "latency_p95_ms": lat["p95_ms"],
     }
+    if io_before:
+        count = settings.sizes.throughput
+        figures["blocks_read_per_workflow"] = {
+            k: (io_after[k] - v) / count for k, v in io_before.items() if k != "wal"
+        }
+        figures["server_wal_bytes_per_workflow"] = (io_after["wal"] - io_before["wal"]) / count
+    return figures
+
+
+def _block_reads(db: Database) -> dict[str, int]:
+    """Blocks read from outside shared buffers so far, by table of the schema (heap, its
+    indexes and TOAST), and the server's WAL position."""
+    import psycopg
+
+    with psycopg.connect(db.server, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT relname, heap_blks_read + coalesce(idx_blks_read, 0)"
+            " + coalesce(toast_blks_read, 0) + coalesce(tidx_blks_read, 0)"
+            " FROM pg_statio_user_tables WHERE schemaname = %s",
+            (_schema(db),),
+        ).fetchall()
+        wal = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
+    out = {r[0]: int(r[1]) for r in rows}
+    out["wal"] = int(wal[0]) if wal else 0
+    return out
 
 
 async def run_templates(db: Database, count: int) -> None:
@@ -624,7 +654,15 @@ def run(args: argparse.Namespace) -> Figures:
                     print(
                         f"pair {index + 1} {label:>5}: {m['workflows_per_s']:7.1f} workflows/s,"
                         f" latency {m['latency_median_ms']:.1f} / {m['latency_p95_ms']:.1f} ms"
-                        f" (load {m['load_before']})",
+                        f" (load {m['load_before']})"
+                        + (
+                            f"; blocks read a workflow: workflows"
+                            f" {m['blocks_read_per_workflow'].get('workflows', 0):.1f},"
+                            f" history {m['blocks_read_per_workflow'].get('history', 0):.1f};"
+                            f" server WAL {m['server_wal_bytes_per_workflow'] / 1024:.1f} KiB"
+                            if "blocks_read_per_workflow" in m
+                            else ""
+                        ),
                         flush=True,
                     )
                 pairs.append(pair)
