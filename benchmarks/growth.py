@@ -10,7 +10,14 @@ BUFFERS)`` on PostgreSQL, with some claimable work present), and what retention 
 backend's own ``delete_closed`` in batches of ``--retention-batch``, with a retention
 (``--keep-days``) shorter than the oldest part of the fill, timed, and the bytes after it
 (PostgreSQL: before and after a plain ``VACUUM``, which makes the space reusable but does
-not give it back to the file system).
+not give it back to the file system; SQLite's ``VACUUM`` rewrites the file), and after as
+many new closed workflows as were deleted (how much of the freed space they take).
+PostgreSQL also reports, per workflow of each throughput run, the blocks its statements
+read from outside shared buffers by table, and the WAL the server wrote meanwhile (the
+whole server's: other databases' writes are in it).
+
+Both databases are dropped at the end (PostgreSQL: the two schemas in the database of
+``--postgres-url``, which must exist; SQLite: two files in a temporary folder).
 
 The fill. A closed workflow has rows in two tables: ``workflows`` (its run) and ``history``
 (its events); its task, inbox and activity rows were deleted when it ended. A few
