@@ -126,3 +126,42 @@ def test_the_sqlite_cross_process_benchmark_runs_and_prints_its_latencies() -> N
     assert done.returncode == 0, f"the benchmark failed:\n{done.stdout}\n{done.stderr}"
     for row in ("without wake-ups:", "with wake-ups:", "pickup", "wake-ups on, 1 idle peer:"):
         assert row in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_growth_benchmark_fills_measures_explains_and_deletes(
+    backend: str, tmp_path: Path, postgres_reachable: bool
+) -> None:
+    if backend == "postgres" and not postgres_reachable:
+        pytest.skip(f"postgres unreachable at {POSTGRES_URL} (CI=true makes this a failure)")
+    out = tmp_path / "growth.json"
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.growth",
+        f"--backend={backend}",
+        "--closed=2000",
+        "--fill-batch=700",
+        "--throughput=20",
+        "--latency-samples=5",
+        "--latency-warmup=1",
+        "--pairs=1",
+        "--workers=1",
+        f"--postgres-url={POSTGRES_URL}",
+        f"--json={out}",
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=200, check=False, env=env
+    )
+    assert done.returncode == 0, f"the benchmark failed:\n{done.stdout}\n{done.stderr}"
+    figures = json.loads(out.read_text())
+    per = figures["bytes_per_workflow"]
+    assert per["workflows"]["total"] > 0
+    assert per["history"]["total"] > 0
+    assert figures["summary"]["workflows_per_s"]["full"] > 0
+    assert set(figures["plans"]) >= {"next_due_workflow", "next_due_activity"}
+    assert figures["closed_scans"] == [], figures["plans"]
+    # The fill spans 10 days and retention keeps 9: about a tenth of it goes.
+    assert 150 <= figures["retention"]["deleted"] <= 250
+    assert figures["retention"]["finished"]
