@@ -54,10 +54,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument(
-        "--max-workflow-tasks", type=int, default=50, help="per worker (library default: 10)"
+        "--max-workflow-tasks", type=int, default=50, help="per worker (library default: 100)"
     )
     parser.add_argument(
-        "--max-activities", type=int, default=50, help="per worker (library default: 1)"
+        "--max-activities", type=int, default=50, help="per worker (library default: 100)"
     )
     parser.add_argument(
         "--poll-interval-ms",
