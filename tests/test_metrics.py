@@ -9,46 +9,13 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections import Counter
-from datetime import timedelta
 
 import pytest
 
 import tapeflow
-from tapeflow import activity, workflow
 from tapeflow.errors import InvalidArgument
 from tests.conftest import WorkerFactory
-
-ONCE_RETRY = tapeflow.RetryPolicy(initial_interval=timedelta(milliseconds=20), maximum_attempts=3)
-_attempts: Counter[str] = Counter()
-
-
-@activity.defn
-def double(x: int) -> int:
-    return 2 * x
-
-
-@activity.defn
-def fails_once(key: str) -> str:
-    _attempts[key] += 1
-    if _attempts[key] == 1:
-        raise ConnectionError("first attempt fails")
-    return "ok"
-
-
-@workflow.defn
-async def doubled(x: int) -> int:
-    return await workflow.execute_activity(double, x)
-
-
-@workflow.defn
-async def retried(key: str) -> str:
-    return await workflow.execute_activity(fails_once, key, retry=ONCE_RETRY)
-
-
-@workflow.defn
-async def broken(x: int) -> int:
-    raise ValueError("this workflow fails")
+from tests.observed_workflows import broken, double, doubled, fails_once, retried
 
 
 def free_port() -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -18,46 +17,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import tapeflow
-from tapeflow import activity, workflow
+from tapeflow import workflow
 from tapeflow.errors import InvalidArgument
 from tapeflow.history import WorkflowExecutionStarted
 from tests.conftest import WorkerFactory
-
-RETRY = tapeflow.RetryPolicy(initial_interval=timedelta(milliseconds=20), maximum_attempts=3)
-_attempts: Counter[str] = Counter()
-
-
-@activity.defn
-def double(x: int) -> int:
-    return 2 * x
-
-
-@activity.defn
-def fails_once(key: str) -> str:
-    _attempts[key] += 1
-    if _attempts[key] == 1:
-        raise ConnectionError("first attempt fails")
-    return "ok"
-
-
-@workflow.defn
-async def doubled(x: int) -> int:
-    return await workflow.execute_activity(double, x)
+from tests.observed_workflows import broken, double, doubled, fails_once, retried
 
 
 @workflow.defn
 async def parent(x: int) -> int:
     return await workflow.execute_child_workflow(doubled, x, id=f"{workflow.info().workflow_id}-c")
-
-
-@workflow.defn
-async def retried(key: str) -> str:
-    return await workflow.execute_activity(fails_once, key, retry=RETRY)
-
-
-@workflow.defn
-async def broken(x: int) -> int:
-    raise ValueError("this workflow fails")
 
 
 @workflow.defn
