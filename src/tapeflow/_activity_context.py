@@ -24,10 +24,6 @@ class ActivityInfo:
     """Name of the workflow that scheduled it."""
     heartbeat_details: Any = None
     """The details the previous attempt last recorded with ``activity.heartbeat``."""
-    started_at: datetime | None = None
-    """When this attempt was leased, on the backend's clock (in a queue with limits: when it
-    was admitted); None for one its workflow's worker took in the very commit that
-    scheduled it (``WorkerOptions.eager_activities``)."""
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -114,32 +114,3 @@ async def test_an_activity_outcome_resumes_its_free_workflow_task_for_the_caller
     assert len(again.inbox) == 2
     elsewhere = await capability(backend).reclaim(task.run_id, Take("else", LEASE))
     assert elsewhere.workflow_task is None
-
-
-@activity.defn
-async def leased_when() -> str | None:
-    started = activity.info().started_at
-    return None if started is None else started.isoformat()
-
-
-@workflow.defn
-async def asks_when_leased() -> str | None:
-    return await workflow.execute_activity(leased_when)
-
-
-async def test_an_attempt_knows_when_it_was_leased_unless_taken_eagerly(
-    client: tapeflow.Client, worker: WorkerFactory, handoffs: bool
-) -> None:
-    async with worker(workflows=[asks_when_leased], activities=[leased_when]):
-        eager = await (await client.start_workflow(asks_when_leased)).result(timeout=10)
-    if handoffs:  # taken in the commit that scheduled it: no lease time
-        assert eager is None
-    else:  # no hand-offs: the worker claims its own activity
-        assert eager is not None
-    handle = await client.start_workflow(asks_when_leased)
-    async with worker(workflows=[asks_when_leased]), worker(activities=[leased_when]):
-        claimed = await handle.result(timeout=10)
-    assert claimed is not None
-    record = await handle.describe()
-    assert record.completed_at is not None
-    assert record.created_at <= datetime.fromisoformat(claimed) <= record.completed_at

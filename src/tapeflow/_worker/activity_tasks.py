@@ -115,7 +115,6 @@ class ActivityTaskRunner:
                 attempt=task.attempt,
                 scheduled_by=task.workflow_name,
                 heartbeat_details=task.heartbeat_details,
-                started_at=task.leased_at,
             )
         )
         outcome: ActivityCompleted | ActivityFailed
