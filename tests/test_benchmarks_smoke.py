@@ -14,18 +14,24 @@ from pathlib import Path
 
 import pytest
 
+from tests.conformance.plugin import unavailable
+from tests.conftest import POSTGRES_URL
+
 ROOT = Path(__file__).resolve().parents[1]
-POSTGRES_URL = os.environ.get(
-    "TAPEFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+
+
+def _need_postgres(reachable: bool) -> None:
+    """Skip without a PostgreSQL to run on, or fail under CI=true."""
+    if not reachable:
+        unavailable("postgres", f"unreachable at {POSTGRES_URL}")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_the_suite_runs_with_tiny_sizes_and_prints_its_table(
     backend: str, tmp_path: Path, postgres_reachable: bool
 ) -> None:
-    if backend == "postgres" and not postgres_reachable:
-        pytest.skip(f"postgres unreachable at {POSTGRES_URL} (CI=true makes this a failure)")
+    if backend == "postgres":
+        _need_postgres(postgres_reachable)
     command = [
         sys.executable,
         "-m",
@@ -55,8 +61,7 @@ def test_the_suite_runs_with_tiny_sizes_and_prints_its_table(
 
 
 def test_the_visibility_benchmark_runs_and_drops_its_schema(postgres_reachable: bool) -> None:
-    if not postgres_reachable:
-        pytest.skip(f"postgres unreachable at {POSTGRES_URL} (CI=true makes this a failure)")
+    _need_postgres(postgres_reachable)
     command = [
         sys.executable,
         "-m",
@@ -78,8 +83,8 @@ def test_the_visibility_benchmark_runs_and_drops_its_schema(postgres_reachable: 
 def test_the_schedules_benchmark_runs_and_prints_its_lateness(
     backend: str, postgres_reachable: bool
 ) -> None:
-    if backend == "postgres" and not postgres_reachable:
-        pytest.skip(f"postgres unreachable at {POSTGRES_URL} (CI=true makes this a failure)")
+    if backend == "postgres":
+        _need_postgres(postgres_reachable)
     command = [
         sys.executable,
         "-m",
@@ -132,8 +137,8 @@ def test_the_sqlite_cross_process_benchmark_runs_and_prints_its_latencies() -> N
 def test_the_growth_benchmark_fills_measures_explains_and_deletes(
     backend: str, tmp_path: Path, postgres_reachable: bool
 ) -> None:
-    if backend == "postgres" and not postgres_reachable:
-        pytest.skip(f"postgres unreachable at {POSTGRES_URL} (CI=true makes this a failure)")
+    if backend == "postgres":
+        _need_postgres(postgres_reachable)
     out = tmp_path / "growth.json"
     command = [
         sys.executable,
