@@ -253,14 +253,7 @@ class Postgres:
         began = time.perf_counter()
         conn = self.conn
         runs_before = _runs(conn)
-        conn.execute(
-            "CREATE TEMP TABLE tpl AS SELECT row_number() OVER (ORDER BY run_id) - 1 AS k, *"
-            f" FROM workflows WHERE id LIKE '{TEMPLATE}%' AND status = 'completed'"
-        )
-        conn.execute(
-            "CREATE TEMP TABLE tpl_history AS SELECT t.k, h.seq, h.event"
-            " FROM tpl t JOIN history h ON h.run_id = t.run_id"
-        )
+        _copy_templates(conn)
         templates: int = conn.execute("SELECT count(*) FROM tpl").fetchone()[0]  # type: ignore[index]
         moved = {"run_id", "id", "created_at", "start_at", "completed_at"}
         kept = [c for c in self._columns("workflows") if c not in moved]
@@ -383,6 +376,19 @@ class Postgres:
         return plans
 
 
+def _copy_templates(conn: Any) -> None:
+    """The template runs (numbered ``k`` from 0) and their histories, as temporary tables
+    the fill copies from: the same SQL on both backends."""
+    conn.execute(
+        "CREATE TEMP TABLE tpl AS SELECT row_number() OVER (ORDER BY run_id) - 1 AS k, *"
+        f" FROM workflows WHERE id LIKE '{TEMPLATE}%' AND status = 'completed'"
+    )
+    conn.execute(
+        "CREATE TEMP TABLE tpl_history AS SELECT t.k, h.seq, h.event"
+        " FROM tpl t JOIN history h ON h.run_id = t.run_id"
+    )
+
+
 def _runs(conn: Any) -> int:
     count: int = conn.execute("SELECT count(*) FROM workflows").fetchone()[0]
     return count
@@ -435,14 +441,7 @@ class Sqlite:
         began = time.perf_counter()
         conn = self.conn
         runs_before = _runs(conn)
-        conn.execute(
-            "CREATE TEMP TABLE tpl AS SELECT row_number() OVER (ORDER BY run_id) - 1 AS k, *"
-            f" FROM workflows WHERE id LIKE '{TEMPLATE}%' AND status = 'completed'"
-        )
-        conn.execute(
-            "CREATE TEMP TABLE tpl_history AS SELECT t.k, h.seq, h.event"
-            " FROM tpl t JOIN history h ON h.run_id = t.run_id"
-        )
+        _copy_templates(conn)
         conn.execute("CREATE TEMP TABLE n (g INTEGER PRIMARY KEY, run_id, id, at)")
         templates: int = conn.execute("SELECT count(*) FROM tpl").fetchone()[0]
         columns = [r[1] for r in conn.execute("PRAGMA table_info(workflows)")]

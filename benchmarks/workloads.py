@@ -3,7 +3,9 @@ measured is tapeflow (claims, commits, replay, wake-ups), not the work."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from tapeflow import activity, workflow
 
@@ -23,10 +25,7 @@ async def one_step(value: int) -> int:
 @workflow.defn
 async def sequential(steps: int) -> int:
     """``steps`` activities, one after the other."""
-    value = 0
-    for _ in range(steps):
-        value = await workflow.execute_activity(step, value)
-    return value
+    return await _chain(step, steps)
 
 
 @workflow.defn
@@ -52,9 +51,14 @@ def sync_step(value: int) -> int:
 @workflow.defn
 async def sync_sequential(steps: int) -> int:
     """``steps`` runs of ``sync_step``, one after the other."""
-    value = 0
+    return await _chain(sync_step, steps)
+
+
+async def _chain(activity: Callable[[int], Any], steps: int) -> int:
+    """``activity`` ``steps`` times, each on the last one's result, from 0."""
+    value: int = 0
     for _ in range(steps):
-        value = await workflow.execute_activity(sync_step, value)
+        value = await workflow.execute_activity(activity, value)
     return value
 
 
