@@ -31,10 +31,13 @@ LEASE = timedelta(seconds=1.5)
 
 told: list[str] = []
 """What the activities below saw: ``"<name> cancelled"`` when told to stop."""
+running: list[str] = []
+"""The labels ``slow_async`` attempts began with: an attempt can be told only once it runs."""
 
 
 @activity.defn
 async def slow_async(label: str) -> str:
+    running.append(label)
     try:
         await asyncio.sleep(60)
     except asyncio.CancelledError:
@@ -140,6 +143,7 @@ def _count(events: list[HistoryEvent], kind: type) -> int:
 @pytest.fixture(autouse=True)
 def _fresh_told() -> None:
     told.clear()
+    running.clear()
 
 
 @pytest.mark.parametrize("what", ["activity", "timer", "event", "gather"])
@@ -218,6 +222,8 @@ async def test_a_cleanup_that_waits_can_itself_be_terminated(
         await has_run(client, handle.id)
         await handle.cancel(reason="stop")
         await history_has(client, handle.id, lambda e: isinstance(e, ActivityScheduled))
+        # Scheduled is not started: a terminate before its attempt runs has no one to tell.
+        await eventually(lambda: _async_true("cleanup" in running), "the cleanup runs")
         await handle.terminate(reason="cleanup hangs")
         with pytest.raises(tapeflow.WorkflowTerminated) as raised:
             await handle.result(timeout=10)
